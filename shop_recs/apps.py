@@ -1,0 +1,20 @@
+"""App config: gives ``SHOP_RECS_PRODUCT_MODEL`` its default and registers the checks."""
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+
+class ShopRecsConfig(AppConfig):
+    name = "shop_recs"
+    verbose_name = _("Recommendations")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from shop_recs import checks  # noqa: F401  (registers the checks)
+        from shop_recs.conf import DEFAULT_PRODUCT_MODEL
+
+        # Django resolves swappable dependencies through the setting itself, so a shop
+        # that keeps the default product model need not write it down.
+        if not hasattr(settings, "SHOP_RECS_PRODUCT_MODEL"):
+            settings.SHOP_RECS_PRODUCT_MODEL = DEFAULT_PRODUCT_MODEL

@@ -1,0 +1,90 @@
+"""System checks for shop_recs (ids ``shop_recs.E0xx`` / ``W0xx``), each with a hint.
+
+* E001 unknown key in ``SHOP_RECS``
+* E002 a value of the wrong type or out of range
+* E003 ``SHOP_RECS_PRODUCT_MODEL`` is malformed or not installed
+* E004 the product field map names fields the product model does not have
+* W001 torch is not installed (training cannot run; serving still works)
+"""
+
+import importlib.util
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from shop_recs.conf import DEFAULTS, RANGES, recs_settings
+
+
+@checks.register()
+def check_settings(app_configs=None, **kwargs):
+    errors = []
+    user = getattr(settings, "SHOP_RECS", {})
+    if not isinstance(user, dict):
+        return [checks.Error("SHOP_RECS must be a dict.", id="shop_recs.E002",
+                             hint="Set SHOP_RECS = {...} in your settings.")]
+    for key in sorted(set(user) - set(DEFAULTS)):
+        errors.append(checks.Error(
+            f"Unknown setting SHOP_RECS[{key!r}].",
+            hint=f"Valid keys: {', '.join(sorted(DEFAULTS))}.",
+            obj="SHOP_RECS", id="shop_recs.E001",
+        ))
+    for key, (low, high) in RANGES.items():
+        value = user.get(key, DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            errors.append(checks.Error(
+                f"SHOP_RECS[{key!r}] is {value!r}; it must be a number from {low} to {high}.",
+                hint=f"Remove it to use the default ({DEFAULTS[key]!r}).",
+                obj="SHOP_RECS", id="shop_recs.E002",
+            ))
+    if not isinstance(user.get("PRODUCT_FIELDS", {}), dict):
+        errors.append(checks.Error(
+            "SHOP_RECS['PRODUCT_FIELDS'] must be a dict of field names.",
+            hint='For example {"name": "title", "in_stock": None}.',
+            obj="SHOP_RECS", id="shop_recs.E002",
+        ))
+    return errors
+
+
+@checks.register(checks.Tags.models)
+def check_product_model(app_configs=None, **kwargs):
+    try:
+        adapter_class = import_string(recs_settings.PRODUCT_ADAPTER)
+    except ImportError as exc:
+        return [checks.Error(
+            f"SHOP_RECS['PRODUCT_ADAPTER'] cannot be imported: {exc}",
+            hint="Give the dotted path of a ProductAdapter subclass.",
+            obj="SHOP_RECS", id="shop_recs.E003",
+        )]
+    try:
+        adapter = adapter_class(overrides=recs_settings.PRODUCT_FIELDS or {})
+    except (ImproperlyConfigured, TypeError, AttributeError) as exc:
+        return [checks.Error(
+            str(exc),
+            hint="SHOP_RECS_PRODUCT_MODEL must name an installed model as 'app_label.Model', "
+                 "and PRODUCT_FIELDS may only override the adapter's keys.",
+            obj="SHOP_RECS_PRODUCT_MODEL", id="shop_recs.E003",
+        )]
+    missing = adapter.field_errors()
+    if missing:
+        return [checks.Error(
+            f"The product model {adapter.model._meta.label} has no field for: "
+            f"{', '.join(missing)}.",
+            hint="Map each key to a field of your product model in SHOP_RECS['PRODUCT_FIELDS'], "
+                 "or to None when the model has no such field.",
+            obj=adapter.model, id="shop_recs.E004",
+        )]
+    return []
+
+
+@checks.register()
+def check_torch(app_configs=None, **kwargs):
+    if importlib.util.find_spec("torch") is None:
+        return [checks.Warning(
+            "torch is not installed: training runs cannot start on this machine.",
+            hint="Install torch on the machines that run the training worker; "
+                 "web processes serve recommendations without it.",
+            id="shop_recs.W001",
+        )]
+    return []

@@ -1,0 +1,210 @@
+"""Bulk import of historical orders from CSV files into ``Interaction`` purchases.
+
+Usage::
+
+    from shop_recs.importer import import_orders
+    result = import_orders(["orders.csv.gz"], fmt="generic")
+    result.imported, result.report.skipped
+
+Files are streamed in chunks (``SHOP_RECS["IMPORT_CHUNK_SIZE"]`` lines), each chunk
+written in one transaction. Every line carries a stable key (see
+``shop_recs.ml.orders``), unique in the database, so importing a file again, or
+re-running after a crash midway, adds nothing twice. Products are created by SKU, and
+their name and price follow the newest line read.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import connections, router, transaction
+
+from shop_recs.conf import recs_settings
+from shop_recs.ingest import pseudonymise
+from shop_recs.ml.orders import CleaningReport, iter_clean_chunks
+from shop_recs.models import Interaction
+from shop_recs.products import get_adapter
+
+logger = logging.getLogger(__name__)
+
+# Stay under SQLite's historical limit of 999 parameters per statement.
+LOOKUP_BATCH = 900
+INSERT_BATCH = 10_000
+INSERT_FIELDS = ("product", "kind", "visitor_id", "order_id", "quantity", "unit_price",
+                 "timestamp", "source", "widget", "line_key")
+
+
+@dataclass
+class ImportResult:
+    report: CleaningReport = field(default_factory=CleaningReport)
+    imported: int = 0
+    already_imported: int = 0
+    orders: set = field(default_factory=set)
+    products_created: int = 0
+    products_updated: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self):
+        return self.report.read / self.seconds if self.seconds else 0.0
+
+
+def _batches(items, size=LOOKUP_BATCH):
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _money(value):
+    if value != value:  # NaN: no price on the line
+        return None
+    return Decimal(repr(round(float(value), 2)))
+
+
+class _Importer:
+    """State kept across chunks: known products, their newest name and price, visitor ids.
+
+    Lines are written with one ``executemany`` per batch rather than through model
+    instances: the import is dominated by per-object ORM overhead otherwise.
+    """
+
+    def __init__(self, result):
+        self.result = result
+        self.adapter = get_adapter()
+        self.model = self.adapter.model
+        self.sku_field = self.adapter.lookup_field()
+        self.pk_values = {}  # sku -> primary key as the database stores it
+        self.newest = {}  # sku -> (timestamp, name, price, category) of the newest line
+        self.visitors = {}
+
+    def track_products(self, chunk):
+        newest = chunk.sort_values("timestamp", kind="stable").drop_duplicates(
+            "product_id", keep="last")
+        for sku, ts, name, price, category in zip(
+            newest["product_id"], newest["timestamp"], newest["product_name"],
+            newest["unit_price"].tolist(), newest["category"],
+        ):
+            known = self.newest.get(sku)
+            if known is None or ts >= known[0]:
+                self.newest[sku] = (ts, name or (known[1] if known else ""), price, category)
+
+    def ensure_products(self, skus):
+        """Create the products among ``skus`` that do not exist yet."""
+        connection = connections[router.db_for_write(self.model)]
+        pk_field = self.model._meta.pk
+        unknown = [sku for sku in set(skus) if sku not in self.pk_values]
+        found = {}
+        for batch in _batches(unknown):
+            found.update(self.model.objects.filter(
+                **{f"{self.sku_field}__in": batch}).values_list(self.sku_field, "pk"))
+        to_create = []
+        for sku in unknown:
+            if sku not in found:
+                _, name, price, category = self.newest[sku]
+                to_create.append(self.adapter.new_product(sku, name or sku, _money(price),
+                                                          category))
+        self.model.objects.bulk_create(to_create, batch_size=500)
+        found.update((str(getattr(p, self.sku_field)), p.pk) for p in to_create)
+        self.result.products_created += len(to_create)
+        for sku, pk in found.items():
+            self.pk_values[str(sku)] = pk_field.get_db_prep_value(pk, connection)
+
+    def update_products(self):
+        """Give every product seen the name and price of its newest line."""
+        name_field, price_field = self.adapter.writable("name"), self.adapter.writable("price")
+        fields = [f for f in (name_field, price_field) if f]
+        if not fields:
+            return
+        for batch in _batches(self.newest):
+            changed = []
+            for product in self.model.objects.filter(**{f"{self.sku_field}__in": batch}):
+                _, name, price, _ = self.newest[str(getattr(product, self.sku_field))]
+                price = _money(price)
+                dirty = False
+                if name_field and name and getattr(product, name_field) != name:
+                    setattr(product, name_field, name)
+                    dirty = True
+                if price_field and price is not None and getattr(product, price_field) != price:
+                    setattr(product, price_field, price)
+                    dirty = True
+                if dirty:
+                    changed.append(product)
+            self.model.objects.bulk_update(changed, fields)
+            self.result.products_updated += len(changed)
+
+    def visitor(self, customer_id):
+        if not customer_id:
+            return ""
+        if customer_id not in self.visitors:
+            self.visitors[customer_id] = pseudonymise("customer", customer_id)
+        return self.visitors[customer_id]
+
+    def write(self, chunk):
+        self.track_products(chunk)
+        existing = set()
+        for batch in _batches(chunk["line_key"].tolist()):
+            existing.update(
+                Interaction.objects.filter(line_key__in=batch).values_list("line_key", flat=True))
+        if existing:
+            chunk = chunk[~chunk["line_key"].isin(existing)]
+            self.result.already_imported += len(existing)
+        if chunk.empty:
+            return
+        self.ensure_products(chunk["product_id"].unique())
+        connection = connections[router.db_for_write(Interaction)]
+        adapt = connection.ops.adapt_datetimefield_value
+        rows = [
+            (self.pk_values[sku], Interaction.Kind.PURCHASE.value, self.visitor(customer),
+             order_id, quantity, None if price != price else round(price, 3), adapt(ts),
+             Interaction.Source.IMPORT.value, "", key)
+            for order_id, sku, customer, quantity, price, key, ts in zip(
+                chunk["order_id"], chunk["product_id"], chunk["customer_id"],
+                chunk["quantity"].tolist(), chunk["unit_price"].tolist(),
+                chunk["line_key"].tolist(), chunk["timestamp"].dt.to_pydatetime(),
+            )
+        ]
+        with connection.cursor() as cursor:
+            for start in range(0, len(rows), INSERT_BATCH):
+                cursor.executemany(_insert_sql(connection), rows[start:start + INSERT_BATCH])
+        self.result.imported += len(rows)
+        self.result.orders.update(chunk["order_id"].unique())
+
+
+def _insert_sql(connection):
+    meta = Interaction._meta
+    columns = [meta.get_field(name).column for name in INSERT_FIELDS]
+    quote = connection.ops.quote_name
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(map(quote, columns))}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({quote(meta.get_field('line_key').column)}) DO NOTHING"
+    )
+
+
+def import_orders(paths, fmt="generic", chunk_size=None,
+                  progress: Callable[[ImportResult], None] | None = None) -> ImportResult:
+    """Import order lines from ``paths`` (plain or gzip CSV) and return the counts.
+
+    Raises ``shop_recs.ml.orders.OrderFileError`` before writing anything when a file
+    cannot be read or lacks required columns.
+    """
+    paths = list(paths)
+    result = ImportResult()
+    importer = _Importer(result)
+    started = time.monotonic()
+    chunk_size = chunk_size or recs_settings.IMPORT_CHUNK_SIZE
+    for _path, chunk in iter_clean_chunks(paths, fmt, chunk_size, result.report):
+        if not chunk.empty:
+            with transaction.atomic():
+                importer.write(chunk)
+        result.seconds = time.monotonic() - started
+        if progress:
+            progress(result)
+    with transaction.atomic():
+        importer.update_products()
+    result.seconds = time.monotonic() - started
+    logger.info("imported %d lines from %d file(s) in %.1f s", result.imported,
+                len(paths), result.seconds)
+    return result

@@ -1,0 +1,156 @@
+"""One small adapter between shop_recs and the shop's product model.
+
+shop_recs never assumes the product model's field names or that its primary key is an
+integer. Everything it needs (name, price, URL, image, stock, active flag, category)
+is read here. Shops with other field names set ``SHOP_RECS["PRODUCT_FIELDS"]``::
+
+    SHOP_RECS_PRODUCT_MODEL = "catalogue.Item"
+    SHOP_RECS = {"PRODUCT_FIELDS": {"sku": "code", "name": "title", "in_stock": None}}
+
+A field mapped to ``None`` does not exist on the model and its default is used
+(``in_stock`` and ``is_active`` default to true). Lookups may follow relations
+(``"category": "category__name"``). For anything more, subclass
+:class:`ProductAdapter` and point ``SHOP_RECS["PRODUCT_ADAPTER"]`` at it.
+"""
+
+import functools
+from decimal import Decimal
+
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db.models import Q
+from django.urls import NoReverseMatch, reverse
+from django.utils.module_loading import import_string
+
+from shop_recs.conf import product_model_label, recs_settings
+
+
+class ProductAdapter:
+    """Reads and writes the product fields shop_recs needs, through a field map."""
+
+    fields = {
+        "sku": "sku",
+        "name": "name",
+        "description": "description",
+        "price": "price",
+        "currency": "currency",
+        "image_url": "image_url",
+        "category": "category",
+        "in_stock": "in_stock",
+        "is_active": "is_active",
+    }
+    defaults = {
+        "sku": None,
+        "name": "",
+        "description": "",
+        "price": None,
+        "currency": None,
+        "image_url": "",
+        "category": "",
+        "in_stock": True,
+        "is_active": True,
+    }
+
+    def __init__(self, model=None, overrides=None):
+        self.model = model or get_product_model()
+        unknown = set(overrides or {}) - set(self.fields)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"SHOP_RECS['PRODUCT_FIELDS'] has unknown key(s): {', '.join(sorted(unknown))}"
+            )
+        self.fields = {**self.fields, **(overrides or {})}
+
+    def field_errors(self):
+        """Names in the field map that the product model does not have."""
+        errors = []
+        for key, path in self.fields.items():
+            if path is None:
+                continue
+            model = self.model
+            for part in path.split("__"):
+                try:
+                    field = model._meta.get_field(part)
+                except FieldDoesNotExist:
+                    errors.append(f"{key} -> {path}")
+                    break
+                model = field.related_model or model
+        return errors
+
+    def get(self, product, key):
+        path = self.fields[key]
+        if path is None:
+            value = self.defaults[key]
+            return recs_settings.DEFAULT_CURRENCY if key == "currency" else value
+        value = product
+        for part in path.split("__"):
+            value = getattr(value, part, None)
+            if value is None:
+                return self.defaults[key]
+        return value
+
+    def sku(self, product):
+        return str(self.get(product, "sku") if self.fields["sku"] else product.pk)
+
+    def name(self, product):
+        return str(self.get(product, "name"))
+
+    def price(self, product):
+        value = self.get(product, "price")
+        return None if value is None else Decimal(value)
+
+    def url(self, product):
+        if hasattr(product, "get_absolute_url"):
+            return product.get_absolute_url()
+        if recs_settings.PRODUCT_URL_NAME:
+            try:
+                return reverse(recs_settings.PRODUCT_URL_NAME, args=[product.pk])
+            except NoReverseMatch:
+                return ""
+        return ""
+
+    def available_q(self):
+        """Q object selecting products that may be recommended (active and in stock)."""
+        q = Q()
+        for key in ("is_active", "in_stock"):
+            if self.fields[key]:
+                q &= Q(**{self.fields[key]: True})
+        return q
+
+    def lookup_field(self):
+        """The field that holds the shop's product code (the primary key when unmapped)."""
+        return self.fields["sku"] or "pk"
+
+    def new_product(self, sku, name, price, category=""):
+        """An unsaved product for the order import; override when the model needs more."""
+        values = {"sku": sku, "name": name, "price": price, "category": category,
+                  "currency": recs_settings.DEFAULT_CURRENCY}
+        kwargs = {self.fields[k]: v for k, v in values.items()
+                  if self.fields.get(k) and "__" not in self.fields[k]}
+        return self.model(**kwargs)
+
+    def writable(self, key):
+        """Model field name to update for ``key`` during import, or None."""
+        path = self.fields.get(key)
+        return path if path and "__" not in path else None
+
+
+def get_product_model():
+    """The product model chosen by ``SHOP_RECS_PRODUCT_MODEL``."""
+    label = product_model_label()
+    try:
+        return apps.get_model(label, require_ready=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"SHOP_RECS_PRODUCT_MODEL must be of the form 'app_label.model_name', not {label!r}"
+        ) from exc
+    except LookupError as exc:
+        raise ImproperlyConfigured(
+            f"SHOP_RECS_PRODUCT_MODEL refers to model {label!r} that has not been installed"
+        ) from exc
+
+
+@functools.cache
+def get_adapter():
+    """The configured :class:`ProductAdapter`, built once per settings."""
+    adapter_class = import_string(recs_settings.PRODUCT_ADAPTER)
+    return adapter_class(overrides=recs_settings.PRODUCT_FIELDS)

@@ -1,0 +1,30 @@
+"""Fixtures shared by the Django tests: small CSV files and catalogue builders."""
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+# tests/hostshop runs in its own process with its own settings (another product model).
+collect_ignore = [] if os.environ.get("SHOP_RECS_HOSTSHOP_RUN") else ["hostshop"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def write_csv(tmp_path):
+    """Write lines to a CSV file (gzip when the name ends in .gz) and return its path."""
+
+    def write(lines, name="orders.csv"):
+        path = tmp_path / name
+        text = "\n".join(lines) + "\n"
+        if name.endswith(".gz"):
+            with gzip.open(path, "wt", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,70 @@
+"""shop_recs on a host shop's own product model (UUID key, other field names).
+
+Run in its own process by tests/test_host_product_model.py, with
+``--ds=tests.hostshop.settings``.
+"""
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.apps import apps
+from django.core import checks
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+
+from shop_recs.ingest import record_event, record_order
+from shop_recs.models import Interaction
+from shop_recs.products import get_adapter
+from tests.hostshop.models import Family, Item
+
+pytestmark = pytest.mark.django_db
+
+
+def test_default_product_table_is_not_created():
+    assert apps.get_model("shop_recs", "Product")._meta.swapped == "hostshop.Item"
+    assert "shop_recs_product" not in connection.introspection.table_names()
+    fk = Interaction._meta.get_field("product")
+    assert fk.related_model is Item and isinstance(fk.target_field, type(Item._meta.pk))
+
+
+def test_checks_pass_and_catch_a_wrong_field_map():
+    assert [m for m in checks.run_checks() if m.id.startswith("shop_recs")] == []
+    with override_settings(SHOP_RECS={"PRODUCT_FIELDS": {"name": "name"}}):
+        messages = [m for m in checks.run_checks() if m.id.startswith("shop_recs")]
+    assert [m.id for m in messages] == ["shop_recs.E004"]
+
+
+def test_adapter_reads_the_host_fields():
+    family = Family.objects.create(label="Kitchen")
+    item = Item.objects.create(code="K-1", title="Kettle", unit_cost="20.00", family=family,
+                               available=False)
+    adapter = get_adapter()
+    assert adapter.sku(item) == "K-1" and adapter.name(item) == "Kettle"
+    assert adapter.price(item) == Decimal("20.00")
+    assert adapter.get(item, "category") == "Kitchen"
+    assert adapter.get(item, "is_active") is True and adapter.get(item, "in_stock") is False
+    assert adapter.url(item) == "/items/K-1/"
+    assert list(Item.objects.filter(adapter.available_q())) == []
+
+
+def test_import_and_record_with_uuid_keys(tmp_path):
+    csv = tmp_path / "orders.csv"
+    csv.write_text(
+        "order_id,product_id,timestamp,quantity,unit_price,product_name\n"
+        "o1,K-1,2024-01-01T10:00:00,1,20.00,Kettle\n"
+        "o1,K-2,2024-01-01T10:00:00,2,4.00,Mug\n"
+        "o2,K-2,2024-01-02T10:00:00,1,4.50,Mug\n"
+    )
+    call_command("shop_recs_import_orders", str(csv), stdout=open("/dev/null", "w"))
+    call_command("shop_recs_import_orders", str(csv), stdout=open("/dev/null", "w"))
+    mug = Item.objects.get(code="K-2")
+    assert isinstance(mug.pk, uuid.UUID)
+    assert mug.title == "Mug" and mug.unit_cost == Decimal("4.50")
+    assert Interaction.objects.filter(product=mug).count() == 2
+    kettle = Item.objects.get(code="K-1")
+    record_order("web-1", [{"product": kettle}, {"product": mug, "quantity": 3}])
+    record_event(Interaction.Kind.VIEW, kettle, visitor_id="v")
+    assert Interaction.objects.filter(product=kettle).count() == 3
+    assert Interaction.objects.get(order_id="web-1", product=mug).quantity == 3

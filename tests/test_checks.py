@@ -1,0 +1,60 @@
+"""System checks: each id fires with a hint, and a correct configuration is silent."""
+
+from django.core import checks
+from django.test import override_settings
+
+from shop_recs.checks import check_product_model, check_settings, check_torch
+
+
+def ids(messages):
+    return sorted(m.id for m in messages)
+
+
+def test_demo_configuration_passes_every_check():
+    assert [m for m in checks.run_checks() if m.id.startswith("shop_recs")] == []
+
+
+@override_settings(SHOP_RECS={"IMPORT_CHUNKSIZE": 10, "DEFAULT_CURRENCY": "EUR"})
+def test_unknown_key_is_e001_with_the_valid_keys_as_hint():
+    (error,) = check_settings()
+    assert error.id == "shop_recs.E001" and "IMPORT_CHUNKSIZE" in error.msg
+    assert "IMPORT_CHUNK_SIZE" in error.hint
+
+
+def test_out_of_range_and_wrong_type_values_are_e002():
+    for value in (0, 10**9, "big", True):
+        with override_settings(SHOP_RECS={"IMPORT_CHUNK_SIZE": value}):
+            assert ids(check_settings()) == ["shop_recs.E002"]
+    with override_settings(SHOP_RECS={"PRODUCT_FIELDS": ["name"]}):
+        assert "shop_recs.E002" in ids(check_settings())
+    with override_settings(SHOP_RECS=["not", "a", "dict"]):
+        assert ids(check_settings()) == ["shop_recs.E002"]
+
+
+def test_misconfigured_product_model_is_e003():
+    with override_settings(SHOP_RECS_PRODUCT_MODEL="catalogue"):
+        (error,) = check_product_model()
+        assert error.id == "shop_recs.E003" and "app_label.model_name" in error.msg
+    with override_settings(SHOP_RECS_PRODUCT_MODEL="catalogue.Item"):
+        (error,) = check_product_model()
+        assert error.id == "shop_recs.E003" and "not been installed" in error.msg
+    with override_settings(SHOP_RECS={"PRODUCT_FIELDS": {"colour": "colour"}}):
+        assert ids(check_product_model()) == ["shop_recs.E003"]
+    with override_settings(SHOP_RECS={"PRODUCT_ADAPTER": "nowhere.Adapter"}):
+        assert ids(check_product_model()) == ["shop_recs.E003"]
+
+
+def test_field_map_naming_missing_fields_is_e004():
+    with override_settings(SHOP_RECS={"PRODUCT_FIELDS": {"name": "title",
+                                                         "category": "category__label"}}):
+        (error,) = check_product_model()
+    assert error.id == "shop_recs.E004"
+    assert "name -> title" in error.msg and "category -> category__label" in error.msg
+    assert "PRODUCT_FIELDS" in error.hint
+
+
+def test_missing_torch_is_a_warning_not_an_error(monkeypatch):
+    assert check_torch() == []
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    (warning,) = check_torch()
+    assert warning.id == "shop_recs.W001" and warning.level == checks.WARNING

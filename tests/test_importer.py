@@ -1,0 +1,117 @@
+"""The order import command: counts, idempotency, crash-and-resume, bad files."""
+
+from decimal import Decimal
+from unittest import mock
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from shop_recs import importer
+from shop_recs.ingest import pseudonymise
+from shop_recs.models import Interaction, Product
+
+pytestmark = pytest.mark.django_db
+
+GENERIC = [
+    "order_id,product_id,timestamp,customer_id,quantity,unit_price,product_name,category",
+    "o1,SKU-A,2024-03-01T10:00:00Z,c1,1,10.00,Teapot,kitchen",
+    "o1,SKU-B,2024-03-01T10:00:00Z,c1,2,3.50,Tea cosy,kitchen",
+    "o2,SKU-A,2024-03-02T11:00:00Z,,1,12.00,Teapot (large),kitchen",
+    "o2,SKU-C,2024-03-02T11:00:00Z,,1,1.25,Tea towel,linen",
+]
+
+
+def run(*args):
+    out = mock.Mock()
+    lines = []
+    out.write = lambda text, *a, **k: lines.append(text)
+    call_command("shop_recs_import_orders", *map(str, args), stdout=out, stderr=mock.Mock())
+    return "\n".join(lines)
+
+
+def test_import_creates_products_and_purchases(write_csv):
+    output = run(write_csv(GENERIC), "--format", "generic")
+    assert "Imported 4 purchase lines in 2 orders" in output
+    assert Interaction.objects.purchases().count() == 4
+    teapot = Product.objects.get(sku="SKU-A")
+    # The newest line gives the name and price.
+    assert teapot.name == "Teapot (large)" and teapot.price == Decimal("12.00")
+    assert Product.objects.get(sku="SKU-C").category == "linen"
+    line = Interaction.objects.get(order_id="o1", product__sku="SKU-B")
+    assert line.quantity == 2 and line.unit_price == Decimal("3.5")
+    assert line.visitor_id == pseudonymise("customer", "c1") != "c1"
+    assert Interaction.objects.get(order_id="o2", product=teapot).visitor_id == ""
+
+
+def test_reimporting_the_same_file_adds_nothing(write_csv):
+    path = write_csv(GENERIC, "orders.csv.gz")
+    run(path)
+    output = run(path)
+    assert "Imported 0 purchase lines" in output and "4 already imported" in output
+    assert Interaction.objects.count() == 4 and Product.objects.count() == 3
+
+
+def test_a_crash_midway_resumes_without_duplicates(write_csv):
+    path = write_csv(GENERIC)
+    real_write = importer._Importer.write
+    calls = []
+
+    def crash_on_second_chunk(self, chunk):
+        calls.append(len(chunk))
+        if len(calls) == 2:
+            real_write(self, chunk.iloc[:1])
+            raise RuntimeError("worker killed")
+        return real_write(self, chunk)
+
+    with mock.patch.object(importer._Importer, "write", crash_on_second_chunk):
+        with pytest.raises(RuntimeError):
+            run(path, "--chunk-size", "2")
+    # The first chunk was committed; the half-written second one rolled back.
+    assert Interaction.objects.count() == 2
+    output = run(path, "--chunk-size", "2")
+    assert "Imported 2 purchase lines" in output and "2 already imported" in output
+    assert Interaction.objects.count() == 4
+    assert Interaction.objects.values("line_key").distinct().count() == 4
+
+
+def test_missing_columns_fail_at_once_and_store_nothing(write_csv):
+    run(write_csv(GENERIC, "good.csv"))
+    bad = write_csv(["order_id,sku,when", "1,2,3"], "bad.csv")
+    with pytest.raises(CommandError, match="product_id, timestamp"):
+        run(write_csv(GENERIC, "more.csv"), bad)
+    assert Interaction.objects.count() == 4
+
+
+def test_bad_lines_are_skipped_and_reported(write_csv):
+    lines = GENERIC + [f"o3,SKU-D,yesterday-{n},,1,1.00,Mug,kitchen" for n in range(25)]
+    output = run(write_csv(lines))
+    assert "bad_timestamp" in output and "25" in output
+    assert output.count(": bad_timestamp") == 20  # first 20 shown
+    assert "orders.csv:6: bad_timestamp" in output
+    assert Interaction.objects.count() == 4
+
+
+def test_online_retail_cleaning_counts_are_printed(write_csv):
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    output = run(write_csv([
+        header,
+        "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,UK",
+        "C536379,85123A,WHITE HANGING HEART,-1,2010-12-01 09:41:00,2.55,14527,UK",
+        "536370,POST,POSTAGE,3,2010-12-01 08:45:00,18.0,12583,France",
+    ]), "--format", "online_retail")
+    assert "cancellation" in output and "non_product_code" in output
+    assert "lines/s" in output
+    assert list(Product.objects.values_list("sku", flat=True)) == ["85123A"]
+
+
+def test_html_in_product_names_is_stored_as_text(write_csv):
+    run(write_csv(["order_id,product_id,timestamp,product_name",
+                   'o1,X1,2024-01-01T00:00:00,"<script>alert(1)</script> Mug"']))
+    assert Product.objects.get(sku="X1").name == "<script>alert(1)</script> Mug"
+
+
+def test_command_rejects_nonsense_arguments(write_csv, tmp_path):
+    with pytest.raises(CommandError, match="no such file"):
+        run(tmp_path / "nope.csv")
+    with pytest.raises(CommandError, match="chunk-size"):
+        run(write_csv(GENERIC), "--chunk-size", "0")
