@@ -1,0 +1,193 @@
+"""The demo shop's session cart.
+
+A :class:`Cart` wraps ``request.session``; nothing is stored in the database until
+checkout. The session holds one dict, keyed by the product's primary key as a string
+(so any key type works), with the quantity and the optional attribution that tells
+which recommendation widget, bundle and training run led to the add::
+
+    {"42": {"quantity": 2}, "7": {"quantity": 1, "widget": "fbt", "bundle": 3, "run": 9}}
+
+Usage::
+
+    cart = Cart(request)
+    cart.add(product, 2, widget="fbt", bundle_ref=3, run_ref=9)
+    for line in cart.lines():          # one query, whatever the number of lines
+        line.product, line.quantity, line.line_total
+    cart.total()
+    record_order(order_id, [line.as_order_line() for line in cart.lines()])
+
+Products that were deleted or deactivated since they were added are dropped from the
+cart the next time its lines are read. ``cart_context`` is the template context
+processor that gives every page ``cart_count``.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+
+from shop_recs.conf import recs_settings
+from shop_recs.products import get_adapter, get_product_model
+
+SESSION_KEY = "shop_demo_cart"
+MAX_QUANTITY = 99
+
+
+@dataclass
+class CartLine:
+    """One product in the cart, with its current price read from the catalogue."""
+
+    product: object
+    quantity: int
+    unit_price: Decimal | None
+    currency: str
+    widget: str = ""
+    bundle_ref: int | None = None
+    run_ref: int | None = None
+
+    @property
+    def line_total(self):
+        return None if self.unit_price is None else self.unit_price * self.quantity
+
+    def as_order_line(self):
+        """This line as ``shop_recs.ingest.record_order`` expects it."""
+        return {
+            "product": self.product,
+            "quantity": self.quantity,
+            "unit_price": self.unit_price,
+            "widget": self.widget,
+            "bundle_ref": self.bundle_ref,
+            "run_ref": self.run_ref,
+        }
+
+
+class Cart:
+    """The products a visitor intends to buy, kept in their session."""
+
+    def __init__(self, request):
+        self.session = getattr(request, "session", None)
+        data = self.session.get(SESSION_KEY) if self.session is not None else None
+        self._data = data if isinstance(data, dict) else {}
+        self._lines = None
+
+    def __len__(self):
+        """Number of items (the sum of the quantities), read without a query."""
+        return sum(self._quantity(entry) for entry in self._data.values())
+
+    def __bool__(self):
+        return bool(self._data)
+
+    def __contains__(self, product_pk):
+        return str(product_pk) in self._data
+
+    def quantity_of(self, product_pk):
+        return self._quantity(self._data.get(str(product_pk), {}))
+
+    def add(self, product, quantity=1, *, widget="", bundle_ref=None, run_ref=None):
+        """Add ``quantity`` of ``product``; return the quantity now in the cart.
+
+        The quantity is capped at ``MAX_QUANTITY``. Attribution given here replaces
+        the line's earlier attribution; an add without attribution keeps it.
+        """
+        key = str(product.pk)
+        entry = dict(self._data.get(key, {}))
+        entry["quantity"] = min(self._quantity(entry) + int(quantity), MAX_QUANTITY)
+        if widget or bundle_ref is not None or run_ref is not None:
+            entry.update(widget=widget or "", bundle=bundle_ref, run=run_ref)
+        self._data[key] = entry
+        self._save()
+        return entry["quantity"]
+
+    def set_quantity(self, product_pk, quantity):
+        """Set a line's quantity (0 removes it); False when the product is not in the cart."""
+        key = str(product_pk)
+        if key not in self._data:
+            return False
+        if quantity <= 0:
+            return self.remove(product_pk)
+        self._data[key] = {**self._data[key], "quantity": min(int(quantity), MAX_QUANTITY)}
+        self._save()
+        return True
+
+    def remove(self, product_pk):
+        """Remove a line; False when the product was not in the cart."""
+        if self._data.pop(str(product_pk), None) is None:
+            return False
+        self._save()
+        return True
+
+    def clear(self):
+        self._data = {}
+        if self.session is not None and SESSION_KEY in self.session:
+            del self.session[SESSION_KEY]
+        self._lines = None
+
+    def lines(self):
+        """The cart's lines in the order they were added, fetched in one query."""
+        if self._lines is None:
+            self._lines = self._fetch_lines()
+        return self._lines
+
+    def products(self):
+        return [line.product for line in self.lines()]
+
+    def total(self):
+        """Sum of the line totals (lines without a price count as nothing)."""
+        return sum((line.line_total for line in self.lines() if line.line_total is not None),
+                   Decimal("0.00"))
+
+    def currency(self):
+        """Currency of the cart: its first product's, else the shop's default."""
+        lines = self.lines()
+        return lines[0].currency if lines else recs_settings.DEFAULT_CURRENCY
+
+    def _fetch_lines(self):
+        if not self._data:
+            return []
+        model = get_product_model()
+        adapter = get_adapter()
+        pks = []
+        for key in self._data:
+            try:
+                pks.append(model._meta.pk.to_python(key))
+            except ValidationError:
+                pass  # Not a key of this model: dropped below with the missing products.
+        products = {str(p.pk): p for p in model._default_manager.filter(pk__in=pks)
+                    if adapter.get(p, "is_active")}
+        stale = [key for key in self._data if key not in products]
+        if stale:
+            for key in stale:
+                del self._data[key]
+            self._save()
+        return [
+            CartLine(
+                product=products[key],
+                quantity=self._quantity(entry),
+                unit_price=adapter.price(products[key]),
+                currency=(adapter.get(products[key], "currency")
+                          or recs_settings.DEFAULT_CURRENCY),
+                widget=entry.get("widget") or "",
+                bundle_ref=entry.get("bundle"),
+                run_ref=entry.get("run"),
+            )
+            for key, entry in self._data.items()
+        ]
+
+    @staticmethod
+    def _quantity(entry):
+        try:
+            return max(int(entry.get("quantity", 0)), 0)
+        except (TypeError, ValueError, AttributeError):
+            return 0
+
+    def _save(self):
+        self._lines = None
+        if self.session is not None:
+            # Reassign: the session notices new keys, not changes inside a stored dict.
+            self.session[SESSION_KEY] = self._data
+            self.session.modified = True
+
+
+def cart_context(request):
+    """Template context processor: ``cart_count``, the number of items in the cart."""
+    return {"cart_count": len(Cart(request))}
