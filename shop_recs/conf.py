@@ -29,7 +29,7 @@ DEFAULTS = {
     "PRODUCT_URL_NAME": None,
     # Lines per database transaction in shop_recs_import_orders.
     "IMPORT_CHUNK_SIZE": 50_000,
-    # Stock codes that are fees or postage rather than products (added to the built-in list).
+    # Product ids the import drops as fees or postage (added to the built-in UCI list).
     "NON_PRODUCT_CODES": (),
     # Salt of the keyed hash that turns session keys and customer ids into visitor ids.
     "VISITOR_ID_SALT": "shop_recs.visitor",

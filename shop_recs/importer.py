@@ -195,7 +195,9 @@ def import_orders(paths, fmt="generic", chunk_size=None,
     importer = _Importer(result)
     started = time.monotonic()
     chunk_size = chunk_size or recs_settings.IMPORT_CHUNK_SIZE
-    for _path, chunk in iter_clean_chunks(paths, fmt, chunk_size, result.report):
+    chunks = iter_clean_chunks(paths, fmt, chunk_size, result.report,
+                               non_product_codes=recs_settings.NON_PRODUCT_CODES)
+    for _path, chunk in chunks:
         if not chunk.empty:
             with transaction.atomic():
                 importer.write(chunk)

@@ -115,3 +115,11 @@ def test_command_rejects_nonsense_arguments(write_csv, tmp_path):
         run(tmp_path / "nope.csv")
     with pytest.raises(CommandError, match="chunk-size"):
         run(write_csv(GENERIC), "--chunk-size", "0")
+
+
+def test_extra_non_product_codes_from_settings_are_dropped(write_csv, settings):
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "NON_PRODUCT_CODES": ["SKU-C"]}
+    output = run(write_csv(GENERIC))
+    assert "non_product_code" in output
+    assert not Product.objects.filter(sku="SKU-C").exists()
+    assert Interaction.objects.count() == 3

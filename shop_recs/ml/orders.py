@@ -168,7 +168,8 @@ def _normalise(raw: pd.DataFrame, mapping: dict[str, str], first_line: int) -> p
     return frame
 
 
-def _clean(frame: pd.DataFrame, fmt: str, path: Path, report: CleaningReport) -> pd.DataFrame:
+def _clean(frame: pd.DataFrame, fmt: str, path: Path, report: CleaningReport,
+           extra_codes: frozenset = frozenset()) -> pd.DataFrame:
     """Drop bad and non-basket lines, counting each by reason, in a fixed order."""
     checks = [
         ("missing_order_id", frame["order_id"] == "", True),
@@ -178,14 +179,16 @@ def _clean(frame: pd.DataFrame, fmt: str, path: Path, report: CleaningReport) ->
          | (frame["quantity"] % 1 != 0) | (frame["quantity"].abs() > 1e9), True),
         ("bad_unit_price", frame["_price_given"] & frame["unit_price"].isna(), True),
     ]
+    code = frame["product_id"]
+    non_product = code.isin(extra_codes)
     if fmt == "online_retail":
-        code = frame["product_id"]
+        non_product |= (code.str.upper().isin(NON_PRODUCT_CODES)
+                        | code.str.startswith(NON_PRODUCT_PREFIXES))
         checks += [
             ("cancellation", frame["order_id"].str.startswith("C"), False),
             ("bad_debt_adjustment", frame["order_id"].str.startswith("A"), False),
-            ("non_product_code", code.str.upper().isin(NON_PRODUCT_CODES)
-             | code.str.startswith(NON_PRODUCT_PREFIXES), False),
         ]
+    checks.append(("non_product_code", non_product, False))
     checks += [
         ("nonpositive_quantity", frame["quantity"] <= 0, False),
         ("nonpositive_price", frame["unit_price"] <= 0, False),
@@ -228,8 +231,12 @@ def iter_clean_chunks(
     fmt: str = "generic",
     chunksize: int = 100_000,
     report: CleaningReport | None = None,
+    non_product_codes: Iterable[str] = (),
 ) -> Iterator[tuple[Path, pd.DataFrame]]:
     """Yield ``(path, clean_chunk)`` for every file in order, updating ``report``.
+
+    ``non_product_codes`` are product ids to drop as fees or postage, in any format
+    (``online_retail`` also drops the UCI shop's own list).
 
     Headers of all files are checked before any line is read, so a file with missing
     columns fails at once with :class:`OrderFileError`.
@@ -240,7 +247,8 @@ def iter_clean_chunks(
         if not path.is_file():
             raise OrderFileError(f"{path}: no such file")
     mappings = [column_map(read_header(p), fmt, p) for p in paths]
-    seen: dict = {}
+    extra = frozenset(str(c) for c in non_product_codes)
+    seen: dict[int, int] = {}
     for file_no, (path, mapping) in enumerate(zip(paths, mappings)):
         with _open_text(path) as fh, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
@@ -255,7 +263,8 @@ def iter_clean_chunks(
                     report.read += len(raw)
                     frame = _normalise(raw, mapping, first_line)
                     first_line += len(raw)
-                    frame = _drop_seen(_clean(frame, fmt, path, report), seen, file_no, report)
+                    frame = _clean(frame, fmt, path, report, extra)
+                    frame = _drop_seen(frame, seen, file_no, report)
                     report.kept += len(frame)
                     yield path, frame[list(COLUMNS)].reset_index(drop=True)
             except pd.errors.ParserError as exc:
@@ -274,10 +283,12 @@ def _record_malformed(message: str, path: Path, report: CleaningReport) -> None:
 
 
 def read_orders(
-    paths: Iterable[Path | str], fmt: str = "generic", report: CleaningReport | None = None
+    paths: Iterable[Path | str], fmt: str = "generic", report: CleaningReport | None = None,
+    non_product_codes: Iterable[str] = (),
 ) -> pd.DataFrame:
     """All clean lines of ``paths`` in one frame (columns as in ``COLUMNS``)."""
-    chunks = [chunk for _, chunk in iter_clean_chunks(paths, fmt, report=report)]
+    chunks = [chunk for _, chunk in iter_clean_chunks(
+        paths, fmt, report=report, non_product_codes=non_product_codes)]
     if not chunks:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
     return pd.concat(chunks, ignore_index=True)
