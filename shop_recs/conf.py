@@ -33,11 +33,40 @@ DEFAULTS = {
     "NON_PRODUCT_CODES": (),
     # Salt of the keyed hash that turns session keys and customer ids into visitor ids.
     "VISITOR_ID_SALT": "shop_recs.visitor",
+    # Training: the Celery queue GPU workers consume, the device, and the time budget.
+    "TRAINING_QUEUE": "shop_recs.gpu",
+    "DEVICE": "auto",
+    "TIME_BUDGET_S": 240,
+    # Celery soft/hard time limits of a training task; keep them below the broker's
+    # visibility timeout (Redis: 3600 s by default) so a running task is not redelivered.
+    "TRAINING_SOFT_TIME_LIMIT": 1800,
+    "TRAINING_TIME_LIMIT": 2100,
+    # Deliveries of one run before it is failed (a worker killed mid-run is one delivery).
+    "TRAINING_MAX_ATTEMPTS": 3,
+    # Where checkpoints are written (safetensors + JSON manifest); None = MEDIA_ROOT/shop_recs.
+    "ARTIFACT_DIR": None,
+    # Published per product: complements in the FBT list, and proposed bundles.
+    "FBT_TOP_K": 10,
+    "BUNDLES_PER_PRODUCT": 3,
+    "BUNDLE_SIZE": 3,
+    # A rejected or approved bundle is proposed again only when the number of orders
+    # containing it grew by this factor.
+    "REPROPOSE_EVIDENCE_GROWTH": 2.0,
+    # Only approved bundles reach customers.
+    "REQUIRE_APPROVAL": True,
 }
 
 # (minimum, maximum) of numeric settings, checked by shop_recs.E002.
 RANGES = {
     "IMPORT_CHUNK_SIZE": (100, 1_000_000),
+    "TIME_BUDGET_S": (1, 86_400),
+    "TRAINING_SOFT_TIME_LIMIT": (10, 86_400),
+    "TRAINING_TIME_LIMIT": (10, 86_400),
+    "TRAINING_MAX_ATTEMPTS": (1, 20),
+    "FBT_TOP_K": (1, 100),
+    "BUNDLES_PER_PRODUCT": (0, 20),
+    "BUNDLE_SIZE": (2, 4),
+    "REPROPOSE_EVIDENCE_GROWTH": (1, 100),
 }
 
 

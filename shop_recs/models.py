@@ -103,3 +103,158 @@ class Interaction(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} of {self.product_id} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class TrainingRun(models.Model):
+    """One training job: extract baskets, train, evaluate against baselines, gate, publish.
+
+    At most one run is queued or running per database: ``pending`` is ``True`` only
+    then, and is unique (NULLs are not), so a second request cannot create another.
+    Exactly one succeeded run is ``is_active``: the one whose rows customers see.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices,
+                              default=Status.QUEUED)
+    pending = models.BooleanField(_("queued or running"), null=True, default=True, unique=True,
+                                  editable=False)
+    is_active = models.BooleanField(_("serving"), default=False)
+    trigger = models.CharField(_("started by"), max_length=40, blank=True,
+                               help_text=_("admin, command, schedule or api"))
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                     null=True, blank=True, related_name="+",
+                                     verbose_name=_("requested by"))
+    config = models.JSONField(_("configuration"), default=dict, blank=True)
+    device = models.CharField(_("device"), max_length=40, blank=True)
+    data_cutoff = models.DateTimeField(_("data cutoff"), null=True, blank=True)
+    counts = models.JSONField(_("data counts"), default=dict, blank=True)
+    progress = models.JSONField(_("progress"), default=dict, blank=True)
+    metrics = models.JSONField(_("metrics"), default=dict, blank=True)
+    gate = models.JSONField(_("gate decision"), default=dict, blank=True)
+    shipped_model = models.CharField(_("shipped model"), max_length=60, blank=True)
+    timings = models.JSONField(_("timings (s)"), default=dict, blank=True)
+    artifact_path = models.CharField(_("artifact path"), max_length=500, blank=True)
+    artifact_sha256 = models.CharField(_("artifact sha256"), max_length=64, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    task_id = models.CharField(_("Celery task id"), max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("last progress"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        get_latest_by = "created_at"
+        verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True),
+                                    name="shop_recs_one_active_run"),
+        ]
+        permissions = [("start_training", _("Can start training runs"))]
+
+    def __str__(self):
+        return f"Run {self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_finished(self):
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
+
+
+class Recommendation(models.Model):
+    """One entry of a product's published "frequently bought together" list."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="recommendations",
+                            verbose_name=_("training run"))
+    product = models.ForeignKey(product_model_label(), on_delete=models.CASCADE, related_name="+",
+                                verbose_name=_("product"))
+    recommended = models.ForeignKey(product_model_label(), on_delete=models.CASCADE,
+                                    related_name="+", verbose_name=_("recommended product"))
+    rank = models.PositiveSmallIntegerField(_("rank"))
+    score = models.FloatField(_("score"))
+    source = models.CharField(_("source"), max_length=40)
+    evidence = models.JSONField(_("evidence"), default=dict, blank=True)
+
+    class Meta:
+        ordering = ["product", "rank"]
+        verbose_name = _("recommendation")
+        verbose_name_plural = _("recommendations")
+        constraints = [
+            models.UniqueConstraint(fields=["run", "product", "rank"], name="shop_recs_fbt_rank"),
+        ]
+        indexes = [models.Index(fields=["product", "run", "rank"], name="shop_recs_fbt_lookup")]
+
+    def __str__(self):
+        return f"{self.product_id} → {self.recommended_id} (#{self.rank})"
+
+
+class Bundle(models.Model):
+    """A set of products offered together around an anchor product, reviewed by staff."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", _("proposed")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+        RETIRED = "retired", _("retired")
+
+    class Source(models.TextChoices):
+        MODEL = "model", _("learned model")
+        BASELINE = "baseline", _("baseline")
+        MANUAL = "manual", _("staff")
+
+    anchor = models.ForeignKey(product_model_label(), on_delete=models.CASCADE, related_name="+",
+                               verbose_name=_("anchor product"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices,
+                              default=Status.PROPOSED, db_index=True)
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices,
+                              default=Source.MODEL)
+    run = models.ForeignKey(TrainingRun, on_delete=models.SET_NULL, null=True, blank=True,
+                            related_name="bundles", verbose_name=_("proposed by run"))
+    score = models.FloatField(_("model score"), null=True, blank=True)
+    evidence = models.JSONField(_("evidence"), default=dict, blank=True)
+    # Sorted product keys of anchor + items: a rejected set is recognised in later runs.
+    signature = models.CharField(_("signature"), max_length=64, db_index=True)
+    discount_percent = models.DecimalField(_("discount (%)"), max_digits=4, decimal_places=1,
+                                           default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                    null=True, blank=True, related_name="+",
+                                    verbose_name=_("reviewed by"))
+
+    class Meta:
+        ordering = ["anchor", "-score"]
+        verbose_name = _("bundle")
+        verbose_name_plural = _("bundles")
+        permissions = [("review_bundle", _("Can approve, reject and retire bundles"))]
+
+    def __str__(self):
+        return f"Bundle {self.pk} around {self.anchor_id} ({self.get_status_display()})"
+
+
+class BundleItem(models.Model):
+    """A product in a bundle, in display order (the anchor is not repeated here)."""
+
+    bundle = models.ForeignKey(Bundle, on_delete=models.CASCADE, related_name="items",
+                               verbose_name=_("bundle"))
+    product = models.ForeignKey(product_model_label(), on_delete=models.CASCADE, related_name="+",
+                                verbose_name=_("product"))
+    position = models.PositiveSmallIntegerField(_("position"))
+
+    class Meta:
+        ordering = ["bundle", "position"]
+        verbose_name = _("bundle item")
+        verbose_name_plural = _("bundle items")
+        constraints = [
+            models.UniqueConstraint(fields=["bundle", "product"], name="shop_recs_bundle_product"),
+        ]
+
+    def __str__(self):
+        return f"{self.product_id} at {self.position}"

@@ -1,0 +1,153 @@
+"""The only bridge from the database to the learning core: purchases -> numpy baskets.
+
+Usage::
+
+    extract = extract_baskets(cutoff=timezone.now())
+    extract.baskets, extract.index, extract.attrs   # shop_recs.ml.types structures
+    extract.product_pk(j)                            # product pk of item column j
+
+Purchases are streamed from the database in chunks and kept as integer codes only,
+so memory stays bounded by the number of lines (a few bytes each), not by Python
+objects. Item ids in the :class:`~shop_recs.ml.types.ItemIndex` are product primary
+keys as strings (integer, UUID or text keys alike). No torch here.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+from shop_recs.models import Interaction
+from shop_recs.products import get_adapter
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 50_000
+
+
+class NotEnoughData(ValueError):
+    """The shop has too few orders or products to learn from."""
+
+
+@dataclass
+class Extract:
+    baskets: Baskets
+    index: ItemIndex
+    attrs: ItemAttributes
+    pks: list  # product primary keys, aligned with index.ids
+    lines: int
+    customers: int
+
+    def product_pk(self, item):
+        return self.pks[int(item)]
+
+    @property
+    def counts(self):
+        return {"orders": len(self.baskets), "lines": self.lines,
+                "products": len(self.index), "customers": self.customers}
+
+
+class _Codes:
+    """Assigns consecutive integer codes to values as they are first seen."""
+
+    def __init__(self):
+        self.codes = {}
+
+    def __call__(self, value):
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.codes)
+        return code
+
+
+def purchases(cutoff=None, exclude_visitors=()):
+    queryset = Interaction.objects.purchases().before(cutoff).exclude(order_id="")
+    if exclude_visitors:
+        queryset = queryset.exclude(visitor_id__in=list(exclude_visitors))
+    return queryset.order_by()
+
+
+def extract_baskets(cutoff=None, queryset=None, min_orders=2, min_products=2):
+    """Purchases made before ``cutoff`` as baskets (one per order), with product attributes.
+
+    Raises :class:`NotEnoughData` when fewer than ``min_orders`` orders or
+    ``min_products`` distinct products were bought.
+    """
+    queryset = purchases(cutoff) if queryset is None else queryset
+    orders, products, visitors = _Codes(), _Codes(), _Codes()
+    order_col, item_col, customer_col, time_parts = [], [], [], []
+    rows = queryset.values_list("order_id", "product_id", "visitor_id", "timestamp")
+    chunk_times = []
+    for order_id, product_id, visitor_id, timestamp in rows.iterator(chunk_size=CHUNK):
+        order_col.append(orders(order_id))
+        item_col.append(products(product_id))
+        customer_col.append(visitors(visitor_id) if visitor_id else -1)
+        chunk_times.append(timestamp)
+        if len(chunk_times) == CHUNK:
+            time_parts.append(_epoch(chunk_times))
+            chunk_times = []
+    time_parts.append(_epoch(chunk_times))
+    lines = len(order_col)
+    if len(orders.codes) < min_orders or len(products.codes) < min_products:
+        raise NotEnoughData(
+            f"need at least {min_orders} orders and {min_products} products to learn from; "
+            f"found {len(orders.codes)} order(s) with {len(products.codes)} product(s)"
+            + (f" before {cutoff:%Y-%m-%d %H:%M}" if cutoff else "")
+        )
+    frame = pd.DataFrame({
+        "order": np.asarray(order_col, dtype=np.int64),
+        "item": np.asarray(item_col, dtype=np.int32),
+        "customer": np.asarray(customer_col, dtype=np.int64),
+        "ts": np.concatenate(time_parts),
+    })
+    del order_col, item_col, customer_col, time_parts
+    baskets = _baskets(frame, len(products.codes))
+    pks = list(products.codes)
+    index = ItemIndex([str(pk) for pk in pks])
+    return Extract(baskets, index, product_attributes(pks), pks, lines, len(visitors.codes))
+
+
+def _epoch(timestamps):
+    """Epoch seconds of datetimes (or of the strings a raw backend returns)."""
+    if not timestamps:
+        return np.zeros(0, np.int64)
+    parsed = pd.to_datetime(pd.Series(timestamps, dtype=object), utc=True)
+    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+
+
+def _baskets(frame, n_items):
+    """CSR baskets: distinct items per order, orders sorted by their first timestamp."""
+    per_order = frame.groupby("order", sort=False).agg(ts=("ts", "min"),
+                                                       customer=("customer", "first"))
+    per_order = per_order.sort_values("ts", kind="stable")
+    rank = pd.Series(np.arange(len(per_order)), index=per_order.index)
+    lines = frame[["order", "item"]].drop_duplicates()
+    lines = lines.assign(pos=rank.reindex(lines["order"]).to_numpy()).sort_values(
+        ["pos", "item"], kind="stable")
+    counts = np.bincount(lines["pos"].to_numpy(), minlength=len(per_order))
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return Baskets(indptr=indptr, items=lines["item"].to_numpy(np.int32),
+                   timestamps=per_order["ts"].to_numpy(np.int64),
+                   customers=per_order["customer"].to_numpy(np.int64), n_items=n_items)
+
+
+def product_attributes(pks):
+    """Names, categories and prices of ``pks`` (in that order), read through the adapter."""
+    adapter = get_adapter()
+    model = adapter.model
+    found = {}
+    for start in range(0, len(pks), 900):
+        for product in model._default_manager.filter(pk__in=pks[start:start + 900]):
+            found[product.pk] = product
+    names, categories, prices = [], [], []
+    for pk in pks:
+        product = found.get(pk)
+        names.append(adapter.name(product) if product else "")
+        categories.append(str(adapter.get(product, "category") or "") if product else "")
+        price = adapter.price(product) if product else None
+        prices.append(float(price) if price is not None else np.nan)
+    return ItemAttributes(names=np.asarray(names, dtype=object),
+                          categories=np.asarray(categories, dtype=object),
+                          prices=np.asarray(prices, dtype=np.float64))

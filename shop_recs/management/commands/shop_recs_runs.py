@@ -1,0 +1,69 @@
+"""``manage.py shop_recs_runs [--json] [--limit N]``: training runs and what they published."""
+
+import json
+
+from django.core.management.base import BaseCommand
+from django.db.models import Count, Q
+
+from shop_recs.models import TrainingRun
+
+
+def run_summary(run):
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "active": run.is_active,
+        "trigger": run.trigger,
+        "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "device": run.device,
+        "data_cutoff": run.data_cutoff.isoformat() if run.data_cutoff else None,
+        "counts": run.counts,
+        "progress": {k: v for k, v in (run.progress or {}).items()
+                     if k in ("stage", "epoch", "percent", "examples_per_s")},
+        "gate": run.gate,
+        "test_metrics": (run.metrics or {}).get("test", {}),
+        "artifact_path": run.artifact_path,
+        "artifact_sha256": run.artifact_sha256,
+        "fbt_rows": run.fbt_rows,
+        "proposed_bundles": run.proposed_bundles,
+        "timings": run.timings,
+        "attempts": run.attempts,
+        "error": run.error,
+    }
+
+
+class Command(BaseCommand):
+    help = "List training runs with status, metrics, gate choice, artifact and published rows."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", dest="as_json",
+                            help="machine-readable output")
+        parser.add_argument("--limit", type=int, default=20)
+
+    def handle(self, *args, as_json=False, limit=20, **options):
+        runs = TrainingRun.objects.annotate(
+            fbt_rows=Count("recommendations", distinct=True),
+            proposed_bundles=Count("bundles", filter=Q(bundles__status="proposed"), distinct=True),
+        ).order_by("-created_at")[:max(limit, 1)]
+        summaries = [run_summary(r) for r in runs]
+        if as_json:
+            self.stdout.write(json.dumps(summaries, indent=2, default=str))
+            return
+        if not summaries:
+            self.stdout.write("No training runs yet. Start one with `manage.py shop_recs_train`.")
+            return
+        for s in summaries:
+            test = s["test_metrics"].get(s["gate"].get("chosen", ""), {})
+            self.stdout.write(
+                f"#{s['id']:<4} {s['status']:<9}{' *active*' if s['active'] else ''} "
+                f"{s['created_at'][:19]} device={s['device'] or '-'} "
+                f"shipped={s['gate'].get('chosen', '-')} "
+                f"anchor-NDCG@10={test.get('anchor_ndcg10', float('nan')):.4f} "
+                f"FBT rows={s['fbt_rows']} proposed bundles={s['proposed_bundles']}")
+            if s["artifact_path"]:
+                self.stdout.write(f"      artifact {s['artifact_path']} sha256 {s['artifact_sha256']}")
+            if s["error"]:
+                self.stdout.write(f"      error: {s['error']}")
+            elif s["progress"] and s["status"] == "running":
+                self.stdout.write(f"      progress: {s['progress']}")

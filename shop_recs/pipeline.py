@@ -1,0 +1,172 @@
+"""Training jobs: extract -> train -> evaluate -> gate -> publish, one function per job.
+
+``run_training(run_id)`` is what the Celery task calls. It is idempotent by run id: a
+finished run is left alone, and a run redelivered after its worker died starts over
+(up to ``TRAINING_MAX_ATTEMPTS`` deliveries). Publishing is one transaction, so the
+previously active run keeps serving until the new rows are all written.
+"""
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from shop_recs import data, publish
+from shop_recs.conf import recs_settings
+from shop_recs.ml.checkpoint import save_checkpoint
+from shop_recs.ml.fit import FitConfig, fit_shop
+from shop_recs.ml.train import resolve_device
+from shop_recs.models import TrainingRun
+from shop_recs.runs import finish
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 2.0
+
+
+class RunProgress:
+    """Writes training progress to the run row, at most every few seconds."""
+
+    def __init__(self, run):
+        self.run = run
+        self.last = 0.0
+        self.curve = {"evaluate": {"loss": [], "val_metric": []}, "refit": {"loss": []}}
+
+    def __call__(self, stage, report):
+        if report.kind == "epoch":
+            self.curve[stage]["loss"].append(round(float(report.loss), 5))
+            if stage == "evaluate":
+                self.curve[stage]["val_metric"].append(
+                    None if report.val_metric is None else round(float(report.val_metric), 5))
+        now = time.monotonic()
+        if report.kind != "epoch" and now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        evaluate = self.curve["evaluate"]
+        progress = {"stage": stage, "epoch": report.epoch,
+                    "percent": round(100 * float(report.fraction), 1),
+                    "examples_per_s": round(float(report.examples_per_s)),
+                    "loss": evaluate["loss"], "val_metric": evaluate["val_metric"],
+                    "refit_loss": self.curve["refit"]["loss"]}
+        TrainingRun.objects.filter(pk=self.run.pk).update(progress=progress,
+                                                          heartbeat_at=timezone.now())
+
+
+def artifact_root():
+    root = recs_settings.ARTIFACT_DIR or Path(settings.MEDIA_ROOT or ".") / "shop_recs"
+    return Path(root)
+
+
+def _claim(run_id, task_id):
+    """Mark the run running; None when there is nothing to do (finished or gone)."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_finished:
+            logger.info("training run %s: nothing to do (%s)", run_id,
+                        "missing" if run is None else run.status)
+            return None
+        if run.attempts >= recs_settings.TRAINING_MAX_ATTEMPTS:
+            finish(run, TrainingRun.Status.FAILED, error=(
+                f"delivered {run.attempts} times without finishing: the worker was lost each "
+                f"time (killed, or out of memory?)"))
+            return None
+        run.status = TrainingRun.Status.RUNNING
+        run.attempts += 1
+        run.task_id = task_id or run.task_id
+        run.started_at = run.heartbeat_at = timezone.now()
+        run.error = ""
+        run.save(update_fields=["status", "attempts", "task_id", "started_at", "heartbeat_at",
+                                "error"])
+        return run
+
+
+def _fit_config(run):
+    config = run.config or {}
+    return FitConfig(
+        time_budget_s=float(config.get("time_budget_s", recs_settings.TIME_BUDGET_S)),
+        epochs=int(config.get("epochs", 40)),
+        device=str(config.get("device", recs_settings.DEVICE)),
+        seed=int(config.get("seed", 0)),
+    )
+
+
+def _save_artifact(run, fitted, cutoff):
+    """Write the checkpoint into a temporary folder, then rename it into place."""
+    if fitted.model is None:
+        return "", ""
+    root = artifact_root()
+    final = root / f"run-{run.pk}"
+    tmp = root / f".run-{run.pk}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    manifest = save_checkpoint(tmp, fitted.model, fitted.index,
+                               data_cutoff=int(cutoff.timestamp()),
+                               metrics={"choice": fitted.choice},
+                               extra={"run": run.pk, "shipped": fitted.choice})
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return str(final), manifest["weights_sha256"]
+
+
+def run_training(run_id, task_id=""):
+    """Train, evaluate, gate and publish run ``run_id``; returns the run's final status."""
+    run = _claim(run_id, task_id)
+    if run is None:
+        return None
+    timings = {}
+    try:
+        started = time.monotonic()
+        cutoff = timezone.now()
+        extract = data.extract_baskets(cutoff=cutoff)
+        timings["extract"] = round(time.monotonic() - started, 2)
+        cfg = _fit_config(run)
+        device = resolve_device(cfg.device)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            data_cutoff=cutoff, counts=extract.counts, device=str(device),
+            config={**(run.config or {}), "fit": {"time_budget_s": cfg.time_budget_s,
+                                                  "epochs": cfg.epochs, "device": cfg.device,
+                                                  "seed": cfg.seed}})
+        t1 = time.monotonic()
+        fitted = fit_shop(extract.baskets, extract.index, extract.attrs, cfg,
+                          progress=RunProgress(run))
+        timings.update({k: round(v, 2) for k, v in fitted.timings.items()})
+        timings["fit"] = round(time.monotonic() - t1, 2)
+        t2 = time.monotonic()
+        path, sha = _save_artifact(run, fitted, cutoff)
+        timings["artifact"] = round(time.monotonic() - t2, 2)
+        pks = np.asarray(extract.pks, dtype=object)[extract.index.lookup(fitted.index.ids)]
+        t3 = time.monotonic()
+        rows = publish.build(fitted, list(pks))
+        timings["search"] = round(time.monotonic() - t3, 2)
+        run.refresh_from_db()
+        run.metrics = fitted.metrics | {"split": fitted.split}
+        run.gate = {"chosen": fitted.choice, "reason": fitted.reason}
+        run.shipped_model = fitted.choice[:60]
+        run.artifact_path, run.artifact_sha256 = path, sha
+        t4 = time.monotonic()
+        publish.activate(run, rows)
+        timings["publish"] = round(time.monotonic() - t4, 2)
+        timings["total"] = round(time.monotonic() - started, 2)
+        TrainingRun.objects.filter(pk=run.pk).update(timings=timings)
+    except data.NotEnoughData as exc:
+        finish(run, TrainingRun.Status.FAILED, error=f"not enough data: {exc}", timings=timings)
+        return TrainingRun.Status.FAILED
+    except ValueError as exc:  # the learning core's "too few orders" and similar data errors
+        finish(run, TrainingRun.Status.FAILED, error=f"cannot train on this data: {exc}",
+               timings=timings)
+        return TrainingRun.Status.FAILED
+    except (OperationalError, InterfaceError):
+        # Transient database trouble: the task retries and claims the run again.
+        raise
+    except Exception as exc:
+        logger.exception("training run %s failed", run_id)
+        finish(run, TrainingRun.Status.FAILED, error=f"{exc.__class__.__name__}: {exc}",
+               timings=timings)
+        raise
+    logger.info("training run %s succeeded: %s", run.pk, run.gate.get("reason"))
+    return TrainingRun.Status.SUCCEEDED

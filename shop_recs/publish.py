@@ -1,0 +1,168 @@
+"""Turning a fitted scorer into published rows: FBT lists and proposed bundles.
+
+``build(fitted, pks)`` computes the rows (numpy, no database writes);
+``activate(run, rows)`` writes them and makes ``run`` the serving run in one
+transaction, so customers see either the old run's rows or the new run's, never a mix.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from shop_recs.conf import recs_settings
+from shop_recs.ml.bundles import BundleRules, Evidence, search_bundles
+from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun
+from shop_recs.products import get_adapter
+from shop_recs.signals import run_activated
+
+logger = logging.getLogger(__name__)
+
+SCORE_CHUNK = 256
+MIN_BUNDLE_ORDERS = 2
+
+
+@dataclass
+class Rows:
+    fbt: list = field(default_factory=list)  # (product pk, recommended pk, rank, score, evidence)
+    bundles: list = field(default_factory=list)  # (anchor pk, [item pks], score, evidence)
+    source: str = ""
+
+
+def signature(pks):
+    """Order-independent key of a set of products (anchor included)."""
+    text = "\x1f".join(sorted(str(pk) for pk in pks))
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def _available(pks):
+    adapter = get_adapter()
+    model = adapter.model
+    ok = set()
+    for start in range(0, len(pks), 900):
+        ok.update(model._default_manager.filter(adapter.available_q(),
+                                                pk__in=pks[start:start + 900])
+                  .values_list("pk", flat=True))
+    return np.asarray([pk in ok for pk in pks], dtype=bool)
+
+
+def explanation(n_orders, lift):
+    times = f", {lift:.0f}× more often than chance" if lift >= 1.5 else ""
+    return f"bought together in {n_orders} order{'s' if n_orders != 1 else ''}{times}"
+
+
+def build(fitted, pks):
+    """FBT lists for every product of the shipped catalogue, and bundles around each."""
+    n = len(fitted.index)
+    allowed = _available(pks)
+    evidence = Evidence(fitted.baskets)
+    rows = Rows(source=fitted.choice)
+    top_k = recs_settings.FBT_TOP_K
+    for start in range(0, n, SCORE_CHUNK):
+        anchors = np.arange(start, min(start + SCORE_CHUNK, n))
+        scores = fitted.scorer.score([np.asarray([a]) for a in anchors])  # [chunk, n]
+        scores = np.where(allowed[None, :], scores, -np.inf)
+        scores[np.arange(len(anchors)), anchors] = -np.inf
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+        for row, a in enumerate(anchors):
+            rank = 0
+            for j in best[row]:
+                if not np.isfinite(scores[row, j]):
+                    break
+                rank += 1
+                together = int(evidence.counts[a, j])
+                rows.fbt.append((pks[a], pks[j], rank, float(scores[row, j]), {
+                    "orders_together": together,
+                    "lift": round(evidence.lift(a, j), 3),
+                    "confidence": round(together / evidence.support[a], 4)
+                    if evidence.support[a] else 0.0,
+                }))
+    per_anchor = recs_settings.BUNDLES_PER_PRODUCT
+    if per_anchor:
+        rules = BundleRules(sizes=(recs_settings.BUNDLE_SIZE,), allowed=allowed,
+                            per_anchor=per_anchor)
+        anchors = np.flatnonzero(allowed)
+        for start in range(0, len(anchors), SCORE_CHUNK):
+            found = search_bundles(fitted.scorer, anchors[start:start + SCORE_CHUNK],
+                                   fitted.index, fitted.attrs, rules, evidence)
+            for anchor, bundles in found.items():
+                for bundle in bundles:
+                    if bundle.n_orders < MIN_BUNDLE_ORDERS:
+                        continue
+                    lifts = list(bundle.pair_lift.values())
+                    lift = float(np.mean(lifts)) if lifts else 0.0
+                    rows.bundles.append((pks[anchor], [pks[i] for i in bundle.items[1:]],
+                                         float(bundle.score), {
+                                             "orders_with_all": bundle.n_orders,
+                                             "lift": round(lift, 3),
+                                             "pair_lift": bundle.pair_lift,
+                                             "model_score": round(float(bundle.score), 4),
+                                             "explanation": explanation(bundle.n_orders, lift),
+                                         }))
+    logger.info("built %d FBT rows and %d bundle proposals", len(rows.fbt), len(rows.bundles))
+    return rows
+
+
+def _propose(run, rows):
+    growth = recs_settings.REPROPOSE_EVIDENCE_GROWTH
+    candidates = {}
+    for anchor, items, score, evidence in rows.bundles:
+        candidates.setdefault(signature([anchor, *items]), (anchor, items, score, evidence))
+    existing = {}
+    sigs = list(candidates)
+    for start in range(0, len(sigs), 900):
+        for bundle in Bundle.objects.filter(signature__in=sigs[start:start + 900]):
+            existing.setdefault(bundle.signature, []).append(bundle)
+    new_bundles, new_items, updated = [], [], []
+    for sig, (anchor, items, score, evidence) in candidates.items():
+        previous = existing.get(sig, [])
+        proposed = [b for b in previous if b.status == Bundle.Status.PROPOSED]
+        if proposed:
+            bundle = proposed[0]
+            bundle.run, bundle.score, bundle.evidence = run, score, evidence
+            updated.append(bundle)
+            continue
+        reviewed = [b.evidence.get("orders_with_all", 0) for b in previous]
+        if reviewed and evidence["orders_with_all"] < growth * max(reviewed):
+            continue
+        bundle = Bundle(anchor_id=anchor, run=run, score=score, evidence=evidence, signature=sig,
+                        source=Bundle.Source.MODEL)
+        new_bundles.append(bundle)
+        new_items.append(items)
+    Bundle.objects.bulk_update(updated, ["run", "score", "evidence"], batch_size=500)
+    Bundle.objects.bulk_create(new_bundles, batch_size=1000)
+    BundleItem.objects.bulk_create(
+        [BundleItem(bundle=b, product_id=pk, position=pos)
+         for b, items in zip(new_bundles, new_items) for pos, pk in enumerate(items, 1)],
+        batch_size=2000)
+    # Proposals of earlier runs that this run no longer makes were never reviewed: drop them.
+    stale = Bundle.objects.filter(status=Bundle.Status.PROPOSED, source=Bundle.Source.MODEL
+                                  ).exclude(run=run)
+    dropped, _ = stale.delete()
+    return len(new_bundles), len(updated), dropped
+
+
+@transaction.atomic
+def activate(run, rows):
+    """Write ``rows`` for ``run`` and make it the serving run, atomically."""
+    previous = TrainingRun.objects.select_for_update().filter(is_active=True).first()
+    Recommendation.objects.filter(run=run).delete()  # a redelivered run starts clean
+    Recommendation.objects.bulk_create(
+        [Recommendation(run=run, product_id=p, recommended_id=r, rank=rank, score=score,
+                        source=rows.source, evidence=ev)
+         for p, r, rank, score, ev in rows.fbt], batch_size=2000)
+    created, updated, dropped = _propose(run, rows)
+    if previous:
+        TrainingRun.objects.filter(pk=previous.pk).update(is_active=False)
+    keep = [run.pk] + ([previous.pk] if previous else [])
+    Recommendation.objects.exclude(run__in=keep).delete()
+    run.counts = {**(run.counts or {}), "fbt_rows": len(rows.fbt), "bundles_proposed": created,
+                  "bundles_updated": updated, "bundles_dropped": dropped}
+    run.status, run.pending, run.is_active = TrainingRun.Status.SUCCEEDED, None, True
+    run.finished_at = timezone.now()
+    run.save()
+    transaction.on_commit(lambda: run_activated.send(sender=TrainingRun, run=run))
+    return run

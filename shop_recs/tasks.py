@@ -1,0 +1,44 @@
+"""Celery tasks of shop_recs: thin wrappers that take ids and call ``pipeline``.
+
+Routing, time limits and retries are set where the task is queued
+(``shop_recs.runs.request_training``). Run a training worker with::
+
+    celery -A yourproject worker -Q shop_recs.gpu -c 1 --prefetch-multiplier 1
+
+The pipeline (and torch) is imported inside the task body only, so web processes that
+import this module to queue work never load torch.
+"""
+
+from celery import shared_task
+from celery.contrib.django.task import DjangoTask
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
+
+
+@shared_task(
+    base=DjangoTask,
+    bind=True,
+    name="shop_recs.train_bundle_model",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError, BrokerError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def train_bundle_model(self, run_id):
+    """Train, evaluate, gate and publish training run ``run_id`` (idempotent by id)."""
+    from shop_recs import pipeline  # noqa: PLC0415 (keeps torch out of web processes)
+
+    return pipeline.run_training(run_id, task_id=self.request.id or "")
+
+
+@shared_task(base=DjangoTask, name="shop_recs.retrain")
+def retrain():
+    """Periodic retraining (django-celery-beat): queue a run unless one is pending."""
+    from shop_recs.runs import TrainingAlreadyPending, request_training  # noqa: PLC0415
+
+    try:
+        return request_training(trigger="schedule", broker_check=False).pk
+    except TrainingAlreadyPending as exc:
+        return exc.run.pk

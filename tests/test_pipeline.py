@@ -1,0 +1,111 @@
+"""The training pipeline end to end on SQLite/PostgreSQL with a tiny planted-signal shop."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from shop_recs import pipeline
+from shop_recs.models import Bundle, Interaction, Recommendation, TrainingRun
+from shop_recs.ml.checkpoint import load_checkpoint
+from shop_recs.runs import TrainingAlreadyPending, request_training
+from tests.factories import planted_shop
+
+pytestmark = pytest.mark.django_db
+
+FAST = {"time_budget_s": 5, "epochs": 3, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True)
+def artifacts(settings, tmp_path):
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "ARTIFACT_DIR": str(tmp_path / "artifacts"),
+                          "FBT_TOP_K": 5}
+    return tmp_path / "artifacts"
+
+
+def train(**config):
+    run = request_training(trigger="test", config={**FAST, **config}, broker_check=False,
+                           enqueue=False)
+    status = pipeline.run_training(run.pk)
+    run.refresh_from_db()
+    return run, status
+
+
+def test_a_run_publishes_fbt_lists_and_bundles_with_provenance(artifacts):
+    products = planted_shop()
+    run, status = train()
+    assert status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.is_active and run.pending is None and run.finished_at
+    assert run.counts["orders"] == 400 and run.counts["fbt_rows"] > 0
+    assert run.gate["chosen"] and "validation anchor-NDCG@10" in run.gate["reason"]
+    assert "bundle_model" in run.metrics["validation"] and "ease" in run.metrics["test"]
+    assert run.progress["loss"] and all(k in run.timings for k in ("extract", "fit", "publish"))
+    # The planted pair: P01 is P00's first complement.
+    first = Recommendation.objects.filter(run=run, product=products[0]).order_by("rank").first()
+    assert first.recommended == products[1] and first.source == run.gate["chosen"]
+    assert first.evidence["orders_together"] > 100 and first.evidence["lift"] > 1
+    bundle = Bundle.objects.filter(anchor=products[0]).first()
+    assert bundle.status == Bundle.Status.PROPOSED and bundle.run == run
+    assert products[1].pk in set(bundle.items.values_list("product", flat=True))
+    assert bundle.evidence["orders_with_all"] >= 2 and "bought together in" in bundle.evidence[
+        "explanation"]
+    if run.artifact_path:
+        weights = Path(run.artifact_path) / "model.safetensors"
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() == run.artifact_sha256
+        load_checkpoint(run.artifact_path)  # verifies the checksum
+        assert not [p for p in artifacts.iterdir() if p.name.startswith(".")]
+
+
+def test_next_run_takes_over_and_respects_review_decisions():
+    planted_shop()
+    first, _ = train()
+    rejected = Bundle.objects.filter(run=first).first()
+    rejected.status = Bundle.Status.REJECTED
+    rejected.save()
+    pending = Bundle.objects.filter(run=first, status=Bundle.Status.PROPOSED).count()
+    second, status = train()
+    assert status == TrainingRun.Status.SUCCEEDED
+    first.refresh_from_db()
+    assert second.is_active and not first.is_active
+    assert TrainingRun.objects.filter(is_active=True).count() == 1
+    # The rejected bundle is not proposed again (its evidence did not grow).
+    assert Bundle.objects.filter(signature=rejected.signature).count() == 1
+    assert Bundle.objects.filter(status=Bundle.Status.PROPOSED).count() <= pending
+    assert Bundle.objects.filter(status=Bundle.Status.PROPOSED, run=first).count() == 0
+
+
+def test_no_orders_fails_with_a_message():
+    run, status = train()
+    assert status == TrainingRun.Status.FAILED and run.pending is None
+    assert "not enough data" in run.error and "found 0 order" in run.error
+
+
+def test_one_product_only_fails_with_a_message():
+    products = planted_shop(n_orders=10)
+    Interaction.objects.exclude(product=products[0]).delete()
+    run, _ = train()
+    assert run.status == TrainingRun.Status.FAILED and "1 product" in run.error
+
+
+def test_only_one_pending_run_per_database():
+    run = request_training(trigger="a", broker_check=False, enqueue=False)
+    with pytest.raises(TrainingAlreadyPending) as caught:
+        request_training(trigger="b", broker_check=False, enqueue=False)
+    assert caught.value.run == run and TrainingRun.objects.count() == 1
+
+
+def test_finished_runs_are_not_trained_again():
+    planted_shop(n_orders=60)
+    run, _ = train()
+    finished = run.finished_at
+    assert pipeline.run_training(run.pk) is None
+    run.refresh_from_db()
+    assert run.finished_at == finished and run.attempts == 1
+
+
+def test_a_run_redelivered_too_often_fails_clearly(settings):
+    run = request_training(trigger="t", broker_check=False, enqueue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", attempts=3)
+    assert pipeline.run_training(run.pk) is None
+    run.refresh_from_db()
+    assert run.status == "failed" and "delivered 3 times" in run.error and run.pending is None
