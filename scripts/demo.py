@@ -165,13 +165,56 @@ def ensure_admin(ctx: DemoContext, password: str) -> None:
 # --- hooks -----------------------------------------------------------------------------------
 
 def queue_startup_training(ctx: DemoContext) -> None:
-    """Hook: queue one training run through the real worker once everything is up.
+    """Queue one training run through the real worker and show its progress.
 
-    The training pipeline issue fills this in: queue it with ``ctx.manage("shop_recs_train")``
-    (asynchronous, through the worker started above) and show progress by polling
-    ``ctx.manage("shop_recs_runs", "--json", capture_output=True, text=True)`` from a thread,
-    so that Ctrl-C still stops everything. Until then it does nothing.
+    Skipped when a run already serves (restart the demo with SHOP_DEMO_RETRAIN=1 to train
+    again). Progress is polled from a daemon thread, so Ctrl-C still stops everything.
     """
+    runs = _runs(ctx)
+    if runs and any(r["active"] for r in runs) and not os.environ.get("SHOP_DEMO_RETRAIN"):
+        active = next(r for r in runs if r["active"])
+        say(f"training run {active['id']} already serves ({active['gate'].get('chosen')}); "
+            "SHOP_DEMO_RETRAIN=1 make demo trains again")
+        return
+    result = ctx.manage("shop_recs_train", check=False, capture_output=True, text=True)
+    say((result.stdout or result.stderr).strip())
+    if result.returncode:
+        return
+    threading.Thread(target=_watch_training, args=(ctx,), daemon=True).start()
+
+
+def _runs(ctx: DemoContext) -> list[dict]:
+    result = ctx.manage("shop_recs_runs", "--json", "--limit", "5", check=False,
+                        capture_output=True, text=True)
+    try:
+        return json.loads(result.stdout) if result.returncode == 0 else []
+    except ValueError:
+        return []
+
+
+def _watch_training(ctx: DemoContext) -> None:
+    last = None
+    while True:
+        time.sleep(5)
+        runs = _runs(ctx)
+        if not runs:
+            continue
+        run = runs[0]
+        p = run.get("progress") or {}
+        line = (f"training run {run['id']}: {run['status']}"
+                + (f", {p.get('stage', '')} epoch {p.get('epoch')} {p.get('percent')}% "
+                   f"{p.get('examples_per_s')} ex/s" if p and run["status"] == "running" else ""))
+        if line != last:
+            say(line)
+            last = line
+        if run["status"] in ("succeeded", "failed", "cancelled"):
+            say(f"training run {run['id']} {run['status']}: "
+                + (run["gate"].get("reason", "") if run["status"] == "succeeded"
+                   else run.get("error", ""))[:300])
+            if run["status"] == "succeeded":
+                say(f"published {run['fbt_rows']} FBT rows and {run['proposed_bundles']} "
+                    f"proposed bundles; review them at {ctx.base_url}/admin/shop_recs/bundle/")
+            return
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -340,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
   Ctrl-C stops the site and the worker.
 ==========================================================================
 """, flush=True)
-        queue_startup_training(ctx)
+        if not args.smoke:  # a smoke check stops at once; a queued run would be cut off
+            queue_startup_training(ctx)
 
         if args.smoke:
             for path in ("/", "/admin/login/"):

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "django_celery_beat",
     "shop_recs",
     "shop_demo",
 ]
@@ -113,6 +114,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = VAR_DIR / "media"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "admin:login"
 
@@ -132,9 +134,11 @@ if CELERY_BROKER_URL == "filesystem://":
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 SHOP_RECS = {
     "DEFAULT_CURRENCY": "GBP",
+    "ARTIFACT_DIR": VAR_DIR / "artifacts",
     "PRODUCT_URL_NAME": "shop_demo:product",
 }
 

@@ -1,7 +1,8 @@
-"""App config: gives ``SHOP_RECS_PRODUCT_MODEL`` its default and registers the checks."""
+"""App config: gives ``SHOP_RECS_PRODUCT_MODEL`` its default, registers checks and the schedule."""
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
@@ -13,8 +14,10 @@ class ShopRecsConfig(AppConfig):
     def ready(self):
         from shop_recs import checks  # noqa: F401  (registers the checks)
         from shop_recs.conf import DEFAULT_PRODUCT_MODEL
+        from shop_recs.schedule import ensure_retrain_schedule
 
         # Django resolves swappable dependencies through the setting itself, so a shop
         # that keeps the default product model need not write it down.
         if not hasattr(settings, "SHOP_RECS_PRODUCT_MODEL"):
             settings.SHOP_RECS_PRODUCT_MODEL = DEFAULT_PRODUCT_MODEL
+        post_migrate.connect(ensure_retrain_schedule, sender=self)

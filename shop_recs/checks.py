@@ -4,6 +4,7 @@
 * E002 a value of the wrong type or out of range
 * E003 ``SHOP_RECS_PRODUCT_MODEL`` is malformed or not installed
 * E004 the product field map names fields the product model does not have
+* E005 no folder for model checkpoints (``ARTIFACT_DIR`` and ``MEDIA_ROOT`` unset)
 * W001 torch is not installed (training cannot run; serving still works)
 """
 
@@ -76,6 +77,18 @@ def check_product_model(app_configs=None, **kwargs):
             obj=adapter.model, id="shop_recs.E004",
         )]
     return []
+
+
+@checks.register()
+def check_artifact_dir(app_configs=None, **kwargs):
+    if recs_settings.ARTIFACT_DIR or settings.MEDIA_ROOT:
+        return []
+    return [checks.Error(
+        "shop_recs has nowhere to write model checkpoints.",
+        hint="Set SHOP_RECS['ARTIFACT_DIR'] to a folder (shared storage when workers run on "
+             "several machines), or set MEDIA_ROOT.",
+        obj="SHOP_RECS", id="shop_recs.E005",
+    )]
 
 
 @checks.register()

@@ -43,7 +43,7 @@ DEFAULTS = {
     "TRAINING_TIME_LIMIT": 2100,
     # Deliveries of one run before it is failed (a worker killed mid-run is one delivery).
     "TRAINING_MAX_ATTEMPTS": 3,
-    # Where checkpoints are written (safetensors + JSON manifest); None = MEDIA_ROOT/shop_recs.
+    # Where checkpoints are written (safetensors + JSON manifest); None = MEDIA_ROOT/shop_recs_artifacts.
     "ARTIFACT_DIR": None,
     # Published per product: complements in the FBT list, and proposed bundles.
     "FBT_TOP_K": 10,
@@ -52,8 +52,14 @@ DEFAULTS = {
     # A rejected or approved bundle is proposed again only when the number of orders
     # containing it grew by this factor.
     "REPROPOSE_EVIDENCE_GROWTH": 2.0,
-    # Only approved bundles reach customers.
+    # Only approved bundles reach customers. False also serves proposed bundles (never
+    # rejected or retired ones); the admin still records every decision.
     "REQUIRE_APPROVAL": True,
+    # FBT lists of a run that passes the gate: "auto" serves them at once; "approval"
+    # waits until staff press "Serve this run" on the run's admin page.
+    "FBT_PUBLISHING": "auto",
+    # Highest bundle discount, in percent, that staff may set in the admin.
+    "MAX_BUNDLE_DISCOUNT": 30,
 }
 
 # (minimum, maximum) of numeric settings, checked by shop_recs.E002.
@@ -67,6 +73,7 @@ RANGES = {
     "BUNDLES_PER_PRODUCT": (0, 20),
     "BUNDLE_SIZE": (2, 4),
     "REPROPOSE_EVIDENCE_GROWTH": (1, 100),
+    "MAX_BUNDLE_DISCOUNT": (0, 90),
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
@@ -59,8 +60,13 @@ class RunProgress:
 
 
 def artifact_root():
-    root = recs_settings.ARTIFACT_DIR or Path(settings.MEDIA_ROOT or ".") / "shop_recs"
-    return Path(root)
+    """``SHOP_RECS["ARTIFACT_DIR"]``, else ``MEDIA_ROOT/shop_recs_artifacts`` (check E005)."""
+    if recs_settings.ARTIFACT_DIR:
+        return Path(recs_settings.ARTIFACT_DIR)
+    if not settings.MEDIA_ROOT:
+        raise ImproperlyConfigured("set SHOP_RECS['ARTIFACT_DIR'] (or MEDIA_ROOT) to a folder "
+                                   "for model checkpoints")
+    return Path(settings.MEDIA_ROOT) / "shop_recs_artifacts"
 
 
 def _claim(run_id, task_id):

@@ -58,3 +58,13 @@ def test_missing_torch_is_a_warning_not_an_error(monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     (warning,) = check_torch()
     assert warning.id == "shop_recs.W001" and warning.level == checks.WARNING
+
+
+def test_missing_artifact_folder_is_e005():
+    from shop_recs.checks import check_artifact_dir
+
+    with override_settings(SHOP_RECS={}, MEDIA_ROOT=""):
+        (error,) = check_artifact_dir()
+    assert error.id == "shop_recs.E005" and "ARTIFACT_DIR" in error.hint
+    with override_settings(SHOP_RECS={"ARTIFACT_DIR": "/tmp/x"}, MEDIA_ROOT=""):
+        assert check_artifact_dir() == []
