@@ -15,7 +15,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from shop_recs.conf import DEFAULTS, RANGES, recs_settings
+from shop_recs.conf import CHOICES, DEFAULTS, RANGES, recs_settings
 
 
 @checks.register()
@@ -36,6 +36,14 @@ def check_settings(app_configs=None, **kwargs):
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
             errors.append(checks.Error(
                 f"SHOP_RECS[{key!r}] is {value!r}; it must be a number from {low} to {high}.",
+                hint=f"Remove it to use the default ({DEFAULTS[key]!r}).",
+                obj="SHOP_RECS", id="shop_recs.E002",
+            ))
+    for key, allowed in CHOICES.items():
+        value = user.get(key, DEFAULTS[key])
+        if value not in allowed:
+            errors.append(checks.Error(
+                f"SHOP_RECS[{key!r}] is {value!r}; it must be one of {', '.join(allowed)}.",
                 hint=f"Remove it to use the default ({DEFAULTS[key]!r}).",
                 obj="SHOP_RECS", id="shop_recs.E002",
             ))

@@ -60,6 +60,39 @@ DEFAULTS = {
     "FBT_PUBLISHING": "auto",
     # Highest bundle discount, in percent, that staff may set in the admin.
     "MAX_BUNDLE_DISCOUNT": 30,
+    # --- Serving: widgets and API (shop_recs.ranking, shop_recs.api) ---
+    # Fill short lists with co-occurrence, then products popular in the same category;
+    # False shows nothing rather than filler.
+    "FALLBACK": True,
+    # Candidates kept per product in the serving cache (before stock and cart filters).
+    "CANDIDATES": 30,
+    # Most recent orders of a product read to compute its co-occurrence fallback.
+    "FALLBACK_ORDERS": 500,
+    # Most recent purchase lines counted for the "popular in the same category" fallback.
+    "POPULAR_LINES": 20_000,
+    # Re-rank with the visitor's past purchases (demote owned, boost related) when known.
+    "PERSONALISE": True,
+    # Seconds a candidate list stays cached (run_activated/bundles_changed clear it sooner).
+    "CACHE_TIMEOUT": 600,
+    # Cache alias of the serving cache and of the event de-duplication keys.
+    "CACHE_ALIAS": "default",
+    # Items a widget shows by default, and the most one widget or API call may ask for.
+    "WIDGET_LIMIT": 3,
+    "MAX_LIMIT": 20,
+    # The host's cart: URL name "Add all to cart" posts to (None: no form), field names.
+    "CART_URL_NAME": None,
+    "CART_FIELDS": {"product": "product", "quantity": "quantity", "widget": "widget",
+                    "bundle": "bundle", "run": "run", "token": "attribution"},
+    # Seconds a signed attribution token (widget, bundle, run) stays valid.
+    "ATTRIBUTION_MAX_AGE": 7 * 24 * 3600,
+    # Events API: most events per request, largest request body in bytes, and the window
+    # (seconds) in which identical anonymous events are stored once (0: no de-duplication).
+    "EVENTS_MAX_BATCH": 500,
+    "MAX_BODY_BYTES": 256 * 1024,
+    "EVENT_DEDUP_WINDOW": 60,
+    # API throttle rates by scope ("number/period"; None: unthrottled).
+    "THROTTLE_RATES": {"shop_recs.read": "1200/min", "shop_recs.events": "120/min",
+                       "shop_recs.staff": "600/min"},
 }
 
 # (minimum, maximum) of numeric settings, checked by shop_recs.E002.
@@ -74,6 +107,24 @@ RANGES = {
     "BUNDLE_SIZE": (2, 4),
     "REPROPOSE_EVIDENCE_GROWTH": (1, 100),
     "MAX_BUNDLE_DISCOUNT": (0, 90),
+    # Serving
+    "CANDIDATES": (1, 200),
+    "FALLBACK_ORDERS": (1, 100_000),
+    "POPULAR_LINES": (1, 10_000_000),
+    "CACHE_TIMEOUT": (0, 7 * 24 * 3600),
+    "WIDGET_LIMIT": (1, 20),
+    "MAX_LIMIT": (1, 100),
+    "ATTRIBUTION_MAX_AGE": (60, 365 * 24 * 3600),
+    "EVENTS_MAX_BATCH": (1, 10_000),
+    "MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
+    "EVENT_DEDUP_WINDOW": (0, 86_400),
+}
+
+
+# Allowed values of string settings, checked by shop_recs.E002.
+CHOICES = {
+    "DEVICE": ("auto", "cpu", "cuda"),
+    "FBT_PUBLISHING": ("auto", "approval"),
 }
 
 

@@ -7,6 +7,8 @@ product goes through ``settings.SHOP_RECS_PRODUCT_MODEL`` (see ``conf.product_mo
 and every field read goes through ``shop_recs.products.ProductAdapter``.
 """
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -195,6 +197,12 @@ class Recommendation(models.Model):
         return f"{self.product_id} → {self.recommended_id} (#{self.rank})"
 
 
+def bundle_signature(anchor_pk, item_pks):
+    """Order-free key of a set of products: a reviewed set is recognised in later runs."""
+    keys = sorted(str(pk) for pk in [anchor_pk, *item_pks])
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
 class Bundle(models.Model):
     """A set of products offered together around an anchor product, reviewed by staff."""
 
@@ -219,7 +227,7 @@ class Bundle(models.Model):
                             related_name="bundles", verbose_name=_("proposed by run"))
     score = models.FloatField(_("model score"), null=True, blank=True)
     evidence = models.JSONField(_("evidence"), default=dict, blank=True)
-    # Sorted product keys of anchor + items: a rejected set is recognised in later runs.
+    # bundle_signature() of anchor + items: a rejected set is recognised in later runs.
     signature = models.CharField(_("signature"), max_length=64, db_index=True)
     discount_percent = models.DecimalField(_("discount (%)"), max_digits=4, decimal_places=1,
                                            default=0)

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from shop_recs import data, publish
 from shop_recs.conf import recs_settings
-from shop_recs.ml.checkpoint import save_checkpoint
+from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from shop_recs.ml.fit import FitConfig, fit_shop
 from shop_recs.ml.train import resolve_device
 from shop_recs.models import TrainingRun
@@ -99,21 +99,40 @@ def _fit_config(run):
         epochs=int(config.get("epochs", 40)),
         device=str(config.get("device", recs_settings.DEVICE)),
         seed=int(config.get("seed", 0)),
+        init_from=_previous_model(run) if config.get("warm_start", True) else None,
     )
 
 
+def _previous_model(run):
+    """The serving run's checkpoint as (scorer, index) for a warm start, or None."""
+    previous = TrainingRun.objects.filter(is_active=True).exclude(pk=run.pk).first()
+    if previous is None or not previous.artifact_path:
+        return None
+    try:
+        scorer, index, _ = load_checkpoint(previous.artifact_path)
+    except CheckpointError as exc:
+        logger.warning("run %s: no warm start from run %s (%s)", run.pk, previous.pk, exc)
+        return None
+    TrainingRun.objects.filter(pk=run.pk).update(
+        config={**(run.config or {}), "warm_start_from": previous.pk})
+    return scorer, index
+
+
 def _save_artifact(run, fitted, cutoff):
-    """Write the checkpoint into a temporary folder, then rename it into place."""
-    if fitted.model is None:
-        return "", ""
+    """Write the checkpoint into a temporary folder, then rename it into place.
+
+    The neural model is saved even when the gate shipped a baseline: the next run
+    warm-starts from it.
+    """
     root = artifact_root()
     final = root / f"run-{run.pk}"
     tmp = root / f".run-{run.pk}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    manifest = save_checkpoint(tmp, fitted.model, fitted.index,
+    manifest = save_checkpoint(tmp, fitted.trained, fitted.trained_index,
                                data_cutoff=int(cutoff.timestamp()),
-                               metrics={"choice": fitted.choice},
-                               extra={"run": run.pk, "shipped": fitted.choice})
+                               metrics=fitted.metrics["test"].get(fitted.choice, {}),
+                               extra={"run": run.pk, "shipped": fitted.choice,
+                                      "model_is_shipped": fitted.model is not None})
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return str(final), manifest["weights_sha256"]
@@ -132,6 +151,7 @@ def run_training(run_id, task_id=""):
         timings["extract"] = round(time.monotonic() - started, 2)
         cfg = _fit_config(run)
         device = resolve_device(cfg.device)
+        run.refresh_from_db(fields=["config"])
         TrainingRun.objects.filter(pk=run.pk).update(
             data_cutoff=cutoff, counts=extract.counts, device=str(device),
             config={**(run.config or {}), "fit": {"time_budget_s": cfg.time_budget_s,

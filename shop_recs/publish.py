@@ -5,7 +5,6 @@
 transaction, so customers see either the old run's rows or the new run's, never a mix.
 """
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -15,7 +14,7 @@ from django.utils import timezone
 
 from shop_recs.conf import recs_settings
 from shop_recs.ml.bundles import BundleRules, Evidence, search_bundles
-from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun
+from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun, bundle_signature
 from shop_recs.products import get_adapter
 from shop_recs.signals import run_activated
 
@@ -30,12 +29,6 @@ class Rows:
     fbt: list = field(default_factory=list)  # (product pk, recommended pk, rank, score, evidence)
     bundles: list = field(default_factory=list)  # (anchor pk, [item pks], score, evidence)
     source: str = ""
-
-
-def signature(pks):
-    """Order-independent key of a set of products (anchor included)."""
-    text = "\x1f".join(sorted(str(pk) for pk in pks))
-    return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def _available(pks):
@@ -110,7 +103,7 @@ def _propose(run, rows):
     growth = recs_settings.REPROPOSE_EVIDENCE_GROWTH
     candidates = {}
     for anchor, items, score, evidence in rows.bundles:
-        candidates.setdefault(signature([anchor, *items]), (anchor, items, score, evidence))
+        candidates.setdefault(bundle_signature(anchor, items), (anchor, items, score, evidence))
     existing = {}
     sigs = list(candidates)
     for start in range(0, len(sigs), 900):
@@ -147,7 +140,11 @@ def _propose(run, rows):
 
 @transaction.atomic
 def activate(run, rows):
-    """Write ``rows`` for ``run`` and make it the serving run, atomically."""
+    """Write ``rows`` for ``run`` and make it the serving run, atomically.
+
+    The first run always serves; later ones serve at once when ``FBT_PUBLISHING`` is
+    ``"auto"`` and wait for staff otherwise.
+    """
     previous = TrainingRun.objects.select_for_update().filter(is_active=True).first()
     Recommendation.objects.filter(run=run).delete()  # a redelivered run starts clean
     Recommendation.objects.bulk_create(
@@ -155,14 +152,18 @@ def activate(run, rows):
                         source=rows.source, evidence=ev)
          for p, r, rank, score, ev in rows.fbt], batch_size=2000)
     created, updated, dropped = _propose(run, rows)
-    if previous:
+    # With FBT_PUBLISHING = "approval" the run waits for staff ("Serve this run").
+    serve = recs_settings.FBT_PUBLISHING == "auto" or previous is None
+    if previous and serve:
         TrainingRun.objects.filter(pk=previous.pk).update(is_active=False)
+    # Keep the rows of this run and of the one serving before it (for a roll-back).
     keep = [run.pk] + ([previous.pk] if previous else [])
     Recommendation.objects.exclude(run__in=keep).delete()
     run.counts = {**(run.counts or {}), "fbt_rows": len(rows.fbt), "bundles_proposed": created,
                   "bundles_updated": updated, "bundles_dropped": dropped}
-    run.status, run.pending, run.is_active = TrainingRun.Status.SUCCEEDED, None, True
+    run.status, run.pending, run.is_active = TrainingRun.Status.SUCCEEDED, None, serve
     run.finished_at = timezone.now()
     run.save()
-    transaction.on_commit(lambda: run_activated.send(sender=TrainingRun, run=run))
+    if serve:
+        transaction.on_commit(lambda: run_activated.send(sender=TrainingRun, run=run))
     return run

@@ -33,3 +33,166 @@ def test_interactions_are_read_only(admin_client, order):
     admin_client.post(url, {"kind": "view", "quantity": 9})
     row.refresh_from_db()
     assert row.kind == "purchase" and row.quantity == 1
+
+
+# Training runs: read-only reports, "Train now", progress, comparison.
+
+from django.contrib.admin.models import LogEntry  # noqa: E402
+from django.contrib.auth.models import Permission, User  # noqa: E402
+
+from shop_recs import runs as runs_module  # noqa: E402
+from shop_recs.models import TrainingRun  # noqa: E402
+
+METRICS = {
+    "validation": {"bundle_model": {"complete_ndcg10": 0.31, "anchor_ndcg10": 0.22},
+                   "cooccurrence": {"complete_ndcg10": 0.27, "anchor_ndcg10": 0.24},
+                   "popularity": {"complete_ndcg10": 0.08, "anchor_ndcg10": 0.05}},
+    "test": {"bundle_model": {"complete_ndcg10": 0.30, "anchor_ndcg10": 0.21},
+             "popularity": {"complete_ndcg10": 0.07, "anchor_ndcg10": 0.04}},
+}
+
+
+def finished_run(**fields):
+    values = {
+        "status": TrainingRun.Status.SUCCEEDED, "pending": None, "metrics": METRICS,
+        "gate": {"chosen": "bundle_model", "reason": "beats co-occurrence by 15% on validation"},
+        "shipped_model": "bundle_model", "device": "cuda",
+        "progress": {"epoch": 3, "epochs": 3, "percent": 100, "examples_per_s": 51234.0,
+                     "loss": [0.91, 0.62, 0.55], "val_metric": [0.21, 0.28, 0.31]},
+        "timings": {"extract": 12.5, "train": 140.25, "evaluate": 20.0, "publish": 3.0},
+        "artifact_path": "/srv/artifacts/run-1/model.safetensors",
+        "artifact_sha256": "ab" * 32, "counts": {"orders": 18000, "products": 3900},
+    }
+    return TrainingRun.objects.create(**{**values, **fields})
+
+
+def staff_client(client, *codenames):
+    user = User.objects.create_user("staff", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(
+        codename__in=["view_trainingrun", "view_bundle", *codenames]))
+    client.force_login(user)
+    return user
+
+
+def test_run_page_reports_metrics_gate_chart_artifact_and_timings(admin_client):
+    run = finished_run()
+    html = admin_client.get(reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+                            ).content.decode()
+    assert "Validation metrics: the model against each baseline" in html
+    assert "Test metrics" in html and "cooccurrence" in html and "popularity" in html
+    assert '<td class="best">0.3100</td>' in html  # the model wins complete_ndcg10
+    assert '<td class="best">0.2400</td>' in html  # co-occurrence wins anchor_ndcg10
+    assert "beats co-occurrence by 15% on validation" in html
+    assert html.count('class="shop-recs-chart"') == 2 and "Training loss per epoch" in html
+    assert "ab" * 32 in html and "/srv/artifacts/run-1/model.safetensors" in html
+    assert "175.8" in html  # total seconds
+    assert "progress.js" not in html  # finished: no polling
+    assert 'name="_save"' not in html  # read-only
+
+
+def test_running_run_polls_its_progress(admin_client):
+    run = TrainingRun.objects.create(status=TrainingRun.Status.RUNNING,
+                                     progress={"epoch": 2, "epochs": 8, "percent": 25.0,
+                                               "examples_per_s": 1000.0, "loss": [0.9, 0.8]})
+    html = admin_client.get(reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+                            ).content.decode()
+    assert "progress.js" in html and 'http-equiv="refresh"' in html
+    assert '<progress max="100" value="25.0"' in html and "epoch 2/8" in html
+    data = admin_client.get(reverse("admin:shop_recs_trainingrun_progress", args=[run.pk])).json()
+    assert data == {"status": "running", "status_label": "running", "finished": False,
+                    "percent": 25.0, "epoch": 2, "epochs": 8, "examples_per_s": 1000.0}
+
+
+def test_malformed_run_json_renders(admin_client):
+    run = finished_run(metrics={"validation": ["oops"], "test": {"m": "x"}}, gate="?",
+                       progress={"loss": "nan", "val_metric": [None, "x"]}, timings=[1])
+    url = reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+    assert admin_client.get(url).status_code == 200
+
+
+def test_runs_are_read_only(admin_client):
+    run = finished_run(is_active=True)
+    assert admin_client.get(reverse("admin:shop_recs_trainingrun_add")).status_code == 403
+    admin_client.post(reverse("admin:shop_recs_trainingrun_change", args=[run.pk]),
+                      {"status": "failed"})
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    delete = reverse("admin:shop_recs_trainingrun_delete", args=[run.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+
+
+def test_train_now_queues_a_run_on_commit(client, monkeypatch,
+                                          django_capture_on_commit_callbacks):
+    user = staff_client(client, "start_training")
+    monkeypatch.setattr(runs_module, "check_broker", lambda timeout=3: None)
+    changelist = client.get(reverse("admin:shop_recs_trainingrun_changelist")).content.decode()
+    assert "data-shop-recs-train" in changelist
+    queued = []
+    monkeypatch.setattr(runs_module, "_enqueue", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:shop_recs_trainingrun_train"), follow=True)
+    run = TrainingRun.objects.get()
+    assert queued == [run.pk]
+    assert run.trigger == "admin" and run.requested_by == user and run.status == "queued"
+    assert f"Run {run.pk} is queued" in response.content.decode()
+
+
+def test_train_now_reports_an_unreachable_broker(client, monkeypatch):
+    staff_client(client, "start_training")
+
+    def down(timeout=3):
+        raise runs_module.BrokerUnavailable("the task broker is unreachable (ConnectionRefused)")
+
+    monkeypatch.setattr(runs_module, "check_broker", down)
+    response = client.post(reverse("admin:shop_recs_trainingrun_train"), follow=True)
+    html = response.content.decode()
+    assert response.status_code == 200 and "Training could not be started" in html
+    assert "the task broker is unreachable" in html and not TrainingRun.objects.exists()
+
+
+def test_train_now_points_at_the_run_in_progress(client):
+    staff_client(client, "start_training")
+    pending = TrainingRun.objects.create(status=TrainingRun.Status.RUNNING)
+    response = client.post(reverse("admin:shop_recs_trainingrun_train"), follow=True)
+    assert response.redirect_chain[-1][0].endswith(f"/trainingrun/{pending.pk}/change/")
+    assert f"Run {pending.pk} is already running" in response.content.decode()
+    assert TrainingRun.objects.count() == 1
+
+
+def test_train_now_needs_the_permission_and_a_post(client):
+    staff_client(client)
+    html = client.get(reverse("admin:shop_recs_trainingrun_changelist")).content.decode()
+    assert "data-shop-recs-train" not in html
+    assert client.post(reverse("admin:shop_recs_trainingrun_train")).status_code == 403
+    assert not TrainingRun.objects.exists()
+    staff_client_user = User.objects.get(username="staff")
+    staff_client_user.user_permissions.add(Permission.objects.get(codename="start_training"))
+    assert client.get(reverse("admin:shop_recs_trainingrun_train")).status_code == 405
+
+
+def test_compare_runs_side_by_side(admin_client):
+    a = finished_run()
+    b = finished_run(metrics={"validation": {"bundle_model": {"complete_ndcg10": 0.35}}},
+                     progress={"val_metric": [0.3, 0.35]})
+    response = admin_client.post(reverse("admin:shop_recs_trainingrun_changelist"),
+                                 {"action": "compare", "_selected_action": [a.pk, b.pk]})
+    assert response.status_code == 302
+    html = admin_client.get(response.url).content.decode()
+    assert f"Run {a.pk}" in html and f"Run {b.pk}" in html
+    assert "Validation · bundle_model · complete_ndcg10" in html
+    assert "0.3100" in html and "0.3500" in html and "shop-recs-chart" in html
+
+
+def test_serving_a_run_by_hand_needs_review_permission(client, settings):
+    old = finished_run(is_active=True)
+    new = finished_run()
+    url = reverse("admin:shop_recs_trainingrun_activate", args=[new.pk])
+    staff_client(client)
+    assert client.post(url).status_code == 403
+    User.objects.get(username="staff").user_permissions.add(
+        Permission.objects.get(codename="review_bundle"))
+    client.post(url)
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert new.is_active and not old.is_active
+    assert LogEntry.objects.get(object_id=str(new.pk)).change_message.startswith("Now serving")

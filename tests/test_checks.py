@@ -27,6 +27,10 @@ def test_out_of_range_and_wrong_type_values_are_e002():
             assert ids(check_settings()) == ["shop_recs.E002"]
     with override_settings(SHOP_RECS={"PRODUCT_FIELDS": ["name"]}):
         assert "shop_recs.E002" in ids(check_settings())
+    for key, value in (("FBT_PUBLISHING", "sometimes"), ("DEVICE", "tpu")):
+        with override_settings(SHOP_RECS={key: value}):
+            (error,) = check_settings()
+            assert error.id == "shop_recs.E002" and value in error.msg
     with override_settings(SHOP_RECS=["not", "a", "dict"]):
         assert ids(check_settings()) == ["shop_recs.E002"]
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from shop_recs import pipeline
-from shop_recs.models import Bundle, Interaction, Recommendation, TrainingRun
+from shop_recs.ingest import record_order
+from shop_recs.models import Bundle, Interaction, Product, Recommendation, TrainingRun
 from shop_recs.ml.checkpoint import load_checkpoint
 from shop_recs.runs import TrainingAlreadyPending, request_training
 from tests.factories import planted_shop
@@ -49,11 +50,12 @@ def test_a_run_publishes_fbt_lists_and_bundles_with_provenance(artifacts):
     assert products[1].pk in set(bundle.items.values_list("product", flat=True))
     assert bundle.evidence["orders_with_all"] >= 2 and "bought together in" in bundle.evidence[
         "explanation"]
-    if run.artifact_path:
-        weights = Path(run.artifact_path) / "model.safetensors"
-        assert hashlib.sha256(weights.read_bytes()).hexdigest() == run.artifact_sha256
-        load_checkpoint(run.artifact_path)  # verifies the checksum
-        assert not [p for p in artifacts.iterdir() if p.name.startswith(".")]
+    weights = Path(run.artifact_path) / "model.safetensors"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == run.artifact_sha256
+    _, _, manifest = load_checkpoint(run.artifact_path)  # verifies the checksum
+    assert manifest["extra"] == {"run": run.pk, "shipped": run.gate["chosen"],
+                                 "model_is_shipped": "bundle_model" in run.gate["chosen"]}
+    assert [p.name for p in artifacts.iterdir()] == [f"run-{run.pk}"]
 
 
 def test_next_run_takes_over_and_respects_review_decisions():
@@ -62,7 +64,6 @@ def test_next_run_takes_over_and_respects_review_decisions():
     rejected = Bundle.objects.filter(run=first).first()
     rejected.status = Bundle.Status.REJECTED
     rejected.save()
-    pending = Bundle.objects.filter(run=first, status=Bundle.Status.PROPOSED).count()
     second, status = train()
     assert status == TrainingRun.Status.SUCCEEDED
     first.refresh_from_db()
@@ -70,7 +71,6 @@ def test_next_run_takes_over_and_respects_review_decisions():
     assert TrainingRun.objects.filter(is_active=True).count() == 1
     # The rejected bundle is not proposed again (its evidence did not grow).
     assert Bundle.objects.filter(signature=rejected.signature).count() == 1
-    assert Bundle.objects.filter(status=Bundle.Status.PROPOSED).count() <= pending
     assert Bundle.objects.filter(status=Bundle.Status.PROPOSED, run=first).count() == 0
 
 
@@ -109,3 +109,29 @@ def test_a_run_redelivered_too_often_fails_clearly(settings):
     assert pipeline.run_training(run.pk) is None
     run.refresh_from_db()
     assert run.status == "failed" and "delivered 3 times" in run.error and run.pending is None
+
+
+def test_a_run_warm_starts_from_the_serving_model_when_the_catalogue_grew():
+    products = planted_shop()
+    first, _ = train()
+    assert first.artifact_path  # saved whichever candidate the gate shipped
+    newcomer = Product.objects.create(sku="NEW", name="Gingham picnic hamper", price="9.00")
+    for n in range(3):
+        record_order(f"new-{n}", [{"product": newcomer}, {"product": products[5]}])
+    second, status = train()
+    assert status == TrainingRun.Status.SUCCEEDED, second.error
+    assert second.config["warm_start_from"] == first.pk
+    assert Recommendation.objects.filter(run=second, product=newcomer).exists()
+    cold, _ = train(warm_start=False)
+    assert "warm_start_from" not in cold.config
+
+
+def test_with_fbt_publishing_by_approval_a_new_run_waits_for_staff(settings):
+    planted_shop(n_orders=120)
+    first, _ = train()
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "FBT_PUBLISHING": "approval"}
+    second, status = train()
+    first.refresh_from_db()
+    assert status == TrainingRun.Status.SUCCEEDED
+    assert first.is_active and not second.is_active
+    assert Recommendation.objects.filter(run=second).exists()  # ready to serve when approved

@@ -50,6 +50,8 @@ class FitConfig:
     knn_ks: tuple = (20, 50, 200)
     model: BundleModelConfig = field(default_factory=lambda: BundleModelConfig(n_items=0))
     refit: bool = True
+    # Warm start: a previous (scorer, item index); shared products keep their learned rows.
+    init_from: tuple[BundleScorer, ItemIndex] | None = None
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Fitted:
     metrics: dict  # {"validation": {name: {task: ndcg}}, "test": {name: {metric: value}}}
     split: dict
     model: BundleScorer | None  # the neural model fitted on all orders, when shipped
+    trained: BundleScorer | None = None  # the latest neural model (shipped or not)
+    trained_index: ItemIndex | None = None  # its catalogue
     history: list[EpochReport] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
 
@@ -83,6 +87,14 @@ def _catalogue(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, min_co
     mapping = np.full(baskets.n_items, -1, dtype=np.int64)
     mapping[keep] = np.arange(len(keep))
     return baskets.remap_items(mapping, len(keep)), ItemIndex(index.ids[keep]), attrs.take(keep)
+
+
+def _warm(cfg: FitConfig, index: ItemIndex) -> dict:
+    """``fit`` keyword arguments that start from ``cfg.init_from`` on catalogue ``index``."""
+    if cfg.init_from is None:
+        return {}
+    old, old_index = cfg.init_from
+    return {"init_from": old, "old_to_new": index.lookup(old_index.ids)}
 
 
 def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: FitConfig,
@@ -118,7 +130,8 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Fit
                        device=cfg.device, threads=cfg.threads)
     model = BundleScorer(dataclasses.replace(cfg.model), tcfg).fit(
         split.train, split.attrs, val=split.val, history_pool=split.all_baskets,
-        callback=(lambda r: progress("evaluate", r)) if progress else None)
+        callback=(lambda r: progress("evaluate", r)) if progress else None,
+        **_warm(cfg, split.index))
     history = list(model.result.history)
     val[MODEL] = {t: evaluate(model, queries[("val", t)], pop)[m] for t, m in TASKS.items()}
     test[MODEL] = _test_row(model, queries, pop)
@@ -150,7 +163,8 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Fit
             refit_cfg = dataclasses.replace(tcfg, epochs=epochs, patience=epochs + 1)
             shipped_model = BundleScorer(dataclasses.replace(cfg.model), refit_cfg).fit(
                 all_baskets, all_attrs,
-                callback=(lambda r: progress("refit", r)) if progress else None)
+                callback=(lambda r: progress("refit", r)) if progress else None,
+                **_warm(cfg, all_index))
             scorer = shipped_model
             if choice == blend_name:
                 base = best[partner][1](all_counts).fit(all_baskets, all_attrs)
@@ -160,9 +174,12 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Fit
             scorer = best[choice][1](all_counts).fit(all_baskets, all_attrs)
     timings["refit"] = time.perf_counter() - t2
     logger.info("gate: %s", reason)
+    trained, trained_index = ((shipped_model, all_index) if shipped_model is not None
+                              else (model, split.index))
     return Fitted(scorer=scorer, index=all_index, attrs=all_attrs, baskets=all_baskets,
                   choice=choice, reason=reason, metrics={"validation": val, "test": test},
-                  split=split.info, model=shipped_model, history=history, timings=timings)
+                  split=split.info, model=shipped_model, trained=trained,
+                  trained_index=trained_index, history=history, timings=timings)
 
 
 def _test_row(scorer, queries, pop) -> dict:

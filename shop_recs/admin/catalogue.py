@@ -1,4 +1,4 @@
-"""Admin screens of shop_recs: the default catalogue and the recorded interactions.
+"""Admin of the default catalogue and of the recorded interactions.
 
 Interactions are an append-only record: the admin shows them read-only, so staff can
 inspect what was collected without editing training data by hand.

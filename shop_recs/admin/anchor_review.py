@@ -1,0 +1,112 @@
+"""The review screen: one anchor product's proposed bundles side by side.
+
+``/admin/shop_recs/bundle/review/`` opens the first product with pending proposals;
+``…/review/<anchor pk>/`` shows that product. Each card has Approve and Reject buttons
+(plain forms, so it works without JavaScript); ``shop_recs/admin/review.js`` adds
+keyboard shortcuts. After a decision the page stays on the product while proposals
+remain, then moves on to the next product that has some.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views import View
+
+from shop_recs import review
+from shop_recs.admin.display import BundleCard, ProductView, bundle_queryset
+from shop_recs.models import Bundle
+from shop_recs.products import get_product_model
+
+# "approve_only" approves one bundle and rejects the product's other proposals.
+POST_DECISIONS = {"approve": review.APPROVE, "approve_only": review.APPROVE,
+                  "reject": review.REJECT}
+
+
+def pending_anchors():
+    return (Bundle.objects.filter(status=Bundle.Status.PROPOSED).order_by("anchor_id")
+            .values_list("anchor_id", flat=True).distinct())
+
+
+def next_anchor(after=None):
+    """The next product with proposals after ``after`` (wrapping round), or None."""
+    anchors = pending_anchors()
+    if after is not None:
+        following = anchors.filter(anchor_id__gt=after).first()
+        if following is not None:
+            return following
+        return anchors.exclude(anchor_id=after).first()
+    return anchors.first()
+
+
+class AnchorReviewView(View):
+    model_admin = None
+    template_name = "admin/shop_recs/bundle/review.html"
+
+    def url(self, anchor_pk=None):
+        if anchor_pk is None:
+            return reverse("admin:shop_recs_bundle_changelist")
+        return reverse("admin:shop_recs_bundle_review", args=[anchor_pk])
+
+    def get_anchor(self, anchor):
+        model = get_product_model()
+        try:
+            return model._default_manager.get(pk=model._meta.pk.to_python(anchor))
+        except (model.DoesNotExist, ValidationError, ValueError):
+            raise Http404(_("No product with this key.")) from None
+
+    def get(self, request, anchor=None):
+        if not self.model_admin.has_view_or_change_permission(request):
+            raise PermissionDenied
+        if anchor is None:
+            first = next_anchor()
+            if first is None:
+                messages.info(request, _("No proposed bundles are waiting for review."))
+            return HttpResponseRedirect(self.url(first))
+        product = self.get_anchor(anchor)
+        bundles = bundle_queryset(Bundle.objects.filter(anchor=product)).order_by(
+            "-score", "pk")
+        cards = [BundleCard(b) for b in bundles]
+        proposed = [c for c in cards if c.bundle.status == Bundle.Status.PROPOSED]
+        following = next_anchor(after=product.pk)
+        context = {
+            **self.model_admin.admin_site.each_context(request),
+            "opts": Bundle._meta,
+            "title": _("Review bundles of %(name)s") % {"name": ProductView(product).name},
+            "anchor": ProductView(product),
+            "proposed": proposed,
+            "decided": [c for c in cards if c.bundle.status != Bundle.Status.PROPOSED],
+            "next_url": self.url(following) if following is not None else None,
+            "remaining": pending_anchors().count(),
+            "can_review": review.can_review(request.user),
+        }
+        return render(request, self.template_name, context)
+
+    def post(self, request, anchor=None):
+        if not review.can_review(request.user) or anchor is None:
+            raise PermissionDenied
+        product = self.get_anchor(anchor)
+        decision = POST_DECISIONS.get(request.POST.get("decision"))
+        bundle_pk = request.POST.get("bundle", "")
+        chosen = Bundle.objects.filter(anchor=product, pk=bundle_pk if bundle_pk.isdigit() else 0)
+        if decision is None or not chosen.exists():
+            messages.error(request, _("Choose a bundle of this product and a decision."))
+            return HttpResponseRedirect(self.url(product.pk))
+        result = review.decide(chosen, decision, request.user)
+        if request.POST["decision"] == "approve_only":
+            others = Bundle.objects.filter(anchor=product, status=Bundle.Status.PROPOSED)
+            result.changed += review.decide(others, review.REJECT, request.user).changed
+        if result.changed:
+            messages.success(request, _("Bundle %(pk)s %(decision)s.") % {
+                "pk": chosen.first().pk,
+                "decision": Bundle.Status(result.changed[0].status).label})
+        else:
+            messages.warning(request, _("Nothing changed: that bundle was already decided."))
+        if Bundle.objects.filter(anchor=product, status=Bundle.Status.PROPOSED).exists():
+            return HttpResponseRedirect(self.url(product.pk))
+        following = next_anchor(after=product.pk)
+        if following is None:
+            messages.info(request, _("All proposed bundles are reviewed."))
+        return HttpResponseRedirect(self.url(following))
