@@ -131,6 +131,16 @@ if CELERY_BROKER_URL == "filesystem://":
     }
     for _folder in ("queue", "processed", "control"):
         (_broker / _folder).mkdir(parents=True, exist_ok=True)
+# A worker process reserves one message at a time: a long training task never holds back
+# a second message that another worker could run (the README's GPU worker also passes
+# --prefetch-multiplier 1).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis hands an unacknowledged message (acks_late tasks such as training) to another
+    # worker after this many seconds. Keep it above SHOP_RECS["TRAINING_TIME_LIMIT"]
+    # (2100 s by default) so a training run still in progress is never delivered twice;
+    # a message of a worker that died comes back after it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
@@ -148,3 +158,22 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"shop_recs": {"handlers": ["console"], "level": "INFO"}},
 }
+
+# --- shop_recs serving: widgets and REST API (issue 6) ----------------------------------
+# drf-spectacular builds the API schema at /api/shop-recs/v1/schema/.
+INSTALLED_APPS += ["drf_spectacular"]
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    # Each shop_recs view states its own permission and throttle classes; these are the
+    # defaults for any other API a host adds.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {"SERVE_INCLUDE_SCHEMA": False}
+# The widget's "Add all to cart" form posts to the demo cart.
+SHOP_RECS = {**SHOP_RECS, "CART_URL_NAME": "shop_demo:cart_add"}

@@ -24,7 +24,7 @@ storefront_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # The recommendations API and event endpoint (issue 6) go here:
-    # path("api/shop-recs/v1/", include("shop_recs.urls")),
+    # The recommendations API and events endpoint: /api/shop-recs/v1/ (namespace shop_recs).
+    path("", include("shop_recs.urls")),
     path("", include((storefront_patterns, "shop_demo"))),
 ]

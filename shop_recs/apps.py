@@ -13,6 +13,7 @@ class ShopRecsConfig(AppConfig):
 
     def ready(self):
         from shop_recs import checks  # noqa: F401  (registers the checks)
+        from shop_recs import ranking
         from shop_recs.conf import DEFAULT_PRODUCT_MODEL
         from shop_recs.schedule import ensure_retrain_schedule
 
@@ -21,3 +22,6 @@ class ShopRecsConfig(AppConfig):
         if not hasattr(settings, "SHOP_RECS_PRODUCT_MODEL"):
             settings.SHOP_RECS_PRODUCT_MODEL = DEFAULT_PRODUCT_MODEL
         post_migrate.connect(ensure_retrain_schedule, sender=self)
+        # Every process, the training worker included, clears the serving cache when a
+        # run activates or a bundle changes.
+        ranking.connect_receivers()

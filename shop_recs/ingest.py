@@ -122,3 +122,62 @@ def record_order(order_id, lines, *, request=None, user=None, customer_id=None, 
     if existing:
         logger.info("order %s: %d line(s) were already recorded", order_id, len(existing))
     return new
+
+
+def record_events(events, *, user=None, visitor_id="", source=Interaction.Source.API,
+                  dedupe_window=None):
+    """Store many events in one insert; return ``(stored, duplicates)``.
+
+    ``events`` holds dicts with ``kind``, ``product`` (an instance) and optionally
+    ``quantity``, ``unit_price``, ``timestamp``, ``widget``, ``bundle_ref``, ``run_ref``
+    and, for purchases, ``order_id`` (purchases go through :func:`record_order`, grouped
+    by order, so they stay idempotent). With ``dedupe_window`` (seconds), identical
+    events (visitor, kind, product, attribution) within one window are stored once,
+    remembered in the cache: a flood of the same beacon stores one row.
+    """
+    from django.core.cache import caches  # noqa: PLC0415
+
+    now = timezone.now()
+    rows, orders, keys = [], {}, {}
+    for event in events:
+        kind = event["kind"]
+        if kind not in Interaction.Kind.values:
+            raise ValueError(f"unknown interaction kind {kind!r}")
+        if kind == Interaction.Kind.PURCHASE:
+            orders.setdefault(str(event.get("order_id") or ""), []).append(event)
+            continue
+        row = Interaction(
+            product=event["product"], kind=kind, user=user, visitor_id=visitor_id,
+            quantity=max(int(event.get("quantity") or 1), 1), unit_price=event.get("unit_price"),
+            timestamp=event.get("timestamp") or now, widget=event.get("widget") or "",
+            bundle_ref=event.get("bundle_ref"), run_ref=event.get("run_ref"), source=source,
+        )
+        if dedupe_window:
+            bucket = int(now.timestamp() // dedupe_window)
+            text = "\x1f".join(str(v) for v in (visitor_id, getattr(user, "pk", ""), kind,
+                                                 row.product.pk, row.widget, row.bundle_ref,
+                                                 row.run_ref, bucket))
+            key = "shop_recs:event:" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+            if key in keys:
+                continue
+            keys[key] = row
+        rows.append(row)
+    duplicates = 0
+    if dedupe_window:
+        cache = caches[recs_settings.CACHE_ALIAS]
+        try:
+            seen = cache.get_many(list(keys))
+            cache.set_many({k: 1 for k in keys if k not in seen}, dedupe_window)
+        except Exception:  # noqa: BLE001 (without a cache, store rather than lose)
+            logger.warning("event de-duplication cache unavailable", exc_info=True)
+            seen = {}
+        kept = [row for key, row in keys.items() if key not in seen]
+        duplicates = len(rows) - len(kept) + (len(events) - len(rows)
+                                               - sum(len(v) for v in orders.values()))
+        rows = kept
+    Interaction.objects.bulk_create(rows, batch_size=1000)
+    stored = len(rows)
+    for order_id, lines in orders.items():
+        stored += len(record_order(order_id, lines, user=user, visitor_id=visitor_id,
+                                   source=source))
+    return stored, duplicates

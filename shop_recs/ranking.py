@@ -1,0 +1,362 @@
+"""Request-time recommendations from stored rows: what a widget or API call shows.
+
+Usage::
+
+    from shop_recs import ranking
+
+    result = ranking.frequently_bought_together(product, limit=3,
+                                                visitor=ranking.visitor_for(request))
+    result = ranking.complete_the_cart(cart_products, limit=4)
+    for item in result.items:
+        item.product, item.source, item.run, item.bundle, item.evidence
+
+Order of the candidates: approved bundles around the anchor (proposed ones too when
+``SHOP_RECS["REQUIRE_APPROVAL"]`` is off), then the serving run's FBT list, then, with
+``SHOP_RECS["FALLBACK"]`` on, products bought in the same orders (co-occurrence) and
+products popular in the anchor's category. Inactive, out-of-stock, priceless and deleted
+products, the anchors themselves and ``exclude`` are removed at request time.
+
+Personalisation: the stored rows are per product, so the visitor's past purchases
+(by user, else by the pseudonymous session id) re-rank each source's items: products
+the visitor already bought move to the end, products in the FBT lists of what the
+visitor bought move up. The source order itself never changes.
+
+Cost: candidate lists are cached (key = anchors + a generation number that
+``run_activated``, ``bundles_changed`` and Bundle/BundleItem saves bump). A warm call
+is one query (the live products, stock filter and personalisation together); a cold
+one adds one query for bundles + FBT rows and one for the fallbacks: never more than 3.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from django.core.cache import caches
+from django.db.models import (Case, Count, DecimalField, Exists, F, IntegerField, OuterRef, Q,
+                              Value, When)
+from django.db.models.signals import post_delete, post_save
+
+from shop_recs.conf import recs_settings
+from shop_recs.models import Bundle, BundleItem, Interaction, Recommendation
+from shop_recs.products import get_adapter
+from shop_recs.signals import bundles_changed, run_activated
+
+logger = logging.getLogger(__name__)
+
+BUNDLE, MODEL, FALLBACK = "bundle", "model", "fallback"
+COOCCURRENCE, POPULAR = "cooccurrence", "popular"
+GENERATION_KEY = "shop_recs:ranking:generation"
+HISTORY_SIZE = 50
+MAX_ANCHORS = 50
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who is asking: a user id and/or a pseudonymous visitor id (both may be empty)."""
+
+    user_id: object = None
+    visitor_id: str = ""
+
+    def __bool__(self):
+        return self.user_id is not None or bool(self.visitor_id)
+
+
+@dataclass
+class Item:
+    product: object
+    source: str  # bundle, model or fallback
+    method: str  # the bundle's source, the run's shipped model, cooccurrence or popular
+    score: float
+    run: int | None = None
+    bundle: int | None = None
+    evidence: dict = field(default_factory=dict)
+    owned: bool = False
+
+
+@dataclass
+class Recommendations:
+    """Items in display order; ``bundles`` maps bundle pk to discount and size."""
+
+    anchors: list
+    items: list
+    bundles: dict = field(default_factory=dict)
+    personalised: bool = False
+
+    @property
+    def run(self):
+        """The serving run these items came from, if any."""
+        return next((i.run for i in self.items if i.run is not None), None)
+
+    @property
+    def bundle(self):
+        """The pk of the bundle whose items are all shown (the widget offers it whole)."""
+        shown = {i.product.pk for i in self.items if i.bundle is not None}
+        for pk, info in self.bundles.items():
+            if info["items"] and set(info["items"]) <= shown:
+                return pk
+        return None
+
+    def __bool__(self):
+        return bool(self.items)
+
+
+def visitor_for(request):
+    """The :class:`Visitor` of a request, without creating a session or a query."""
+    from shop_recs.ingest import pseudonymise  # noqa: PLC0415 (ingest is heavier)
+
+    if request is None:
+        return Visitor()
+    user = getattr(request, "_cached_user", None) or getattr(request, "user", None)
+    user_id = user.pk if user is not None and user.is_authenticated else None
+    session = getattr(request, "session", None)
+    key = session.session_key if session is not None else None
+    return Visitor(user_id, pseudonymise("session", key) if key else "")
+
+
+def frequently_bought_together(product, *, limit=None, exclude=(), visitor=None):
+    """The recommendations shown next to ``product`` (an instance)."""
+    return recommend([product.pk], anchors=[product], limit=limit, exclude=exclude,
+                     visitor=visitor)
+
+
+def complete_the_cart(products, *, limit=None, visitor=None):
+    """Products that complete a cart of ``products`` (instances), none already in it."""
+    products = list(products)[:MAX_ANCHORS]
+    return recommend([p.pk for p in products], anchors=products, limit=limit, visitor=visitor)
+
+
+def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
+              strict=True):
+    """Recommendations for ``anchor_pks``; anchors not given are fetched with the items.
+
+    When ``anchors`` is None and an anchor does not exist or is not active, raises
+    ``LookupError`` if ``strict`` (the API answers 404), else leaves it out.
+    """
+    limit = max(1, min(int(limit or recs_settings.WIDGET_LIMIT), recs_settings.MAX_LIMIT))
+    anchor_pks = list(dict.fromkeys(anchor_pks))[:MAX_ANCHORS]
+    if not anchor_pks:
+        return Recommendations([], [])
+    candidates, bundles = cached_candidates(anchor_pks)
+    visitor = visitor if visitor and recs_settings.PERSONALISE else Visitor()
+    skip = {str(pk) for pk in anchor_pks} | {str(pk) for pk in exclude}
+    # Three times the limit survives the stock filter in practice and keeps the query small.
+    wanted = [c for c in candidates if str(c[0]) not in skip][:limit * 3]
+    products, found_anchors = _fetch(wanted, anchor_pks if anchors is None else [], visitor)
+    if anchors is None:
+        if strict and len(found_anchors) != len(anchor_pks):
+            raise LookupError("unknown or inactive product")
+        anchors = [found_anchors[str(pk)] for pk in anchor_pks if str(pk) in found_anchors]
+    items = []
+    for pk, source, method, score, run, bundle, evidence in wanted:
+        product = products.get(str(pk))
+        if product is None:
+            continue
+        items.append(Item(product, source, method, score, run, bundle, evidence,
+                          owned=bool(getattr(product, "shop_recs_owned", False))))
+    if visitor:
+        items = _personalise(items)
+    items = items[:limit]
+    shown = {i.bundle for i in items}
+    return Recommendations(anchors, items, {pk: b for pk, b in bundles.items() if pk in shown},
+                           personalised=bool(visitor))
+
+
+def _personalise(items):
+    order = {BUNDLE: 0, MODEL: 1, FALLBACK: 2}
+    return [item for _, item in sorted(
+        enumerate(items),
+        key=lambda pair: (order[pair[1].source], pair[1].owned,
+                          not getattr(pair[1].product, "shop_recs_related", False), pair[0]))]
+
+
+def _fetch(candidates, anchor_pks, visitor):
+    """The live, available products among ``candidates`` and the anchors: one query."""
+    adapter = get_adapter()
+    model = adapter.model
+    pks = [c[0] for c in candidates]
+    if not pks and not anchor_pks:
+        return {}, {}
+    available = Q(pk__in=pks) & adapter.available_q()
+    if adapter.fields["price"] and "__" not in adapter.fields["price"]:
+        available &= Q(**{f"{adapter.fields['price']}__isnull": False})
+    queryset = model._default_manager.filter(available | Q(pk__in=anchor_pks))
+    related = {path.rsplit("__", 1)[0] for path in adapter.fields.values()
+               if path and "__" in path}
+    if related:
+        queryset = queryset.select_related(*related)
+    if visitor and pks:
+        mine = Interaction.objects.purchases().filter(_who(visitor))
+        history = mine.order_by("-timestamp").values("product")[:HISTORY_SIZE]
+        queryset = queryset.annotate(
+            shop_recs_owned=Exists(mine.filter(product=OuterRef("pk"))),
+            shop_recs_related=Exists(Recommendation.objects.filter(
+                run__is_active=True, recommended=OuterRef("pk"), product__in=history)),
+        )
+    anchor_keys = {str(pk) for pk in anchor_pks}
+    products, anchors = {}, {}
+    for product in queryset.order_by():
+        key = str(product.pk)
+        if key in anchor_keys:
+            if adapter.get(product, "is_active"):
+                anchors[key] = product
+        else:
+            products[key] = product
+    return products, anchors
+
+
+def _who(visitor):
+    q = Q(pk__in=[])
+    if visitor.user_id is not None:
+        q |= Q(user_id=visitor.user_id)
+    if visitor.visitor_id:
+        q |= Q(visitor_id=visitor.visitor_id)
+    return q
+
+
+# Candidates and their cache ----------------------------------------------------------
+
+def _cache():
+    return caches[recs_settings.CACHE_ALIAS]
+
+
+def cache_key(anchor_pks, generation):
+    text = "\x1f".join(sorted(str(pk) for pk in anchor_pks))
+    digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return f"shop_recs:candidates:{generation}:{digest}"
+
+
+def cached_candidates(anchor_pks):
+    """``(candidates, bundles)`` for the anchors, from the cache when it has them.
+
+    A cache that fails (Redis down) is logged and bypassed: pages keep working.
+    """
+    try:
+        cache = _cache()
+        generation = cache.get(GENERATION_KEY, 0)
+        key = cache_key(anchor_pks, generation)
+        value = cache.get(key)
+    except Exception:  # noqa: BLE001 (any cache backend error)
+        logger.warning("shop_recs cache unavailable; computing recommendations", exc_info=True)
+        return compute_candidates(anchor_pks)
+    if value is None:
+        value = compute_candidates(anchor_pks)
+        try:
+            cache.set(key, value, recs_settings.CACHE_TIMEOUT)
+        except Exception:  # noqa: BLE001
+            logger.warning("could not cache recommendations", exc_info=True)
+    return value
+
+
+def compute_candidates(anchor_pks):
+    """Bundles and FBT rows (one query), then fallbacks when short (one more query)."""
+    limit = recs_settings.CANDIDATES
+    anchors = {str(pk) for pk in anchor_pks}
+    seen, candidates, bundles = set(anchors), [], {}
+    bundle_rows, fbt_rows = _primary_rows(anchor_pks)
+    for row in bundle_rows:
+        info = bundles.setdefault(row["ref"], {"discount_percent": row["discount"],
+                                                "anchor": row["anchor"], "items": []})
+        info["items"].append(row["item"])
+        if str(row["item"]) not in seen:
+            seen.add(str(row["item"]))
+            candidates.append((row["item"], BUNDLE, row["method"], row["score"] or 0.0, None,
+                               row["ref"], row["evidence"] or {}))
+    fused = {}
+    for row in fbt_rows:  # one anchor: its list; several: reciprocal-rank fusion
+        entry = fused.setdefault(str(row["item"]), [row, 0.0])
+        entry[1] += 1.0 / row["pos"]
+    for row, fusion in sorted(fused.values(), key=lambda e: -e[1]):
+        if str(row["item"]) not in seen:
+            seen.add(str(row["item"]))
+            score = row["score"] if len(anchors) == 1 else fusion
+            candidates.append((row["item"], MODEL, row["method"], score, row["ref"], None,
+                               row["evidence"] or {}))
+    if recs_settings.FALLBACK and len(candidates) < limit:
+        for row in _fallback_rows(anchor_pks, limit):
+            if str(row["product"]) not in seen:
+                seen.add(str(row["product"]))
+                method = COOCCURRENCE if row["together"] else POPULAR
+                candidates.append((row["product"], FALLBACK, method,
+                                   float(row["together"] or row["bought"]), None, None,
+                                   {"orders_together": row["together"],
+                                    "purchases": row["bought"]}))
+    return candidates[:limit], bundles
+
+
+def _primary_rows(anchor_pks):
+    statuses = [Bundle.Status.APPROVED]
+    if not recs_settings.REQUIRE_APPROVAL:
+        statuses.append(Bundle.Status.PROPOSED)
+    columns = ("kind", "ref", "anchor", "item", "pos", "score", "method", "evidence",
+               "discount", "approved")
+    bundle_rows = BundleItem.objects.filter(
+        bundle__anchor__in=anchor_pks, bundle__status__in=statuses,
+    ).annotate(
+        kind=Value(0, output_field=IntegerField()), ref=F("bundle_id"),
+        anchor=F("bundle__anchor_id"), item=F("product_id"), pos=F("position"),
+        score=F("bundle__score"), method=F("bundle__source"), evidence=F("bundle__evidence"),
+        discount=F("bundle__discount_percent"),
+        approved=Case(When(bundle__status=Bundle.Status.APPROVED, then=Value(1)), default=Value(0),
+                      output_field=IntegerField()),
+    ).order_by().values_list(*columns)
+    fbt_rows = Recommendation.objects.filter(
+        product__in=anchor_pks, run__is_active=True,
+    ).annotate(
+        kind=Value(1, output_field=IntegerField()), ref=F("run_id"), anchor=F("product_id"),
+        item=F("recommended_id"), pos=F("rank"), method=F("source"),
+        discount=Value(None, output_field=DecimalField(max_digits=4, decimal_places=1)),
+        approved=Value(1, output_field=IntegerField()),
+    ).order_by().values_list(*columns)
+    rows = [dict(zip(columns, row)) for row in bundle_rows.union(fbt_rows, all=True)]
+    bundles = sorted((r for r in rows if r["kind"] == 0),
+                     key=lambda r: (-r["approved"], -(r["score"] or 0.0), r["ref"], r["pos"]))
+    for row in bundles:
+        row["discount"] = str(row["discount"] or 0)
+    fbt = sorted((r for r in rows if r["kind"] == 1), key=lambda r: (r["pos"], -r["score"]))
+    return bundles, fbt
+
+
+def _fallback_rows(anchor_pks, limit):
+    """Co-occurrence in recent orders of the anchors, then popular in their categories."""
+    adapter = get_adapter()
+    purchases = Interaction.objects.purchases()
+    orders = (purchases.filter(product__in=anchor_pks).exclude(order_id="")
+              .order_by("-timestamp").values("order_id")[:recs_settings.FALLBACK_ORDERS])
+    together = Q(order_id__in=orders)
+    where = together
+    category = adapter.fields["category"]
+    if category:
+        categories = (adapter.model._default_manager.filter(pk__in=anchor_pks)
+                      .exclude(**{category: ""}).values(category))
+        recent = purchases.order_by("-pk").values("pk")[:recs_settings.POPULAR_LINES]
+        where |= Q(**{f"product__{category}__in": categories}, pk__in=recent)
+    return list(
+        purchases.filter(where).exclude(product__in=anchor_pks).values("product")
+        .annotate(together=Count("order_id", filter=together, distinct=True),
+                  bought=Count("pk"))
+        .order_by("-together", "-bought", "product")[:limit]
+    )
+
+
+# Invalidation -------------------------------------------------------------------------
+
+def invalidate(**kwargs):
+    """Forget every cached candidate list (a new generation of cache keys)."""
+    try:
+        cache = _cache()
+        try:
+            cache.incr(GENERATION_KEY)
+        except ValueError:
+            cache.set(GENERATION_KEY, 1, None)
+    except Exception:  # noqa: BLE001 (a cache that is down holds nothing stale)
+        logger.warning("could not invalidate the shop_recs cache", exc_info=True)
+
+
+def connect_receivers():
+    """Invalidate on new runs, bundle decisions and bundle edits (idempotent)."""
+    run_activated.connect(invalidate, dispatch_uid="shop_recs.ranking.run")
+    bundles_changed.connect(invalidate, dispatch_uid="shop_recs.ranking.bundles")
+    for model in (Bundle, BundleItem):
+        for signal in (post_save, post_delete):
+            signal.connect(invalidate, sender=model,
+                           dispatch_uid=f"shop_recs.ranking.{model.__name__}.{signal is post_save}")

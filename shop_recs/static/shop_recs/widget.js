@@ -1,0 +1,88 @@
+/* shop_recs widgets: live totals and impression/click beacons. No build step, no
+ * dependencies; the widgets work without it (the form posts the checked products). */
+(function () {
+  "use strict";
+  if (window.shopRecsWidgets) { return; }
+  window.shopRecsWidgets = true;
+
+  function send(root, kind, productIds) {
+    var url = root.getAttribute("data-events-url");
+    if (!url || !productIds.length || !window.fetch) { return; }
+    var events = productIds.slice(0, 50).map(function (id) {
+      return { kind: kind, product: id, attribution: root.getAttribute("data-token") || "" };
+    });
+    try {
+      window.fetch(url, {
+        method: "POST", keepalive: true, credentials: "same-origin",
+        headers: { "Content-Type": "application/json",
+                   "X-CSRFToken": root.getAttribute("data-csrf") || "" },
+        body: JSON.stringify({ events: events })
+      }).catch(function () {});
+    } catch (e) { /* a beacon never breaks the page */ }
+  }
+
+  function formatter(root) {
+    var currency = root.getAttribute("data-currency") || "";
+    try {
+      var fmt = new Intl.NumberFormat(document.documentElement.lang || undefined,
+                                      { style: "currency", currency: currency });
+      return function (n) { return fmt.format(n); };
+    } catch (e) {
+      return function (n) { return (currency + " " + n.toFixed(2)).trim(); };
+    }
+  }
+
+  function update(root, format, button, labelAll) {
+    var boxes = root.querySelectorAll("input[type=checkbox][data-price]");
+    var totalCents = 0, checked = 0, all = true;
+    Array.prototype.forEach.call(boxes, function (box) {
+      if (box.checked) {
+        totalCents += Math.round(parseFloat(box.getAttribute("data-price")) * 100);
+        checked += 1;
+      } else { all = false; }
+    });
+    var discount = parseFloat(root.getAttribute("data-discount") || "0") || 0;
+    var whole = all && root.hasAttribute("data-bundle-id") && discount > 0;
+    var shown = whole ? Math.round(totalCents * (100 - discount) / 100) : totalCents;
+    var total = root.querySelector("[data-shop-recs-total]");
+    if (total) { total.textContent = format(shown / 100); }
+    var note = root.querySelector("[data-shop-recs-discount]");
+    if (note) { note.hidden = !whole; }
+    if (button) {
+      button.disabled = checked === 0;
+      button.textContent = all ? labelAll : (button.getAttribute("data-label-some") || labelAll);
+    }
+  }
+
+  function init(root) {
+    var format = formatter(root);
+    var button = root.querySelector("button[type=submit][data-label-some]");
+    var labelAll = button ? button.textContent : "";
+    root.addEventListener("change", function () { update(root, format, button, labelAll); });
+    root.addEventListener("click", function (event) {
+      var link = event.target.closest && event.target.closest("a");
+      var item = link && link.closest("[data-product-id]");
+      if (item) { send(root, "widget_click", [item.getAttribute("data-product-id")]); }
+    });
+    var ids = Array.prototype.map.call(root.querySelectorAll("[data-product-id]"),
+                                       function (el) { return el.getAttribute("data-product-id"); });
+    if ("IntersectionObserver" in window) {
+      var observer = new IntersectionObserver(function (entries) {
+        if (entries.some(function (e) { return e.isIntersecting; })) {
+          observer.disconnect();
+          send(root, "widget_impression", ids);
+        }
+      });
+      observer.observe(root);
+    } else {
+      send(root, "widget_impression", ids);
+    }
+  }
+
+  function start() {
+    Array.prototype.forEach.call(document.querySelectorAll("[data-shop-recs-widget]"), init);
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else { start(); }
+})();

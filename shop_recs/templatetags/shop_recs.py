@@ -1,0 +1,169 @@
+"""Template tags of shop_recs: the "frequently bought together" and cart widgets.
+
+Usage::
+
+    {% load shop_recs %}
+    {% frequently_bought_together product %}
+    {% frequently_bought_together product limit=4 template="myshop/fbt.html" %}
+    {% complete_the_cart cart_products limit=4 %}
+
+The tags ask ``shop_recs.ranking`` and render ``shop_recs/frequently_bought_together.html``
+or ``shop_recs/complete_the_cart.html`` (override them in the host's templates). The
+"Add all to cart" form posts to ``SHOP_RECS["CART_URL_NAME"]`` with the field names of
+``SHOP_RECS["CART_FIELDS"]``; it works without JavaScript, and
+``shop_recs/widget.js`` updates the totals live and sends impression and click beacons
+to the events API. A tag never raises into the page: on any error it logs and renders
+nothing.
+"""
+
+import logging
+import uuid
+from decimal import Decimal
+
+from django import template
+from django.middleware.csrf import get_token
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import urlencode
+
+from shop_recs import ranking
+from shop_recs.attribution import make_token
+from shop_recs.conf import recs_settings
+from shop_recs.products import get_adapter
+
+logger = logging.getLogger(__name__)
+register = template.Library()
+
+FBT_WIDGET, CART_WIDGET = "fbt", "cart"
+CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€", "JPY": "¥"}
+CENT = Decimal("0.01")
+
+
+def money(amount, currency):
+    """``£2.55``, or ``CHF 2.55`` for currencies without a known symbol."""
+    if amount is None:
+        return ""
+    amount = Decimal(amount).quantize(CENT)
+    symbol = CURRENCY_SYMBOLS.get(currency or "")
+    return f"{symbol}{amount:,}" if symbol else f"{currency or ''} {amount:,}".strip()
+
+
+def _reverse(name, *args):
+    if not name:
+        return ""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+def _link(url, params):
+    if not url:
+        return ""
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
+
+def _entry(product, item=None, *, widget):
+    """What the partial needs of one product (the anchor has no ``item``)."""
+    adapter = get_adapter()
+    price = adapter.price(product)
+    fields = recs_settings.CART_FIELDS
+    bundle = item.bundle if item else None
+    run = item.run if item else None
+    params = {k: v for k, v in ((fields["widget"], widget), (fields["bundle"], bundle),
+                                (fields["run"], run)) if v not in (None, "")}
+    params[fields["token"]] = make_token(widget, bundle, run)
+    return {
+        "product": product, "pk": str(product.pk), "name": adapter.name(product),
+        "price": price, "price_text": money(price, adapter.get(product, "currency")),
+        "image_url": str(adapter.get(product, "image_url") or ""),
+        "url": _link(adapter.url(product), params) if item else adapter.url(product),
+        "source": item.source if item else "anchor", "run": run, "bundle": bundle,
+        "purchasable": price is not None and bool(adapter.get(product, "in_stock")),
+    }
+
+
+def _context(context, result, *, widget, anchor=None):
+    request = context.get("request")
+    adapter = get_adapter()
+    currency = (adapter.get(anchor or result.items[0].product, "currency")
+                or recs_settings.DEFAULT_CURRENCY)
+    entries = [_entry(item.product, item, widget=widget) for item in result.items]
+    first = _entry(anchor, widget=widget) if anchor is not None else None
+    selected = [e for e in ([first] if first else []) + entries if e["purchasable"]]
+    total = sum((e["price"] for e in selected), Decimal("0"))
+    bundle = result.bundle
+    discount = Decimal(result.bundles[bundle]["discount_percent"]) if bundle else Decimal("0")
+    discounted = (total * (100 - discount) / 100).quantize(CENT) if discount else total
+    fields = recs_settings.CART_FIELDS
+    return {
+        "widget": widget, "widget_id": f"shop-recs-{widget}-{uuid.uuid4().hex[:8]}",
+        "anchor": first, "items": entries, "result": result, "run": result.run,
+        "bundle": bundle, "discount_percent": discount, "currency": currency,
+        "total": total, "total_text": money(total, currency),
+        "discounted_total": discounted, "discounted_text": money(discounted, currency),
+        "cart_url": _reverse(recs_settings.CART_URL_NAME), "fields": fields,
+        "token": make_token(widget, bundle, result.run),
+        "events_url": _reverse("shop_recs:api-events"),
+        "csrf_token": get_token(request) if request is not None else "",
+    }
+
+
+def _render(name, context, template_name, build):
+    try:
+        extra = build()
+        if extra is None:
+            return ""
+        return render_to_string(template_name, extra, request=context.get("request"))
+    except Exception:  # noqa: BLE001 (a widget must never break the page)
+        logger.exception("shop_recs: the %s widget failed and was left out", name)
+        return ""
+
+
+@register.simple_tag(takes_context=True)
+def frequently_bought_together(context, product, limit=None, template=None):
+    """Render the "frequently bought together" widget of ``product``.
+
+    Syntax::
+
+        {% frequently_bought_together product [limit=3] [template="..."] %}
+    """
+    def build():
+        if product is None or getattr(product, "pk", None) is None:
+            return None
+        request = context.get("request")
+        result = ranking.frequently_bought_together(
+            product, limit=limit, visitor=ranking.visitor_for(request))
+        if not result:
+            return None
+        return _context(context, result, widget=FBT_WIDGET, anchor=product)
+
+    return _render(FBT_WIDGET, context,
+                   template or "shop_recs/frequently_bought_together.html", build)
+
+
+@register.simple_tag(takes_context=True)
+def complete_the_cart(context, cart_items, limit=None, template=None):
+    """Render products that complete a cart of ``cart_items`` (products).
+
+    Syntax::
+
+        {% complete_the_cart cart_products [limit=4] [template="..."] %}
+    """
+    def build():
+        products = [getattr(i, "product", i) for i in (cart_items or ())]
+        if not products:
+            return None
+        result = ranking.complete_the_cart(
+            products, limit=limit or recs_settings.WIDGET_LIMIT + 1,
+            visitor=ranking.visitor_for(context.get("request")))
+        if not result:
+            return None
+        return _context(context, result, widget=CART_WIDGET)
+
+    return _render(CART_WIDGET, context, template or "shop_recs/complete_the_cart.html", build)
+
+
+@register.filter
+def shop_recs_money(amount, currency):
+    return money(amount, currency)
