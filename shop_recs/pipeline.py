@@ -127,7 +127,8 @@ def _save_artifact(run, fitted, cutoff):
     root = artifact_root()
     final = root / f"run-{run.pk}"
     tmp = root / f".run-{run.pk}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for leftover in root.glob(f".run-{run.pk}.tmp*"):  # from attempts that were killed
+        shutil.rmtree(leftover, ignore_errors=True)
     manifest = save_checkpoint(tmp, fitted.trained, fitted.trained_index,
                                data_cutoff=int(cutoff.timestamp()),
                                metrics=fitted.metrics["test"].get(fitted.choice, {}),

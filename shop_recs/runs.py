@@ -112,5 +112,9 @@ def request_training(*, trigger, user=None, config=None, broker_check=True, enqu
             if enqueue:
                 transaction.on_commit(partial(_enqueue, run.pk))
     except IntegrityError:
-        raise TrainingAlreadyPending(TrainingRun.objects.get(pending=True)) from None
+        # A simultaneous request created its run first. That run may already have been
+        # finished (e.g. failed when its task could not be queued): never raise
+        # DoesNotExist here, which would be a server error in the admin.
+        other = TrainingRun.objects.filter(pending=True).first() or TrainingRun.objects.latest()
+        raise TrainingAlreadyPending(other) from None
     return run

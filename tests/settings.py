@@ -3,7 +3,9 @@
 ``DATABASE_URL`` (set by ``make test`` for its second pass) switches to PostgreSQL.
 """
 
+import os
 import tempfile
+from pathlib import Path
 
 from shop_demo.settings import *  # noqa: F403
 
@@ -11,7 +13,27 @@ SECRET_KEY = "tests-only-secret-key-not-for-production-use-0123456789"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 SHOP_RECS_TEST_TMP = tempfile.mkdtemp(prefix="shop_recs_tests_")
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not ":memory:": the Celery worker that tests/celery_helpers.py starts in
+    # another process (tests/test_faults.py) must see the test database. WAL and a busy
+    # timeout let that worker write while the test process reads.
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(Path(SHOP_RECS_TEST_TMP) / "db.sqlite3"),
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;",
+                    "transaction_mode": "IMMEDIATE", "timeout": 20},
+        "TEST": {"NAME": str(Path(SHOP_RECS_TEST_TMP) / "test.sqlite3")},
+    }}
+# The worker subprocess of tests/celery_helpers.py is given the test database's name
+# (pytest-django's "test_..." database, or the SQLite file above) and its own
+# Celery transport options (a short Redis visibility timeout, for redelivery tests).
+if os.environ.get("SHOP_RECS_WORKER_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["SHOP_RECS_WORKER_DB_NAME"]
+if os.environ.get("SHOP_RECS_WORKER_VISIBILITY_TIMEOUT"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {  # noqa: F405
+        "visibility_timeout": int(os.environ["SHOP_RECS_WORKER_VISIBILITY_TIMEOUT"]),
+        # Sweep for abandoned messages every second instead of every 100 s.
+        "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+    }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

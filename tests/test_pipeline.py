@@ -1,9 +1,13 @@
 """The training pipeline end to end on SQLite/PostgreSQL with a tiny planted-signal shop."""
 
 import hashlib
+import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
 from shop_recs import pipeline
 from shop_recs.ingest import record_order
@@ -135,3 +139,15 @@ def test_with_fbt_publishing_by_approval_a_new_run_waits_for_staff(settings):
     assert status == TrainingRun.Status.SUCCEEDED
     assert first.is_active and not second.is_active
     assert Recommendation.objects.filter(run=second).exists()  # ready to serve when approved
+
+
+def test_runs_command_reports_and_reaps_lost_runs(capsys):
+    run = request_training(trigger="t", broker_check=False, enqueue=False)
+    long_ago = timezone.now() - timedelta(days=1)
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=long_ago,
+                                                 started_at=long_ago)
+    call_command("shop_recs_runs", "--json")
+    out, err = capsys.readouterr()
+    assert f"Run {run.pk} marked failed" in err
+    (summary,) = json.loads(out)
+    assert summary["status"] == "failed" and "worker was lost" in summary["error"]

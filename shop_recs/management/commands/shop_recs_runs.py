@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.db.models import Count, Q
 
 from shop_recs.models import TrainingRun
+from shop_recs.runs import reap_stale_runs
 
 
 def run_summary(run):
@@ -42,6 +43,8 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=20)
 
     def handle(self, *args, as_json=False, limit=20, **options):
+        for run in reap_stale_runs():
+            self.stderr.write(f"Run {run.pk} marked failed: {run.error}")
         runs = TrainingRun.objects.annotate(
             fbt_rows=Count("recommendations", distinct=True),
             proposed_bundles=Count("bundles", filter=Q(bundles__status="proposed"), distinct=True),
