@@ -1,0 +1,112 @@
+"""Benchmark CLI: baselines vs the learned bundle model under the honest protocol.
+
+    python -m shop_recs.ml.benchmark --orders FILE [--orders FILE2] [--format online_retail]
+        [--device auto|cpu|cuda] [--seeds 3] [--time-budget S] [--json OUT]
+
+Steps: read and clean the orders (``shop_recs.ml.orders``), temporal split (``evaluate``), tune
+every baseline's hyper-parameters per task on validation, train the model once per seed, tune
+its blend weight with the best linear model on validation, let the gate pick what would ship
+(validation only), then report test figures. Prints a table and writes the JSON described in
+issue 3. The ``runner`` module does the work; this module only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from shop_recs.ml.orders import FORMATS, CleaningReport, OrderFileError, read_orders
+from shop_recs.ml.runner import BenchConfig, run_benchmark
+from shop_recs.ml.train import EpochReport
+
+COLUMNS = ("complete_hr10", "complete_ndcg10", "complete_mrr", "anchor_recall10",
+           "anchor_ndcg10", "coverage10", "bundle_precision", "train_s", "peak_mem_mb")
+
+
+def _progress(seed: int):
+    def show(r: EpochReport) -> None:
+        val = "" if r.val_metric is None else f" val_mean_ndcg10={r.val_metric:.4f}"
+        end = "\n" if r.kind == "epoch" else "\r"
+        print(f"  seed {seed} epoch {r.epoch:>2} {100 * r.fraction:5.1f}% "
+              f"loss={r.loss:.4f} {r.examples_per_s:7.0f} ex/s{val}   ", end=end, flush=True)
+    return show
+
+
+def format_table(results: list[dict]) -> str:
+    head = f"{'model':<28} {'role':<8} " + " ".join(f"{c:>16}" for c in COLUMNS)
+    lines = [head, "-" * len(head)]
+    for r in results:
+        cells = []
+        for c in COLUMNS:
+            v, sd = r.get(c), r.get(c + "_std")
+            if v is None:
+                cells.append(f"{'-':>16}")
+            elif c in ("train_s", "peak_mem_mb"):
+                cells.append(f"{v:>16.1f}")
+            elif sd is not None:
+                cells.append(f"{f'{v:.4f}±{sd:.4f}':>16}")
+            else:
+                cells.append(f"{v:>16.4f}")
+        lines.append(f"{r['model'][:28]:<28} {r['role']:<8} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m shop_recs.ml.benchmark", description=__doc__.split("\n\n")[0])
+    p.add_argument("--orders", action="append", required=True, metavar="PATH",
+                   help="order-line CSV (gzip ok); repeat for several files, oldest first")
+    p.add_argument("--format", default="generic", choices=FORMATS)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the learned model (mean ± std)")
+    p.add_argument("--time-budget", type=float, default=BenchConfig.time_budget_s,
+                   help="seconds of training per seed (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=BenchConfig.epochs)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-history", action="store_true",
+                   help="the model ignores customers' earlier orders")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON here")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+    if args.seeds < 1:
+        print("error: --seeds must be at least 1", file=sys.stderr)
+        return 2
+    report = CleaningReport()
+    try:
+        frame = read_orders(args.orders, args.format, report=report)
+    except OrderFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"read {report.read} lines, kept {report.kept}; skipped: "
+          + (", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none"))
+    cfg = BenchConfig(seeds=args.seeds, time_budget_s=args.time_budget, epochs=args.epochs,
+                      device=args.device, threads=args.threads, use_history=not args.no_history)
+    try:
+        out = run_benchmark(frame, cfg, progress=_progress, log=print)
+    except ValueError as exc:  # too few orders, no repeated products, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out["dataset"] = ", ".join(Path(p).name for p in args.orders)
+    out["cleaning"] = {"read": report.read, "kept": report.kept, "skipped": dict(report.skipped)}
+    print()
+    print(format_table(out["results"]))
+    for task, g in out["gate"].items():
+        print(f"gate[{task}]: {g['reason']}")
+    for line in out.get("goals", []):
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The bundle model: self-attention over the items of a basket, scoring the whole catalogue.
+
+Input: a set of context items (the product on a page, or a cart) and, optionally, the
+customer's earlier purchases (most recent first). Each item is an id embedding plus embeddings
+of its attributes (category, price band, name words), so rarely bought and new products still
+land near similar products. A learned [CLS] token attends over the set (no positions: a basket is
+a set) and its output is matched against every item's representation (a full softmax).
+
+A *repeat head* adds a bonus to items in the customer's history (by recency and by how well they
+fit the context): wholesale customers re-order the same products, which no item-item model sees.
+
+An optional *item-item prior* (``use_prior``; an EASE matrix set by :meth:`set_prior`) adds
+``prior_scale * sum_{c in context} P[c, :]`` plus recency-weighted prior rows of the history to
+the logits, so the network learns the residual the linear model misses (Wide & Deep style).
+While training, each basket meets a prior fitted on the *other* half of the training orders
+(out-of-fold), otherwise the network would learn to trust a prior that memorised its targets.
+
+Index 0 is padding; catalogue item ``j`` (``shop_recs.ml.types``) is row ``j + 1`` here.
+
+Entry points (RecBole's split): :meth:`BundleModel.forward` returns logits for training,
+:meth:`BundleModel.full_sort_predict` scores every item for inference.
+References: Vaswani et al. 2017; Lee et al. 2019 (Set Transformer); Kang & McAuley 2018 (SASRec);
+Ren et al. 2019 (RepeatNet) for the repeat idea.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["BundleModelConfig", "BundleModel"]
+
+
+@dataclass
+class BundleModelConfig:
+    n_items: int  # catalogue size (the padding row is added on top)
+    n_words: int = 0  # name-word vocabulary size (0 = padding only)
+    max_words: int = 8  # name words kept per item
+    n_categories: int = 0  # category vocabulary size
+    n_price_bands: int = 1  # price bands incl. "unknown"
+    d_model: int = 64  # width of every embedding and of the encoder
+    n_heads: int = 4  # attention heads
+    n_layers: int = 2  # encoder blocks
+    dropout: float = 0.1  # dropout on the input tokens (the encoder has none: it costs more
+    # CPU time in attention masks than it buys in accuracy here)
+    id_dropout: float = 0.1  # chance to hide an item's id embedding so attributes must carry it
+    history_buckets: int = 8  # recency buckets of the repeat head (log2 of the position)
+    use_history: bool = True  # read the customer's earlier purchases
+    use_prior: bool = True  # add a linear item-item prior (EASE) to the logits, see set_prior()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BundleModel(nn.Module):
+    def __init__(self, config: BundleModelConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        d = c.d_model
+        self.item_emb = nn.Embedding(c.n_items + 1, d, padding_idx=0)
+        self.word_emb = nn.Embedding(c.n_words + 1, d, padding_idx=0)
+        self.cat_emb = nn.Embedding(c.n_categories + 1, d, padding_idx=0)
+        self.price_emb = nn.Embedding(c.n_price_bands, d)
+        self.segment = nn.Embedding(3, d)  # 0 = [CLS], 1 = context item, 2 = history item
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        block = nn.TransformerEncoderLayer(d, c.n_heads, 4 * d, 0.0, batch_first=True,
+                                           norm_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(block, c.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(c.dropout)
+        self.out_bias = nn.Parameter(torch.zeros(c.n_items + 1))
+        self.repeat_recency = nn.Parameter(torch.zeros(c.history_buckets))
+        self.history_recency = nn.Parameter(torch.zeros(c.history_buckets))
+        self.repeat_proj = nn.Linear(d, d, bias=False)
+        # attribute tables; filled by set_features(), saved with the weights
+        self.register_buffer("item_words", torch.zeros(c.n_items + 1, c.max_words, dtype=torch.long))
+        self.register_buffer("item_cat", torch.zeros(c.n_items + 1, dtype=torch.long))
+        self.register_buffer("item_price", torch.zeros(c.n_items + 1, dtype=torch.long))
+        self.prior_scale = nn.Parameter(torch.tensor(5.0))
+        # weight of the prior rows of history items, per recency bucket ("what people buy
+        # with what this customer bought before")
+        self.history_prior = nn.Parameter(torch.zeros(c.history_buckets))
+        # item-item prior [N+1, N+1], row 0 = padding; saved with the weights when used.
+        # prior_folds (training only, not saved): out-of-fold priors so the model never learns
+        # to trust a prior that has already seen the basket it is asked to complete
+        self.register_buffer("prior", torch.zeros((c.n_items + 1, c.n_items + 1)
+                                                  if c.use_prior else (0, 0)))
+        self.register_buffer("prior_folds", torch.zeros(0), persistent=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+    def set_features(self, words: torch.Tensor, category: torch.Tensor, price_band: torch.Tensor
+                     ) -> None:
+        """Attribute ids per catalogue item ([n_items, max_words], [n_items], [n_items])."""
+        self.item_words[1:] = words
+        self.item_cat[1:] = category
+        self.item_price[1:] = price_band
+
+    def item_table(self) -> torch.Tensor:
+        """Representation of every row (padding included) [N+1, d]: id + words + category + price.
+
+        Computed once per forward pass and indexed, instead of embedding each occurrence.
+        """
+        words = self.item_words  # [N+1, W]
+        wmask = (words > 0).unsqueeze(-1).to(self.word_emb.weight.dtype)
+        wvec = (self.word_emb(words) * wmask).sum(-2) / wmask.sum(-2).clamp(min=1.0)
+        return (self.item_emb.weight + wvec + self.cat_emb(self.item_cat)
+                + self.price_emb(self.item_price))
+
+    def _lookup(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Rows ``idx`` of ``table``; while training, some ids are hidden (id dropout) so the
+        attributes alone must carry the item, as they will for new products."""
+        out = table[idx]
+        if self.training and self.config.id_dropout > 0:
+            drop = torch.rand(idx.shape, device=idx.device) < self.config.id_dropout
+            out = out - drop.unsqueeze(-1) * self.item_emb(idx)
+        return out
+
+    def _buckets(self, length: int, device) -> torch.Tensor:
+        pos = torch.arange(length, device=device)
+        return torch.log2(pos.float() + 1).long().clamp(max=self.config.history_buckets - 1)
+
+    def encode(self, context: torch.Tensor, history: torch.Tensor | None,
+               table: torch.Tensor) -> torch.Tensor:
+        """context [B, Lc], history [B, Lh] (0 = padding), table [N+1, d] -> query [B, d]."""
+        B = context.shape[0]
+        parts = [self.cls.expand(B, -1, -1) + self.segment.weight[0],
+                 self._lookup(table, context) + self.segment.weight[1]]
+        pad = [torch.zeros(B, 1, dtype=torch.bool, device=context.device), context == 0]
+        if history is not None and self.config.use_history and history.shape[1] > 0:
+            # the history enters as ONE summary token (a recency-weighted mean), not one token
+            # per item: attention cost stays that of the basket, which matters on CPU
+            w = torch.softmax(self.history_recency, 0)[self._buckets(history.shape[1],
+                                                                     history.device)]
+            w = w[None, :] * (history > 0)  # [B, Lh]
+            summary = (w.unsqueeze(-1) * self._lookup(table, history)).sum(1)
+            summary = summary / w.sum(1, keepdim=True).clamp(min=1e-6)  # [B, d]
+            parts.append(summary.unsqueeze(1) + self.segment.weight[2])
+            pad.append((history > 0).sum(1, keepdim=True) == 0)
+        x = self.drop(torch.cat(parts, dim=1))  # [B, 1+Lc(+1), d]
+        x = self.encoder(x, src_key_padding_mask=torch.cat(pad, dim=1))
+        return self.norm(x[:, 0])  # the [CLS] output
+
+    def set_prior(self, full: torch.Tensor, folds: torch.Tensor | None = None) -> None:
+        """Item-item prior ``[n_items, n_items]`` (and out-of-fold ones ``[F, n, n]``)."""
+        n = self.config.n_items
+        self.prior = torch.zeros(n + 1, n + 1)
+        self.prior[1:, 1:] = full
+        if folds is not None:
+            self.prior_folds = torch.zeros(len(folds), n + 1, n + 1)
+            self.prior_folds[:, 1:, 1:] = folds
+
+    def _prior_logits(self, items: torch.Tensor, fold: torch.Tensor | None,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
+        """(Weighted) sum of the prior rows of ``items`` [B, L] -> [B, N+1].
+
+        ``embedding_bag`` never builds the [B, L, N] intermediate.
+        """
+        if fold is None or self.prior_folds.numel() == 0:
+            return F.embedding_bag(items, self.prior, mode="sum", padding_idx=0,
+                                   per_sample_weights=weights)
+        out = torch.zeros(items.shape[0], self.prior.shape[1], device=items.device)
+        for f in range(self.prior_folds.shape[0]):
+            rows = (fold == f).nonzero(as_tuple=True)[0]
+            if len(rows):
+                out[rows] = F.embedding_bag(
+                    items[rows], self.prior_folds[f], mode="sum", padding_idx=0,
+                    per_sample_weights=None if weights is None else weights[rows])
+        return out
+
+    def forward(self, context: torch.Tensor, history: torch.Tensor | None = None,
+                fold: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits over all rows [B, n_items + 1]; context items and padding are set to -inf.
+
+        ``fold`` [B] picks each row's out-of-fold prior while training (None = the full prior).
+        """
+        table = self.item_table()  # [N+1, d]
+        h = self.encode(context, history, table)  # [B, d]
+        logits = h @ table.T + self.out_bias  # [B, N+1]
+        if self.config.use_prior:
+            logits = logits + self.prior_scale * self._prior_logits(context, fold)
+            if history is not None and self.config.use_history and history.shape[1] > 0:
+                w = self.history_prior[self._buckets(history.shape[1], history.device)]
+                w = w[None, :].expand(history.shape[0], -1).contiguous()  # [B, Lh]
+                logits = logits + self._prior_logits(history, fold, w.to(self.prior.dtype))
+        if history is not None and self.config.use_history and history.shape[1] > 0:
+            logits = logits + self._repeat_bonus(h, history, table)
+        logits = logits.float()
+        logits[:, 0] = float("-inf")
+        return logits.scatter(1, context, float("-inf"))
+
+    def _repeat_bonus(self, h: torch.Tensor, history: torch.Tensor, table: torch.Tensor
+                      ) -> torch.Tensor:
+        """Bonus for history items: recency bucket + fit with the context. -> [B, N+1]."""
+        bucket = self._buckets(history.shape[1], h.device)
+        fit = torch.einsum("bd,bld->bl", self.repeat_proj(h), table[history])  # [B, Lh]
+        bonus = (self.repeat_recency[bucket][None, :] + fit) * (history > 0)
+        out = torch.zeros(h.shape[0], self.config.n_items + 1, device=h.device, dtype=bonus.dtype)
+        return out.scatter_add(1, history, bonus)  # padding lands on row 0, masked later
+
+    @torch.no_grad()
+    def full_sort_predict(self, context: torch.Tensor, history: torch.Tensor | None = None
+                          ) -> torch.Tensor:
+        """Log-probabilities of every catalogue item [B, n_items] (padding row dropped)."""
+        self.eval()
+        return F.log_softmax(self.forward(context, history), dim=-1)[:, 1:]

@@ -1,0 +1,158 @@
+"""The learned bundle model behind the common Scorer protocol (fit on Baskets, score contexts).
+
+Usage (what ``shop_recs.pipeline`` and the benchmark call)::
+
+    scorer = BundleScorer(BundleModelConfig(n_items=0), TrainConfig(time_budget_s=240))
+    scorer.fit(train, attrs, val=val_baskets, history_pool=all_baskets, callback=on_progress)
+    scorer.result.history        # loss curve and validation metric per epoch
+    scores = scorer.score([np.array([12])], histories=[np.array([3, 5])])  # [1, n_items]
+
+``model_config.n_items`` and the attribute vocabulary sizes are filled in by :meth:`fit`.
+Warm start: :meth:`fit` with ``init_from=<previous scorer>, old_to_new=<index map>`` copies the
+rows of products both catalogues share; new products start fresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from shop_recs.ml.baselines import EASE
+from shop_recs.ml.evaluate import anchor_queries, complete_queries, customer_histories, evaluate
+from shop_recs.ml.features import FeatureVocab
+from shop_recs.ml.model import BundleModel, BundleModelConfig
+from shop_recs.ml.train import (EpochReport, Examples, TrainConfig, TrainResult, pad_batch,
+                                resolve_device, set_seed, train)
+from shop_recs.ml.types import Baskets, ItemAttributes
+
+logger = logging.getLogger("shop_recs.ml.scorer")
+
+__all__ = ["BundleScorer", "warm_start", "MAX_PRIOR_ITEMS"]
+
+MAX_PRIOR_ITEMS = 8000  # 8000^2 float32 = 256 MB per prior matrix
+
+
+class BundleScorer:
+    name = "bundle_model"
+
+    def __init__(self, model_config: BundleModelConfig | None = None,
+                 train_config: TrainConfig | None = None, max_context_eval: int = 128,
+                 prior_lambda: float = 10.0) -> None:
+        self.model_config = model_config or BundleModelConfig(n_items=0)
+        self.train_config = train_config or TrainConfig()
+        self.max_context_eval = max_context_eval
+        self.prior_lambda = prior_lambda  # EASE lambda of the item-item prior (use_prior)
+        self.model: BundleModel | None = None
+        self.vocab: FeatureVocab | None = None
+        self.result: TrainResult | None = None
+        self.device = torch.device("cpu")
+
+    # -- building -----------------------------------------------------------------------------
+    def build(self, attrs: ItemAttributes, vocab: FeatureVocab | None = None) -> BundleModel:
+        """Create the network for the catalogue described by ``attrs``."""
+        self.vocab = vocab or FeatureVocab.build(attrs)
+        feats = self.vocab.encode(attrs)
+        cfg = dataclasses.replace(
+            self.model_config, n_items=len(attrs), n_words=len(self.vocab.words),
+            max_words=self.vocab.max_words, n_categories=len(self.vocab.categories),
+            n_price_bands=self.vocab.n_bands)
+        if cfg.use_prior and cfg.n_items > MAX_PRIOR_ITEMS:
+            # the prior is a dense n x n matrix (three of them while training)
+            logger.warning("catalogue of %d items: item-item prior disabled (limit %d)",
+                           cfg.n_items, MAX_PRIOR_ITEMS)
+            cfg = dataclasses.replace(cfg, use_prior=False)
+        self.model_config = cfg
+        self.model = BundleModel(cfg)
+        self.model.set_features(torch.from_numpy(feats.words), torch.from_numpy(feats.category),
+                                torch.from_numpy(feats.price_band))
+        return self.model
+
+    def fit(self, train_baskets: Baskets, attrs: ItemAttributes | None = None,
+            val: Baskets | None = None, history_pool: Baskets | None = None,
+            callback: Callable[[EpochReport], None] | None = None,
+            init_from: "BundleScorer | None" = None,
+            old_to_new: np.ndarray | None = None) -> "BundleScorer":
+        attrs = attrs if attrs is not None else ItemAttributes.empty(train_baskets.n_items)
+        set_seed(self.train_config.seed)  # the initial weights are part of a seeded run
+        self.build(attrs, init_from.vocab if init_from is not None else None)
+        if init_from is not None:
+            warm_start(self.model, init_from.model, old_to_new)
+        use_hist = self.model_config.use_history
+        rows = np.flatnonzero(train_baskets.sizes >= 2)
+        hist = customer_histories(train_baskets, train_baskets) if use_hist else None
+        folds = None
+        if self.model_config.use_prior:
+            folds = np.random.default_rng(self.train_config.seed).integers(0, 2, len(train_baskets))
+            self._fit_prior(train_baskets, folds)
+        examples = Examples([train_baskets.basket(r) for r in rows],
+                            [hist[r] for r in rows] if hist is not None else None,
+                            folds[rows] if folds is not None else None)
+        validate = None
+        if val is not None and len(val):
+            pool = history_pool if history_pool is not None else train_baskets
+            vh = customer_histories(val, pool) if use_hist else None
+            qs = (complete_queries(val, 0, vh), anchor_queries(val, 0, vh))
+            pop = train_baskets.item_counts()
+
+            def validate(_model) -> float:
+                return float(np.mean([evaluate(self, q, pop)["ndcg" if i == 0 else "multi_ndcg"]
+                                      for i, q in enumerate(qs)]))
+        self.device = torch.device("cpu")
+        self.result = train(self.model, examples, self.train_config, validate, callback)
+        self.model.prior_folds = torch.zeros(0, device=self.model.prior.device)  # training only
+        self.device = resolve_device(self.train_config.device)
+        return self
+
+    def _fit_prior(self, baskets: Baskets, folds: np.ndarray) -> None:
+        """EASE on all training orders (used to score) and on each half without the other
+        (used while training, so a basket never meets a prior fitted on itself)."""
+        lam = self.prior_lambda
+        full = EASE(lam).fit(baskets).matrix
+        oof = [EASE(lam).fit(baskets.select(folds != f)).matrix for f in (0, 1)]
+        self.model.set_prior(torch.from_numpy(full), torch.from_numpy(np.stack(oof)))
+
+    # -- scoring ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, contexts: Sequence[np.ndarray],
+              histories: Sequence[np.ndarray] | None = None, batch_size: int = 256) -> np.ndarray:
+        """Log-probabilities float32 [len(contexts), n_items]."""
+        assert self.model is not None, "fit() or load a checkpoint first"
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        use_hist = histories is not None and self.model_config.use_history
+        out = []
+        for s in range(0, len(contexts), batch_size):
+            ctx = pad_batch([np.asarray(c)[:self.max_context_eval] for c in contexts[s:s + batch_size]])
+            hist = (pad_batch([np.asarray(h)[:self.train_config.max_history]
+                               for h in histories[s:s + batch_size]]) if use_hist else None)
+            scores = self.model.full_sort_predict(
+                ctx.to(device), hist.to(device) if hist is not None else None)
+            out.append(scores.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model_config.n_items), np.float32)
+
+
+def warm_start(new: BundleModel, old: BundleModel, old_to_new: np.ndarray | None) -> None:
+    """Copy every weight of ``old`` into ``new``; item rows move by ``old_to_new`` (old -> new).
+
+    Products only in the new catalogue keep their fresh initialisation; attribute vocabularies
+    are shared (the new model is built with the old vocabulary).
+    """
+    old_state, new_state = old.state_dict(), new.state_dict()
+    item_rows = {"item_emb.weight", "out_bias"}
+    buffers = {"item_words", "item_cat", "item_price"}
+    for key, value in old_state.items():
+        if key in buffers:
+            continue
+        if key in item_rows:
+            n_old = value.shape[0] - 1
+            mapping = old_to_new if old_to_new is not None else np.arange(n_old)
+            src = np.flatnonzero(mapping >= 0)
+            dst = torch.from_numpy(mapping[src] + 1)
+            new_state[key][dst] = value[torch.from_numpy(src + 1)]
+        elif new_state[key].shape == value.shape:
+            new_state[key] = value.clone()
+    new.load_state_dict(new_state)

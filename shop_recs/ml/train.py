@@ -1,0 +1,223 @@
+"""Model-agnostic training loop for set-completion models, plus the scorer that wraps it.
+
+``train()`` knows nothing about the bundle model beyond "``model(context, history)`` returns
+logits over all rows, padding at 0": it draws examples from baskets (a random subset of each
+basket is the context, the rest are targets), runs a full-softmax loss, reports progress through
+a callback, evaluates on validation after each epoch, stops early or at a time budget, and keeps
+the best epoch's weights::
+
+    result = train(model, examples, TrainConfig(time_budget_s=240), validate=fn, callback=cb)
+    result.history  # [EpochReport(epoch, loss, val_metric, examples_per_s, ...), ...]
+
+:class:`BundleScorer` (in ``shop_recs.ml.scorer``) is the Scorer-protocol front end that builds
+the model, its features and the examples from :class:`~shop_recs.ml.types.Baskets`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+logger = logging.getLogger("shop_recs.ml.train")
+
+__all__ = ["TrainConfig", "EpochReport", "TrainResult", "Examples", "set_seed",
+           "resolve_device", "train", "pad_batch"]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40  # upper bound; early stopping and the time budget usually end sooner
+    batch_size: int = 256  # baskets per step
+    lr: float = 2e-3  # AdamW learning rate (cosine decay to 10% over `epochs`)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    max_context: int = 48  # context items fed to the encoder (a random subset of larger ones)
+    max_targets: int = 32  # targets per basket in the loss
+    max_history: int = 128  # most recent history items (summary token + repeat head)
+    p_single: float = 0.35  # share of examples with a single context item (the product page)
+    p_leave_one: float = 0.25  # share with all but one item as context (the cart)
+    p_no_history: float = 0.25  # share of examples shown without history (anonymous visitors)
+    patience: int = 3  # epochs without validation gain before stopping
+    time_budget_s: float | None = 200.0  # wall-clock limit of the whole loop (None = no limit)
+    seed: int = 0  # seeds python, numpy and torch (set_seed)
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # torch CPU threads (None = leave as is)
+    log_every: int = 20  # steps between batch progress callbacks
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # 1-based
+    loss: float  # mean training loss of the epoch
+    val_metric: float | None  # validation metric after the epoch (higher is better)
+    examples_per_s: float
+    elapsed_s: float
+    fraction: float  # progress 0..1 (max of epochs done and time budget used)
+    kind: str = "epoch"  # "epoch" or "batch" (mid-epoch progress; val_metric is None)
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_metric: float | None
+    history: list[EpochReport] = field(default_factory=list)
+    stopped: str = "epochs"  # epochs | early_stopping | time_budget
+    train_s: float = 0.0
+    device: str = "cpu"
+
+
+@dataclass
+class Examples:
+    """Baskets to learn from: item lists (catalogue indices) and each basket's history."""
+
+    baskets: list[np.ndarray]  # int [n_i] distinct items per basket (size >= 2)
+    histories: list[np.ndarray] | None = None  # int [h_i] earlier items, most recent first
+    folds: np.ndarray | None = None  # int [n] fold of each basket, passed to model(..., fold)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) - the one seeding helper."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(device)
+
+
+def pad_batch(rows: Sequence[np.ndarray], width: int | None = None) -> torch.Tensor:
+    """Item lists -> LongTensor [B, L] of rows ``item + 1`` (0 = padding)."""
+    L = max([len(r) for r in rows] + [1]) if width is None else width
+    out = np.zeros((len(rows), L), dtype=np.int64)
+    for i, r in enumerate(rows):
+        r = np.asarray(r)[:L]
+        out[i, :len(r)] = r + 1
+    return torch.from_numpy(out)
+
+
+def _draw(items: np.ndarray, rng: np.random.Generator, cfg: TrainConfig
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Split one basket into (context, targets) the way the two serving cases look."""
+    items = rng.permutation(items)
+    n, u = len(items), rng.random()
+    k = 1 if u < cfg.p_single else n - 1 if u < cfg.p_single + cfg.p_leave_one else int(rng.integers(1, n))
+    return items[:min(k, cfg.max_context)], items[k:k + cfg.max_targets]
+
+
+def _batches(ex: Examples, cfg: TrainConfig, rng: np.random.Generator):
+    order = rng.permutation(len(ex.baskets))
+    for start in range(0, len(order), cfg.batch_size):
+        rows = order[start:start + cfg.batch_size]
+        drawn = [_draw(ex.baskets[r], rng, cfg) for r in rows]
+        ctx = pad_batch([c for c, _ in drawn])
+        tgt = pad_batch([t for _, t in drawn])
+        hist = None
+        if ex.histories is not None:
+            hide = rng.random(len(rows)) < cfg.p_no_history
+            hist = pad_batch([ex.histories[r][:cfg.max_history] if not h else ex.histories[r][:0]
+                              for r, h in zip(rows, hide)])
+        fold = torch.from_numpy(ex.folds[rows]) if ex.folds is not None else None
+        yield ctx, tgt, hist, fold
+
+
+def set_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over baskets of the mean -log p(target); logits [B, N+1], targets [B, T] (0 = pad)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    mask = targets > 0
+    # padding targets point at row 0 (logit -inf): zero them with where(), not a product (nan)
+    picked = torch.where(mask, logp.gather(1, targets), torch.zeros((), device=logp.device))
+    return -(picked.sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+
+def train(model: nn.Module, examples: Examples, config: TrainConfig,
+          validate: Callable[[nn.Module], float] | None = None,
+          callback: Callable[[EpochReport], None] | None = None) -> TrainResult:
+    """Fit ``model`` on ``examples``; returns the report, leaves the best weights loaded."""
+    set_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    model.to(device)
+    amp = device.type == "cuda"  # mixed precision only where it pays (and is exact enough)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(examples.baskets) / config.batch_size)
+    total = max(config.epochs * steps_per_epoch, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / total, 1.0))))
+    rng = np.random.default_rng(config.seed)
+    result = TrainResult(best_epoch=0, best_metric=None, device=str(device))
+    best_state, bad_epochs, t0 = None, 0, time.perf_counter()
+
+    def fraction(epoch_done: float) -> float:
+        by_time = ((time.perf_counter() - t0) / config.time_budget_s
+                   if config.time_budget_s else 0.0)
+        return min(1.0, max(epoch_done / config.epochs, by_time))
+
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        t_epoch, seen, loss_sum, n_steps = time.perf_counter(), 0, 0.0, 0
+        out_of_time = False
+        for step, (ctx, tgt, hist, fold) in enumerate(_batches(examples, config, rng), 1):
+            ctx, tgt = ctx.to(device), tgt.to(device)
+            hist = hist.to(device) if hist is not None else None
+            extra = {"fold": fold.to(device)} if fold is not None else {}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = set_loss(model(ctx, hist, **extra), tgt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            seen += ctx.shape[0]
+            loss_sum += loss.detach().item()
+            n_steps += 1
+            if callback and step % config.log_every == 0:
+                rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
+                callback(EpochReport(epoch, loss_sum / n_steps, None, rate,
+                                     time.perf_counter() - t0,
+                                     fraction(epoch - 1 + step / steps_per_epoch), "batch"))
+            if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
+                out_of_time = True
+                break
+        rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
+        metric = validate(model) if validate else None
+        report = EpochReport(epoch, loss_sum / max(n_steps, 1), metric, rate,
+                             time.perf_counter() - t0, fraction(epoch))
+        result.history.append(report)
+        logger.info("epoch %d loss %.4f val %s %.0f ex/s", epoch, report.loss, metric, rate)
+        if callback:
+            callback(report)
+        if metric is None or result.best_metric is None or metric > result.best_metric:
+            result.best_epoch, result.best_metric = epoch, metric
+            best_state, bad_epochs = copy.deepcopy(model.state_dict()), 0
+        else:
+            bad_epochs += 1
+        if out_of_time:
+            result.stopped = "time_budget"
+            break
+        if bad_epochs >= config.patience:
+            result.stopped = "early_stopping"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.train_s = time.perf_counter() - t0
+    return result

@@ -1,0 +1,70 @@
+"""Checkpoints: identical scores after a round trip; tampering and mismatches are refused."""
+
+import json
+
+import numpy as np
+import pytest
+
+from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from shop_recs.ml.model import BundleModelConfig
+from shop_recs.ml.scorer import BundleScorer
+from shop_recs.ml.train import TrainConfig
+from shop_recs.ml.types import ItemIndex
+
+
+@pytest.fixture(scope="module")
+def saved(data, tmp_path_factory):
+    baskets, index, attrs = data
+    scorer = BundleScorer(BundleModelConfig(0, d_model=16, n_heads=2, n_layers=1),
+                          TrainConfig(epochs=1, threads=1, time_budget_s=None, device="cpu"))
+    scorer.fit(baskets, attrs)
+    path = tmp_path_factory.mktemp("ckpt") / "run1"
+    manifest = save_checkpoint(path, scorer, index, data_cutoff=123, metrics={"ndcg": 0.5})
+    return scorer, index, path, manifest
+
+
+def test_round_trip_gives_identical_scores(saved):
+    scorer, index, path, manifest = saved
+    loaded, loaded_index, m = load_checkpoint(path)
+    ctx, hist = [np.array([0, 3]), np.array([5])], [np.array([1]), np.array([], dtype=int)]
+    np.testing.assert_array_equal(scorer.score(ctx, hist), loaded.score(ctx, hist))
+    assert list(loaded_index.ids) == list(index.ids)
+    assert m["data_cutoff"] == 123 and m["metrics"] == {"ndcg": 0.5}
+    assert m["item_ids_sha256"] == index.sha256()
+    assert {"torch", "numpy", "safetensors"} <= set(m["versions"])
+    assert m["model_config"]["n_items"] == len(index)
+
+
+def test_tampered_weights_are_refused(saved, tmp_path):
+    _, _, path, _ = saved
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in path.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(copy)
+
+
+def test_catalogue_mismatch_and_missing_files_are_refused(saved, tmp_path):
+    scorer, _, path, _ = saved
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "nothing-here")
+    with pytest.raises(CheckpointError):
+        save_checkpoint(tmp_path / "bad", scorer, ItemIndex(["only-one"]))
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    for f in path.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["item_ids"][0] = "SWAPPED"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="catalogue"):
+        load_checkpoint(copy)
+
+
+def test_no_temporary_files_left(saved):
+    _, _, path, _ = saved
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "model.safetensors"]
