@@ -36,7 +36,7 @@ DEFAULTS = {
     # Training: the Celery queue GPU workers consume, the device, and the time budget.
     "TRAINING_QUEUE": "shop_recs.gpu",
     "DEVICE": "auto",
-    "TIME_BUDGET_S": 240,
+    "TIME_BUDGET_S": 150,
     # Celery soft/hard time limits of a training task; keep them below the broker's
     # visibility timeout (Redis: 3600 s by default) so a running task is not redelivered.
     "TRAINING_SOFT_TIME_LIMIT": 1800,

@@ -1,6 +1,7 @@
 """Settings of a host shop that brings its own product model (tests/hostshop)."""
 
 import os
+import tempfile
 
 from shop_demo.settings import database_from_url
 
@@ -15,6 +16,7 @@ INSTALLED_APPS = [
 USE_TZ = True
 SHOP_RECS_PRODUCT_MODEL = "hostshop.Item"
 SHOP_RECS = {
+    "ARTIFACT_DIR": tempfile.mkdtemp(prefix="hostshop_artifacts_"),
     "PRODUCT_FIELDS": {
         "sku": "code",
         "name": "title",

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.core import checks
 from django.core.management import call_command
 from django.db import connection
@@ -31,7 +32,7 @@ def test_default_product_table_is_not_created():
 
 def test_checks_pass_and_catch_a_wrong_field_map():
     assert [m for m in checks.run_checks() if m.id.startswith("shop_recs")] == []
-    with override_settings(SHOP_RECS={"PRODUCT_FIELDS": {"name": "name"}}):
+    with override_settings(SHOP_RECS={**settings.SHOP_RECS, "PRODUCT_FIELDS": {"name": "name"}}):
         messages = [m for m in checks.run_checks() if m.id.startswith("shop_recs")]
     assert [m.id for m in messages] == ["shop_recs.E004"]
 
