@@ -166,7 +166,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        # DRF's, refusing user ids PostgreSQL cannot hold (a NUL) with a 401 instead of a 500.
+        "shop_recs.api.authentication.BasicAuthentication",
     ],
     # Each shop_recs view states its own permission and throttle classes; these are the
     # defaults for any other API a host adds.

@@ -82,7 +82,7 @@ DEFAULTS = {
     # The host's cart: URL name "Add all to cart" posts to (None: no form), field names.
     "CART_URL_NAME": None,
     "CART_FIELDS": {"product": "product", "quantity": "quantity", "widget": "widget",
-                    "bundle": "bundle", "run": "run", "token": "attribution"},
+                    "bundle": "bundle", "run": "run", "token": "attribution"},  # nosec B105 # a field name
     # Seconds a signed attribution token (widget, bundle, run) stays valid.
     "ATTRIBUTION_MAX_AGE": 7 * 24 * 3600,
     # Events API: most events per request, largest request body in bytes, and the window

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import numpy as np
+
 from django.db import connections, router, transaction
 
 from shop_recs.conf import recs_settings
@@ -78,6 +80,52 @@ class _Importer:
         self.pk_values = {}  # sku -> primary key as the database stores it
         self.newest = {}  # sku -> (timestamp, name, price, category) of the newest line
         self.visitors = {}
+
+    def _field(self, model, name):
+        try:
+            return model._meta.get_field(name) if name else None
+        except Exception:  # noqa: BLE001 (pk, or a field the host model lacks)
+            return model._meta.pk if name == "pk" else None
+
+    def fit(self, path, chunk):
+        """Drop the lines whose values the database cannot hold, as bad lines (counted and
+        reported like any other), and cut names and categories to their columns: a hostile
+        or broken file never fails with a database error halfway through an import, and
+        never stores a row that cannot be read back (SQLite keeps any number it is given).
+        """
+        chunk = chunk.copy()
+        for name in ("order_id", "product_id", "customer_id", "product_name", "category"):
+            chunk[name] = chunk[name].str.replace("\x00", "", regex=False)  # PostgreSQL refuses NUL
+        limits = []
+        for model, name in ((Interaction, "unit_price"),
+                            (self.model, self.adapter.writable("price"))):
+            field = self._field(model, name)
+            if getattr(field, "max_digits", None) is not None:
+                limits.append(10 ** (field.max_digits - field.decimal_places))
+        price = chunk["unit_price"].round(2)
+        checks = [
+            ("missing_order_id", chunk["order_id"] == ""),
+            ("missing_product_id", chunk["product_id"] == ""),
+            ("bad_unit_price", price.notna() & ~(price.abs() < min(limits, default=np.inf))),
+        ]
+        for column, model, name in (("order_id", Interaction, "order_id"),
+                                    ("product_id", self.model, self.sku_field)):
+            length = getattr(self._field(model, name), "max_length", None)
+            if length:
+                checks.append((f"{column}_too_long", chunk[column].str.len() > length))
+        keep = np.ones(len(chunk), dtype=bool)
+        for reason, mask in checks:
+            hit = mask.to_numpy(dtype=bool) & keep
+            self.result.report.bad(path, chunk.loc[hit, "line_no"], reason)
+            keep &= ~hit
+        self.result.report.kept -= int((~keep).sum())
+        chunk = chunk[keep]
+        for column, key in (("product_name", "name"), ("category", "category")):
+            length = getattr(self._field(self.model, self.adapter.writable(key)), "max_length",
+                             None)
+            if length:
+                chunk[column] = chunk[column].str.slice(0, length)
+        return chunk
 
     def track_products(self, chunk):
         newest = chunk.sort_values("timestamp", kind="stable").drop_duplicates(
@@ -177,7 +225,7 @@ def _insert_sql(connection):
     columns = [meta.get_field(name).column for name in INSERT_FIELDS]
     quote = connection.ops.quote_name
     return (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(map(quote, columns))}) "
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(map(quote, columns))}) "  # nosec B608 # names only
         f"VALUES ({', '.join(['%s'] * len(columns))}) "
         f"ON CONFLICT ({quote(meta.get_field('line_key').column)}) DO NOTHING"
     )
@@ -197,7 +245,9 @@ def import_orders(paths, fmt="generic", chunk_size=None,
     chunk_size = chunk_size or recs_settings.IMPORT_CHUNK_SIZE
     chunks = iter_clean_chunks(paths, fmt, chunk_size, result.report,
                                non_product_codes=recs_settings.NON_PRODUCT_CODES)
-    for _path, chunk in chunks:
+    for path, chunk in chunks:
+        if not chunk.empty:
+            chunk = importer.fit(path, chunk)
         if not chunk.empty:
             with transaction.atomic():
                 importer.write(chunk)

@@ -108,6 +108,10 @@ def _previous_model(run):
     previous = TrainingRun.objects.filter(is_active=True).exclude(pk=run.pk).first()
     if previous is None or not previous.artifact_path:
         return None
+    if "erased_data" in (previous.config or {}):  # shop_recs.privacy flagged it
+        logger.info("run %s: no warm start from run %s, which saw erased data", run.pk,
+                    previous.pk)
+        return None
     try:
         scorer, index, _ = load_checkpoint(previous.artifact_path)
     except CheckpointError as exc:

@@ -128,6 +128,10 @@ def test_a_run_warm_starts_from_the_serving_model_when_the_catalogue_grew():
     assert Recommendation.objects.filter(run=second, product=newcomer).exists()
     cold, _ = train(warm_start=False)
     assert "warm_start_from" not in cold.config
+    # A run that saw data a customer asked to erase is never a starting point.
+    TrainingRun.objects.filter(pk=cold.pk).update(config={**cold.config, "erased_data": {}})
+    fresh, _ = train()
+    assert "warm_start_from" not in fresh.config
 
 
 def test_with_fbt_publishing_by_approval_a_new_run_waits_for_staff(settings):

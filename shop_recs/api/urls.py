@@ -3,13 +3,13 @@
 Names (namespace ``shop_recs``): ``api-fbt``, ``api-bundles``, ``api-cart-complete``,
 ``api-events``, ``api-runs``, ``api-run``, ``api-run-activate``, ``api-staff-bundles``,
 ``api-staff-bundle``, ``api-bundle-approve``, ``api-bundle-reject``,
-``api-bundle-retire`` and ``api-schema``.
+``api-bundle-retire``, ``api-privacy-erase`` and ``api-schema``.
 """
 
 from django.urls import path, re_path, register_converter
 
 from shop_recs import review
-from shop_recs.api import staff, views
+from shop_recs.api import privacy, staff, views
 
 
 
@@ -45,6 +45,7 @@ urlpatterns = [
          staff.BundleDecisionView.as_view(decision=review.REJECT), name="api-bundle-reject"),
     path("bundles/<shop_recs_id:pk>/retire/",
          staff.BundleDecisionView.as_view(decision=review.RETIRE), name="api-bundle-retire"),
+    path("privacy/erase/", privacy.EraseView.as_view(), name="api-privacy-erase"),
     path("schema/", views.SchemaView.as_view(), name="api-schema"),
     # Anything else under the API answers a JSON 404, not the site's HTML page.
     re_path(r"^", views.NotFoundView.as_view()),

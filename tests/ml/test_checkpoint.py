@@ -68,3 +68,55 @@ def test_catalogue_mismatch_and_missing_files_are_refused(saved, tmp_path):
 def test_no_temporary_files_left(saved):
     _, _, path, _ = saved
     assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "model.safetensors"]
+
+
+class _Boom:
+    """Unpickling this would create ``path``: proof that a loader ran pickle."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_weights_are_refused_without_unpickling(saved, tmp_path):
+    import hashlib
+    import pickle
+
+    _, _, path, _ = saved
+    copy = tmp_path / "pickled"
+    copy.mkdir()
+    for f in path.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    sentinel = tmp_path / "unpickled"
+    payload = pickle.dumps({"weights": _Boom(sentinel)})
+    (copy / "model.safetensors").write_bytes(payload)
+    # Even with the manifest "fixed" to the pickle's hash, only safetensors parses the file.
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["weights_sha256"] = hashlib.sha256(payload).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(copy)
+    assert not sentinel.exists()
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved, tmp_path, monkeypatch):
+    import shop_recs.ml.checkpoint as checkpoint
+
+    scorer, index, path, _ = saved
+    target = tmp_path / "target"
+    save_checkpoint(target, scorer, index, data_cutoff=1)
+    before = {f.name: f.read_bytes() for f in target.iterdir()}
+
+    def crash(state, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(target, scorer, index, data_cutoff=2)
+    assert {f.name: f.read_bytes() for f in target.iterdir()
+            if not f.name.startswith(".")} == before
+    assert load_checkpoint(target)[2]["data_cutoff"] == 1
