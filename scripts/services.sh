@@ -4,7 +4,8 @@
 #   scripts/services.sh install          apt-get install what is missing (redis-server,
 #                                        postgresql, chromium); no-op when all are present
 #   scripts/services.sh run -- CMD ...   start Redis + PostgreSQL on free loopback ports in a
-#                                        temp dir, export REDIS_URL and PG_DATABASE_URL, run CMD,
+#                                        temp dir, export REDIS_URL and PG_DATABASE_URL (and
+#                                        SHOP_RECS_PG_BIN/_DATA/_LOG), run CMD,
 #                                        stop both (also on failure or Ctrl-C); exits with CMD's code
 #
 # Nothing touches the system's own clusters or services: each run initdb's a fresh cluster
@@ -152,6 +153,11 @@ start_postgres() {
     as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$PG_DB" ||
         die "createdb $PG_DB failed"
     export PG_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB"
+    # For tests/test_resilience.py, which restarts this cluster under a running test:
+    # pg_ctl's folder, the data dir (pg_ctl -D; owned by `postgres` when run as root)
+    # and the server log file.
+    export SHOP_RECS_PG_BIN="$PG_BIN" SHOP_RECS_PG_DATA="$PG_DATA"
+    export SHOP_RECS_PG_LOG="$SERVICES_DIR/pg.log"
     log "postgres up: $PG_DATABASE_URL"
 }
 

@@ -74,6 +74,9 @@ CACHES = {"default": {
     "BACKEND": "django.core.cache.backends.redis.RedisCache",
     "LOCATION": _required("REDIS_URL", "the Redis cache, e.g. redis://127.0.0.1:6379/1"),
     "KEY_PREFIX": os.environ.get("DJANGO_CACHE_KEY_PREFIX", "shop_demo"),
+    # A hung Redis must cost a page milliseconds, not redis-py's 5 s default per call:
+    # the serving code falls back to the database when the cache does not answer.
+    "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
 }}
 
 CELERY_BROKER_URL = _required("CELERY_BROKER_URL", "the Redis broker, e.g. redis://127.0.0.1:6379/0")
