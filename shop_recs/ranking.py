@@ -22,16 +22,30 @@ the visitor already bought move to the end, products in the FBT lists of what th
 visitor bought move up. The source order itself never changes.
 
 Cost: candidate lists are cached (key = anchors + a generation number that
-``run_activated``, ``bundles_changed`` and Bundle/BundleItem saves bump). A warm call
-is one query (the live products, stock filter and personalisation together); a cold
-one adds one query for bundles + FBT rows and one for the fallbacks: never more than 3.
+``run_activated``, ``bundles_changed``, Bundle/BundleItem saves and ``SHOP_RECS``
+changes bump). A warm call is one query (the live products, stock filter and
+personalisation together); a cold one adds one query for bundles + FBT rows and one for
+the fallbacks: never more than 3.
+
+Finished answers: the API and the widget also cache what they send (the serialised
+JSON body, the rendered HTML fragment) for visitors without purchase history, through
+:func:`cached_answer` and :func:`store_answer`. Such an answer is valid while the
+generation is unchanged *and* every product it depends on (the anchors and every
+candidate looked at, shown or filtered out) keeps the version token it had when the
+answer was computed; saving or deleting a product (``post_save``/``post_delete`` of the
+product model) gives it a new token, so a stock or active change shows on the next
+request. ``QuerySet.update()`` and raw SQL send no signal: call
+:func:`products_changed` after them (or wait ``CACHE_TIMEOUT``).
 """
 
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass, field
 
 from django.core.cache import caches
+from django.core.signals import setting_changed
+from django.db import connections, router
 from django.db.models import (Case, Count, DecimalField, Exists, F, IntegerField, OuterRef, Q,
                               Value, When)
 from django.db.models.signals import post_delete, post_save
@@ -46,6 +60,8 @@ logger = logging.getLogger(__name__)
 BUNDLE, MODEL, FALLBACK = "bundle", "model", "fallback"
 COOCCURRENCE, POPULAR = "cooccurrence", "popular"
 GENERATION_KEY = "shop_recs:ranking:generation"
+VERSION_PREFIX = "shop_recs:pv:"
+ANSWER_PREFIX = "shop_recs:answer:"
 HISTORY_SIZE = 50
 MAX_ANCHORS = 50
 
@@ -81,6 +97,10 @@ class Recommendations:
     items: list
     bundles: dict = field(default_factory=dict)
     personalised: bool = False
+    # With ``track=True``: the product version tokens read before the products were
+    # fetched (see store_answer), and the generation of the candidate lists used.
+    versions: dict | None = None
+    generation: object = None
 
     @property
     def run(self):
@@ -113,10 +133,10 @@ def visitor_for(request):
     return Visitor(user_id, pseudonymise("session", key) if key else "")
 
 
-def frequently_bought_together(product, *, limit=None, exclude=(), visitor=None):
+def frequently_bought_together(product, *, limit=None, exclude=(), visitor=None, track=False):
     """The recommendations shown next to ``product`` (an instance)."""
     return recommend([product.pk], anchors=[product], limit=limit, exclude=exclude,
-                     visitor=visitor)
+                     visitor=visitor, track=track)
 
 
 def complete_the_cart(products, *, limit=None, visitor=None):
@@ -125,40 +145,56 @@ def complete_the_cart(products, *, limit=None, visitor=None):
     return recommend([p.pk for p in products], anchors=products, limit=limit, visitor=visitor)
 
 
+def clamp_limit(limit):
+    """The number of items a call for ``limit`` shows (default and maximum applied)."""
+    return max(1, min(int(limit or recs_settings.WIDGET_LIMIT), recs_settings.MAX_LIMIT))
+
+
 def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
-              strict=True):
+              strict=True, track=False):
     """Recommendations for ``anchor_pks``; anchors not given are fetched with the items.
 
     When ``anchors`` is None and an anchor does not exist or is not active, raises
-    ``LookupError`` if ``strict`` (the API answers 404), else leaves it out.
+    ``LookupError`` if ``strict`` (the API answers 404), else leaves it out. With
+    ``track``, the result carries what :func:`store_answer` needs (no query; a few
+    cache reads).
     """
-    limit = max(1, min(int(limit or recs_settings.WIDGET_LIMIT), recs_settings.MAX_LIMIT))
+    limit = clamp_limit(limit)
     anchor_pks = list(dict.fromkeys(anchor_pks))[:MAX_ANCHORS]
     if not anchor_pks:
         return Recommendations([], [])
+    generation = _generation() if track else None
     candidates, bundles = cached_candidates(anchor_pks)
     visitor = visitor if visitor and recs_settings.PERSONALISE else Visitor()
     skip = {str(pk) for pk in anchor_pks} | {str(pk) for pk in exclude}
     # Three times the limit survives the stock filter in practice and keeps the query small.
     wanted = [c for c in candidates if str(c[0]) not in skip][:limit * 3]
+    # Read before the products are: a save from now on changes a token, so an answer
+    # built from what the query returns can never outlive a change it did not see.
+    versions = (_product_versions([*anchor_pks, *(c[0] for c in wanted)])
+                if track else None)
     products, found_anchors = _fetch(wanted, anchor_pks if anchors is None else [], visitor)
     if anchors is None:
         if strict and len(found_anchors) != len(anchor_pks):
             raise LookupError("unknown or inactive product")
         anchors = [found_anchors[str(pk)] for pk in anchor_pks if str(pk) in found_anchors]
     items = []
+    history = False
     for pk, source, method, score, run, bundle, evidence in wanted:
         product = products.get(str(pk))
         if product is None:
             continue
+        history = history or bool(getattr(product, "shop_recs_history", False))
         items.append(Item(product, source, method, score, run, bundle, evidence,
                           owned=bool(getattr(product, "shop_recs_owned", False))))
-    if visitor:
+    if history:
         items = _personalise(items)
     items = items[:limit]
     shown = {i.bundle for i in items}
+    # Personalised: the visitor has purchases to re-rank with. Without any, the order
+    # is the anonymous one (nothing is owned or related), so that answer may be shared.
     return Recommendations(anchors, items, {pk: b for pk, b in bundles.items() if pk in shown},
-                           personalised=bool(visitor))
+                           personalised=history, versions=versions, generation=generation)
 
 
 def _personalise(items):
@@ -188,6 +224,7 @@ def _fetch(candidates, anchor_pks, visitor):
         mine = Interaction.objects.purchases().filter(_who(visitor))
         history = mine.order_by("-timestamp").values("product")[:HISTORY_SIZE]
         queryset = queryset.annotate(
+            shop_recs_history=Exists(mine),
             shop_recs_owned=Exists(mine.filter(product=OuterRef("pk"))),
             shop_recs_related=Exists(Recommendation.objects.filter(
                 run__is_active=True, recommended=OuterRef("pk"), product__in=history)),
@@ -217,6 +254,111 @@ def _who(visitor):
 
 def _cache():
     return caches[recs_settings.CACHE_ALIAS]
+
+
+def _generation():
+    try:
+        return _cache().get(GENERATION_KEY, 0)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def has_history(visitor):
+    """Whether ``visitor`` has purchases that personalisation would use (one query).
+
+    ``Interaction.objects.purchases().filter(_who(visitor)).exists()`` as plain SQL: it
+    runs on every warm call of a visitor with a session, where compiling the queryset
+    would cost more than the indexed lookup itself.
+    """
+    if not visitor or not recs_settings.PERSONALISE:
+        return False
+    connection = connections[router.db_for_read(Interaction)]
+    meta, quote = Interaction._meta, connection.ops.quote_name
+    where, params = [], []
+    for name, value in (("user", visitor.user_id), ("visitor_id", visitor.visitor_id or None)):
+        if value is not None:
+            field = meta.get_field(name)
+            where.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_value(value, connection))
+    sql = (f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('kind').column)}"
+           f" = %s AND ({' OR '.join(where)}) LIMIT 1")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Interaction.Kind.PURCHASE.value, *params])
+        return cursor.fetchone() is not None
+
+
+def candidates_cached(anchor_pks):
+    """Whether the candidate lists of ``anchor_pks`` are in the cache (no query)."""
+    try:
+        cache = _cache()
+        return cache.has_key(cache_key(anchor_pks, cache.get(GENERATION_KEY, 0)))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+# Finished answers (API bodies, widget HTML) and product version tokens ---------------
+
+def _version_key(pk):
+    return f"{VERSION_PREFIX}{pk}"
+
+
+def _product_versions(pks):
+    """``{version key: token}`` of ``pks``; products without a token get a new one."""
+    try:
+        cache = _cache()
+        keys = list(dict.fromkeys(_version_key(pk) for pk in pks))
+        found = cache.get_many(keys)
+        for key in keys:
+            if key not in found:
+                token = uuid.uuid4().hex[:16]
+                found[key] = token if cache.add(key, token, None) else cache.get(key)
+        return found
+    except Exception:  # noqa: BLE001
+        logger.warning("shop_recs cache unavailable; answer not tracked", exc_info=True)
+        return None
+
+
+def answer_timeout():
+    """Seconds an answer stays cached: CACHE_TIMEOUT, but well inside the lifetime of
+    the signed attribution tokens it carries. 0 turns answer caching off."""
+    return min(recs_settings.CACHE_TIMEOUT, recs_settings.ATTRIBUTION_MAX_AGE // 2)
+
+
+def answer_key(parts, generation):
+    text = "\x1f".join(str(p) for p in parts)
+    digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return f"{ANSWER_PREFIX}{generation}:{digest}"
+
+
+def cached_answer(parts):
+    """The payload stored for ``parts`` if still valid, else None (never raises)."""
+    if answer_timeout() <= 0:
+        return None
+    try:
+        cache = _cache()
+        entry = cache.get(answer_key(parts, cache.get(GENERATION_KEY, 0)))
+        if entry is None:
+            return None
+        versions, payload = entry
+        if versions and cache.get_many(list(versions)) != versions:
+            return None  # a product changed (or its token was evicted)
+        return payload
+    except Exception:  # noqa: BLE001
+        logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
+        return None
+
+
+def store_answer(parts, result, payload):
+    """Cache ``payload``, built from ``result`` (``recommend(..., track=True)``), for
+    visitors without history. Personalised results are never stored."""
+    if (result.personalised or result.versions is None or result.generation is None
+            or answer_timeout() <= 0):
+        return
+    try:
+        _cache().set(answer_key(parts, result.generation), (result.versions, payload),
+                     answer_timeout())
+    except Exception:  # noqa: BLE001
+        logger.warning("could not cache a shop_recs answer", exc_info=True)
 
 
 def cache_key(anchor_pks, generation):
@@ -352,11 +494,36 @@ def invalidate(**kwargs):
         logger.warning("could not invalidate the shop_recs cache", exc_info=True)
 
 
+def products_changed(pks):
+    """Forget the answers that show or filtered out any of ``pks`` (after an ``update()``
+    or an import that sends no signals)."""
+    try:
+        _cache().delete_many([_version_key(pk) for pk in pks])
+    except Exception:  # noqa: BLE001
+        logger.warning("could not invalidate shop_recs answers", exc_info=True)
+
+
+def product_saved(sender, instance, **kwargs):
+    products_changed([instance.pk])
+
+
+def settings_changed(*, setting, **kwargs):
+    if setting in ("SHOP_RECS", "SHOP_RECS_PRODUCT_MODEL", "LANGUAGE_CODE"):
+        invalidate()
+
+
 def connect_receivers():
-    """Invalidate on new runs, bundle decisions and bundle edits (idempotent)."""
+    """Invalidate on new runs, bundle decisions, bundle and product edits (idempotent)."""
+    from shop_recs.products import get_product_model  # noqa: PLC0415
+
     run_activated.connect(invalidate, dispatch_uid="shop_recs.ranking.run")
     bundles_changed.connect(invalidate, dispatch_uid="shop_recs.ranking.bundles")
+    setting_changed.connect(settings_changed, dispatch_uid="shop_recs.ranking.settings")
     for model in (Bundle, BundleItem):
         for signal in (post_save, post_delete):
             signal.connect(invalidate, sender=model,
                            dispatch_uid=f"shop_recs.ranking.{model.__name__}.{signal is post_save}")
+    product = get_product_model()
+    for signal in (post_save, post_delete):
+        signal.connect(product_saved, sender=product,
+                       dispatch_uid=f"shop_recs.ranking.product.{signal is post_save}")

@@ -134,3 +134,46 @@ def test_names_are_escaped(shop, name):
         assert "img" not in parser.tags and "b" not in parser.tags
         if source.startswith("{% frequently"):
             assert name.strip() in "".join(parser.text)
+
+
+def test_cached_widget_carries_the_current_requests_csrf_token(django_assert_max_num_queries):
+    from django.middleware.csrf import _unmask_cipher_token, get_token
+
+    p, _run, _bundle = serving_shop()
+    rendered = []
+    for _ in range(3):
+        request = RequestFactory().get("/")
+        html = Template("{% load shop_recs %}{% frequently_bought_together product %}").render(
+            Context({"request": request, "product": p[0]}))
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+        get_token(request)
+        assert _unmask_cipher_token(token) == request.META["CSRF_COOKIE"]
+        assert f'data-csrf="{token}"' in html
+        assert "shoprecs" not in html  # no placeholder left
+        rendered.append((token, re.search(r'id="(shop-recs-fbt-[0-9a-f]+)"', html).group(1)))
+    assert len({t for t, _ in rendered}) == 3 and len({i for _, i in rendered}) == 3
+    with django_assert_max_num_queries(0):  # cached fragment, anonymous visitor
+        render("{% frequently_bought_together product %}", product=p[0])
+
+
+def test_cached_widget_sees_stock_changes_and_skips_personalised_visitors(django_user_model):
+    p, _run, _bundle = serving_shop()
+    source = "{% frequently_bought_together product limit=3 %}"
+    ids = re.findall(r'data-product-id="([^"]+)"', render(source, product=p[0]))
+    item = Product.objects.get(pk=ids[0])
+    item.in_stock = False
+    item.save()
+    assert ids[0] not in re.findall(r'data-product-id="([^"]+)"', render(source, product=p[0]))
+    user = django_user_model.objects.create(username="buyer")
+    from shop_recs.models import Interaction
+
+    anonymous = re.findall(r'data-product-id="([^"]+)"', render(source, product=p[0]))
+    Interaction.objects.create(product=p[1], kind="purchase", user=user, order_id="o",
+                               timestamp="2024-01-01T00:00Z")
+    request = RequestFactory().get("/")
+    request.user = user
+    mine = Template("{% load shop_recs %}" + source).render(
+        Context({"request": request, "product": p[0]}))
+    # p[1] is owned: it moves behind the other model items (personalised, not the cache).
+    assert str(p[1].pk) in anonymous
+    assert str(p[1].pk) not in re.findall(r'data-product-id="([^"]+)"', mine)

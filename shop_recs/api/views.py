@@ -8,6 +8,7 @@ products, 413 for bodies over ``SHOP_RECS["MAX_BODY_BYTES"]``, 429 when throttle
 from django.db import connections, models, transaction
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -41,6 +42,11 @@ STAFF_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}
 def parse_product_id(raw, field="product"):
     """The product model's pk value for ``raw``, or a 400 naming ``field``."""
     pk_field = get_adapter().model._meta.pk
+    if (type(raw) is str and len(raw) < 10 and raw.isdigit() and raw.isascii()
+            and pk_field.get_internal_type() in ("AutoField", "BigAutoField", "IntegerField",
+                                                 "BigIntegerField", "PositiveIntegerField",
+                                                 "PositiveBigIntegerField")):
+        return int(raw)  # the common case: a plain id within every integer range
     error = serializers.ValidationError({field: [_("Not a valid product id.")]})
     if raw is None or len(str(raw)) > api.PRODUCT_ID_MAX_LENGTH:
         raise error
@@ -93,20 +99,47 @@ class PublicView(generics.GenericAPIView):
 @extend_schema(tags=["recommendations"], parameters=[PRODUCT_ID, api.LimitSerializer],
                responses={200: api.RecommendationsSerializer, **PUBLIC_ERRORS})
 class FrequentlyBoughtTogetherView(PublicView):
-    """Bundles, then the serving run's FBT list, then fallbacks, for one product."""
+    """Bundles, then the serving run's FBT list, then fallbacks, for one product.
+
+    The body for visitors without purchase history is cached whole (see
+    ``ranking.cached_answer``): a warm call is a few cache reads, plus one query when
+    the visitor has a session or a login (do they have history?).
+    """
 
     serializer_class = api.RecommendationsSerializer
 
+    @staticmethod
+    def limit(request):
+        raw = request.query_params.get("limit")
+        if raw is None:
+            return None
+        if raw.isdigit() and raw.isascii() and len(raw) <= 3 and 1 <= int(raw) <= api.LIMIT_MAX:
+            return int(raw)
+        query = api.LimitSerializer(data=request.query_params)  # the 400 with field errors
+        query.is_valid(raise_exception=True)
+        return query.validated_data.get("limit")
+
     def get(self, request, product_id):
         pk = parse_product_id(product_id)
-        query = api.LimitSerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        limit = ranking.clamp_limit(self.limit(request))
+        visitor = ranking.visitor_for(request)
+        parts = ("api-fbt", pk, limit, get_language())
+        data = ranking.cached_answer(parts)
+        if data is not None:
+            if not visitor:
+                return Response(data)
+            # Known visitor: the shared answer is theirs unless they have history (one
+            # query). Checked only when the candidates are cached too, so that a
+            # personalised call stays within three queries.
+            if ranking.candidates_cached([pk]) and not ranking.has_history(visitor):
+                return Response(data)
         try:
-            result = ranking.recommend([pk], limit=query.validated_data.get("limit"),
-                                       visitor=ranking.visitor_for(request))
+            result = ranking.recommend([pk], limit=limit, visitor=visitor, track=True)
         except LookupError:
             raise NotFound(_("No such product.")) from None
-        return Response(self.get_serializer(present(result)).data)
+        data = self.get_serializer(present(result)).data
+        ranking.store_answer(parts, result, data)
+        return Response(data)
 
 
 @extend_schema(tags=["recommendations"], parameters=[PRODUCT_ID],

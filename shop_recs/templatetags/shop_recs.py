@@ -14,6 +14,13 @@ or ``shop_recs/complete_the_cart.html`` (override them in the host's templates).
 ``shop_recs/widget.js`` updates the totals live and sends impression and click beacons
 to the events API. A tag never raises into the page: on any error it logs and renders
 nothing.
+
+Caching: for visitors without purchase history the FBT widget's HTML is cached whole
+(``ranking.cached_answer``; invalidated by new runs, bundle changes and product saves).
+The only per-request parts, the CSRF token and the element id, are rendered as
+placeholders and filled in on every request, so a template that overrides
+``frequently_bought_together.html`` must not show other per-request data (the user, the
+session, messages) - or set ``SHOP_RECS["CACHE_TIMEOUT"] = 0``.
 """
 
 import logging
@@ -24,7 +31,11 @@ from django import template
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
+from django.utils.crypto import salted_hmac
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
+from django.utils.translation import get_language
 
 from shop_recs import ranking
 from shop_recs.attribution import make_token
@@ -37,6 +48,16 @@ register = template.Library()
 FBT_WIDGET, CART_WIDGET = "fbt", "cart"
 CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€", "JPY": "¥"}
 CENT = Decimal("0.01")
+
+
+def _marker(name):
+    # Placeholders in cached HTML: lowercase hex (nothing to escape), keyed with
+    # SECRET_KEY so that no product name can contain one.
+    return f"shoprecs{name}{salted_hmac('shop_recs.widget.marker', name).hexdigest()[:20]}"
+
+
+CSRF_MARKER = SimpleLazyObject(lambda: _marker("csrf"))
+ID_MARKER = SimpleLazyObject(lambda: _marker("id"))
 
 
 def money(amount, currency):
@@ -97,7 +118,7 @@ def _context(context, result, *, widget, anchor=None):
     discounted = (total * (100 - discount) / 100).quantize(CENT) if discount else total
     fields = recs_settings.CART_FIELDS
     return {
-        "widget": widget, "widget_id": f"shop-recs-{widget}-{uuid.uuid4().hex[:8]}",
+        "widget": widget, "widget_id": f"shop-recs-{widget}-{ID_MARKER}",
         "anchor": first, "items": entries, "result": result, "run": result.run,
         "bundle": bundle, "discount_percent": discount, "currency": currency,
         "total": total, "total_text": money(total, currency),
@@ -105,16 +126,32 @@ def _context(context, result, *, widget, anchor=None):
         "cart_url": _reverse(recs_settings.CART_URL_NAME), "fields": fields,
         "token": make_token(widget, bundle, result.run),
         "events_url": _reverse("shop_recs:api-events"),
-        "csrf_token": get_token(request) if request is not None else "",
+        "csrf_token": str(CSRF_MARKER),
     }
 
 
+def _fill(html, request):
+    """The per-request parts of a rendered (possibly cached) widget."""
+    csrf = get_token(request) if request is not None else ""
+    html = html.replace(str(CSRF_MARKER), csrf)
+    return mark_safe(html.replace(str(ID_MARKER), uuid.uuid4().hex[:8]))  # nosec B703 # rendered
+
+
 def _render(name, context, template_name, build):
+    """``build()`` returns None (nothing), rendered HTML (from the cache) or a context;
+    a context may hold ``"shop_recs_store"``, called with the HTML rendered from it."""
     try:
         extra = build()
         if extra is None:
             return ""
-        return render_to_string(template_name, extra, request=context.get("request"))
+        request = context.get("request")
+        if isinstance(extra, str):
+            return _fill(extra, request)
+        store = extra.pop("shop_recs_store", None)
+        html = render_to_string(template_name, extra, request=request)
+        if store is not None:
+            store(str(html))
+        return _fill(html, request)
     except Exception:  # noqa: BLE001 (a widget must never break the page)
         logger.exception("shop_recs: the %s widget failed and was left out", name)
         return ""
@@ -128,18 +165,29 @@ def frequently_bought_together(context, product, limit=None, template=None):
 
         {% frequently_bought_together product [limit=3] [template="..."] %}
     """
+    template_name = template or "shop_recs/frequently_bought_together.html"
+
     def build():
         if product is None or getattr(product, "pk", None) is None:
             return None
         request = context.get("request")
-        result = ranking.frequently_bought_together(
-            product, limit=limit, visitor=ranking.visitor_for(request))
+        visitor = ranking.visitor_for(request)
+        shown = ranking.clamp_limit(limit)
+        parts = ("widget-fbt", template_name, product.pk, shown, get_language())
+        html = ranking.cached_answer(parts)
+        if html is not None and (not visitor or (ranking.candidates_cached([product.pk])
+                                                 and not ranking.has_history(visitor))):
+            return html  # "" when there is nothing to show
+        result = ranking.frequently_bought_together(product, limit=shown, visitor=visitor,
+                                                    track=True)
         if not result:
+            ranking.store_answer(parts, result, "")
             return None
-        return _context(context, result, widget=FBT_WIDGET, anchor=product)
+        extra = _context(context, result, widget=FBT_WIDGET, anchor=product)
+        extra["shop_recs_store"] = lambda rendered: ranking.store_answer(parts, result, rendered)
+        return extra
 
-    return _render(FBT_WIDGET, context,
-                   template or "shop_recs/frequently_bought_together.html", build)
+    return _render(FBT_WIDGET, context, template_name, build)
 
 
 @register.simple_tag(takes_context=True)
