@@ -36,7 +36,7 @@ def _progress(seed: int):
 
 
 def format_table(results: list[dict]) -> str:
-    head = f"{'model':<28} {'role':<8} " + " ".join(f"{c:>16}" for c in COLUMNS)
+    head = f"{'model':<40} {'role':<8} " + " ".join(f"{c:>16}" for c in COLUMNS)
     lines = [head, "-" * len(head)]
     for r in results:
         cells = []
@@ -50,7 +50,7 @@ def format_table(results: list[dict]) -> str:
                 cells.append(f"{f'{v:.4f}±{sd:.4f}':>16}")
             else:
                 cells.append(f"{v:>16.4f}")
-        lines.append(f"{r['model'][:28]:<28} {r['role']:<8} " + " ".join(cells))
+        lines.append(f"{r['model'][:40]:<40} {r['role']:<8} " + " ".join(cells))
     return "\n".join(lines)
 
 

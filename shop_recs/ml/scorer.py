@@ -120,7 +120,7 @@ class BundleScorer:
     def score(self, contexts: Sequence[np.ndarray],
               histories: Sequence[np.ndarray] | None = None, batch_size: int = 256) -> np.ndarray:
         """Log-probabilities float32 [len(contexts), n_items]."""
-        assert self.model is not None, "fit() or load a checkpoint first"
+        assert self.model is not None, "fit() or load a checkpoint first"  # nosec B101 # bug guard
         self.model.eval()
         device = next(self.model.parameters()).device
         use_hist = histories is not None and self.model_config.use_history

@@ -37,7 +37,7 @@ __all__ = ["TrainConfig", "EpochReport", "TrainResult", "Examples", "set_seed",
 class TrainConfig:
     epochs: int = 40  # upper bound; early stopping and the time budget usually end sooner
     batch_size: int = 256  # baskets per step
-    lr: float = 2e-3  # AdamW learning rate (cosine decay to 10% over `epochs`)
+    lr: float = 2e-3  # AdamW peak learning rate (cosine decay to 10%, see train())
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     max_context: int = 48  # context items fed to the encoder (a random subset of larger ones)
     max_targets: int = 32  # targets per basket in the loss
@@ -160,11 +160,19 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(examples.baskets) / config.batch_size)
     total = max(config.epochs * steps_per_epoch, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / total, 1.0))))
     rng = np.random.default_rng(config.seed)
     result = TrainResult(best_epoch=0, best_metric=None, device=str(device))
     best_state, bad_epochs, t0 = None, 0, time.perf_counter()
+
+    def lr_factor(step: int) -> float:
+        # cosine decay to 10% over whichever ends first, the epochs or the time budget, so a
+        # time-budgeted run still anneals (without a budget it is deterministic per step)
+        done = step / total
+        if config.time_budget_s:
+            done = max(done, (time.perf_counter() - t0) / config.time_budget_s)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
 
     def fraction(epoch_done: float) -> float:
         by_time = ((time.perf_counter() - t0) / config.time_budget_s
