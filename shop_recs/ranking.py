@@ -280,7 +280,8 @@ def has_history(visitor):
             field = meta.get_field(name)
             where.append(f"{quote(field.column)} = %s")
             params.append(field.get_db_prep_value(value, connection))
-    sql = (f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('kind').column)}"
+    # Only quoted table and column names are interpolated; values are parameters.
+    sql = (f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('kind').column)}"  # nosec B608
            f" = %s AND ({' OR '.join(where)}) LIMIT 1")
     with connection.cursor() as cursor:
         cursor.execute(sql, [Interaction.Kind.PURCHASE.value, *params])

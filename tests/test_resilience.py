@@ -228,7 +228,9 @@ def test_postgresql_restarted_requests_recover(postgres_cluster):
     assert pg_ctl("stop", "-m", "fast") == 0
     started = time.monotonic()
     down = answers(p)
-    assert all(code >= 500 for code in down)  # a clean error page, not a hang
+    # Answered from the cache where it can be (the warm API answer), else a clean error
+    # page; never a hang.
+    assert all(code == 200 or code >= 500 for code in down)
     assert time.monotonic() - started < 30
     pg_start()
     for _ in range(10):
