@@ -13,7 +13,7 @@ class ShopRecsConfig(AppConfig):
 
     def ready(self):
         from shop_recs import checks  # noqa: F401  (registers the checks)
-        from shop_recs import ranking
+        from shop_recs import serving_cache
         from shop_recs.conf import DEFAULT_PRODUCT_MODEL
         from shop_recs.schedule import ensure_retrain_schedule
 
@@ -24,4 +24,4 @@ class ShopRecsConfig(AppConfig):
         post_migrate.connect(ensure_retrain_schedule, sender=self)
         # Every process, the training worker included, clears the serving cache when a
         # run activates or a bundle changes.
-        ranking.connect_receivers()
+        serving_cache.connect_receivers()
