@@ -18,13 +18,6 @@ from tests.serving_data import serving_shop
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def api():
     return APIClient()

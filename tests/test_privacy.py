@@ -27,13 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ERASE_URL = "shop_recs:api-privacy-erase"
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def shop(django_user_model):
     """Alice (an account, a session and a customer number) and Bob, with orders a day apart."""

@@ -11,15 +11,6 @@ from tests.serving_data import make_products, purchases, serving_shop
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 def pks(result):
     return [item.product.pk for item in result.items]
 

@@ -18,11 +18,6 @@ from tests.serving_data import serving_shop
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-
-
 def render(source, **context):
     request = RequestFactory().get("/")
     return Template("{% load shop_recs %}" + source).render(
