@@ -120,7 +120,9 @@ class BundleModel(nn.Module):
     def _lookup(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Rows ``idx`` of ``table``; while training, some ids are hidden (id dropout) so the
         attributes alone must carry the item, as they will for new products."""
-        out = table[idx]
+        # F.embedding, not table[idx]: the backward of indexing accumulates the many padding
+        # rows one by one (90% of a CUDA step); embedding's skips the padding index
+        out = F.embedding(idx, table, padding_idx=0)
         if self.training and self.config.id_dropout > 0:
             drop = torch.rand(idx.shape, device=idx.device) < self.config.id_dropout
             out = out - drop.unsqueeze(-1) * self.item_emb(idx)
@@ -160,29 +162,21 @@ class BundleModel(nn.Module):
             self.prior_folds = torch.zeros(len(folds), n + 1, n + 1)
             self.prior_folds[:, 1:, 1:] = folds
 
-    def _prior_logits(self, items: torch.Tensor, fold: torch.Tensor | None,
+    def _prior_logits(self, items: torch.Tensor, fold: int | None,
                       weights: torch.Tensor | None = None) -> torch.Tensor:
         """(Weighted) sum of the prior rows of ``items`` [B, L] -> [B, N+1].
 
-        ``embedding_bag`` never builds the [B, L, N] intermediate.
+        ``fold`` picks an out-of-fold prior (training); ``embedding_bag`` never builds the
+        [B, L, N] intermediate.
         """
-        if fold is None or self.prior_folds.numel() == 0:
-            return F.embedding_bag(items, self.prior, mode="sum", padding_idx=0,
-                                   per_sample_weights=weights)
-        out = torch.zeros(items.shape[0], self.prior.shape[1], device=items.device)
-        for f in range(self.prior_folds.shape[0]):
-            rows = (fold == f).nonzero(as_tuple=True)[0]
-            if len(rows):
-                out[rows] = F.embedding_bag(
-                    items[rows], self.prior_folds[f], mode="sum", padding_idx=0,
-                    per_sample_weights=None if weights is None else weights[rows])
-        return out
+        prior = self.prior if fold is None or self.prior_folds.numel() == 0 else self.prior_folds[fold]
+        return F.embedding_bag(items, prior, mode="sum", padding_idx=0, per_sample_weights=weights)
 
     def forward(self, context: torch.Tensor, history: torch.Tensor | None = None,
-                fold: torch.Tensor | None = None) -> torch.Tensor:
+                fold: int | None = None) -> torch.Tensor:
         """Logits over all rows [B, n_items + 1]; context items and padding are set to -inf.
 
-        ``fold`` [B] picks each row's out-of-fold prior while training (None = the full prior).
+        ``fold`` picks the batch's out-of-fold prior while training (None = the full prior).
         """
         table = self.item_table()  # [N+1, d]
         h = self.encode(context, history, table)  # [B, d]
@@ -203,7 +197,8 @@ class BundleModel(nn.Module):
                       ) -> torch.Tensor:
         """Bonus for history items: recency bucket + fit with the context. -> [B, N+1]."""
         bucket = self._buckets(history.shape[1], h.device)
-        fit = torch.einsum("bd,bld->bl", self.repeat_proj(h), table[history])  # [B, Lh]
+        rows = F.embedding(history, table, padding_idx=0)  # [B, Lh, d], see _lookup
+        fit = torch.einsum("bd,bld->bl", self.repeat_proj(h), rows)  # [B, Lh]
         bonus = (self.repeat_recency[bucket][None, :] + fit) * (history > 0)
         out = torch.zeros(h.shape[0], self.config.n_items + 1, device=h.device, dtype=bonus.dtype)
         return out.scatter_add(1, history, bonus)  # padding lands on row 0, masked later

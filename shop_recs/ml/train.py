@@ -83,7 +83,8 @@ class Examples:
 
     baskets: list[np.ndarray]  # int [n_i] distinct items per basket (size >= 2)
     histories: list[np.ndarray] | None = None  # int [h_i] earlier items, most recent first
-    folds: np.ndarray | None = None  # int [n] fold of each basket, passed to model(..., fold)
+    folds: np.ndarray | None = None  # int [n] fold of each basket; a batch's fold is passed
+    # to model(..., fold=f)
 
 
 def set_seed(seed: int) -> None:
@@ -123,9 +124,20 @@ def _draw(items: np.ndarray, rng: np.random.Generator, cfg: TrainConfig
 
 
 def _batches(ex: Examples, cfg: TrainConfig, rng: np.random.Generator):
-    order = rng.permutation(len(ex.baskets))
-    for start in range(0, len(order), cfg.batch_size):
-        rows = order[start:start + cfg.batch_size]
+    """Shuffled batches of (context, targets, history, fold).
+
+    With folds, every batch is drawn from one fold (``fold`` is that fold's number), so the
+    model reads one out-of-fold prior per batch instead of scattering rows between them.
+    """
+    if ex.folds is None:
+        groups = [(None, rng.permutation(len(ex.baskets)))]
+    else:
+        groups = [(int(f), rng.permutation(np.flatnonzero(ex.folds == f)))
+                  for f in np.unique(ex.folds)]
+    chunks = [(f, rows[s:s + cfg.batch_size]) for f, rows in groups
+              for s in range(0, len(rows), cfg.batch_size)]
+    for k in rng.permutation(len(chunks)):
+        fold, rows = chunks[k]
         drawn = [_draw(ex.baskets[r], rng, cfg) for r in rows]
         ctx = pad_batch([c for c, _ in drawn])
         tgt = pad_batch([t for _, t in drawn])
@@ -134,7 +146,6 @@ def _batches(ex: Examples, cfg: TrainConfig, rng: np.random.Generator):
             hide = rng.random(len(rows)) < cfg.p_no_history
             hist = pad_batch([ex.histories[r][:cfg.max_history] if not h else ex.histories[r][:0]
                               for r, h in zip(rows, hide)])
-        fold = torch.from_numpy(ex.folds[rows]) if ex.folds is not None else None
         yield ctx, tgt, hist, fold
 
 
@@ -157,7 +168,8 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
     device = resolve_device(config.device)
     model.to(device)
     amp = device.type == "cuda"  # mixed precision only where it pays (and is exact enough)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                            fused=device.type == "cuda")
     steps_per_epoch = math.ceil(len(examples.baskets) / config.batch_size)
     total = max(config.epochs * steps_per_epoch, 1)
     rng = np.random.default_rng(config.seed)
@@ -181,12 +193,13 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
 
     for epoch in range(1, config.epochs + 1):
         model.train()
-        t_epoch, seen, loss_sum, n_steps = time.perf_counter(), 0, 0.0, 0
+        t_epoch, seen, n_steps = time.perf_counter(), 0, 0
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
         out_of_time = False
         for step, (ctx, tgt, hist, fold) in enumerate(_batches(examples, config, rng), 1):
-            ctx, tgt = ctx.to(device), tgt.to(device)
-            hist = hist.to(device) if hist is not None else None
-            extra = {"fold": fold.to(device)} if fold is not None else {}
+            ctx, tgt = ctx.to(device, non_blocking=True), tgt.to(device, non_blocking=True)
+            hist = hist.to(device, non_blocking=True) if hist is not None else None
+            extra = {"fold": fold} if fold is not None else {}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss = set_loss(model(ctx, hist, **extra), tgt)
             opt.zero_grad(set_to_none=True)
@@ -195,19 +208,20 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
             opt.step()
             sched.step()
             seen += ctx.shape[0]
-            loss_sum += loss.detach().item()
+            loss_sum += loss.detach()
             n_steps += 1
             if callback and step % config.log_every == 0:
                 rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
-                callback(EpochReport(epoch, loss_sum / n_steps, None, rate,
+                callback(EpochReport(epoch, loss_sum.item() / n_steps, None, rate,
                                      time.perf_counter() - t0,
                                      fraction(epoch - 1 + step / steps_per_epoch), "batch"))
             if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
                 out_of_time = True
                 break
+        mean_loss = loss_sum.item() / max(n_steps, 1)  # waits for the device's last step
         rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
         metric = validate(model) if validate else None
-        report = EpochReport(epoch, loss_sum / max(n_steps, 1), metric, rate,
+        report = EpochReport(epoch, mean_loss, metric, rate,
                              time.perf_counter() - t0, fraction(epoch))
         result.history.append(report)
         logger.info("epoch %d loss %.4f val %s %.0f ex/s", epoch, report.loss, metric, rate)
