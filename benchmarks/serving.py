@@ -6,10 +6,12 @@ and the events endpoint. Prints figures; asserts nothing about time.
 Builds a catalogue in a throw-away SQLite database (FBT rows for every product, an
 approved bundle for one in ten), warms the cache, then times requests in this process
 through Django's test client. Latencies are reported as ratios to a trivial DRF
-endpoint (and to the page without the widget) measured in the same run.
+endpoint (and to the page without the widget) measured in the same run, in alternating
+rounds.
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -82,6 +84,31 @@ def timed(client, urls, method="get", **kwargs):
     return times
 
 
+def alternating(client, runs, rounds=10):
+    """The times of each of ``runs`` (``(urls, patch)``: ``patch`` makes a context manager
+    to time them in, or None), taken in ``rounds`` alternating slices so that load from
+    elsewhere on the machine, or drift during the run, touches each alike."""
+    times = [[] for _ in runs]
+    for r in range(rounds):
+        for spent, (urls, patch) in zip(times, runs):
+            size = -(-len(urls) // rounds)
+            with patch() if patch else contextlib.nullcontext():
+                spent += timed(client, urls[r * size:(r + 1) * size])
+    return times
+
+
+@contextlib.contextmanager
+def without_widget():
+    from shop_recs.templatetags import shop_recs as tags  # noqa: PLC0415
+
+    real = tags._render
+    tags._render = lambda *a, **k: ""
+    try:
+        yield
+    finally:
+        tags._render = real
+
+
 def quantiles(times):
     ordered = sorted(times)
     return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
@@ -116,22 +143,12 @@ def main():
     page_urls = [f"/products/{p.pk}/" for p in anchors[:max(n // 4, 200)]]
     timed(client, fbt_urls)  # warm the cache
     timed(client, page_urls)
-    trivial = timed(client, ["/trivial/"] * n)
-    fbt = timed(client, fbt_urls)
-    trivial2 = timed(client, ["/trivial/"] * n)
-    report("trivial DRF endpoint", trivial + trivial2)
-    report(f"FBT endpoint, warm ({n} requests)", fbt, trivial + trivial2)
+    trivial, fbt = alternating(client, [(["/trivial/"] * 2 * n, None), (fbt_urls, None)])
+    report("trivial DRF endpoint", trivial)
+    report(f"FBT endpoint, warm ({n} requests)", fbt, trivial)
 
-    from shop_recs.templatetags import shop_recs as tags
-
-    with_widget = timed(client, page_urls)
-    real = tags._render
-    tags._render = lambda *a, **k: ""
-    try:
-        without = timed(client, page_urls)
-    finally:
-        tags._render = real
-    with_widget += timed(client, page_urls)
+    without, with_widget = alternating(client, [(page_urls * 2, without_widget),
+                                                (page_urls * 2, None)])
     report("product page without widget", without)
     report(f"product page with widget ({len(page_urls)})", with_widget, without)
 

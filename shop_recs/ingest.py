@@ -18,13 +18,14 @@ import hashlib
 import logging
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from shop_recs.conf import recs_settings
 from shop_recs.models import Interaction
 from shop_recs.products import get_adapter
+from shop_recs.serving_cache import purchases_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,9 @@ def record_order(order_id, lines, *, request=None, user=None, customer_id=None, 
         )
         new = [row for key, row in merged.items() if key not in existing]
         Interaction.objects.bulk_create(new, ignore_conflicts=True)
+    if new:  # bulk_create sends no post_save: the visitor is no longer without history
+        purchases_recorded(getattr(user, "pk", None), visitor_id,
+                           router.db_for_write(Interaction))
     if existing:
         logger.info("order %s: %d line(s) were already recorded", order_id, len(existing))
     return new

@@ -116,6 +116,19 @@ class ProductAdapter:
                 q &= Q(**{self.fields[key]: True})
         return q
 
+    def maybe_available(self, product):
+        """Whether ``product`` may pass :meth:`available_q` and the price filter, judged
+        from its loaded fields only (no query): a field behind a relation or deferred
+        counts as available."""
+        loaded = vars(product)
+        for key in ("is_active", "in_stock", "price"):
+            path = self.fields[key]
+            if path and "__" not in path and path in loaded:
+                value = loaded[path]
+                if value is None or (key != "price" and not value):
+                    return False
+        return True
+
     def lookup_field(self):
         """The field that holds the shop's product code (the primary key when unmapped)."""
         return self.fields["sku"] or "pk"

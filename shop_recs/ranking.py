@@ -27,16 +27,11 @@ changes bump). A warm call is one query (the live products, stock filter and
 personalisation together); a cold one adds one query for bundles + FBT rows and one for
 the fallbacks: never more than 3.
 
-Finished answers: the API and the widget also cache what they send (the serialised
-JSON body, the rendered HTML fragment) for visitors without purchase history, through
-:func:`cached_answer` and :func:`store_answer` (``shop_recs.serving_cache``, which holds
-every cache and invalidation detail). Such an answer is valid while the
-generation is unchanged *and* every product it depends on (the anchors and every
-candidate looked at, shown or filtered out) keeps the version token it had when the
-answer was computed; saving or deleting a product (``post_save``/``post_delete`` of the
-product model) gives it a new token, so a stock or active change shows on the next
-request. ``QuerySet.update()`` and raw SQL send no signal: call
-:func:`products_changed` after them (or wait ``CACHE_TIMEOUT``).
+Finished answers: the API and the widget also cache what they send (JSON body, HTML
+fragment) for visitors without purchase history (:func:`shared_answer`,
+:func:`store_answer`; the details are in ``shop_recs.serving_cache``). A product save or
+delete (``post_save``/``post_delete``) shows on the next request; after
+``QuerySet.update()`` or raw SQL call :func:`products_changed` (or wait ``CACHE_TIMEOUT``).
 """
 
 import logging
@@ -50,8 +45,9 @@ from shop_recs.conf import recs_settings
 from shop_recs.models import Bundle, BundleItem, Interaction, Recommendation
 from shop_recs.products import get_adapter
 from shop_recs.serving_cache import (  # noqa: F401 (re-exported: ranking's public API)
-    GENERATION_KEY, _cache, _generation, _product_versions, cache_key, cached_answer,
-    candidates_cached, connect_receivers, invalidate, products_changed, store_answer)
+    GENERATION_KEY, _cache, _product_versions, begin_tracking, cache_key, cached_answer,
+    candidates_cached, connect_receivers, current_generation, invalidate, lookup_answer,
+    no_history_keys, products_changed, remember_no_history, store_answer, track_answer)
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +88,8 @@ class Recommendations:
     items: list
     bundles: dict = field(default_factory=dict)
     personalised: bool = False
-    # With ``track=True``: the product version tokens read before the products were
-    # fetched (see store_answer), and the generation of the candidate lists used.
+    # With ``track=True``: the cache values the answer depends on (see store_answer).
     versions: dict | None = None
-    generation: object = None
 
     @property
     def run(self):
@@ -158,26 +152,26 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     anchor_pks = list(dict.fromkeys(anchor_pks))[:MAX_ANCHORS]
     if not anchor_pks:
         return Recommendations([], [])
-    generation = _generation() if track else None
+    stamp = begin_tracking() if track else None
     candidates, bundles = cached_candidates(anchor_pks)
     visitor = visitor if visitor and recs_settings.PERSONALISE else Visitor()
     skip = {str(pk) for pk in anchor_pks} | {str(pk) for pk in exclude}
     # Three times the limit survives the stock filter in practice and keeps the query small.
     wanted = [c for c in candidates if str(c[0]) not in skip][:limit * 3]
-    # Read before the products are: a save from now on changes a token, so an answer
-    # built from what the query returns can never outlive a change it did not see.
     versions = (_product_versions([*anchor_pks, *(c[0] for c in wanted)])
-                if track else None)
+                if stamp is not None else None)
     products, found_anchors = _fetch(wanted, anchor_pks if anchors is None else [], visitor)
     if anchors is None:
         if strict and len(found_anchors) != len(anchor_pks):
             raise LookupError("unknown or inactive product")
         anchors = [found_anchors[str(pk)] for pk in anchor_pks if str(pk) in found_anchors]
-    items = []
+    items, hidden = [], []
     history = False
     for pk, source, method, score, run, bundle, evidence in wanted:
         product = products.get(str(pk))
         if product is None:
+            if len(items) < limit:  # would be shown if available (anonymous order)
+                hidden.append(pk)
             continue
         history = history or bool(getattr(product, "shop_recs_history", False))
         items.append(Item(product, source, method, score, run, bundle, evidence,
@@ -185,11 +179,14 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     if history:
         items = _personalise(items)
     items = items[:limit]
+    if versions is not None and not history:
+        versions = track_answer(stamp, versions,
+                                [*anchor_pks, *(i.product.pk for i in items)], hidden)
     shown = {i.bundle for i in items}
     # Personalised: the visitor has purchases to re-rank with. Without any, the order
     # is the anonymous one (nothing is owned or related), so that answer may be shared.
     return Recommendations(anchors, items, {pk: b for pk, b in bundles.items() if pk in shown},
-                           personalised=history, versions=versions, generation=generation)
+                           personalised=history, versions=None if history else versions)
 
 
 def _personalise(items):
@@ -272,6 +269,22 @@ def has_history(visitor):
         return cursor.fetchone() is not None
 
 
+def shared_answer(parts, anchor_pks, visitor):
+    """The answer stored for ``parts`` (:func:`store_answer`) if still valid and meant for
+    ``visitor``: anonymous, or known to have no purchase history. A ``get`` and a
+    ``get_many``; for a visitor not seen lately, one query more, asked only when the
+    candidate lists are cached too, so that a personalised call stays within three."""
+    keys = (no_history_keys(visitor.user_id, visitor.visitor_id)
+            if visitor and recs_settings.PERSONALISE else [])
+    payload, known, generation = lookup_answer(parts, keys)
+    if payload is None or len(known) == len(keys):
+        return payload
+    if not candidates_cached(anchor_pks, generation) or has_history(visitor):
+        return None
+    remember_no_history(keys)
+    return payload
+
+
 def cached_candidates(anchor_pks):
     """``(candidates, bundles)`` for the anchors, from the cache when it has them.
 
@@ -279,8 +292,7 @@ def cached_candidates(anchor_pks):
     """
     try:
         cache = _cache()
-        generation = cache.get(GENERATION_KEY, 0)
-        key = cache_key(anchor_pks, generation)
+        key = cache_key(anchor_pks, current_generation(cache))
         value = cache.get(key)
     except Exception:  # noqa: BLE001 (any cache backend error)
         logger.warning("shop_recs cache unavailable; computing recommendations", exc_info=True)

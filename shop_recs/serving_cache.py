@@ -1,117 +1,84 @@
-"""The serving cache: candidate lists, finished answers, product version tokens.
+"""The serving cache: candidate lists, finished answers and what invalidates them.
 
 ``shop_recs.ranking`` computes recommendations; this module remembers them and forgets
-them at the right time. Candidate lists and finished answers (API bodies, widget HTML)
-are keyed by a *generation* that ``run_activated``, ``bundles_changed``, Bundle and
-BundleItem saves and ``SHOP_RECS`` changes bump. A finished answer also records the
-version token of every product it depends on; saving or deleting a product gives it a
-new token. ``QuerySet.update()`` and raw SQL send no signal: call
-:func:`products_changed` after them. Every function here survives a cache that is down
-(it logs and behaves as a miss).
+them at the right time. Candidate lists are keyed by a *generation* that
+``run_activated``, ``bundles_changed``, Bundle and BundleItem saves and ``SHOP_RECS``
+changes bump. A finished answer (API body, widget HTML) records the cache values it
+depends on, checked together on every hit (one ``get`` and one ``get_many``):
+
+- the generation;
+- the version token of every product it *shows* (the anchors and the items): saving or
+  deleting a product gives it a new token, so a price, stock or active change shows on
+  the next request;
+- the *availability epoch*. Candidates that were filtered out (inactive, out of stock)
+  are marked hidden when the answer is computed; saving a marked product that is now
+  available bumps the epoch, which invalidates answers but keeps candidate lists.
+
+An evicted token, generation or epoch makes answers miss; an evicted hidden mark (or a
+restock committed in the instant between an answer's fetch and its marks) at worst
+leaves an answer without a restocked product until it expires (:func:`answer_timeout`),
+never one showing an unavailable product. ``QuerySet.update()`` and raw SQL send no
+signal: call :func:`products_changed` after them.
+
+A visitor with a session or a login sees the shared answer once ``ranking.has_history``
+said they have no purchases; that is remembered (one key per identity, read in the same
+``get_many``) until a purchase of theirs is saved or recorded through ``ingest``.
+
+Every function here survives a cache that is down (it logs and behaves as a miss).
 """
 
 import hashlib
 import logging
+import secrets
 import uuid
+from functools import partial
 
 from django.core.cache import caches
 from django.core.signals import setting_changed
+from django.db import router, transaction
 from django.db.models.signals import post_delete, post_save
 
 from shop_recs.conf import recs_settings
-from shop_recs.models import Bundle, BundleItem
+from shop_recs.models import Bundle, BundleItem, Interaction
 from shop_recs.signals import bundles_changed, run_activated
 
 logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "shop_recs:ranking:generation"
+EPOCH_KEY = "shop_recs:answers:epoch"
 VERSION_PREFIX = "shop_recs:pv:"
+HIDDEN_PREFIX = "shop_recs:hidden:"
 ANSWER_PREFIX = "shop_recs:answer:"
+NO_HISTORY_PREFIX = "shop_recs:nohistory:"
 
 
 def _cache():
     return caches[recs_settings.CACHE_ALIAS]
 
 
-def _generation():
-    try:
-        return _cache().get(GENERATION_KEY, 0)
-    except Exception:  # noqa: BLE001
-        return None
+def _counter(cache, key):
+    """The counter ``key``, started at a random value when missing: one that was evicted
+    never comes back with a value that old keys and answers still carry."""
+    value = cache.get(key)
+    if value is None:
+        cache.add(key, secrets.randbelow(2**48) + 1, None)
+        value = cache.get(key)
+    return value
 
 
-def candidates_cached(anchor_pks):
+def current_generation(cache):
+    return _counter(cache, GENERATION_KEY)
+
+
+def candidates_cached(anchor_pks, generation=None):
     """Whether the candidate lists of ``anchor_pks`` are in the cache (no query)."""
     try:
         cache = _cache()
-        return cache.has_key(cache_key(anchor_pks, cache.get(GENERATION_KEY, 0)))
+        if generation is None:
+            generation = cache.get(GENERATION_KEY, 0)
+        return cache.has_key(cache_key(anchor_pks, generation))
     except Exception:  # noqa: BLE001
         return False
-
-
-# Finished answers (API bodies, widget HTML) and product version tokens ---------------
-
-def _version_key(pk):
-    return f"{VERSION_PREFIX}{pk}"
-
-
-def _product_versions(pks):
-    """``{version key: token}`` of ``pks``; products without a token get a new one."""
-    try:
-        cache = _cache()
-        keys = list(dict.fromkeys(_version_key(pk) for pk in pks))
-        found = cache.get_many(keys)
-        for key in keys:
-            if key not in found:
-                token = uuid.uuid4().hex[:16]
-                found[key] = token if cache.add(key, token, None) else cache.get(key)
-        return found
-    except Exception:  # noqa: BLE001
-        logger.warning("shop_recs cache unavailable; answer not tracked", exc_info=True)
-        return None
-
-
-def answer_timeout():
-    """Seconds an answer stays cached: CACHE_TIMEOUT, but well inside the lifetime of
-    the signed attribution tokens it carries. 0 turns answer caching off."""
-    return min(recs_settings.CACHE_TIMEOUT, recs_settings.ATTRIBUTION_MAX_AGE // 2)
-
-
-def answer_key(parts, generation):
-    text = "\x1f".join(str(p) for p in parts)
-    digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-    return f"{ANSWER_PREFIX}{generation}:{digest}"
-
-
-def cached_answer(parts):
-    """The payload stored for ``parts`` if still valid, else None (never raises)."""
-    if answer_timeout() <= 0:
-        return None
-    try:
-        cache = _cache()
-        entry = cache.get(answer_key(parts, cache.get(GENERATION_KEY, 0)))
-        if entry is None:
-            return None
-        versions, payload = entry
-        if versions and cache.get_many(list(versions)) != versions:
-            return None  # a product changed (or its token was evicted)
-        return payload
-    except Exception:  # noqa: BLE001
-        logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
-        return None
-
-
-def store_answer(parts, result, payload):
-    """Cache ``payload``, built from ``result`` (``recommend(..., track=True)``), for
-    visitors without history. Personalised results are never stored."""
-    if (result.personalised or result.versions is None or result.generation is None
-            or answer_timeout() <= 0):
-        return
-    try:
-        _cache().set(answer_key(parts, result.generation), (result.versions, payload),
-                     answer_timeout())
-    except Exception:  # noqa: BLE001
-        logger.warning("could not cache a shop_recs answer", exc_info=True)
 
 
 def cache_key(anchor_pks, generation):
@@ -120,31 +87,213 @@ def cache_key(anchor_pks, generation):
     return f"shop_recs:candidates:{generation}:{digest}"
 
 
-# Invalidation -------------------------------------------------------------------------
+# Finished answers ---------------------------------------------------------------------
 
-def invalidate(**kwargs):
-    """Forget every cached candidate list (a new generation of cache keys)."""
+def _version_key(pk):
+    return f"{VERSION_PREFIX}{pk}"
+
+
+def _hidden_key(pk):
+    return f"{HIDDEN_PREFIX}{pk}"
+
+
+def answer_timeout():
+    """Seconds an answer stays cached: CACHE_TIMEOUT, but well inside the lifetime of
+    the signed attribution tokens it carries. 0 turns answer caching off."""
+    return min(recs_settings.CACHE_TIMEOUT, recs_settings.ATTRIBUTION_MAX_AGE // 2)
+
+
+def begin_tracking():
+    """The generation and epoch an answer starts from, read before anything else so
+    that an invalidation during the computation leaves it invalid. None when answers
+    are not cached or the cache is down."""
+    if answer_timeout() <= 0:
+        return None
     try:
         cache = _cache()
-        try:
-            cache.incr(GENERATION_KEY)
-        except ValueError:
-            cache.set(GENERATION_KEY, 1, None)
+        found = cache.get_many([GENERATION_KEY, EPOCH_KEY])
+        for key in (GENERATION_KEY, EPOCH_KEY):
+            if key not in found:
+                found[key] = _counter(cache, key)
+        return found
+    except Exception:  # noqa: BLE001
+        logger.warning("shop_recs cache unavailable; answer not tracked", exc_info=True)
+        return None
+
+
+def _product_versions(pks):
+    """``{version key: token}`` of ``pks``; products without a token get a new one.
+
+    Read before the products are fetched: a save from then on deletes the token, so an
+    answer built from what the fetch returns cannot outlive a change it did not see.
+    """
+    try:
+        cache = _cache()
+        keys = list(dict.fromkeys(_version_key(pk) for pk in pks))
+        found = cache.get_many(keys)
+        new = {key: uuid.uuid4().hex[:16] for key in keys if key not in found}
+        if new:
+            cache.set_many(new, None)
+        return {**found, **new}
+    except Exception:  # noqa: BLE001
+        logger.warning("shop_recs cache unavailable; answer not tracked", exc_info=True)
+        return None
+
+
+def track_answer(stamp, versions, shown, hidden):
+    """What an answer showing ``shown`` (anchors and items) depends on; marks ``hidden``
+    (candidates filtered out ahead of the last item shown) for :func:`product_saved`.
+    Called right after the products are fetched. None: do not store the answer."""
+    if stamp is None or versions is None:
+        return None
+    try:
+        if hidden:
+            _cache().set_many({_hidden_key(pk): 1 for pk in hidden}, answer_timeout())
+    except Exception:  # noqa: BLE001
+        logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
+        return None
+    keys = {_version_key(pk) for pk in shown}
+    return {**stamp, **{key: token for key, token in versions.items() if key in keys}}
+
+
+def answer_key(parts):
+    text = "\x1f".join(str(p) for p in parts)
+    digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return f"{ANSWER_PREFIX}{digest}"
+
+
+def lookup_answer(parts, also=()):
+    """``(payload, found, generation)``: the payload stored for ``parts`` if still valid
+    (else None), those of the keys ``also`` that the cache holds (read in the same round
+    trip) and the answer's generation. Never raises."""
+    if answer_timeout() <= 0:
+        return None, (), None
+    try:
+        cache = _cache()
+        entry = cache.get(answer_key(parts))
+        if entry is None:
+            return None, (), None
+        depends, payload = entry
+        found = cache.get_many([*depends, *also])
+        if any(found.get(key) != value for key, value in depends.items()):
+            return None, (), None  # invalidated (or something it depends on was evicted)
+        return payload, [key for key in also if key in found], depends[GENERATION_KEY]
+    except Exception:  # noqa: BLE001
+        logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
+        return None, (), None
+
+
+def cached_answer(parts):
+    """The payload stored for ``parts`` if still valid, else None (never raises)."""
+    return lookup_answer(parts)[0]
+
+
+def store_answer(parts, result, payload):
+    """Cache ``payload``, built from ``result`` (``recommend(..., track=True)``), for
+    visitors without history. Personalised results are never stored."""
+    if result.personalised or not result.versions or answer_timeout() <= 0:
+        return
+    try:
+        _cache().set(answer_key(parts), (result.versions, payload), answer_timeout())
+    except Exception:  # noqa: BLE001
+        logger.warning("could not cache a shop_recs answer", exc_info=True)
+
+
+# Visitors known to have no purchase history (shown the shared answer) ------------------
+
+def no_history_keys(user_id, visitor_id):
+    """One key per identity that ``ranking.has_history`` looks purchases up by."""
+    keys = [] if user_id is None else [f"{NO_HISTORY_PREFIX}u:{user_id}"]
+    if visitor_id:
+        keys.append(f"{NO_HISTORY_PREFIX}v:{visitor_id}")
+    return keys
+
+
+def remember_no_history(keys):
+    """After ``has_history`` said no: spares the query while an answer lives."""
+    try:
+        _cache().set_many(dict.fromkeys(keys, 1), answer_timeout())
+    except Exception:  # noqa: BLE001
+        logger.warning("shop_recs cache unavailable", exc_info=True)
+
+
+def _forget_no_history(keys):
+    try:
+        _cache().delete_many(keys)
+    except Exception:  # noqa: BLE001
+        logger.warning("could not forget shop_recs visitors", exc_info=True)
+
+
+def purchases_recorded(user_id, visitor_id, using=None):
+    """The visitor has purchases now: personalised answers from the next request on
+    (now, and again after the commit, as for products)."""
+    keys = no_history_keys(user_id, visitor_id)
+    if keys:
+        _forget_no_history(keys)
+        transaction.on_commit(partial(_forget_no_history, keys), using=using)
+
+
+def interaction_saved(sender, instance, using=None, **kwargs):
+    if instance.kind == Interaction.Kind.PURCHASE:
+        purchases_recorded(instance.user_id, instance.visitor_id, using)
+
+
+# Invalidation -------------------------------------------------------------------------
+
+def _bump(cache, key):
+    try:
+        cache.incr(key)
+    except ValueError:
+        pass  # missing: nothing can match it; the next reader starts a new one
+
+
+def invalidate(**kwargs):
+    """Forget every cached candidate list and answer (a new generation)."""
+    try:
+        _bump(_cache(), GENERATION_KEY)
     except Exception:  # noqa: BLE001 (a cache that is down holds nothing stale)
         logger.warning("could not invalidate the shop_recs cache", exc_info=True)
 
 
-def products_changed(pks):
-    """Forget the answers that show or filtered out any of ``pks`` (after an ``update()``
-    or an import that sends no signals)."""
+def _forget(pks, available, committed):
+    """New tokens for ``pks``; a new epoch when one of ``available`` was hidden. Hidden
+    marks are cleared only once the save is committed: until then a request may still
+    read the old row and mark the product hidden again."""
     try:
-        _cache().delete_many([_version_key(pk) for pk in pks])
+        cache = _cache()
+        cache.delete_many([_version_key(pk) for pk in pks])
+        marked = list(cache.get_many([_hidden_key(pk) for pk in available])) if available else []
+        if marked:
+            _bump(cache, EPOCH_KEY)
+            if committed:
+                cache.delete_many(marked)
     except Exception:  # noqa: BLE001
         logger.warning("could not invalidate shop_recs answers", exc_info=True)
 
 
-def product_saved(sender, instance, **kwargs):
-    products_changed([instance.pk])
+def _changed(pks, available, using):
+    # Now, so that the saving request sees it, and again after the commit, so that no
+    # request reading the rows before the commit leaves an answer behind.
+    _forget(pks, available, committed=False)
+    transaction.on_commit(partial(_forget, pks, available, committed=True), using=using)
+
+
+def products_changed(pks):
+    """Forget the answers that show any of ``pks``, or hid one of them that may be
+    available now (after an ``update()`` or an import that sends no signals)."""
+    from shop_recs.products import get_product_model  # noqa: PLC0415
+
+    pks = list(pks)
+    _changed(pks, pks, router.db_for_write(get_product_model()))
+
+
+def product_saved(sender, instance, signal=None, using=None, **kwargs):
+    """``post_save``/``post_delete`` of the product model: no query."""
+    from shop_recs.products import get_adapter  # noqa: PLC0415
+
+    pk = instance.pk
+    available = signal is post_save and get_adapter().maybe_available(instance)
+    _changed([pk], [pk] if available else [], using)
 
 
 def settings_changed(*, setting, **kwargs):
@@ -153,7 +302,8 @@ def settings_changed(*, setting, **kwargs):
 
 
 def connect_receivers():
-    """Invalidate on new runs, bundle decisions, bundle and product edits (idempotent)."""
+    """Invalidate on new runs, bundle decisions, bundle and product edits, purchases
+    (idempotent)."""
     from shop_recs.products import get_product_model  # noqa: PLC0415
 
     run_activated.connect(invalidate, dispatch_uid="shop_recs.ranking.run")
@@ -163,6 +313,8 @@ def connect_receivers():
         for signal in (post_save, post_delete):
             signal.connect(invalidate, sender=model,
                            dispatch_uid=f"shop_recs.ranking.{model.__name__}.{signal is post_save}")
+    post_save.connect(interaction_saved, sender=Interaction,
+                      dispatch_uid="shop_recs.ranking.interaction")
     product = get_product_model()
     for signal in (post_save, post_delete):
         signal.connect(product_saved, sender=product,

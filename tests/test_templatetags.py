@@ -151,6 +151,28 @@ def test_cached_widget_carries_the_current_requests_csrf_token(django_assert_max
         render("{% frequently_bought_together product %}", product=p[0])
 
 
+@pytest.mark.parametrize("page_token", [True, False])
+def test_the_widget_shares_the_pages_csrf_token(page_token):
+    from django.middleware.csrf import _unmask_cipher_token
+    from django.template import RequestContext
+
+    p, _run, _bundle = serving_shop()
+    source = "{% load shop_recs %}{% frequently_bought_together product %}"
+    if page_token:
+        source = "<form>{% csrf_token %}</form>" + source
+    for _ in range(2):  # rendered, then cached
+        request = RequestFactory().get("/")
+        html = Template(source).render(RequestContext(request, {"product": p[0]}))
+        tokens = set(re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', html))
+        assert len(tokens) == 1  # one masked token per page, as Django's own tags
+        assert _unmask_cipher_token(tokens.pop()) == request.META["CSRF_COOKIE"]
+    # Anything else in the context is not a token: a fresh one is made.
+    request = RequestFactory().get("/")
+    html = Template(source).render(RequestContext(request, {"product": p[0],
+                                                            "csrf_token": '"><script>'}))
+    assert "<script>" not in html and 'name="csrfmiddlewaretoken"' in html
+
+
 def test_cached_widget_sees_stock_changes_and_skips_personalised_visitors(django_user_model):
     p, _run, _bundle = serving_shop()
     source = "{% frequently_bought_together product limit=3 %}"

@@ -8,6 +8,7 @@ products, 413 for bodies over ``SHOP_RECS["MAX_BODY_BYTES"]``, 429 when throttle
 from django.db import connections, models, transaction
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
+from django.http import HttpResponse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -16,6 +17,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from shop_recs import ranking, review
@@ -102,8 +104,8 @@ class FrequentlyBoughtTogetherView(PublicView):
     """Bundles, then the serving run's FBT list, then fallbacks, for one product.
 
     The body for visitors without purchase history is cached whole (see
-    ``ranking.cached_answer``): a warm call is a few cache reads, plus one query when
-    the visitor has a session or a login (do they have history?).
+    ``ranking.shared_answer``): a warm call is two cache reads, plus one query for a
+    visitor with a session or a login not seen lately (do they have history?).
     """
 
     serializer_class = api.RecommendationsSerializer
@@ -123,23 +125,27 @@ class FrequentlyBoughtTogetherView(PublicView):
         pk = parse_product_id(product_id)
         limit = ranking.clamp_limit(self.limit(request))
         visitor = ranking.visitor_for(request)
-        parts = ("api-fbt", pk, limit, get_language())
-        data = ranking.cached_answer(parts)
-        if data is not None:
-            if not visitor:
-                return Response(data)
-            # Known visitor: the shared answer is theirs unless they have history (one
-            # query). Checked only when the candidates are cached too, so that a
-            # personalised call stays within three queries.
-            if ranking.candidates_cached([pk]) and not ranking.has_history(visitor):
-                return Response(data)
-        try:
-            result = ranking.recommend([pk], limit=limit, visitor=visitor, track=True)
-        except LookupError:
-            raise NotFound(_("No such product.")) from None
-        data = self.get_serializer(present(result)).data
-        ranking.store_answer(parts, result, data)
-        return Response(data)
+        renderer, media_type = request.accepted_renderer, request.accepted_media_type
+        # Plain JSON is cached rendered; anything else (the browsable API, ``indent``) as
+        # data, rendered per request.
+        rendered = isinstance(renderer, JSONRenderer) and media_type == renderer.media_type
+        kind = type(renderer)
+        parts = ("api-fbt", pk, limit, get_language(),
+                 f"{kind.__module__}.{kind.__qualname__}" if rendered else "data")
+        payload = ranking.shared_answer(parts, [pk], visitor)
+        if payload is None:
+            try:
+                result = ranking.recommend([pk], limit=limit, visitor=visitor, track=True)
+            except LookupError:
+                raise NotFound(_("No such product.")) from None
+            payload = self.get_serializer(present(result)).data
+            if rendered:
+                payload = renderer.render(payload, media_type, self.get_renderer_context())
+            ranking.store_answer(parts, result, payload)
+        if not rendered:
+            return Response(payload)
+        charset = f"; charset={renderer.charset}" if renderer.charset else ""
+        return HttpResponse(payload, content_type=f"{renderer.media_type}{charset}")
 
 
 @extend_schema(tags=["recommendations"], parameters=[PRODUCT_ID],

@@ -16,7 +16,7 @@ to the events API. A tag never raises into the page: on any error it logs and re
 nothing.
 
 Caching: for visitors without purchase history the FBT widget's HTML is cached whole
-(``ranking.cached_answer``; invalidated by new runs, bundle changes and product saves).
+(``ranking.shared_answer``; invalidated by new runs, bundle changes and product saves).
 The only per-request parts, the CSRF token and the element id, are rendered as
 placeholders and filled in on every request, so a template that overrides
 ``frequently_bought_together.html`` must not show other per-request data (the user, the
@@ -28,7 +28,7 @@ import uuid
 from decimal import Decimal
 
 from django import template
-from django.middleware.csrf import get_token
+from django.middleware.csrf import CSRF_TOKEN_LENGTH, get_token
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import salted_hmac
@@ -130,10 +130,18 @@ def _context(context, result, *, widget, anchor=None):
     }
 
 
-def _fill(html, request):
+def _csrf_token(context, request):
+    """The token the page's own ``{% csrf_token %}`` tags show (the context processor's,
+    masked once per render), else a new one."""
+    token = str(context.get("csrf_token") or "")
+    if len(token) == CSRF_TOKEN_LENGTH and token.isalnum():  # not "NOTPROVIDED"
+        return token
+    return get_token(request) if request is not None else ""
+
+
+def _fill(html, context, request):
     """The per-request parts of a rendered (possibly cached) widget."""
-    csrf = get_token(request) if request is not None else ""
-    html = html.replace(str(CSRF_MARKER), csrf)
+    html = html.replace(str(CSRF_MARKER), _csrf_token(context, request))
     # The cached HTML was rendered with auto-escaping; only a CSRF token and a hex id go in.
     return mark_safe(html.replace(str(ID_MARKER), uuid.uuid4().hex[:8]))  # nosec B308 B703
 
@@ -147,12 +155,12 @@ def _render(name, context, template_name, build):
             return ""
         request = context.get("request")
         if isinstance(extra, str):
-            return _fill(extra, request)
+            return _fill(extra, context, request)
         store = extra.pop("shop_recs_store", None)
         html = render_to_string(template_name, extra, request=request)
         if store is not None:
             store(str(html))
-        return _fill(html, request)
+        return _fill(html, context, request)
     except Exception:  # noqa: BLE001 (a widget must never break the page)
         logger.exception("shop_recs: the %s widget failed and was left out", name)
         return ""
@@ -175,9 +183,8 @@ def frequently_bought_together(context, product, limit=None, template=None):
         visitor = ranking.visitor_for(request)
         shown = ranking.clamp_limit(limit)
         parts = ("widget-fbt", template_name, product.pk, shown, get_language())
-        html = ranking.cached_answer(parts)
-        if html is not None and (not visitor or (ranking.candidates_cached([product.pk])
-                                                 and not ranking.has_history(visitor))):
+        html = ranking.shared_answer(parts, [product.pk], visitor)
+        if html is not None:
             return html  # "" when there is nothing to show
         result = ranking.frequently_bought_together(product, limit=shown, visitor=visitor,
                                                     track=True)

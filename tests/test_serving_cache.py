@@ -1,0 +1,287 @@
+"""The cached answers of the FBT API and widget: what invalidates them, what a warm hit
+costs in cache round trips and queries, and serving with the cache down."""
+
+import json
+from typing import ClassVar
+
+import pytest
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.db import connection
+from django.template import Context, Template
+from django.test import RequestFactory, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from shop_recs import serving_cache
+from shop_recs.ingest import record_order
+from shop_recs.models import Interaction, Product
+from tests.serving_data import serving_shop
+
+pytestmark = pytest.mark.django_db
+
+RECS = "shop-recs-counted"
+
+
+class CountingCache(LocMemCache):
+    """Local memory that records each call made to it: one call is one round trip to
+    Redis (``get_many`` is one ``MGET``)."""
+
+    calls: ClassVar[list] = []
+
+
+def _counted(name):
+    def method(self, *args, **kwargs):
+        outer = not getattr(self, "_inner", False)
+        if outer:  # LocMemCache.get_many calls get: count the outer call only
+            self.calls.append(name)
+            self._inner = True
+        try:
+            return getattr(LocMemCache, name)(self, *args, **kwargs)
+        finally:
+            if outer:
+                self._inner = False
+    return method
+
+
+for _name in ("get", "get_many", "set", "set_many", "add", "has_key", "delete",
+              "delete_many", "incr"):
+    setattr(CountingCache, _name, _counted(_name))
+
+
+class DownCache(BaseCache):
+    """A cache server that is unreachable."""
+
+    def __init__(self, location, params):
+        super().__init__(params)
+
+    def __getattribute__(self, name):
+        if name in ("get", "get_many", "set", "set_many", "add", "has_key", "delete",
+                    "delete_many", "incr", "clear"):
+            raise ConnectionError("cache down")
+        return super().__getattribute__(name)
+
+
+def cache_settings(backend):
+    return override_settings(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+                RECS: {"BACKEND": backend, "LOCATION": RECS}},
+        SHOP_RECS={"CACHE_ALIAS": RECS, "THROTTLE_RATES": {}})
+
+
+@pytest.fixture
+def counted():
+    with cache_settings(f"{__name__}.CountingCache"):
+        caches[RECS].clear()
+        CountingCache.calls.clear()
+        yield CountingCache.calls
+        caches[RECS].clear()
+
+
+@pytest.fixture
+def shop():
+    return serving_shop()[0]
+
+
+def fbt(client, anchor, limit=3, **extra):
+    response = client.get(reverse("shop_recs:api-fbt", args=[anchor.pk]), {"limit": limit},
+                          **extra)
+    assert response.status_code == 200
+    return response, [int(i["product"]["id"]) for i in response.json()["items"]]
+
+
+def widget(product, user=None):
+    request = RequestFactory().get("/")
+    if user is not None:
+        request.user = user
+    return Template("{% load shop_recs %}{% frequently_bought_together product limit=3 %}"
+                    ).render(Context({"request": request, "product": product}))
+
+
+def save(pk, **fields):
+    product = Product.objects.get(pk=pk)
+    for name, value in fields.items():
+        setattr(product, name, value)
+    product.save()
+
+
+def interaction_queries(queries):
+    return [q for q in queries if Interaction._meta.db_table in q["sql"]]
+
+
+# Round trips of a warm hit -----------------------------------------------------------
+
+def test_a_warm_api_answer_is_one_get_and_one_get_many(counted, shop,
+                                                       django_assert_num_queries):
+    api = APIClient()
+    _, first = fbt(api, shop[0])
+    counted.clear()
+    with django_assert_num_queries(0):
+        assert fbt(api, shop[0])[1] == first
+    assert counted == ["get", "get_many"]
+
+
+def test_a_warm_widget_is_one_get_and_one_get_many(counted, shop, django_assert_num_queries):
+    html = widget(shop[0])
+    counted.clear()
+    with django_assert_num_queries(0):
+        assert widget(shop[0]).count("data-product-id") == html.count("data-product-id")
+    assert counted == ["get", "get_many"]
+
+
+def test_a_visitor_without_history_is_asked_once(counted, shop, django_user_model):
+    user = django_user_model.objects.create(username="browser")
+    widget(shop[0])  # cached for everyone without history
+    counted.clear()
+    with CaptureQueriesContext(connection) as first:
+        widget(shop[0], user)
+    assert len(interaction_queries(first.captured_queries)) == 1  # any purchases? no
+    counted.clear()
+    with CaptureQueriesContext(connection) as again:
+        widget(shop[0], user)
+    assert not interaction_queries(again.captured_queries)
+    assert counted == ["get", "get_many"]
+
+
+@pytest.mark.parametrize("how", ["record_order", "save"])
+def test_a_purchase_personalises_the_next_request(counted, shop, django_user_model, how):
+    user = django_user_model.objects.create(username="buyer")
+    api = APIClient()
+    api.force_authenticate(user)
+    anonymous = fbt(api, shop[0], limit=8)[1]
+    assert fbt(api, shop[0], limit=8)[0].json()["personalised"] is False  # remembered
+    if how == "record_order":  # a bulk insert: no post_save
+        record_order("o-1", [{"product": shop[1]}], user=user)
+    else:
+        Interaction.objects.create(product=shop[1], kind="purchase", user=user, order_id="o",
+                                   timestamp="2024-01-01T00:00Z")
+    response, ids = fbt(api, shop[0], limit=8)
+    assert response.json()["personalised"] is True
+    assert shop[1].pk in anonymous and shop[1].pk not in ids  # owned: moved out
+
+
+# Invalidation ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change", [{"price": "99.00"}, {"name": "Renamed"},
+                                    {"in_stock": False}, {"is_active": False}])
+def test_saving_a_shown_product_recomputes_the_answer(counted, shop, change):
+    api = APIClient()
+    _, first = fbt(api, shop[0])
+    save(first[1], **change)
+    response, ids = fbt(api, shop[0])
+    item = next((i["product"] for i in response.json()["items"]
+                 if int(i["product"]["id"]) == first[1]), None)
+    if "price" in change or "name" in change:
+        assert ids == first and item[next(iter(change))] == change.get("price", "Renamed")
+    else:
+        assert first[1] not in ids and len(ids) == 3
+
+
+def test_deleting_a_shown_product_recomputes_the_answer(counted, shop):
+    api = APIClient()
+    _, first = fbt(api, shop[0])
+    Product.objects.get(pk=first[0]).delete()
+    assert first[0] not in fbt(api, shop[0])[1]
+
+
+@pytest.mark.parametrize("field", ["in_stock", "is_active"])
+def test_a_filtered_out_product_made_available_shows_on_the_next_request(
+        counted, shop, field, django_assert_num_queries):
+    api = APIClient()
+    _, first = fbt(api, shop[0])  # p9, p10 (the bundle), p1
+    save(first[0], **{field: False})
+    _, without = fbt(api, shop[0])
+    assert first[0] not in without
+    save(first[0], **{field: True})
+    # The answers are recomputed, the candidate lists are not: one query.
+    with django_assert_num_queries(1):
+        assert fbt(api, shop[0])[1] == first
+
+
+def test_the_widget_sees_a_restock(counted, shop):
+    first = widget(shop[0])
+    save(shop[9].pk, in_stock=False)
+    assert f'data-product-id="{shop[9].pk}"' not in widget(shop[0])
+    save(shop[9].pk, in_stock=True)
+    assert widget(shop[0]).count(f'data-product-id="{shop[9].pk}"') == \
+        first.count(f'data-product-id="{shop[9].pk}"') > 0
+
+
+def test_saving_a_product_that_no_answer_depends_on_keeps_the_answers(
+        counted, shop, django_assert_num_queries):
+    api = APIClient()
+    save(shop[8].pk, in_stock=False)  # filtered out, but behind the items shown
+    _, first = fbt(api, shop[0])
+    save(shop[7].pk, price="1.00")
+    save(shop[8].pk, in_stock=True)
+    with django_assert_num_queries(0):
+        assert fbt(api, shop[0])[1] == first
+
+
+def test_the_product_receiver_makes_no_query(counted, shop, django_assert_num_queries):
+    api = APIClient()
+    _, first = fbt(api, shop[0])
+    save(first[0], in_stock=False)
+    fbt(api, shop[0])
+    product = Product.objects.only("pk", "in_stock").get(pk=first[0])  # the rest deferred
+    product.in_stock = True
+    with django_assert_num_queries(1):  # the UPDATE
+        product.save()
+    assert fbt(api, shop[0])[1] == first
+
+
+def test_update_then_products_changed(counted, shop):
+    api = APIClient()
+    _, first = fbt(api, shop[0])
+    Product.objects.filter(pk=first[0]).update(in_stock=False)  # no signal
+    serving_cache.products_changed([first[0]])
+    assert first[0] not in fbt(api, shop[0])[1]
+    Product.objects.filter(pk=first[0]).update(in_stock=True)
+    serving_cache.products_changed([first[0]])
+    assert fbt(api, shop[0])[1] == first
+
+
+def test_evictions_never_show_an_unavailable_product(counted, shop):
+    api = APIClient()
+    _, first = fbt(api, shop[0])
+    recs = caches[RECS]
+    # A token evicted, then a change without a signal: the answer no longer matches.
+    recs.delete(f"{serving_cache.VERSION_PREFIX}{first[0]}")
+    Product.objects.filter(pk=first[0]).update(in_stock=False)
+    _, ids = fbt(api, shop[0])
+    assert first[0] not in ids
+    # A hidden mark evicted: a restock is missed until the answer expires (the answer
+    # stays valid: every product it shows is available).
+    recs.delete(f"{serving_cache.HIDDEN_PREFIX}{first[0]}")
+    save(first[0], in_stock=True)
+    assert fbt(api, shop[0])[1] == ids
+    # The generation or the epoch evicted: every answer misses.
+    recs.delete(serving_cache.EPOCH_KEY)
+    assert fbt(api, shop[0])[1] == first
+
+
+def test_plain_and_indented_json_are_cached_apart(counted, shop):
+    api = APIClient()
+    plain = fbt(api, shop[0])[0]
+    indented = fbt(api, shop[0], HTTP_ACCEPT="application/json; indent=2")[0]
+    assert plain["Content-Type"] == indented["Content-Type"] == "application/json"
+    assert b"\n" not in plain.content and b'\n  "product"' in indented.content
+    assert json.loads(indented.content) == json.loads(fbt(api, shop[0])[0].content)
+
+
+# The cache down ----------------------------------------------------------------------
+
+def test_the_cache_down_still_answers_and_never_raises(shop, django_user_model):
+    with cache_settings(f"{__name__}.DownCache"):
+        api = APIClient()
+        for _ in range(2):
+            assert len(fbt(api, shop[0])[1]) == 3
+            assert widget(shop[0]).count("data-product-id") == 3
+        save(shop[1].pk, in_stock=False)
+        serving_cache.products_changed([shop[1].pk])
+        serving_cache.invalidate()
+        user = django_user_model.objects.create(username="down")
+        record_order("o-down", [{"product": shop[2]}], user=user)
+        assert shop[1].pk not in fbt(api, shop[0])[1]
