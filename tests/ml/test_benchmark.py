@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from shop_recs.ml.benchmark import main
-from shop_recs.ml.speed import main as speed_main
+from shop_recs.ml.benchmark_speed import main as speed_main
 
 from .conftest import planted_frame
 

@@ -1,6 +1,6 @@
-"""Epoch speed of the bundle model per device, measured in one run.
+"""Epoch speed benchmark: the bundle model per device, measured in one run.
 
-    python -m shop_recs.ml.speed --orders FILE [--format online_retail]
+    python -m shop_recs.ml.benchmark_speed --orders FILE [--format online_retail]
         [--devices cpu:2 cpu cuda] [--epochs 3] [--json OUT]
 
 Each device entry is ``cpu``, ``cpu:N`` (N torch threads) or ``cuda``. Every entry trains the
@@ -66,7 +66,7 @@ def measure(split, device: str, threads: int | None, epochs: int, batch_size: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m shop_recs.ml.speed",
+    p = argparse.ArgumentParser(prog="python -m shop_recs.ml.benchmark_speed",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--orders", action="append", required=True, metavar="PATH")
     p.add_argument("--format", default="generic", choices=FORMATS)
