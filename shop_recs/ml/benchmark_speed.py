@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for device, threads in args.devices:
         rows.append(measure(split, device, threads, args.epochs, args.batch_size))
         r = rows[-1]
-        label = f"{device}" + (f" ({r['threads']} threads)" if r["threads"] else f" ({r.get('gpu')})")
+        label = f"{device} ({r['threads']} threads)" if r["threads"] else f"{device} ({r['gpu']})"
         print(f"{label:<34} epoch {r['epoch_s']:8.2f} s (first {r['first_epoch_s']:.2f} s)  "
               f"ratio {rows[0]['epoch_s'] / r['epoch_s']:6.1f}x  val {r['val_curve']}",
               flush=True)

@@ -169,7 +169,8 @@ class BundleModel(nn.Module):
         ``fold`` picks an out-of-fold prior (training); ``embedding_bag`` never builds the
         [B, L, N] intermediate.
         """
-        prior = self.prior if fold is None or self.prior_folds.numel() == 0 else self.prior_folds[fold]
+        training = fold is not None and self.prior_folds.numel() > 0
+        prior = self.prior_folds[fold] if training else self.prior
         return F.embedding_bag(items, prior, mode="sum", padding_idx=0, per_sample_weights=weights)
 
     def forward(self, context: torch.Tensor, history: torch.Tensor | None = None,
