@@ -363,6 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         password = admin_password()
         ensure_admin(ctx, password)
 
+        # A run left queued or running by a demo stopped mid-training has no worker now
+        # (the one started below is the demo's only one): fail it, so a new run can start.
+        result = ctx.manage("shop_recs_runs", "--abandon", "--limit", "1", check=False,
+                            capture_output=True, text=True)
+        for line in result.stderr.splitlines():
+            if "marked failed" in line:
+                say(line)
         broker = ctx.env.get("CELERY_BROKER_URL") or "filesystem:// (var/broker/)"
         worker = start(ctx, "worker", [ctx.python, "-m", "celery", "-A", "shop_demo", "worker",
                                        "-Q", WORKER_QUEUES, "-c", "1", "--loglevel", "INFO",

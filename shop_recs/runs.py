@@ -74,6 +74,18 @@ def reap_stale_runs(now=None):
     return reaped
 
 
+def abandon_unfinished_runs(reason):
+    """Fail every queued or running run with ``reason``. Only for when no worker can be
+    running them (e.g. a single-worker set-up that is starting up): a run that a worker
+    still holds would be finished twice."""
+    unfinished = TrainingRun.objects.filter(
+        status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING])
+    abandoned = [finish(run, TrainingRun.Status.FAILED, error=reason) for run in unfinished]
+    for run in abandoned:
+        logger.warning("training run %s abandoned: %s", run.pk, reason)
+    return abandoned
+
+
 def _enqueue(run_id):
     from shop_recs.tasks import train_bundle_model  # noqa: PLC0415 (Celery import is lazy)
 

@@ -13,7 +13,7 @@ from shop_recs import pipeline
 from shop_recs.ingest import record_order
 from shop_recs.models import Bundle, Interaction, Product, Recommendation, TrainingRun
 from shop_recs.ml.checkpoint import load_checkpoint
-from shop_recs.runs import TrainingAlreadyPending, request_training
+from shop_recs.runs import TrainingAlreadyPending, finish, request_training
 from tests.factories import planted_shop
 
 pytestmark = pytest.mark.django_db
@@ -155,3 +155,24 @@ def test_runs_command_reports_and_reaps_lost_runs(capsys):
     assert f"Run {run.pk} marked failed" in err
     (summary,) = json.loads(out)
     assert summary["status"] == "failed" and "worker was lost" in summary["error"]
+
+
+def test_runs_command_abandons_unfinished_runs(capsys):
+    done = request_training(trigger="t", broker_check=False, enqueue=False)
+    finish(done, TrainingRun.Status.SUCCEEDED)
+    running = request_training(trigger="t", broker_check=False, enqueue=False)
+    TrainingRun.objects.filter(pk=running.pk).update(status="running", heartbeat_at=timezone.now())
+    call_command("shop_recs_runs", "--json")  # recent progress: not reaped without --abandon
+    running.refresh_from_db()
+    assert running.status == "running"
+    capsys.readouterr()
+
+    call_command("shop_recs_runs", "--json", "--abandon")
+    out, err = capsys.readouterr()
+    assert f"Run {running.pk} marked failed" in err and f"Run {done.pk}" not in err
+    running.refresh_from_db()
+    done.refresh_from_db()
+    assert running.status == "failed" and "abandoned" in running.error
+    assert done.status == "succeeded"
+    # the one-pending-run slot is free again
+    assert request_training(trigger="t", broker_check=False, enqueue=False).status == "queued"

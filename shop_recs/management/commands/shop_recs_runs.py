@@ -1,4 +1,6 @@
-"""``manage.py shop_recs_runs [--json] [--limit N]``: training runs and what they published."""
+"""``manage.py shop_recs_runs [--json] [--limit N] [--abandon]``: training runs and what they
+published. ``--abandon`` first fails every queued or running run: for when no worker holds
+them (``make demo`` calls it before it starts its only worker)."""
 
 import json
 
@@ -6,7 +8,7 @@ from django.core.management.base import BaseCommand
 from django.db.models import Count, Q
 
 from shop_recs.models import TrainingRun
-from shop_recs.runs import reap_stale_runs
+from shop_recs.runs import abandon_unfinished_runs, reap_stale_runs
 
 
 def run_summary(run):
@@ -41,9 +43,16 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help="machine-readable output")
         parser.add_argument("--limit", type=int, default=20)
+        parser.add_argument("--abandon", action="store_true",
+                            help="first mark every queued or running run failed; only when "
+                                 "no worker is running them")
 
-    def handle(self, *args, as_json=False, limit=20, **options):
-        for run in reap_stale_runs():
+    def handle(self, *args, as_json=False, limit=20, abandon=False, **options):
+        reaped = reap_stale_runs()
+        if abandon:
+            reaped += abandon_unfinished_runs(
+                "abandoned: no worker was running it (shop_recs_runs --abandon)")
+        for run in reaped:
             self.stderr.write(f"Run {run.pk} marked failed: {run.error}")
         runs = TrainingRun.objects.annotate(
             fbt_rows=Count("recommendations", distinct=True),
