@@ -1,6 +1,7 @@
 """Checkpoints: identical scores after a round trip; tampering and mismatches are refused."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -37,10 +38,7 @@ def test_round_trip_gives_identical_scores(saved):
 
 def test_tampered_weights_are_refused(saved, tmp_path):
     _, _, path, _ = saved
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for f in path.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
+    copy = shutil.copytree(path, tmp_path / "copy")
     data = bytearray((copy / "model.safetensors").read_bytes())
     data[-1] ^= 0xFF
     (copy / "model.safetensors").write_bytes(bytes(data))
@@ -54,10 +52,7 @@ def test_catalogue_mismatch_and_missing_files_are_refused(saved, tmp_path):
         load_checkpoint(tmp_path / "nothing-here")
     with pytest.raises(CheckpointError):
         save_checkpoint(tmp_path / "bad", scorer, ItemIndex(["only-one"]))
-    copy = tmp_path / "edited"
-    copy.mkdir()
-    for f in path.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
+    copy = shutil.copytree(path, tmp_path / "edited")
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["item_ids"][0] = "SWAPPED"
     (copy / "manifest.json").write_text(json.dumps(manifest))
@@ -85,10 +80,7 @@ def test_pickled_weights_are_refused_without_unpickling(saved, tmp_path):
     import pickle
 
     _, _, path, _ = saved
-    copy = tmp_path / "pickled"
-    copy.mkdir()
-    for f in path.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
+    copy = shutil.copytree(path, tmp_path / "pickled")
     sentinel = tmp_path / "unpickled"
     payload = pickle.dumps({"weights": _Boom(sentinel)})
     (copy / "model.safetensors").write_bytes(payload)
