@@ -100,12 +100,14 @@ def temporal_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes,
                  attrs.take(keep), remapped, info)
 
 
-def customer_histories(baskets: Baskets, history_pool: Baskets, max_items: int = 200
-                       ) -> list[np.ndarray]:
+def customer_histories(baskets: Baskets, history_pool: Baskets, max_items: int = 256,
+                       max_orders: int = 50) -> list[np.ndarray]:
     """For each basket, its customer's items from strictly earlier orders of ``history_pool``.
 
-    Most recent first (a repeat within the window keeps its latest position), at most
-    ``max_items``. Anonymous orders get an empty history. Nothing from the future leaks in.
+    The items of the last ``max_orders`` orders, most recent order first, at most ``max_items``.
+    An item bought in several of those orders appears once per order: how often a customer
+    re-ordered a product is the strongest repeat signal (items are distinct within an order).
+    Anonymous orders get an empty history. Nothing from the future leaks in.
     """
     by_customer: dict[int, list[int]] = {}
     order = np.argsort(history_pool.timestamps, kind="stable")
@@ -121,9 +123,8 @@ def customer_histories(baskets: Baskets, history_pool: Baskets, max_items: int =
         if not earlier:
             out.append(empty)
             continue
-        items = np.concatenate([history_pool.basket(r) for r in reversed(earlier[-50:])])
-        _, first = np.unique(items, return_index=True)
-        out.append(items[np.sort(first)][:max_items].astype(np.int32))
+        items = np.concatenate([history_pool.basket(r) for r in reversed(earlier[-max_orders:])])
+        out.append(items[:max_items].astype(np.int32))
     return out
 
 

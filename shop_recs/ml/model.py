@@ -1,7 +1,8 @@
 """The bundle model: self-attention over the items of a basket, scoring the whole catalogue.
 
 Input: a set of context items (the product on a page, or a cart) and, optionally, the
-customer's earlier purchases (most recent first). Each item is an id embedding plus embeddings
+customer's earlier purchases (most recent order first, an item once per order that held it,
+so re-ordered products weigh more). Each item is an id embedding plus embeddings
 of its attributes (category, price band, name words), so rarely bought and new products still
 land near similar products. A learned [CLS] token attends over the set (no positions: a basket is
 a set) and its output is matched against every item's representation (a full softmax).

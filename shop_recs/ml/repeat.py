@@ -5,8 +5,11 @@ learned model that reads customer histories must beat *this*, not only the item-
 baselines, before its gain can be credited to learning rather than to the extra input::
 
     rb = RepeatBoost(ease, weight=2.0, half_life=8).fit(train)
-    rb.score(contexts, histories)  # standardise(ease) + 2.0 * 0.5 ** (position / 8)
+    rb.score(contexts, histories)  # standardise(ease) + sum of 2.0 * 0.5 ** (position / 8)
 
+A history lists the items of the customer's earlier orders, most recent order first, an item once
+per order that contained it (``shop_recs.ml.evaluate.customer_histories``), so the bonus sums
+over re-orders: frequency and recency together, in the spirit of TIFU-KNN (Hu et al. 2020).
 ``weight`` and ``half_life`` are tuned on validation (:func:`tune_repeat`), like every other
 hyper-parameter. Without histories it scores exactly as its base.
 """
@@ -23,16 +26,15 @@ from shop_recs.ml.evaluate import Queries, Scorer, evaluate
 __all__ = ["RepeatBoost", "tune_repeat", "WEIGHTS", "HALF_LIVES"]
 
 WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
-HALF_LIVES = (2.0, 8.0, 32.0, 128.0, 512.0)
+HALF_LIVES = (4.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)  # in history positions
 
 
 class RepeatBoost:
-    """``standardise(base) + weight * 0.5 ** (position / half_life)`` for history items.
-
-    ``position`` is the item's rank in the customer's history, most recent first.
+    """``standardise(base) + weight * sum 0.5 ** (position / half_life)`` over each item's
+    occurrences in the customer's history (``position`` 0 = the latest order's items).
     """
 
-    def __init__(self, base: Scorer, weight: float, half_life: float, max_history: int = 200,
+    def __init__(self, base: Scorer, weight: float, half_life: float, max_history: int = 256,
                  name: str = "repeat_boost") -> None:
         self.base, self.weight, self.half_life = base, weight, half_life
         self.max_history, self.name = max_history, name
@@ -46,15 +48,20 @@ class RepeatBoost:
                      self.half_life, self.max_history)
 
 
-def boost(z: np.ndarray, histories, weight: float, half_life: float, max_history: int = 200
+def boost(z: np.ndarray, histories, weight: float, half_life: float, max_history: int = 256
           ) -> np.ndarray:
-    """Add the recency-weighted history bonus to standardised scores ``z`` (in place)."""
+    """Add the recency-weighted history bonus to standardised scores ``z`` (in place); an item
+    met several times gets the sum of its bonuses."""
     if histories is None or weight == 0:
         return z
-    decay = weight * 0.5 ** (np.arange(max_history) / half_life)
-    for row, items in enumerate(histories):
-        items = np.asarray(items)[:max_history]
-        z[row, items] += decay[:len(items)].astype(z.dtype)
+    decay = (weight * 0.5 ** (np.arange(max_history) / half_life)).astype(z.dtype)
+    items = [np.asarray(h, dtype=np.int64)[:max_history] for h in histories]
+    lengths = np.array([len(h) for h in items])
+    if lengths.sum() == 0:
+        return z
+    rows = np.repeat(np.arange(len(items)), lengths)
+    positions = np.concatenate([np.arange(n) for n in lengths])
+    np.add.at(z, (rows, np.concatenate(items)), decay[positions])
     return z
 
 

@@ -41,7 +41,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     max_context: int = 48  # context items fed to the encoder (a random subset of larger ones)
     max_targets: int = 32  # targets per basket in the loss
-    max_history: int = 128  # most recent history items (summary token + repeat head)
+    max_history: int = 256  # most recent history entries (summary token + repeat head)
     p_single: float = 0.35  # share of examples with a single context item (the product page)
     p_leave_one: float = 0.25  # share with all but one item as context (the cart)
     p_no_history: float = 0.25  # share of examples shown without history (anonymous visitors)

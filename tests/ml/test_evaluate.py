@@ -81,6 +81,17 @@ def test_histories_only_look_back():
     assert [h.tolist() for h in hist] == [[], [0], [1, 0]]  # most recent first, nothing later
 
 
+def test_histories_keep_one_entry_per_earlier_order():
+    # customer 7 orders {0, 1}, then {1}, then {1, 2}; customer 8 orders once, anonymous -1 too
+    pool = Baskets([0, 2, 3, 5, 6, 7], [0, 1, 1, 1, 2, 0, 0], [10, 20, 30, 40, 50],
+                   [7, 7, 7, 8, -1], 3)
+    hist = customer_histories(pool, pool)
+    assert hist[2].tolist() == [1, 0, 1]  # the latest order first, item 1 once per order
+    assert hist[3].tolist() == [] and hist[4].tolist() == []
+    assert customer_histories(pool, pool, max_items=2)[2].tolist() == [1, 0]
+    assert customer_histories(pool, pool, max_orders=1)[2].tolist() == [1]
+
+
 def test_queries_are_seeded():
     b = _toy()
     a1, a2 = anchor_queries(b, seed=3), anchor_queries(b, seed=3)

@@ -29,6 +29,15 @@ def test_recent_history_items_are_lifted_most():
     assert scores[0, 5] - scores[0, 4] > 0
 
 
+def test_an_item_reordered_often_outranks_one_bought_once_more_recently():
+    rb = RepeatBoost(Fixed(6), weight=8.0, half_life=4.0)
+    # three earlier orders, most recent first: [3], [2, 4], [2, 5]; item 2 was re-ordered
+    scores = rb.score([np.array([0])], [np.array([3, 2, 4, 2, 5])])
+    ranked = list(np.argsort(-scores[0]))
+    assert ranked[0] == 2  # two orders beat one more recent one
+    assert ranked.index(3) < ranked.index(5)  # once each: the more recent wins
+
+
 def test_tuning_on_validation_finds_the_repeat_signal():
     n = 20
     rng = np.random.default_rng(0)
