@@ -48,7 +48,10 @@ class FitConfig:
     threads: int | None = None
     ease_lambdas: tuple = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
     knn_ks: tuple = (20, 50, 200)
-    model: BundleModelConfig = field(default_factory=lambda: BundleModelConfig(n_items=0))
+    # Published lists and bundles are per product and never see a visitor's history, so the
+    # pipeline trains (and stops early on) what it ships; the benchmark measures both kinds.
+    model: BundleModelConfig = field(
+        default_factory=lambda: BundleModelConfig(n_items=0, use_history=False))
     refit: bool = True
     # Warm start: a previous (scorer, item index); shared products keep their learned rows.
     init_from: tuple[BundleScorer, ItemIndex] | None = None
