@@ -1,100 +1,217 @@
-"""Serving benchmark: the FBT endpoint, the product page with and without the widget,
-and the events endpoint. Prints figures; asserts nothing about time.
+"""Serving benchmark: what a shop's visitors wait for, cold and warm, API and page.
 
-    .venv/bin/python -m benchmarks.serving [--products 5000] [--requests 2000]
+    python -m benchmarks.serving --db DB.sqlite3 [--cache locmem|redis] [--requests 2000]
+    python -m benchmarks.serving --build DB.sqlite3 [--time-budget 120]   # make that DB
+    python -m benchmarks.serving --synthetic 100000 [--cache ...]          # a large catalogue
 
-Builds a catalogue in a throw-away SQLite database (FBT rows for every product, an
-approved bundle for one in ten), warms the cache, then times requests in this process
-through Django's test client. Latencies are reported as ratios to a trivial DRF
-endpoint (and to the page without the widget) measured in the same run, in alternating
-rounds.
+Runs with the demo shop's own settings (``shop_demo.settings``: its cache, middleware and
+``SHOP_RECS``), ``DEBUG`` off and API throttles off (one client makes thousands of
+requests). ``--cache locmem`` keeps the demo's cache, Django's default ``LocMemCache``
+(300 entries); ``--cache redis`` starts a private ``redis-server`` and uses it.
+
+``--build`` imports one year of UCI Online Retail (found in ``../shared/data`` or fetched),
+trains one run with the pipeline and stores the fallback lists; ``--db`` then reuses that
+database (read only: it is copied first). ``--synthetic N`` builds N products with FBT,
+fallback and bundle rows instead (no orders, no training).
+
+Traffic: ``--requests`` requests over the 500 best-selling products (drawn in proportion to
+their sales) and as many over a long-tail sample (500 products drawn uniformly from the
+rest), through Django's test client in this process. For each: *cold* (the cache cleared
+before every request), *first pass* (an empty cache, then the traffic as it comes) and
+*warm* (the same traffic again), with the cache hit rate; the FBT API against a trivial DRF
+endpoint and the product page with the widget against the same page without it, measured
+in alternating rounds. Prints figures and ratios; asserts nothing about time.
 """
 
 import argparse
 import contextlib
+import json
 import os
+import random
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
-from django.urls import include, path  # noqa: E402
-from rest_framework.response import Response  # noqa: E402
-from rest_framework.views import APIView  # noqa: E402
-
-import shop_demo.urls  # noqa: E402
-from shop_recs.api.views import PublicView  # noqa: E402
-from shop_recs.models import (Bundle, BundleItem, Product, Recommendation,  # noqa: E402
-                              TrainingRun)
+TRIVIAL_URL = "/__bench__/trivial/"
 
 
-class Trivial(APIView):
-    # The same permission and throttle classes as the public read endpoints (the FBT
-    # view's), so that the ratio measures the recommendation work, not a difference in
-    # DRF machinery. Rates are off for both (one client makes thousands of requests).
-    permission_classes = PublicView.permission_classes
-    throttle_classes = PublicView.throttle_classes
-
-    def get(self, request):
-        return Response({"ok": True})
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-urlpatterns = [path("trivial/", Trivial.as_view()), *shop_demo.urls.urlpatterns]
+@contextlib.contextmanager
+def private_redis():
+    port = _free_port()
+    folder = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", folder],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def build(n):
-    products = Product.objects.bulk_create([
-        Product(sku=f"S{i:05d}", name=f"Product {i} <b>&</b>", price=Decimal("1.25") + i % 50,
-                currency="GBP", category=f"c{i % 40}") for i in range(n)], batch_size=2000)
-    run = TrainingRun.objects.create(status="succeeded", pending=None, is_active=True)
-    Recommendation.objects.bulk_create([
-        Recommendation(run=run, product=p, recommended=products[(i + k * 7) % n], rank=k,
-                       score=1 / k, source="bpr", evidence={"orders_together": 20 - k,
-                                                            "lift": 2.5, "confidence": 0.1})
-        for i, p in enumerate(products) for k in range(1, 11)], batch_size=5000)
+def setup_django(db_path, var_dir, redis_url=None):
+    os.environ["DJANGO_SETTINGS_MODULE"] = "shop_demo.settings"
+    os.environ["SHOP_DEMO_SQLITE"] = str(db_path)
+    os.environ["SHOP_DEMO_VAR_DIR"] = str(var_dir)
+    os.environ.pop("DATABASE_URL", None)
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
+    else:
+        os.environ.pop("REDIS_URL", None)
+    import django  # noqa: PLC0415
+
+    django.setup()
+
+
+# Building the databases ---------------------------------------------------------------
+
+def build_online_retail(time_budget):
+    """Import one year of Online Retail, train a run, store fallbacks (Django set up)."""
+    from django.core.management import call_command  # noqa: PLC0415
+
+    from shop_demo.datasets import fetch_online_retail  # noqa: PLC0415
+    from shop_recs import fallbacks, pipeline  # noqa: PLC0415
+    from shop_recs.importer import import_orders  # noqa: PLC0415
+    from shop_recs.runs import request_training  # noqa: PLC0415
+
+    call_command("migrate", verbosity=0)
+    files = [p for p in fetch_online_retail() if "2010-12_2011-12" in p.name]
+    result = import_orders(files, fmt="online_retail")
+    print(f"import: {result.report.read:,} lines in {result.seconds:.1f} s")
+    run = request_training(trigger="benchmark", config={"time_budget_s": time_budget},
+                           broker_check=False, enqueue=False)
+    status = pipeline.run_training(run.pk)
+    run.refresh_from_db()
+    print(f"training run {run.pk}: {status}, {run.counts.get('fbt_rows', 0):,} FBT rows, "
+          f"timings {run.timings}")
+    if status != "succeeded":
+        print(f"fallback lists only: {fallbacks.refresh()}")
+
+
+def build_synthetic(n, seed=0):
+    """N products in 40 categories; 10 FBT rows, 30 fallback rows each; a bundle per 10."""
+    from decimal import Decimal  # noqa: PLC0415
+
+    from django.core.management import call_command  # noqa: PLC0415
+    from django.db import transaction  # noqa: PLC0415
+
+    from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation,  # noqa: PLC0415
+                                  Product, Recommendation, TrainingRun)
+
+    call_command("migrate", verbosity=0)
+    rng = random.Random(seed)
+    with transaction.atomic():
+        Product.objects.bulk_create([
+            Product(sku=f"S{i:07d}", name=f"Product {i} <b>&</b>", currency="GBP",
+                    price=Decimal("1.25") + i % 50, category=f"c{i % 40}") for i in range(n)],
+            batch_size=5000)
+    pks = list(Product.objects.order_by("pk").values_list("pk", flat=True))
+    run = TrainingRun.objects.create(status="succeeded", pending=None, is_active=True,
+                                     shipped_model="synthetic")
+    for start in range(0, n, 5000):
+        with transaction.atomic():
+            chunk = pks[start:start + 5000]
+            Recommendation.objects.bulk_create([
+                Recommendation(run=run, product_id=pk, recommended_id=pks[rng.randrange(n)],
+                               rank=k, score=1 / k, source="ease",
+                               evidence={"orders_together": 20 - k, "lift": 2.5})
+                for pk in chunk for k in range(1, 11)], batch_size=5000)
+            FallbackRecommendation.objects.bulk_create([
+                FallbackRecommendation(product_id=pk, recommended_id=pks[rng.randrange(n)],
+                                       rank=k, score=31 - k, method="cooccurrence",
+                                       evidence={"orders_together": 31 - k, "purchases": 40})
+                for pk in chunk for k in range(1, 31)], batch_size=5000)
     for i in range(0, n, 10):
-        bundle = Bundle.objects.create(anchor=products[i], status="approved", signature=str(i),
+        bundle = Bundle.objects.create(anchor_id=pks[i], status="approved", signature=str(i),
                                        score=3.0, discount_percent=5, run=run)
-        BundleItem.objects.bulk_create([BundleItem(bundle=bundle, product=products[(i + 1) % n],
-                                                   position=1),
-                                        BundleItem(bundle=bundle, product=products[(i + 2) % n],
-                                                   position=2)])
-    return products
+        BundleItem.objects.bulk_create([
+            BundleItem(bundle=bundle, product_id=pks[(i + 1) % n], position=1),
+            BundleItem(bundle=bundle, product_id=pks[(i + 2) % n], position=2)])
+    print(f"synthetic catalogue: {n:,} products, {Recommendation.objects.count():,} FBT rows, "
+          f"{FallbackRecommendation.objects.count():,} fallback rows")
 
 
-def timed(client, urls, method="get", **kwargs):
-    times = []
-    for url in urls:
+# Measuring ----------------------------------------------------------------------------
+
+def traffic(requests, seed=0):
+    """``(best-seller pks, long-tail pks)``: ``requests`` draws over each set."""
+    from django.db.models import Count  # noqa: PLC0415
+
+    from shop_recs.models import Interaction, Product  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    sales = list(Interaction.objects.purchases().values("product").annotate(n=Count("pk"))
+                 .order_by("-n", "product").values_list("product", "n"))
+    active = set(Product.objects.filter(is_active=True).values_list("pk", flat=True))
+    if sales:
+        sales = [(pk, n) for pk, n in sales if pk in active]
+        head, rest = sales[:500], [pk for pk, _ in sales[500:]]
+    else:  # synthetic: popularity by pk
+        ordered = sorted(active)
+        head = [(pk, 1.0 / (rank + 1)) for rank, pk in enumerate(ordered[:500])]
+        rest = ordered[500:]
+    best = rng.choices([pk for pk, _ in head], weights=[n for _, n in head], k=requests)
+    tail_set = rng.sample(rest, min(500, len(rest)))
+    tail = [rng.choice(tail_set) for _ in range(requests)]
+    return best, tail
+
+
+def quantiles(times):
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
+
+
+class Bench:
+    def __init__(self):
+        from django.core.cache import caches  # noqa: PLC0415
+        from django.test import Client  # noqa: PLC0415
+
+        from shop_recs.conf import recs_settings  # noqa: PLC0415
+
+        self.client = Client()
+        self.cache = caches[recs_settings.CACHE_ALIAS]
+        self.hits = 0
+        self.calls = 0
+
+    def get(self, url, clear=False):
+        if clear:
+            self.cache.clear()
         start = time.perf_counter()
-        response = getattr(client, method)(url, **kwargs)
-        times.append(time.perf_counter() - start)
-        assert response.status_code in (200, 201), (url, response.status_code)
-    return times
+        response = self.client.get(url)
+        spent = time.perf_counter() - start
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status_code}")
+        return spent
 
-
-def alternating(client, runs, rounds=10):
-    """The times of each of ``runs`` (``(urls, patch)``: ``patch`` makes a context manager
-    to time them in, or None), taken in ``rounds`` alternating slices so that load from
-    elsewhere on the machine, or drift during the run, touches each alike."""
-    times = [[] for _ in runs]
-    for r in range(rounds):
-        for spent, (urls, patch) in zip(times, runs):
-            size = -(-len(urls) // rounds)
-            with patch() if patch else contextlib.nullcontext():
-                spent += timed(client, urls[r * size:(r + 1) * size])
-    return times
+    def alternating(self, runs, rounds=10):
+        """Times of ``runs`` (``(urls, clear, patch)``), taken in alternating slices so that
+        load from elsewhere on the machine touches each alike."""
+        times = [[] for _ in runs]
+        for r in range(rounds):
+            for spent, (urls, clear, patch) in zip(times, runs):
+                size = -(-len(urls) // rounds)
+                with patch() if patch else contextlib.nullcontext():
+                    spent += [self.get(u, clear) for u in urls[r * size:(r + 1) * size]]
+        return times
 
 
 @contextlib.contextmanager
@@ -109,66 +226,150 @@ def without_widget():
         tags._render = real
 
 
-def quantiles(times):
-    ordered = sorted(times)
-    return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
+@contextlib.contextmanager
+def counting_misses(stats):
+    """Counts answers computed (cache misses) while active."""
+    from shop_recs import ranking  # noqa: PLC0415
+
+    real = ranking.recommend
+
+    def counted(*args, **kwargs):
+        stats["misses"] += 1
+        return real(*args, **kwargs)
+
+    ranking.recommend = counted
+    try:
+        yield
+    finally:
+        ranking.recommend = real
 
 
-def report(name, times, base=None):
-    p50, p99 = quantiles(times)
-    line = f"{name:<34} p50 {p50 * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms"
-    if base:
-        b50, b99 = quantiles(base)
-        line += f"   ratio p50 {p50 / b50:5.2f}  p99 {p99 / b99:5.2f}"
-    print(line)
+def measure(args, label):
+    from django.db import connection  # noqa: PLC0415
+    from django.test.utils import CaptureQueriesContext  # noqa: PLC0415
+
+    bench = Bench()
+    rows = []
+    sets = dict(zip(("best sellers", "long tail"), traffic(args.requests, args.seed)))
+    for name, pks in sets.items():
+        api = [f"/api/shop-recs/v1/products/{pk}/frequently-bought-together/" for pk in pks]
+        page = [f"/products/{pk}/" for pk in pks]
+        trivial = [TRIVIAL_URL] * len(api)
+        with CaptureQueriesContext(connection) as queries:
+            bench.get(api[0], clear=True)
+        n_queries = len(queries)
+        # Cold: the cache cleared before each request (trivial requests clear it too).
+        t_cold, a_cold = bench.alternating([(trivial, True, None), (api, True, None)])
+        p_plain, p_cold = bench.alternating([(page, True, without_widget), (page, True, None)])
+        for mode in ("first pass", "warm"):
+            if mode == "first pass":
+                bench.cache.clear()
+            stats = {"misses": 0}
+            with counting_misses(stats):
+                t_w, a_w = bench.alternating([(trivial, False, None), (api, False, None)])
+                pp_w, p_w = bench.alternating([(page, False, without_widget),
+                                               (page, False, None)])
+            hit = 1 - stats["misses"] / (2 * len(api))
+            rows.append((name, mode, t_w, a_w, pp_w, p_w, hit))
+        rows.insert(len(rows) - 2, (name, "cold", t_cold, a_cold, p_plain, p_cold, 0.0))
+        print(f"{label} / {name}: {len(set(pks))} products, {len(pks)} requests per row, "
+              f"{n_queries} queries per cold API answer")
+    print(f"\n{label}: times in ms (p50 / p99); ratios to the trivial DRF endpoint (API) and "
+          f"to the page without the widget (page)")
+    print(f"{'traffic':<13}{'mode':<11}{'hit':>5} | {'trivial':>13} {'FBT API':>13} "
+          f"{'ratio':>11} | {'page w/o':>13} {'page with':>13} {'ratio':>11}")
+    results = []
+    for name, mode, t, a, pp, p, hit in rows:
+        (t50, t99), (a50, a99), (q50, q99), (w50, w99) = map(quantiles, (t, a, pp, p))
+        print(f"{name:<13}{mode:<11}{hit:>5.0%} | {t50*1e3:6.2f}/{t99*1e3:6.2f} "
+              f"{a50*1e3:6.2f}/{a99*1e3:6.2f} {a50/t50:5.2f}/{a99/t99:5.2f} | "
+              f"{q50*1e3:6.2f}/{q99*1e3:6.2f} {w50*1e3:6.2f}/{w99*1e3:6.2f} "
+              f"{w50/q50:5.2f}/{w99/q99:5.2f}")
+        results.append({"traffic": name, "mode": mode, "hit_rate": hit,
+                        "trivial_ms": [t50 * 1e3, t99 * 1e3], "api_ms": [a50 * 1e3, a99 * 1e3],
+                        "api_ratio": [a50 / t50, a99 / t99],
+                        "page_without_ms": [q50 * 1e3, q99 * 1e3],
+                        "page_with_ms": [w50 * 1e3, w99 * 1e3],
+                        "page_ratio": [w50 / q50, w99 / q99]})
+    return results
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--products", type=int, default=5000)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--events", type=int, default=20000)
-    args = parser.parse_args()
+def run(args):
+    from django.conf import settings  # noqa: PLC0415
+    from django.test import override_settings  # noqa: PLC0415
+    from django.test.utils import setup_test_environment  # noqa: PLC0415
+    from django.urls import include, path  # noqa: PLC0415
+    from rest_framework.response import Response  # noqa: PLC0415
+    from rest_framework.views import APIView  # noqa: PLC0415
+
+    from shop_recs.api.views import PublicView  # noqa: PLC0415
+
+    class Trivial(APIView):
+        # The FBT view's permission and throttle classes: the ratio measures the
+        # recommendation work, not a difference in DRF machinery.
+        permission_classes = PublicView.permission_classes
+        throttle_classes = PublicView.throttle_classes
+
+        def get(self, request):
+            return Response({"ok": True})
+
+    module = type(sys)("benchmark_urls")
+    module.urlpatterns = [path(TRIVIAL_URL.strip("/") + "/", Trivial.as_view()),
+                          path("", include(settings.ROOT_URLCONF))]
+    sys.modules["benchmark_urls"] = module
     setup_test_environment()
-    connection.creation.create_test_db(verbosity=0)
-    start = time.perf_counter()
-    products = build(args.products)
-    print(f"catalogue: {args.products} products, {Recommendation.objects.count()} FBT rows, "
-          f"{Bundle.objects.count()} bundles, built in {time.perf_counter() - start:.1f} s")
-    client = Client()
-    n = args.requests
-    anchors = [products[i % len(products)] for i in range(0, n * 7, 7)][:n]
-    fbt_urls = [f"/api/shop-recs/v1/products/{p.pk}/frequently-bought-together/?limit=3"
-                for p in anchors]
-    page_urls = [f"/products/{p.pk}/" for p in anchors[:max(n // 4, 200)]]
-    timed(client, fbt_urls)  # warm the cache
-    timed(client, page_urls)
-    trivial, fbt = alternating(client, [(["/trivial/"] * 2 * n, None), (fbt_urls, None)])
-    report("trivial DRF endpoint", trivial)
-    report(f"FBT endpoint, warm ({n} requests)", fbt, trivial)
+    rates = {"shop_recs.read": None, "shop_recs.events": None, "shop_recs.staff": None}
+    cache = settings.CACHES["default"]
+    label = (f"{cache['BACKEND'].rsplit('.', 1)[-1]}"
+             f" (MAX_ENTRIES {cache.get('OPTIONS', {}).get('MAX_ENTRIES', 300)})"
+             if "locmem" in cache["BACKEND"] else cache["BACKEND"].rsplit(".", 1)[-1])
+    with override_settings(ROOT_URLCONF="benchmark_urls", DEBUG=False,
+                           SHOP_RECS={**settings.SHOP_RECS, "THROTTLE_RATES": rates}):
+        return label, measure(args, label)
 
-    without, with_widget = alternating(client, [(page_urls * 2, without_widget),
-                                                (page_urls * 2, None)])
-    report("product page without widget", without)
-    report(f"product page with widget ({len(page_urls)})", with_widget, without)
 
-    batch = 500
-    events = [{"kind": "widget_impression", "product": str(products[i % len(products)].pk)}
-              for i in range(args.events)]
-    start = time.perf_counter()
-    for i in range(0, len(events), batch):
-        timed(client, ["/api/shop-recs/v1/events/"], "post",
-              data={"events": events[i:i + batch]}, content_type="application/json")
-    elapsed = time.perf_counter() - start
-    print(f"events endpoint: {len(events)} events in batches of {batch}: "
-          f"{len(events) / elapsed:,.0f} events/s (SQLite, {connection.vendor})")
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, help="a database made with --build (copied)")
+    source.add_argument("--build", type=Path, help="import + train into this new database")
+    source.add_argument("--synthetic", type=int, metavar="N", help="N synthetic products")
+    parser.add_argument("--cache", choices=["locmem", "redis"], default="locmem")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--time-budget", type=float, default=120)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    try:
+        if args.build:
+            setup_django(args.build, work)
+            build_online_retail(args.time_budget)
+            return
+        db = work / "serving.sqlite3"
+        if args.db:
+            shutil.copy(args.db, db)
+        with private_redis() if args.cache == "redis" else contextlib.nullcontext() as url:
+            setup_django(db, work, url)
+            if args.synthetic:
+                started = time.perf_counter()
+                build_synthetic(args.synthetic, args.seed)
+                print(f"built in {time.perf_counter() - started:.0f} s")
+            else:
+                from django.core.management import call_command  # noqa: PLC0415
+
+                from shop_recs import fallbacks  # noqa: PLC0415
+                from shop_recs.models import FallbackRecommendation  # noqa: PLC0415
+
+                call_command("migrate", verbosity=0)
+                if not FallbackRecommendation.objects.exists():
+                    print(f"fallback lists: {fallbacks.refresh()}")
+            label, results = run(args)
+        if args.json:
+            args.json.write_text(json.dumps({"cache": label, "rows": results}, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    rates = {"shop_recs.read": None, "shop_recs.events": None, "shop_recs.staff": None}
-    # A cache that holds every product's list, as Redis would (locmem keeps 300 by default).
-    caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                          "OPTIONS": {"MAX_ENTRIES": 1_000_000}}}
-    with override_settings(ROOT_URLCONF=__name__, DEBUG=False, CACHES=caches,
-                           SHOP_RECS={**settings.SHOP_RECS, "THROTTLE_RATES": rates}):
-        main()
+    main()

@@ -6,6 +6,8 @@
 * E004 the product field map names fields the product model does not have
 * E005 no folder for model checkpoints (``ARTIFACT_DIR`` and ``MEDIA_ROOT`` unset)
 * W001 torch is not installed (training cannot run; serving still works)
+* W020 the serving cache is per process while ``DEBUG`` is off (saves elsewhere go unseen)
+* W021 the serving cache holds fewer entries than the catalogue's answers need
 """
 
 import importlib.util
@@ -109,3 +111,66 @@ def check_torch(app_configs=None, **kwargs):
             id="shop_recs.W001",
         )]
     return []
+
+
+PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
+COUNTED_CACHES = PER_PROCESS_CACHES + ("django.core.cache.backends.filebased.FileBasedCache",
+                                       "django.core.cache.backends.db.DatabaseCache")
+
+
+def _serving_cache_config():
+    return settings.CACHES.get(recs_settings.CACHE_ALIAS) or {}
+
+
+@checks.register(checks.Tags.caches)
+def check_cache_is_shared(app_configs=None, **kwargs):
+    """A per-process cache in production: a product saved in the admin, a worker or an
+    import invalidates that process's answers only; the others serve stale ones."""
+    backend = _serving_cache_config().get("BACKEND", "")
+    if settings.DEBUG or backend not in PER_PROCESS_CACHES or not recs_settings.CACHE_TIMEOUT:
+        return []
+    return [checks.Warning(
+        f"The shop_recs serving cache ({recs_settings.CACHE_ALIAS!r}) is {backend}, one copy per "
+        f"process: a price, stock or bundle change made in another process (the admin, the "
+        f"training worker, an import) reaches this process's widgets only after "
+        f"SHOP_RECS['CACHE_TIMEOUT'] ({recs_settings.CACHE_TIMEOUT} s).",
+        hint="Use a shared cache (Redis or Memcached) for SHOP_RECS['CACHE_ALIAS'] when several "
+             "processes serve the shop, or set SHOP_RECS['CACHE_TIMEOUT'] = 0.",
+        obj="SHOP_RECS", id="shop_recs.W020",
+    )]
+
+
+def answer_entries_needed(products):
+    """Cache entries for every product's answers: its candidate list, its widget and its
+    API answer, plus the version tokens and the generation."""
+    from shop_recs.serving_cache import SHARDS  # noqa: PLC0415
+
+    return 3 * products + SHARDS + 1
+
+
+@checks.register(checks.Tags.caches)
+def check_cache_size(app_configs=None, **kwargs):
+    """A cache with an entry limit smaller than the catalogue's answers culls itself and
+    serves most product pages cold. Counts the active products (one query)."""
+    config = _serving_cache_config()
+    if config.get("BACKEND") not in COUNTED_CACHES or not recs_settings.CACHE_TIMEOUT:
+        return []
+    limit = int((config.get("OPTIONS") or {}).get("MAX_ENTRIES", 300))
+    from shop_recs.products import get_adapter  # noqa: PLC0415 (products imports conf)
+
+    try:
+        adapter = get_adapter()
+        active = adapter.model._default_manager.filter(adapter.available_q()).count()
+    except Exception:  # noqa: BLE001 (no table yet, bad field map: other checks say so)
+        return []
+    needed = answer_entries_needed(active)
+    if limit >= needed:
+        return []
+    return [checks.Warning(
+        f"The shop_recs serving cache ({recs_settings.CACHE_ALIAS!r}) keeps {limit:,} entries; "
+        f"the answers of {active:,} active products need about {needed:,}.",
+        hint=f"Set CACHES[{recs_settings.CACHE_ALIAS!r}]['OPTIONS']['MAX_ENTRIES'] to at least "
+             f"{needed:,}, or use Redis. Answers that do not fit are computed per request "
+             f"(one indexed query): correct, only slower.",
+        obj="SHOP_RECS", id="shop_recs.W021",
+    )]

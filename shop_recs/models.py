@@ -266,3 +266,33 @@ class BundleItem(models.Model):
 
     def __str__(self):
         return f"{self.product_id} at {self.position}"
+
+
+class FallbackRecommendation(models.Model):
+    """One entry of a product's stored fallback list, served after its bundles and FBT list.
+
+    Products bought in the same recent orders (``cooccurrence``), then bestsellers of the
+    product's category (``popular``). Computed from the stored orders after an import, by
+    every training run and on schedule (``shop_recs.fallbacks.refresh``), and read with
+    the same indexed query as the published lists: nothing is aggregated per request.
+    """
+
+    product = models.ForeignKey(product_model_label(), on_delete=models.CASCADE, related_name="+",
+                                verbose_name=_("product"))
+    recommended = models.ForeignKey(product_model_label(), on_delete=models.CASCADE,
+                                    related_name="+", verbose_name=_("recommended product"))
+    rank = models.PositiveSmallIntegerField(_("rank"))
+    score = models.FloatField(_("score"))
+    method = models.CharField(_("method"), max_length=20)
+    evidence = models.JSONField(_("evidence"), default=dict, blank=True)
+
+    class Meta:
+        ordering = ["product", "rank"]
+        verbose_name = _("fallback recommendation")
+        verbose_name_plural = _("fallback recommendations")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "rank"], name="shop_recs_fallback_rank"),
+        ]
+
+    def __str__(self):
+        return f"{self.product_id} → {self.recommended_id} (fallback #{self.rank})"

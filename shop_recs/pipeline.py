@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from shop_recs import data, publish
+from shop_recs import data, fallbacks, publish
 from shop_recs.conf import recs_settings
 from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from shop_recs.ml.fit import FitConfig, fit_shop
@@ -182,6 +182,9 @@ def run_training(run_id, task_id=""):
         t4 = time.monotonic()
         publish.activate(run, rows)
         timings["publish"] = round(time.monotonic() - t4, 2)
+        t5 = time.monotonic()
+        fallbacks.refresh(extract)
+        timings["fallbacks"] = round(time.monotonic() - t5, 2)
         timings["total"] = round(time.monotonic() - started, 2)
         TrainingRun.objects.filter(pk=run.pk).update(timings=timings)
     except data.NotEnoughData as exc:

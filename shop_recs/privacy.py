@@ -12,8 +12,8 @@ Usage::
 ``erase_user`` deletes every ``Interaction`` of the person: those linked to the user account,
 those under the pseudonyms (keyed hashes) of the given customer number, session key or visitor
 id, and those under any pseudonym that appears on the user's own rows (the sessions they
-shopped in). It then forgets the serving cache (the co-occurrence fallbacks are computed from
-purchases) once the transaction commits.
+shopped in). Once the transaction commits it forgets the serving cache and, when purchases
+were erased, has the stored fallback lists recomputed without them (``fallbacks.refresh_soon``).
 
 Models cannot un-learn: every training run that had already read the erased purchases (its
 ``data_cutoff`` is after the earliest of them) is flagged with ``config["erased_data"]``, and
@@ -34,7 +34,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from shop_recs import ranking
+from shop_recs import fallbacks, ranking
 from shop_recs.ingest import pseudonymise
 from shop_recs.models import Interaction, TrainingRun
 from shop_recs.signals import run_activated
@@ -111,6 +111,8 @@ def erase_user(user=None, customer_id=None, session_key=None, visitor_id=None, *
         if earliest is not None:
             report.runs_flagged = _flag_runs(earliest, report)
         transaction.on_commit(ranking.invalidate)
+        if report.purchases:  # the stored fallback lists counted these orders
+            transaction.on_commit(fallbacks.refresh_soon)
         _record(actor, report)
     return report
 

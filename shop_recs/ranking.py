@@ -12,9 +12,10 @@ Usage::
 
 Order of the candidates: approved bundles around the anchor (proposed ones too when
 ``SHOP_RECS["REQUIRE_APPROVAL"]`` is off), then the serving run's FBT list, then, with
-``SHOP_RECS["FALLBACK"]`` on, products bought in the same orders (co-occurrence) and
-products popular in the anchor's category. Inactive, out-of-stock, priceless and deleted
-products, the anchors themselves and ``exclude`` are removed at request time.
+``SHOP_RECS["FALLBACK"]`` on, the anchor's stored fallback list (products bought in the same
+orders, then bestsellers of its category; see ``shop_recs.fallbacks``). Inactive,
+out-of-stock, priceless and deleted products, the anchors themselves and ``exclude`` are
+removed at request time.
 
 Personalisation: the stored rows are per product, so the visitor's past purchases
 (by user, else by the pseudonymous session id) re-rank each source's items: products
@@ -24,8 +25,9 @@ visitor bought move up. The source order itself never changes.
 Cost: candidate lists are cached (key = anchors + a generation number that
 ``run_activated``, ``bundles_changed``, Bundle/BundleItem saves and ``SHOP_RECS``
 changes bump). A warm call is one query (the live products, stock filter and
-personalisation together); a cold one adds one query for bundles + FBT rows and one for
-the fallbacks: never more than 3.
+personalisation together); a cold one adds one UNION query over the stored bundle, FBT and
+fallback rows of the anchors (indexed lookups; nothing is aggregated per request): never
+more than 3 with the history check.
 
 Finished answers: the API and the widget also cache what they send (JSON body, HTML
 fragment) for visitors without purchase history (:func:`shared_answer`,
@@ -38,11 +40,12 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import connections, router
-from django.db.models import (Case, Count, DecimalField, Exists, F, IntegerField, OuterRef, Q,
-                              Value, When)
+from django.db.models import (BigIntegerField, Case, DecimalField, Exists, F, IntegerField,
+                              OuterRef, Q, Value, When)
 
 from shop_recs.conf import recs_settings
-from shop_recs.models import Bundle, BundleItem, Interaction, Recommendation
+from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Interaction,
+                              Recommendation)
 from shop_recs.products import get_adapter
 from shop_recs.serving_cache import (  # noqa: F401 (re-exported: ranking's public API)
     GENERATION_KEY, _cache, _product_versions, begin_tracking, cache_key, cached_answer,
@@ -307,11 +310,11 @@ def cached_candidates(anchor_pks):
 
 
 def compute_candidates(anchor_pks):
-    """Bundles and FBT rows (one query), then fallbacks when short (one more query)."""
+    """Bundles, FBT rows and stored fallback rows of the anchors: one indexed query."""
     limit = recs_settings.CANDIDATES
     anchors = {str(pk) for pk in anchor_pks}
     seen, candidates, bundles = set(anchors), [], {}
-    bundle_rows, fbt_rows = _primary_rows(anchor_pks)
+    bundle_rows, fbt_rows, fallback_rows = _stored_rows(anchor_pks)
     for row in bundle_rows:
         info = bundles.setdefault(row["ref"], {"discount_percent": row["discount"],
                                                 "anchor": row["anchor"], "items": []})
@@ -320,34 +323,35 @@ def compute_candidates(anchor_pks):
             seen.add(str(row["item"]))
             candidates.append((row["item"], BUNDLE, row["method"], row["score"] or 0.0, None,
                                row["ref"], row["evidence"] or {}))
-    fused = {}
-    for row in fbt_rows:  # one anchor: its list; several: reciprocal-rank fusion
-        entry = fused.setdefault(str(row["item"]), [row, 0.0])
-        entry[1] += 1.0 / row["pos"]
-    for row, fusion in sorted(fused.values(), key=lambda e: -e[1]):
-        if str(row["item"]) not in seen:
-            seen.add(str(row["item"]))
-            score = row["score"] if len(anchors) == 1 else fusion
-            candidates.append((row["item"], MODEL, row["method"], score, row["ref"], None,
-                               row["evidence"] or {}))
-    if recs_settings.FALLBACK and len(candidates) < limit:
-        for row in _fallback_rows(anchor_pks, limit):
-            if str(row["product"]) not in seen:
-                seen.add(str(row["product"]))
-                method = COOCCURRENCE if row["together"] else POPULAR
-                candidates.append((row["product"], FALLBACK, method,
-                                   float(row["together"] or row["bought"]), None, None,
-                                   {"orders_together": row["together"],
-                                    "purchases": row["bought"]}))
+    for source, rows in ((MODEL, fbt_rows), (FALLBACK, fallback_rows)):
+        for row, score in _fuse(rows, single=len(anchors) == 1):
+            if str(row["item"]) not in seen:
+                seen.add(str(row["item"]))
+                candidates.append((row["item"], source, row["method"], score,
+                                   row["ref"] if source == MODEL else None, None,
+                                   row["evidence"] or {}))
     return candidates[:limit], bundles
 
 
-def _primary_rows(anchor_pks):
+def _fuse(rows, single):
+    """One anchor: its list in order. Several: reciprocal-rank fusion of their lists."""
+    fused = {}
+    for row in rows:
+        entry = fused.setdefault(str(row["item"]), [row, 0.0])
+        entry[1] += 1.0 / row["pos"]
+    ordered = sorted(fused.values(), key=lambda e: (-e[1], e[0]["pos"]))
+    return [(row, float(row["score"] if single else fusion)) for row, fusion in ordered]
+
+
+def _stored_rows(anchor_pks):
+    """``(bundle rows, FBT rows, fallback rows)`` of the anchors, from one UNION query over
+    indexed lookups by anchor (no aggregate over interactions)."""
     statuses = [Bundle.Status.APPROVED]
     if not recs_settings.REQUIRE_APPROVAL:
         statuses.append(Bundle.Status.PROPOSED)
     columns = ("kind", "ref", "anchor", "item", "pos", "score", "method", "evidence",
                "discount", "approved")
+    no_discount = Value(None, output_field=DecimalField(max_digits=4, decimal_places=1))
     bundle_rows = BundleItem.objects.filter(
         bundle__anchor__in=anchor_pks, bundle__status__in=statuses,
     ).annotate(
@@ -362,38 +366,24 @@ def _primary_rows(anchor_pks):
         product__in=anchor_pks, run__is_active=True,
     ).annotate(
         kind=Value(1, output_field=IntegerField()), ref=F("run_id"), anchor=F("product_id"),
-        item=F("recommended_id"), pos=F("rank"), method=F("source"),
-        discount=Value(None, output_field=DecimalField(max_digits=4, decimal_places=1)),
+        item=F("recommended_id"), pos=F("rank"), method=F("source"), discount=no_discount,
         approved=Value(1, output_field=IntegerField()),
     ).order_by().values_list(*columns)
-    rows = [dict(zip(columns, row)) for row in bundle_rows.union(fbt_rows, all=True)]
+    queries = [fbt_rows]
+    if recs_settings.FALLBACK:
+        queries.append(FallbackRecommendation.objects.filter(
+            product__in=anchor_pks, rank__lte=recs_settings.CANDIDATES,
+        ).annotate(
+            kind=Value(2, output_field=IntegerField()),
+            ref=Value(None, output_field=BigIntegerField()), anchor=F("product_id"),
+            item=F("recommended_id"), pos=F("rank"), method_=F("method"), discount=no_discount,
+            approved=Value(1, output_field=IntegerField()),
+        ).order_by().values_list(*[("method_" if c == "method" else c) for c in columns]))
+    rows = [dict(zip(columns, row)) for row in bundle_rows.union(*queries, all=True)]
     bundles = sorted((r for r in rows if r["kind"] == 0),
                      key=lambda r: (-r["approved"], -(r["score"] or 0.0), r["ref"], r["pos"]))
     for row in bundles:
         row["discount"] = str(row["discount"] or 0)
     fbt = sorted((r for r in rows if r["kind"] == 1), key=lambda r: (r["pos"], -r["score"]))
-    return bundles, fbt
-
-
-def _fallback_rows(anchor_pks, limit):
-    """Co-occurrence in recent orders of the anchors, then popular in their categories."""
-    adapter = get_adapter()
-    purchases = Interaction.objects.purchases()
-    orders = (purchases.filter(product__in=anchor_pks).exclude(order_id="")
-              .order_by("-timestamp").values("order_id")[:recs_settings.FALLBACK_ORDERS])
-    together = Q(order_id__in=orders)
-    where = together
-    category = adapter.fields["category"]
-    if category:
-        categories = (adapter.model._default_manager.filter(pk__in=anchor_pks)
-                      .exclude(**{category: ""}).values(category))
-        recent = purchases.order_by("-pk").values("pk")[:recs_settings.POPULAR_LINES]
-        where |= Q(**{f"product__{category}__in": categories}, pk__in=recent)
-    return list(
-        purchases.filter(where).exclude(product__in=anchor_pks).values("product")
-        .annotate(together=Count("order_id", filter=together, distinct=True),
-                  bought=Count("pk"))
-        .order_by("-together", "-bought", "product")[:limit]
-    )
-
-
+    fallback = sorted((r for r in rows if r["kind"] == 2), key=lambda r: (r["pos"], -r["score"]))
+    return bundles, fbt, fallback

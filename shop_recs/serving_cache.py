@@ -2,23 +2,23 @@
 
 ``shop_recs.ranking`` computes recommendations; this module remembers them and forgets
 them at the right time. Candidate lists are keyed by a *generation* that
-``run_activated``, ``bundles_changed``, Bundle and BundleItem saves and ``SHOP_RECS``
-changes bump. A finished answer (API body, widget HTML) records the cache values it
-depends on, checked together on every hit (one ``get`` and one ``get_many``):
+``run_activated``, ``bundles_changed``, fallback refreshes, Bundle and BundleItem saves and
+``SHOP_RECS`` changes bump. A finished answer (API body, widget HTML) records the cache
+values it depends on, checked together on every hit (one ``get`` and one ``get_many``):
 
 - the generation;
-- the version token of every product it *shows* (the anchors and the items): saving or
-  deleting a product gives it a new token, so a price, stock or active change shows on
-  the next request;
-- the *availability epoch*. Candidates that were filtered out (inactive, out of stock)
-  are marked hidden when the answer is computed; saving a marked product that is now
-  available bumps the epoch, which invalidates answers but keeps candidate lists.
+- the *version token* of the shard of every product it shows (anchors and items) and of
+  every candidate it left out ahead of them (inactive, out of stock). Products are hashed
+  into ``SHARDS`` shards; saving or deleting a product deletes its shard's token, so a
+  price, stock or active change shows on the next request, and a restocked product that an
+  answer left out comes back.
 
-An evicted token, generation or epoch makes answers miss; an evicted hidden mark (or a
-restock committed in the instant between an answer's fetch and its marks) at worst
-leaves an answer without a restocked product until it expires (:func:`answer_timeout`),
-never one showing an unavailable product. ``QuerySet.update()`` and raw SQL send no
-signal: call :func:`products_changed` after them.
+The cache holds at most ``SHARDS`` tokens and the generation, plus two entries per anchor
+set served (its candidate list and its answer; a widget and the API answer separately), so
+Django's default ``LocMemCache`` (300 entries) keeps the answers of the busiest products
+and culls the tail, whose answers are cheap to compute (``ranking.compute_candidates``: one
+indexed query). An evicted token or generation only makes answers miss.
+``QuerySet.update()`` and raw SQL send no signal: call :func:`products_changed` after them.
 
 A visitor with a session or a login sees the shared answer once ``ranking.has_history``
 said they have no purchases; that is remembered (one key per identity, read in the same
@@ -45,9 +45,10 @@ from shop_recs.signals import bundles_changed, run_activated
 logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "shop_recs:ranking:generation"
-EPOCH_KEY = "shop_recs:answers:epoch"
 VERSION_PREFIX = "shop_recs:pv:"
-HIDDEN_PREFIX = "shop_recs:hidden:"
+# Shards of the product version tokens: a product save invalidates the answers that show
+# (or left out) a product of its shard, about 6 / SHARDS of them for a 3-item widget.
+SHARDS = 64
 ANSWER_PREFIX = "shop_recs:answer:"
 NO_HISTORY_PREFIX = "shop_recs:nohistory:"
 
@@ -89,12 +90,14 @@ def cache_key(anchor_pks, generation):
 
 # Finished answers ---------------------------------------------------------------------
 
+def _shard(pk):
+    """Stable across processes (unlike ``hash``): the same shard in every web worker."""
+    digest = hashlib.blake2b(str(pk).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % SHARDS
+
+
 def _version_key(pk):
-    return f"{VERSION_PREFIX}{pk}"
-
-
-def _hidden_key(pk):
-    return f"{HIDDEN_PREFIX}{pk}"
+    return f"{VERSION_PREFIX}{_shard(pk)}"
 
 
 def answer_timeout():
@@ -104,25 +107,20 @@ def answer_timeout():
 
 
 def begin_tracking():
-    """The generation and epoch an answer starts from, read before anything else so
-    that an invalidation during the computation leaves it invalid. None when answers
-    are not cached or the cache is down."""
+    """The generation an answer starts from, read before anything else so that an
+    invalidation during the computation leaves it invalid. None when answers are not
+    cached or the cache is down."""
     if answer_timeout() <= 0:
         return None
     try:
-        cache = _cache()
-        found = cache.get_many([GENERATION_KEY, EPOCH_KEY])
-        for key in (GENERATION_KEY, EPOCH_KEY):
-            if key not in found:
-                found[key] = _counter(cache, key)
-        return found
+        return {GENERATION_KEY: _counter(_cache(), GENERATION_KEY)}
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not tracked", exc_info=True)
         return None
 
 
 def _product_versions(pks):
-    """``{version key: token}`` of ``pks``; products without a token get a new one.
+    """``{version key: token}`` of the shards of ``pks``; a shard without a token gets one.
 
     Read before the products are fetched: a save from then on deletes the token, so an
     answer built from what the fetch returns cannot outlive a change it did not see.
@@ -131,28 +129,26 @@ def _product_versions(pks):
         cache = _cache()
         keys = list(dict.fromkeys(_version_key(pk) for pk in pks))
         found = cache.get_many(keys)
-        new = {key: uuid.uuid4().hex[:16] for key in keys if key not in found}
-        if new:
-            cache.set_many(new, None)
-        return {**found, **new}
+        missing = [key for key in keys if key not in found]
+        if missing:
+            for key in missing:  # add, not set: never replace a token another request holds
+                cache.add(key, uuid.uuid4().hex[:16], None)
+            found.update(cache.get_many(missing))
+            if len(found) < len(keys):
+                return None  # evicted at once: do not store the answer
+        return found
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not tracked", exc_info=True)
         return None
 
 
 def track_answer(stamp, versions, shown, hidden):
-    """What an answer showing ``shown`` (anchors and items) depends on; marks ``hidden``
-    (candidates filtered out ahead of the last item shown) for :func:`product_saved`.
-    Called right after the products are fetched. None: do not store the answer."""
+    """What an answer showing ``shown`` (anchors and items) and leaving out ``hidden``
+    (candidates filtered out ahead of the last item shown) depends on. None: do not store
+    the answer."""
     if stamp is None or versions is None:
         return None
-    try:
-        if hidden:
-            _cache().set_many({_hidden_key(pk): 1 for pk in hidden}, answer_timeout())
-    except Exception:  # noqa: BLE001
-        logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
-        return None
-    keys = {_version_key(pk) for pk in shown}
+    keys = {_version_key(pk) for pk in [*shown, *hidden]}
     return {**stamp, **{key: token for key, token in versions.items() if key in keys}}
 
 
@@ -255,45 +251,32 @@ def invalidate(**kwargs):
         logger.warning("could not invalidate the shop_recs cache", exc_info=True)
 
 
-def _forget(pks, available, committed):
-    """New tokens for ``pks``; a new epoch when one of ``available`` was hidden. Hidden
-    marks are cleared only once the save is committed: until then a request may still
-    read the old row and mark the product hidden again."""
+def _forget(pks):
+    """New tokens for the shards of ``pks``: the answers that depend on them miss."""
     try:
-        cache = _cache()
-        cache.delete_many([_version_key(pk) for pk in pks])
-        marked = list(cache.get_many([_hidden_key(pk) for pk in available])) if available else []
-        if marked:
-            _bump(cache, EPOCH_KEY)
-            if committed:
-                cache.delete_many(marked)
+        _cache().delete_many(list(dict.fromkeys(_version_key(pk) for pk in pks)))
     except Exception:  # noqa: BLE001
         logger.warning("could not invalidate shop_recs answers", exc_info=True)
 
 
-def _changed(pks, available, using):
+def _changed(pks, using):
     # Now, so that the saving request sees it, and again after the commit, so that no
     # request reading the rows before the commit leaves an answer behind.
-    _forget(pks, available, committed=False)
-    transaction.on_commit(partial(_forget, pks, available, committed=True), using=using)
+    _forget(pks)
+    transaction.on_commit(partial(_forget, pks), using=using)
 
 
 def products_changed(pks):
-    """Forget the answers that show any of ``pks``, or hid one of them that may be
-    available now (after an ``update()`` or an import that sends no signals)."""
+    """Forget the answers that show or left out any of ``pks`` (after an ``update()``, a
+    stock change stored elsewhere, or an import that sends no signals)."""
     from shop_recs.products import get_product_model  # noqa: PLC0415
 
-    pks = list(pks)
-    _changed(pks, pks, router.db_for_write(get_product_model()))
+    _changed(list(pks), router.db_for_write(get_product_model()))
 
 
-def product_saved(sender, instance, signal=None, using=None, **kwargs):
+def product_saved(sender, instance, using=None, **kwargs):
     """``post_save``/``post_delete`` of the product model: no query."""
-    from shop_recs.products import get_adapter  # noqa: PLC0415
-
-    pk = instance.pk
-    available = signal is post_save and get_adapter().maybe_available(instance)
-    _changed([pk], [pk] if available else [], using)
+    _changed([instance.pk], using)
 
 
 def settings_changed(*, setting, **kwargs):

@@ -42,3 +42,17 @@ def retrain():
         return request_training(trigger="schedule", broker_check=False).pk
     except TrainingAlreadyPending as exc:
         return exc.run.pk
+
+
+@shared_task(
+    base=DjangoTask,
+    name="shop_recs.refresh_fallbacks",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    max_retries=3,
+)
+def refresh_fallbacks():
+    """Recompute the stored fallback lists from the orders (scheduled daily; cheap)."""
+    from shop_recs import fallbacks  # noqa: PLC0415
+
+    return fallbacks.refresh()

@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from shop_recs import ranking, review
+from shop_recs import fallbacks, ranking, review
 from shop_recs.models import Bundle, BundleItem, Interaction, Product, TrainingRun
 from shop_recs.signals import bundles_changed, run_activated
 from tests.serving_data import make_products, purchases, serving_shop
@@ -71,6 +71,7 @@ def test_fallback_cooccurrence_then_popular_in_the_category():
     other = make_products(2, prefix="Q", category="garden")
     purchases({"o1": [p[0], p[1]], "o2": [p[0], p[1], p[2]], "o3": [p[3], p[3 + 1]],
                "o4": [p[4]], "o5": [other[0], other[1]], "o6": [other[0]]})
+    fallbacks.refresh()
     result = ranking.frequently_bought_together(p[0], limit=5)
     assert pks(result)[:2] == [p[1].pk, p[2].pk]
     assert [i.method for i in result.items[:2]] == ["cooccurrence"] * 2

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from shop_recs import serving_cache
 from shop_recs.ingest import record_order
 from shop_recs.models import Interaction, Product
-from tests.serving_data import serving_shop
+from tests.serving_data import make_products, serving_shop
 
 pytestmark = pytest.mark.django_db
 
@@ -248,18 +248,34 @@ def test_evictions_never_show_an_unavailable_product(counted, shop):
     _, first = fbt(api, shop[0])
     recs = caches[RECS]
     # A token evicted, then a change without a signal: the answer no longer matches.
-    recs.delete(f"{serving_cache.VERSION_PREFIX}{first[0]}")
+    recs.delete(serving_cache._version_key(first[0]))
     Product.objects.filter(pk=first[0]).update(in_stock=False)
     _, ids = fbt(api, shop[0])
     assert first[0] not in ids
-    # A hidden mark evicted: a restock is missed until the answer expires (the answer
-    # stays valid: every product it shows is available).
-    recs.delete(f"{serving_cache.HIDDEN_PREFIX}{first[0]}")
+    # The left-out product's shard is part of the answer: its restock shows at once.
     save(first[0], in_stock=True)
-    assert fbt(api, shop[0])[1] == ids
-    # The generation or the epoch evicted: every answer misses.
-    recs.delete(serving_cache.EPOCH_KEY)
     assert fbt(api, shop[0])[1] == first
+    # The generation evicted: every answer misses (and is right again).
+    Product.objects.filter(pk=first[1]).update(in_stock=False)
+    recs.delete(serving_cache.GENERATION_KEY)
+    assert first[1] not in fbt(api, shop[0])[1]
+
+
+def test_a_save_invalidates_only_answers_sharing_its_shard(counted, shop):
+    api = APIClient()
+    others = make_products(30, prefix="X")  # before the answer: their saves are over
+    shown = fbt(api, shop[0])[1]
+    used = {serving_cache._shard(pk) for pk in [shop[0].pk, *shown]}
+    unrelated = next(p for p in others if serving_cache._shard(p.pk) not in used)
+    related = Product.objects.get(pk=shown[-1])
+    save(unrelated.pk, name="renamed")
+    with CaptureQueriesContext(connection) as queries:
+        assert fbt(api, shop[0])[1] == shown
+    assert len(queries) == 0  # still cached: another shard's save does not touch it
+    save(related.pk, name="renamed too")
+    with CaptureQueriesContext(connection) as queries:
+        assert fbt(api, shop[0])[1] == shown
+    assert len(queries) > 0  # recomputed
 
 
 def test_plain_and_indented_json_are_cached_apart(counted, shop):

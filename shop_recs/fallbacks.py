@@ -1,0 +1,255 @@
+"""Stored fallback lists: what a widget shows beyond a product's bundles and FBT list.
+
+Usage::
+
+    from shop_recs import fallbacks
+
+    fallbacks.refresh()              # from the stored orders (after an import, on schedule)
+    fallbacks.refresh(extract)       # from baskets already extracted (a training run)
+
+For every active product: the products bought in the same orders among its
+``SHOP_RECS["FALLBACK_ORDERS"]`` most recent orders (``cooccurrence``: most orders
+together first, then the more often bought), then the bestsellers of its category over the
+last ``SHOP_RECS["POPULAR_LINES"]`` purchase lines (``popular``), up to
+``SHOP_RECS["CANDIDATES"]`` entries. A product with no orders still gets its category's
+bestsellers. The rows replace the previous ones in one transaction and are read by
+``shop_recs.ranking`` with the same indexed query as the published lists, so a request never
+aggregates interactions.
+
+The counting is sparse (SciPy): cost grows with order lines, not with the catalogue squared.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import router, transaction
+from scipy import sparse
+
+from shop_recs import data
+from shop_recs.conf import recs_settings
+from shop_recs.models import FallbackRecommendation
+from shop_recs.products import get_adapter
+from shop_recs.serving_cache import invalidate
+
+logger = logging.getLogger(__name__)
+
+COOCCURRENCE, POPULAR = "cooccurrence", "popular"
+ROW_CHUNK = 4096  # anchors whose co-occurrence rows are counted at once
+WRITE_BATCH = 5000
+
+
+@dataclass
+class Lists:
+    """Fallback lists as parallel arrays, one entry per (anchor, rank)."""
+
+    anchor: np.ndarray  # object: product pks
+    item: np.ndarray  # object: product pks
+    rank: np.ndarray  # int, from 1
+    method: np.ndarray  # object: COOCCURRENCE or POPULAR
+    together: np.ndarray  # int: orders with both (0 for popular)
+    bought: np.ndarray  # int: orders of the item (co-occurrence) / recent lines (popular)
+
+    def __len__(self):
+        return len(self.rank)
+
+
+def _recent_orders_per_item(baskets, keep):
+    """Items x orders incidence (CSR, 0/1) keeping each item's ``keep`` latest orders.
+
+    Orders in ``baskets`` are sorted by time, so the latest are the highest indices.
+    """
+    n_orders = len(baskets)
+    order_of_line = np.repeat(np.arange(n_orders), np.diff(baskets.indptr))
+    by_item = sparse.csr_matrix(
+        (np.ones(len(baskets.items), dtype=np.int32), (baskets.items, order_of_line)),
+        shape=(baskets.n_items, n_orders))
+    by_item.sum_duplicates()
+    by_item.sort_indices()
+    ends = np.repeat(by_item.indptr[1:], np.diff(by_item.indptr))
+    position = np.arange(by_item.nnz)
+    mask = (ends - position) <= keep
+    rows = np.repeat(np.arange(baskets.n_items), np.diff(by_item.indptr))[mask]
+    return sparse.csr_matrix((np.ones(int(mask.sum()), dtype=np.int32),
+                              (rows, by_item.indices[mask])), shape=by_item.shape)
+
+
+def _cooccurrence(baskets, keep, limit, allowed):
+    """Per ``allowed`` anchor item: up to ``limit`` ``allowed`` items bought in the same
+    orders as ``(anchors, items, together, support)``, best first, anchors ascending.
+
+    Ties on ``together`` go to the item in more orders overall, then the lower index.
+    """
+    n = baskets.n_items
+    n_orders = len(baskets)
+    order_of_line = np.repeat(np.arange(n_orders), np.diff(baskets.indptr))
+    orders_items = sparse.csr_matrix(
+        (np.ones(len(baskets.items), dtype=np.int32), (order_of_line, baskets.items)),
+        shape=(n_orders, n))
+    orders_items.data[:] = 1
+    orders_items.sum_duplicates()
+    orders_items.data[:] = 1  # a product twice in an order counts once
+    support = np.asarray(orders_items.sum(axis=0)).ravel()
+    recent = _recent_orders_per_item(baskets, keep)
+    anchors, items, together = [], [], []
+    for start in range(0, n, ROW_CHUNK):
+        block = (recent[start:start + ROW_CHUNK] @ orders_items).tocoo()
+        rows = block.row + start
+        keep_mask = (rows != block.col) & allowed[rows] & allowed[block.col]
+        rows, cols, counts = rows[keep_mask], block.col[keep_mask], block.data[keep_mask]
+        order = np.lexsort((cols, -support[cols], -counts, rows))
+        rows, cols, counts = rows[order], cols[order], counts[order]
+        first = np.searchsorted(rows, rows, side="left")
+        within = np.arange(len(rows)) - first
+        top = within < limit
+        anchors.append(rows[top])
+        items.append(cols[top])
+        together.append(counts[top])
+    return (np.concatenate(anchors), np.concatenate(items), np.concatenate(together), support)
+
+
+def _popular(baskets, window):
+    """Purchase counts of each item over the last ``window`` lines (baskets are time-sorted)."""
+    recent_items = baskets.items[max(0, len(baskets.items) - window):]
+    return np.bincount(recent_items, minlength=baskets.n_items)
+
+
+def _catalogue():
+    """``(pk, category)`` of every active product, streamed."""
+    adapter = get_adapter()
+    category = adapter.fields["category"]
+    queryset = adapter.model._default_manager.filter(adapter.available_q()).order_by()
+    if category:
+        rows = queryset.values_list("pk", category)
+        return [(pk, str(value or "")) for pk, value in rows.iterator(chunk_size=20_000)]
+    return [(pk, "") for pk in queryset.values_list("pk", flat=True).iterator(chunk_size=20_000)]
+
+
+def compute(extract, catalogue, *, limit=None, keep=None, window=None):
+    """Fallback :class:`Lists` for ``catalogue`` (``[(pk, category)]`` of active products)
+    from ``extract`` (``shop_recs.data.Extract``, or None for a shop without orders)."""
+    limit = limit or recs_settings.CANDIDATES
+    keep = keep or recs_settings.FALLBACK_ORDERS
+    window = window or recs_settings.POPULAR_LINES
+    pks = np.asarray(extract.pks if extract is not None else [], dtype=object)
+    position = {str(pk): i for i, pk in enumerate(pks)}
+    active = np.zeros(len(pks), dtype=bool)
+    category_of = np.full(len(pks), "", dtype=object)
+    for pk, category in catalogue:
+        i = position.get(str(pk))
+        if i is not None:
+            active[i] = True
+            category_of[i] = category
+    out = {"anchor": [], "item": [], "rank": [], "method": [], "together": [], "bought": []}
+    listed = {}  # anchor item index -> set of item indices already in its list
+    if extract is not None and len(extract.baskets):
+        anchors, items, together, support = _cooccurrence(extract.baskets, keep, limit, active)
+        rank = np.arange(len(anchors)) - np.searchsorted(anchors, anchors, side="left") + 1
+        out["anchor"].append(pks[anchors])
+        out["item"].append(pks[items])
+        out["rank"].append(rank)
+        out["method"].append(np.full(len(rank), COOCCURRENCE, dtype=object))
+        out["together"].append(together)
+        out["bought"].append(support[items])
+        for a, j in zip(anchors.tolist(), items.tolist()):
+            listed.setdefault(a, set()).add(j)
+        popular = _popular(extract.baskets, window)
+    else:
+        popular = np.zeros(0, dtype=np.int64)
+    # Category bestsellers, for every active product with a category.
+    best = {}
+    ranked = np.lexsort((np.arange(len(pks)), -popular)) if len(pks) else []
+    for j in ranked:
+        if popular[j] <= 0:
+            break
+        if active[j] and category_of[j]:
+            entries = best.setdefault(category_of[j], [])
+            if len(entries) <= limit:  # one spare: the anchor itself may be among them
+                entries.append(j)
+    fill = {"anchor": [], "item": [], "rank": [], "bought": []}
+    for pk, category in catalogue:
+        candidates = best.get(category) if category else None
+        if not candidates:
+            continue
+        a = position.get(str(pk), -1)
+        taken = listed.get(a, ())
+        rank = len(taken)
+        for j in candidates:
+            if rank >= limit:
+                break
+            if j == a or j in taken:
+                continue
+            rank += 1
+            fill["anchor"].append(pk)
+            fill["item"].append(pks[j])
+            fill["rank"].append(rank)
+            fill["bought"].append(int(popular[j]))
+    if fill["rank"]:
+        out["anchor"].append(np.asarray(fill["anchor"], dtype=object))
+        out["item"].append(np.asarray(fill["item"], dtype=object))
+        out["rank"].append(np.asarray(fill["rank"]))
+        out["method"].append(np.full(len(fill["rank"]), POPULAR, dtype=object))
+        out["together"].append(np.zeros(len(fill["rank"]), dtype=np.int64))
+        out["bought"].append(np.asarray(fill["bought"], dtype=np.int64))
+    if not out["rank"]:
+        empty = np.zeros(0, dtype=object)
+        return Lists(empty, empty, np.zeros(0, int), empty, np.zeros(0, int), np.zeros(0, int))
+    return Lists(*(np.concatenate(out[key]) for key in
+                   ("anchor", "item", "rank", "method", "together", "bought")))
+
+
+def write(lists):
+    """Replace every stored fallback row with ``lists``, in one transaction; the serving
+    cache forgets its answers once it commits."""
+    using = router.db_for_write(FallbackRecommendation)
+    with transaction.atomic(using=using):
+        FallbackRecommendation.objects.using(using).all().delete()
+        for start in range(0, len(lists), WRITE_BATCH):
+            stop = start + WRITE_BATCH
+            FallbackRecommendation.objects.using(using).bulk_create([
+                FallbackRecommendation(
+                    product_id=a, recommended_id=i, rank=int(r), method=m,
+                    score=float(t if m == COOCCURRENCE else b),
+                    evidence={"orders_together": int(t), "purchases": int(b)})
+                for a, i, r, m, t, b in zip(
+                    lists.anchor[start:stop], lists.item[start:stop], lists.rank[start:stop],
+                    lists.method[start:stop], lists.together[start:stop],
+                    lists.bought[start:stop])])
+        transaction.on_commit(invalidate, using=using)
+    return len(lists)
+
+
+def refresh(extract=None):
+    """Recompute and store every fallback list; returns a summary dict.
+
+    ``extract`` (``shop_recs.data.Extract``) spares reading the orders again; without it
+    every stored purchase is read.
+    """
+    started = time.monotonic()
+    if extract is None:
+        try:
+            extract = data.extract_baskets(min_orders=1, min_products=1)
+        except data.NotEnoughData:
+            extract = None
+    catalogue = _catalogue()
+    lists = compute(extract, catalogue)
+    rows = write(lists)
+    summary = {"rows": rows, "products": len({str(a) for a in lists.anchor}),
+               "cooccurrence": int((lists.method == COOCCURRENCE).sum()) if rows else 0,
+               "seconds": round(time.monotonic() - started, 2)}
+    logger.info("stored %(rows)d fallback rows for %(products)d products in %(seconds)s s",
+                summary)
+    return summary
+
+
+def refresh_soon():
+    """Queue a refresh on the worker (after an erasure, for instance); refresh here when the
+    broker cannot take it, so the lists never keep counting erased orders."""
+    from shop_recs.tasks import refresh_fallbacks  # noqa: PLC0415 (celery, lazily)
+
+    try:
+        refresh_fallbacks.delay()
+    except Exception:  # noqa: BLE001 (any broker error)
+        logger.warning("could not queue a fallback refresh; refreshing now", exc_info=True)
+        refresh()
