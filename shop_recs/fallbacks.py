@@ -87,25 +87,38 @@ def _cooccurrence(baskets, keep, limit, allowed):
     orders_items = sparse.csr_matrix(
         (np.ones(len(baskets.items), dtype=np.int32), (order_of_line, baskets.items)),
         shape=(n_orders, n))
-    orders_items.data[:] = 1
     orders_items.sum_duplicates()
     orders_items.data[:] = 1  # a product twice in an order counts once
     support = np.asarray(orders_items.sum(axis=0)).ravel()
     recent = _recent_orders_per_item(baskets, keep)
+    scale = int(support.max(initial=0)) + 1
     anchors, items, together = [], [], []
     for start in range(0, n, ROW_CHUNK):
-        block = (recent[start:start + ROW_CHUNK] @ orders_items).tocoo()
-        rows = block.row + start
-        keep_mask = (rows != block.col) & allowed[rows] & allowed[block.col]
-        rows, cols, counts = rows[keep_mask], block.col[keep_mask], block.data[keep_mask]
-        order = np.lexsort((cols, -support[cols], -counts, rows))
-        rows, cols, counts = rows[order], cols[order], counts[order]
-        first = np.searchsorted(rows, rows, side="left")
-        within = np.arange(len(rows)) - first
-        top = within < limit
-        anchors.append(rows[top])
-        items.append(cols[top])
-        together.append(counts[top])
+        block = (recent[start:start + ROW_CHUNK] @ orders_items).tocsr()
+        block.sort_indices()
+        rows = np.repeat(np.arange(start, start + block.shape[0]), np.diff(block.indptr))
+        cols, counts = block.indices, block.data
+        # One int64 key per entry, smallest first: more orders together, then more orders
+        # overall, then the lower index. Entries off the list are pushed to the end.
+        key = (-(counts.astype(np.int64) * scale + support[cols])) * n + cols
+        key[(rows == cols) | ~allowed[cols]] = np.iinfo(np.int64).max
+        for r in range(block.shape[0]):
+            if not allowed[start + r]:
+                continue
+            lo, hi = block.indptr[r], block.indptr[r + 1]
+            row_key = key[lo:hi]
+            if hi - lo > limit:
+                best = np.argpartition(row_key, limit)[:limit]
+                best = best[np.argsort(row_key[best])]
+            else:
+                best = np.argsort(row_key)
+            best = best[row_key[best] != np.iinfo(np.int64).max] + lo
+            anchors.append(np.full(len(best), start + r, dtype=np.int64))
+            items.append(cols[best])
+            together.append(counts[best])
+    if not anchors:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, support
     return (np.concatenate(anchors), np.concatenate(items), np.concatenate(together), support)
 
 

@@ -101,6 +101,11 @@ class Interaction(models.Model):
             models.Index(fields=["order_id", "kind"], name="shop_recs_order_kind"),
             models.Index(fields=["product", "kind"], name="shop_recs_product_kind"),
             models.Index(fields=["visitor_id", "timestamp"], name="shop_recs_visitor_ts"),
+            # A visitor's purchases (personalisation): both equalities in one index, so
+            # that a planner without statistics (SQLite) does not pick the kind index.
+            models.Index(fields=["visitor_id", "kind", "timestamp"],
+                         name="shop_recs_visitor_kind_ts"),
+            models.Index(fields=["user", "kind", "timestamp"], name="shop_recs_user_kind_ts"),
         ]
 
     def __str__(self):
@@ -191,7 +196,9 @@ class Recommendation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "product", "rank"], name="shop_recs_fbt_rank"),
         ]
-        indexes = [models.Index(fields=["product", "run", "rank"], name="shop_recs_fbt_lookup")]
+        indexes = [models.Index(fields=["product", "run", "rank"], name="shop_recs_fbt_lookup"),
+                   # "In the FBT list of something the visitor bought" (personalisation).
+                   models.Index(fields=["recommended", "product"], name="shop_recs_fbt_reverse")]
 
     def __str__(self):
         return f"{self.product_id} → {self.recommended_id} (#{self.rank})"
@@ -277,8 +284,9 @@ class FallbackRecommendation(models.Model):
     the same indexed query as the published lists: nothing is aggregated per request.
     """
 
+    # Looked up by product through the (product, rank) unique constraint's index.
     product = models.ForeignKey(product_model_label(), on_delete=models.CASCADE, related_name="+",
-                                verbose_name=_("product"))
+                                db_index=False, verbose_name=_("product"))
     recommended = models.ForeignKey(product_model_label(), on_delete=models.CASCADE,
                                     related_name="+", verbose_name=_("recommended product"))
     rank = models.PositiveSmallIntegerField(_("rank"))

@@ -40,8 +40,8 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import connections, router
-from django.db.models import (BigIntegerField, Case, DecimalField, Exists, F, IntegerField,
-                              OuterRef, Q, Value, When)
+from django.db.models import (BigIntegerField, BooleanField, Case, DecimalField, Exists, F,
+                              IntegerField, OuterRef, Q, Value, When)
 
 from shop_recs.conf import recs_settings
 from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Interaction,
@@ -157,7 +157,7 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
         return Recommendations([], [])
     stamp = begin_tracking() if track else None
     candidates, bundles = cached_candidates(anchor_pks)
-    visitor = visitor if visitor and recs_settings.PERSONALISE else Visitor()
+    visitor = _personal(visitor)
     skip = {str(pk) for pk in anchor_pks} | {str(pk) for pk in exclude}
     # Three times the limit survives the stock filter in practice and keeps the query small.
     wanted = [c for c in candidates if str(c[0]) not in skip][:limit * 3]
@@ -181,6 +181,8 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
                           owned=bool(getattr(product, "shop_recs_owned", False))))
     if history:
         items = _personalise(items)
+    elif visitor and products:  # the fetch looked their purchases up: there are none
+        remember_no_history(no_history_keys(visitor.user_id, visitor.visitor_id))
     items = items[:limit]
     if versions is not None and not history:
         versions = track_answer(stamp, versions,
@@ -190,6 +192,19 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     # is the anonymous one (nothing is owned or related), so that answer may be shared.
     return Recommendations(anchors, items, {pk: b for pk, b in bundles.items() if pk in shown},
                            personalised=history, versions=None if history else versions)
+
+
+def _personal(visitor):
+    """``visitor`` when personalisation may apply; an anonymous one when it is off or the
+    visitor is known to have no purchases (one cache read), so the fetch stays plain."""
+    if not visitor or not recs_settings.PERSONALISE:
+        return Visitor()
+    keys = no_history_keys(visitor.user_id, visitor.visitor_id)
+    try:
+        known = _cache().get_many(keys)
+    except Exception:  # noqa: BLE001 (cache down: personalise, which is always right)
+        return visitor
+    return Visitor() if len(known) == len(keys) else visitor
 
 
 def _personalise(items):
@@ -218,9 +233,12 @@ def _fetch(candidates, anchor_pks, visitor):
     if visitor and pks:
         mine = Interaction.objects.purchases().filter(_who(visitor))
         history = mine.order_by("-timestamp").values("product")[:HISTORY_SIZE]
+        # "Owned" as an uncorrelated IN: evaluated once through the visitor's index, where a
+        # correlated EXISTS may walk each product's purchases (SQLite without statistics).
         queryset = queryset.annotate(
             shop_recs_history=Exists(mine),
-            shop_recs_owned=Exists(mine.filter(product=OuterRef("pk"))),
+            shop_recs_owned=Case(When(pk__in=mine.values("product"), then=Value(True)),
+                                 default=Value(False), output_field=BooleanField()),
             shop_recs_related=Exists(Recommendation.objects.filter(
                 run__is_active=True, recommended=OuterRef("pk"), product__in=history)),
         )

@@ -163,3 +163,19 @@ def test_a_broken_cache_is_bypassed(monkeypatch):
     monkeypatch.setattr(ranking, "_cache", broken)
     assert ranking.frequently_bought_together(p[0], limit=2)
     ranking.invalidate()  # logs, does not raise
+
+
+def test_a_visitor_without_purchases_is_remembered_and_served_the_plain_query(
+        django_assert_num_queries):
+    p, _run, _bundle = serving_shop(bundle=False)
+    nobody = ranking.Visitor(visitor_id="nobody")
+    assert not ranking.frequently_bought_together(p[0], limit=3, visitor=nobody).personalised
+    ranking.invalidate()  # candidates recomputed: the union query, then the plain fetch
+    with django_assert_num_queries(2) as queries:
+        ranking.frequently_bought_together(p[0], limit=3, visitor=nobody)
+    assert "EXISTS" not in queries.captured_queries[-1]["sql"].upper()
+    # A purchase of theirs is recorded: personalised from the next request on.
+    Interaction.objects.create(product=p[1], kind="purchase", visitor_id="nobody",
+                               order_id="n1", timestamp="2024-01-01T00:00Z")
+    result = ranking.frequently_bought_together(p[0], limit=8, visitor=nobody)
+    assert result.personalised and pks(result)[-1] == p[1].pk
