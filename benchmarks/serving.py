@@ -6,8 +6,9 @@
 
 Runs with the demo shop's own settings (``shop_demo.settings``: its cache, middleware and
 ``SHOP_RECS``), ``DEBUG`` off and API throttles off (one client makes thousands of
-requests). ``--cache locmem`` keeps the demo's cache, Django's default ``LocMemCache``
-(300 entries); ``--cache redis`` starts a private ``redis-server`` and uses it.
+requests). ``--cache locmem`` keeps the demo's cache (``LocMemCache``, 20,000 entries);
+``--cache locmem-300`` uses Django's default (``LocMemCache``, 300 entries), what a host
+that never configured ``CACHES`` has; ``--cache redis`` starts a private ``redis-server``.
 
 ``--build`` imports one year of UCI Online Retail (found in ``../shared/data`` or fetched),
 trains one run with the pipeline and stores the fallback lists; ``--db`` then reuses that
@@ -319,11 +320,15 @@ def run(args):
     sys.modules["benchmark_urls"] = module
     setup_test_environment()
     rates = {"shop_recs.read": None, "shop_recs.events": None, "shop_recs.staff": None}
-    cache = settings.CACHES["default"]
+    cache = (settings.CACHES if args.cache != "locmem-300" else
+             {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})["default"]
     label = (f"{cache['BACKEND'].rsplit('.', 1)[-1]}"
              f" (MAX_ENTRIES {cache.get('OPTIONS', {}).get('MAX_ENTRIES', 300)})"
              if "locmem" in cache["BACKEND"] else cache["BACKEND"].rsplit(".", 1)[-1])
-    with override_settings(ROOT_URLCONF="benchmark_urls", DEBUG=False,
+    caches = settings.CACHES
+    if args.cache == "locmem-300":
+        caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(ROOT_URLCONF="benchmark_urls", DEBUG=False, CACHES=caches,
                            SHOP_RECS={**settings.SHOP_RECS, "THROTTLE_RATES": rates}):
         return label, measure(args, label)
 
@@ -334,7 +339,7 @@ def main(argv=None):
     source.add_argument("--db", type=Path, help="a database made with --build (copied)")
     source.add_argument("--build", type=Path, help="import + train into this new database")
     source.add_argument("--synthetic", type=int, metavar="N", help="N synthetic products")
-    parser.add_argument("--cache", choices=["locmem", "redis"], default="locmem")
+    parser.add_argument("--cache", choices=["locmem", "locmem-300", "redis"], default="locmem")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--time-budget", type=float, default=120)
     parser.add_argument("--seed", type=int, default=0)
