@@ -127,10 +127,52 @@ def test_category_filter_hidden_without_categories(client, heart):
 
 def test_list_query_count_does_not_grow_with_the_page(client, catalogue,
                                                       django_assert_max_num_queries):
-    # Count, page, categories.
-    with django_assert_max_num_queries(3):
+    # Categories, popularity (counted once, then cached), keys and names, the page.
+    with django_assert_max_num_queries(4):
         response = client.get(reverse("shop_demo:product_list"))
     assert len(response.context["products"]) == 24
+    with django_assert_max_num_queries(3):
+        client.get(reverse("shop_demo:product_list"), {"page": 2})
+    with django_assert_max_num_queries(3):  # by name: count, page, categories
+        response = client.get(reverse("shop_demo:product_list"), {"sort": "name"})
+    assert len(response.context["products"]) == 24
+
+
+def buy(product, times):
+    Interaction.objects.bulk_create([
+        Interaction(product=product, kind=Interaction.Kind.PURCHASE, order_id=f"o{i}",
+                    timestamp="2011-01-01T10:00Z", visitor_id=f"v{i}") for i in range(times)])
+
+
+def test_catalogue_lists_the_most_bought_products_first(client):
+    a, b, c, d = (make_product(f"S{i}", name) for i, name in
+                  enumerate(["ALPHA MUG", "BETA MUG", "GAMMA MUG", "DELTA MUG"]))
+    buy(c, 5)
+    buy(a, 2)
+    Interaction.objects.create(product=d, kind=Interaction.Kind.VIEW,
+                               timestamp="2011-01-01T10:00Z")  # a view is not a sale
+    response = client.get(reverse("shop_demo:product_list"))
+    assert [p.name for p in response.context["products"]] == [
+        "GAMMA MUG", "ALPHA MUG", "BETA MUG", "DELTA MUG"]
+    assert response.context["sort"] == "popular"
+    html = response.content.decode()
+    assert '<option value="popular" selected>Most popular</option>' in html
+    by_name = client.get(reverse("shop_demo:product_list"), {"sort": "name"})
+    assert [p.name for p in by_name.context["products"]] == [
+        "ALPHA MUG", "BETA MUG", "DELTA MUG", "GAMMA MUG"]
+    # An unknown order falls back to the default; search and filters keep working with it.
+    odd = client.get(reverse("shop_demo:product_list"), {"sort": "price';--", "q": "a mug"})
+    assert odd.status_code == 200 and [p.name for p in odd.context["products"]] == [
+        "GAMMA MUG", "ALPHA MUG", "BETA MUG", "DELTA MUG"]
+
+
+def test_popular_pages_hold_every_product_once(client, catalogue):
+    buy(catalogue[29], 3)
+    first = client.get(reverse("shop_demo:product_list")).context["products"]
+    second = client.get(reverse("shop_demo:product_list"), {"page": 2}).context["products"]
+    assert first[0] == catalogue[29]
+    assert len(first) == 24 and len(second) == 6
+    assert {p.pk for p in [*first, *second]} == {p.pk for p in catalogue}
 
 
 # Product page ----------------------------------------------------------------------
@@ -147,8 +189,11 @@ def test_product_page_shows_the_product(client, heart):
     assert "Lights up a room." in html
     assert "In stock" in html
     assert f'action="{ADD_URL}"' in html
-    assert '<span class="product-image product-image--large placeholder' in html
+    # The placeholder tile is shop_recs's own, the same as in the widgets.
+    assert ('<span class="product-image product-image--large shop-recs-thumb__placeholder '
+            'shop-recs-tone-') in html
     assert ">WH</span>" in html
+    assert '<link rel="stylesheet" href="/static/shop_recs/widget.css">' in html
     assert "<!-- shop_recs: frequently bought together -->" in html
 
 
