@@ -5,6 +5,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.template import Context, Template
 from django.test import RequestFactory, override_settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from shop_recs import ranking
 from shop_recs.attribution import read_token
-from shop_recs.models import Product
+from shop_recs.models import Product, Recommendation
 from tests.serving_data import serving_shop
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +32,7 @@ def forms_of(html):
 
 def test_widget_markup_contract():
     p, run, bundle = serving_shop()
-    html = render("{% frequently_bought_together product limit=4 %}", product=p[0])
+    html = render("{% frequently_bought_together product limit=2 %}", product=p[0])
     assert '<section class="shop-recs shop-recs-fbt" data-shop-recs-widget="fbt"' in html
     assert f'data-bundle-id="{bundle.pk}"' in html and f'data-run-id="{run.pk}"' in html
     ids = re.findall(r'data-product-id="([^"]+)"', html)
@@ -63,11 +64,14 @@ def test_total_and_bundle_discount_without_javascript():
     assert "Bundle offer: save 10%" in html
     assert re.search(r"Bundle price:.*£23\.85.*<s [^>]*>.*£26\.50</s>", html)
     assert "You save £2.65" in html
-    # Every item is in the bundle: nothing else to choose.
-    assert len(forms_of(html)) == 1 and "checkbox" not in html
-    html = render("{% frequently_bought_together product limit=4 %}", product=p[0])
-    # The choices' total (no discount): 2.50 + 3.50 + 4.50.
-    assert re.search(r"Total price: <strong[^>]*>£10\.50</strong>", html)
+    # The offer does not use up the choices: two more products, the total without discount.
+    assert re.search(r"Total price: <strong[^>]*>£10\.50</strong>", html)  # 2.50+3.50+4.50
+    Recommendation.objects.all().delete()
+    cache.clear()
+    with override_settings(SHOP_RECS={**django_settings.SHOP_RECS, "FALLBACK": False}):
+        html = render("{% frequently_bought_together product limit=2 %}", product=p[0])
+    # Nothing but the bundle: only its offer.
+    assert len(forms_of(html)) == 1 and "checkbox" not in html and "You save £2.65" in html
 
 
 def test_without_a_bundle_everything_is_a_choice():
@@ -133,7 +137,7 @@ def test_without_a_cart_url_the_widget_shows_products_and_no_forms():
     p, _run, _bundle = serving_shop()
     with override_settings(SHOP_RECS={"CART_URL_NAME": None}):
         cache.clear()
-        html = render("{% frequently_bought_together product limit=4 %}", product=p[0])
+        html = render("{% frequently_bought_together product limit=2 %}", product=p[0])
     assert "<form" not in html and "checkbox" not in html and "<button" not in html
     assert "P product 9" in html and "£23.85" in html and "£10.50" in html
 

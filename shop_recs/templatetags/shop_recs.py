@@ -61,6 +61,7 @@ register = template.Library()
 FBT_WIDGET, CART_WIDGET = "fbt", "cart"
 CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€", "JPY": "¥"}
 CENT = Decimal("0.01")
+BUNDLE_EXTRA = 3  # products of a bundle besides its anchor (BUNDLE_SIZE is at most 4)
 PLACEHOLDER_TONES = 6  # .shop-recs-tone-0 … -5 in widget.css
 STYLESHEET = "shop_recs/widget.css"
 CSS_DONE = "_shop_recs_css_linked"  # request attribute: the page has the stylesheet
@@ -169,7 +170,9 @@ def _offer(result, first, entries, currency):
     }
 
 
-def _context(context, result, *, widget, anchor=None):
+def _context(context, result, *, widget, anchor=None, limit=None):
+    """The template context of a widget; ``limit`` caps the ticked choices (the FBT widget
+    asks ranking for a few more, so that a bundle offer does not use up its choices)."""
     adapter = get_adapter()
     currency = (adapter.get(anchor or result.items[0].product, "currency")
                 or recs_settings.DEFAULT_CURRENCY)
@@ -177,7 +180,9 @@ def _context(context, result, *, widget, anchor=None):
     first = _entry(anchor, widget=widget) if anchor is not None else None
     offer = _offer(result, first, entries, currency)
     # The ticked choices: the anchor and every product not already in the bundle offer.
-    others = [e for e in entries if offer is None or e["bundle"] != offer["bundle"]]
+    others = [e for e in entries if offer is None or e["bundle"] != offer["bundle"]][:limit]
+    if limit is not None:
+        entries = (offer["items"][1:] if offer else []) + others
     choices = ([first] if first else []) + others if others else []
     total = _total(choices)
     bundle = result.bundle
@@ -265,12 +270,14 @@ def frequently_bought_together(context, product, limit=None, template=None):
         html = ranking.shared_answer(parts, [product.pk], visitor)
         if html is not None:
             return html  # "" when there is nothing to show
-        result = ranking.frequently_bought_together(product, limit=shown, visitor=visitor,
-                                                    track=True)
+        # A bundle offer shows its items apart: ask for enough to fill the choices too.
+        result = ranking.frequently_bought_together(
+            product, limit=ranking.clamp_limit(shown + BUNDLE_EXTRA), visitor=visitor,
+            track=True)
         if not result:
             ranking.store_answer(parts, result, "")
             return None
-        extra = _context(context, result, widget=FBT_WIDGET, anchor=product)
+        extra = _context(context, result, widget=FBT_WIDGET, anchor=product, limit=shown)
         extra["shop_recs_store"] = lambda rendered: ranking.store_answer(parts, result, rendered)
         return extra
 
