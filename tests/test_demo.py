@@ -533,3 +533,30 @@ def test_money(amount, currency, expected):
     from shop_demo.templatetags.shop_demo import money
 
     assert money(amount, currency) == expected
+
+
+# make demo (scripts/demo.py) -------------------------------------------------------
+
+def load_demo_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "demo.py"
+    spec = importlib.util.spec_from_file_location("demo_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_says_how_long_training_takes_and_what_shows_until_then():
+    demo = load_demo_script()
+    assert demo.training_estimate([]) == demo.FIRST_RUN_ESTIMATE
+    assert "15 minutes" in demo.FIRST_RUN_ESTIMATE
+    assert "bought together with it in the imported orders" in demo.UNTIL_TRAINED
+    runs = [{"id": 3, "status": "running", "created_at": "2026-01-01T10:00:00+00:00",
+             "finished_at": None},
+            {"id": 2, "status": "succeeded", "created_at": "2026-01-01T09:00:00+00:00",
+             "finished_at": "2026-01-01T09:12:20+00:00"}]
+    assert demo.training_estimate(runs) == "about 12 minutes (as long as run 2 took)"
