@@ -190,7 +190,8 @@ def test_complete_the_cart_markup():
     assert html.count('<li class="shop-recs-card"') == len(ids)
     assert html.count('name="widget" value="cart"') == len(ids)
     buttons = re.findall(r'<button type="submit" class="shop-recs-button shop-recs-button--small">'
-                         r'Add<span class="shop-recs-visually-hidden"> ([^<]+) to cart</span>', html)
+                         r'Add<span class="shop-recs-visually-hidden"> ([^<]+) to cart</span>',
+                         html)
     assert len(buttons) == len(ids) and all(name.startswith("P product") for name in buttons)
 
 
