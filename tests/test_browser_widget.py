@@ -1,6 +1,6 @@
 """Headless Chromium against the demo's product page and cart: the widget's layout at 1280 and
-375 px, live totals, "Add all" with and without JavaScript, the bundle offer, the cart's
-"Complete your order" cards, and an axe-core accessibility check.
+375 px, live totals, "Add all" with and without JavaScript, the bundle offer (honoured by the
+cart), the cart's "Complete your order" cards, and an axe-core accessibility check.
 
 Set ``SHOP_RECS_SCREENSHOTS=/some/folder`` to also save full-page screenshots.
 """
@@ -160,6 +160,9 @@ def test_bundle_offer_shows_the_discount_and_adds_the_bundle(live_server, browse
     offer.get_by_role("button", name="Add the bundle to cart").click()
     page.wait_for_url(f"{live_server.url}/cart/")
     assert cart_products(page) == {p[0].pk, p[9].pk, p[10].pk}
+    # The cart honours the offer: the same saving and price as the widget showed.
+    assert page.locator(".cart__saving td.num").inner_text() == "−£2.65"
+    assert page.locator(".cart__total").inner_text() == "£23.85"
     assert check_out(page, live_server) == {("fbt", bundle.pk, run.pk)}
     # The beacon recorded the impression with the same attribution.
     impressions = Interaction.objects.filter(kind="widget_impression")

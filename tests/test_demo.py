@@ -560,3 +560,58 @@ def test_demo_says_how_long_training_takes_and_what_shows_until_then():
             {"id": 2, "status": "succeeded", "created_at": "2026-01-01T09:00:00+00:00",
              "finished_at": "2026-01-01T09:12:20+00:00"}]
     assert demo.training_estimate(runs) == "about 12 minutes (as long as run 2 took)"
+
+
+# Bundle offers honoured in the cart -------------------------------------------------
+
+@pytest.fixture
+def offer(heart, lantern):
+    """An approved bundle: heart + lantern + cutter, 10% off (2.55 + 3.39 + 1.25 = 7.19)."""
+    from shop_recs.models import Bundle, BundleItem
+
+    cutter = make_product("84879", "SET OF 3 HEART COOKIE CUTTERS", "1.25")
+    bundle = Bundle.objects.create(anchor=heart, status=Bundle.Status.APPROVED, signature="s",
+                                   discount_percent=Decimal("10"))
+    BundleItem.objects.bulk_create([BundleItem(bundle=bundle, product=lantern, position=1),
+                                    BundleItem(bundle=bundle, product=cutter, position=2)])
+    return bundle, [heart, lantern, cutter]
+
+
+def test_a_whole_bundle_in_the_cart_gets_its_discount(client, offer):
+    bundle, products = offer
+    client.post(ADD_URL, {"product": [p.pk for p in products], "widget": "fbt",
+                          "bundle": bundle.pk})
+    response = client.get(CART_URL)
+    cart = response.context["cart"]
+    # 7.19 at 10% off = 6.471 -> 6.47, as the widget's offer shows it: a saving of 0.72.
+    assert cart.subtotal() == Decimal("7.19") and cart.total() == Decimal("6.47")
+    [saving] = cart.savings()
+    assert (saving.bundle, saving.sets, saving.amount) == (bundle.pk, 1, Decimal("0.72"))
+    html = response.content.decode()
+    assert "Bundle offer: 10% off" in html and "−£0.72" in html and "£6.47" in html
+    checkout = client.get(CHECKOUT_URL).content.decode()
+    assert "−£0.72" in checkout and "<strong>£6.47</strong>" in checkout
+    client.post(CHECKOUT_URL, {"name": "", "email": ""})
+    assert client.session[views.LAST_ORDER_KEY]["total"] == "6.47"
+
+
+def test_bundle_discount_needs_every_product_and_counts_whole_sets(client, offer):
+    bundle, (heart, lantern, cutter) = offer
+    client.post(ADD_URL, {"product": [heart.pk, lantern.pk], "quantity": 2})
+    assert client.get(CART_URL).context["cart"].savings() == []  # the cutter is missing
+    client.post(ADD_URL, {"product": [cutter.pk]})
+    cart = client.get(CART_URL).context["cart"]
+    [saving] = cart.savings()
+    assert saving.sets == 1 and saving.amount == Decimal("0.72")
+    client.post(ADD_URL, {"product": [cutter.pk]})
+    cart = client.get(CART_URL).context["cart"]
+    assert cart.savings()[0].sets == 2 and cart.total() == Decimal("12.94")
+
+
+@pytest.mark.parametrize("status", ["proposed", "rejected", "retired"])
+def test_bundles_not_offered_give_no_discount(client, offer, status):
+    bundle, products = offer
+    type(bundle).objects.filter(pk=bundle.pk).update(status=status)
+    client.post(ADD_URL, {"product": [p.pk for p in products]})
+    cart = client.get(CART_URL).context["cart"]
+    assert cart.savings() == [] and cart.total() == cart.subtotal() == Decimal("7.19")
