@@ -27,9 +27,9 @@ saving, one button); the other products are ticked choices with a total and an a
 Caching: for visitors without purchase history the FBT widget's HTML is cached whole
 (``ranking.shared_answer``; invalidated by new runs, bundle changes and product saves).
 The only per-request parts, the CSRF token, the element id and the stylesheet link (once
-per page), are rendered as placeholders and filled in on every request, so a template that overrides
-``frequently_bought_together.html`` must not show other per-request data (the user, the
-session, messages) - or set ``SHOP_RECS["CACHE_TIMEOUT"] = 0``.
+per page), are rendered as placeholders and filled in on every request, so a template that
+overrides ``frequently_bought_together.html`` must not show other per-request data (the
+user, the session, messages) - or set ``SHOP_RECS["CACHE_TIMEOUT"] = 0``.
 """
 
 import logging
@@ -40,8 +40,8 @@ from decimal import Decimal
 from django import template
 from django.contrib.humanize.templatetags.humanize import apnumber
 from django.middleware.csrf import CSRF_TOKEN_LENGTH, get_token
-from django.templatetags.static import static
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import salted_hmac
 from django.utils.functional import SimpleLazyObject
@@ -190,7 +190,7 @@ def _context(context, result, *, widget, anchor=None, limit=None):
         "widget": widget, "widget_id": f"shop-recs-{widget}-{ID_MARKER}",
         "stylesheet": str(CSS_MARKER),
         "anchor": first, "items": entries, "result": result, "run": result.run,
-        "offer": offer, "choices": choices, "others": others,
+        "offer": offer, "choices": choices,
         "add_label": add_label(sum(1 for e in choices if e["purchasable"])),
         "bundle": bundle, "currency": currency,
         "total": total, "total_text": money(total, currency),
@@ -226,7 +226,8 @@ def _fill(html, context, request):
     html = html.replace(str(CSRF_MARKER), _csrf_token(context, request))
     if str(CSS_MARKER) in html:
         html = html.replace(str(CSS_MARKER), _stylesheet(request))
-    # The cached HTML was rendered with auto-escaping; only a CSRF token and a hex id go in.
+    # The cached HTML was rendered with auto-escaping; only a CSRF token, a hex id and our
+    # own <link> (format_html, escaped static URL) go in.
     return mark_safe(html.replace(str(ID_MARKER), uuid.uuid4().hex[:8]))  # nosec B308 B703
 
 
