@@ -189,6 +189,12 @@ def test_cart_completion_cards_add_one_product(live_server, browser, shop):
     page.wait_for_url(f"{live_server.url}/cart/")
     assert page.locator(".cart-count").inner_text() == "2"
     assert page.locator("table.cart th a", has_text=name).count() == 1
+    # On a phone: the cards stack, and neither they nor the cart table widen the page.
+    page.set_viewport_size({"width": 375, "height": 900})
+    card_boxes = boxes(page, ".shop-recs-cart .shop-recs-card")
+    assert card_boxes[1]["y"] >= card_boxes[0]["y"] + card_boxes[0]["h"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    screenshot(page, "cart-375")
 
 
 def axe_script():
