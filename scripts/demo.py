@@ -12,7 +12,10 @@ Steps, each safe to repeat:
 4. start a Celery worker (queues ``celery`` and ``shop_recs.gpu``) on the broker from settings:
    kombu's filesystem transport under ``var/broker/``, or ``$CELERY_BROKER_URL`` (Redis);
 5. start ``manage.py runserver 127.0.0.1:8000``, wait until both answer, print what to open;
-6. :func:`queue_startup_training` (the hook for the training pipeline);
+6. :func:`queue_startup_training`: the first model trains at start-up (about 15 minutes on
+   2 CPU cores; it says how long the last run here took when there was one). Until it
+   publishes, product pages show products bought together with them in the imported
+   orders (counted, not learned); then the model's lists and the bundles staff approve;
 7. on Ctrl-C / SIGTERM, or when a child dies, stop every process group it started.
 
 Options: ``--port N`` (or $SHOP_DEMO_PORT), ``--reimport``, ``--smoke`` (start everything, check
@@ -46,6 +49,9 @@ LOG_DIR = VAR / "log"
 ADMIN_USER = "admin"
 WORKER_QUEUES = "celery,shop_recs.gpu"
 STOP_GRACE_S = 15
+FIRST_RUN_ESTIMATE = "about 15 minutes on 2 CPU cores, less with a GPU"
+UNTIL_TRAINED = ("until it publishes, each product page shows products bought together with it "
+                 "in the imported orders (counted, not learned)")
 
 
 def say(msg: str) -> None:
@@ -180,7 +186,21 @@ def queue_startup_training(ctx: DemoContext) -> None:
     say((result.stdout or result.stderr).strip())
     if result.returncode:
         return
+    say(f"training the first model: {training_estimate(runs)}; {UNTIL_TRAINED}. "
+        f"Progress below and at {ctx.base_url}/admin/shop_recs/trainingrun/")
     threading.Thread(target=_watch_training, args=(ctx,), daemon=True).start()
+
+
+def training_estimate(runs: list[dict]) -> str:
+    """How long the run will take: as long as the last one that finished here, else a default."""
+    from datetime import datetime  # noqa: PLC0415 (only needed here)
+
+    for run in runs:
+        if run.get("status") == "succeeded" and run.get("finished_at") and run.get("created_at"):
+            seconds = (datetime.fromisoformat(run["finished_at"])
+                       - datetime.fromisoformat(run["created_at"])).total_seconds()
+            return f"about {max(1, round(seconds / 60))} minutes (as long as run {run['id']} took)"
+    return FIRST_RUN_ESTIMATE
 
 
 def _runs(ctx: DemoContext) -> list[dict]:
@@ -213,7 +233,8 @@ def _watch_training(ctx: DemoContext) -> None:
                    else run.get("error", ""))[:300])
             if run["status"] == "succeeded":
                 say(f"published {run['fbt_rows']} FBT rows and {run['proposed_bundles']} "
-                    f"proposed bundles; review them at {ctx.base_url}/admin/shop_recs/bundle/")
+                    f"proposed bundles; product pages now show the model's lists; approve "
+                    f"bundles at {ctx.base_url}/admin/shop_recs/bundle/review/")
             return
 
 
@@ -387,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     login      : {ADMIN_USER} / {password}
     worker     : celery -A shop_demo worker -Q {WORKER_QUEUES} on {broker}
     logs       : var/log/web.log, var/log/worker.log
+  The first start trains a model ({FIRST_RUN_ESTIMATE});
+  {UNTIL_TRAINED}.
   Ctrl-C stops the site and the worker.
 ==========================================================================
 """, flush=True)

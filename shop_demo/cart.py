@@ -13,11 +13,14 @@ Usage::
     cart.add(product, 2, widget="fbt", bundle_ref=3, run_ref=9)
     for line in cart.lines():          # one query, whatever the number of lines
         line.product, line.quantity, line.line_total
-    cart.total()
+    cart.subtotal(), cart.savings(), cart.total()   # total = subtotal - bundle savings
     record_order(order_id, [line.as_order_line() for line in cart.lines()])
 
 Products that were deleted or deactivated since they were added are dropped from the
-cart the next time its lines are read. ``cart_context`` is the template context
+cart the next time its lines are read. A bundle the widget offers (approved, with a discount)
+is honoured here: when all its products are in the cart, :meth:`Cart.savings` takes its
+discount off each whole set, the same amount the widget's offer showed, and ``total()`` is
+what the shopper pays (``subtotal()`` before savings). ``cart_context`` is the template context
 processor that gives every page ``cart_count``.
 """
 
@@ -27,10 +30,12 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 
 from shop_recs.conf import recs_settings
+from shop_recs.models import Bundle
 from shop_recs.products import get_adapter, get_product_model
 
 SESSION_KEY = "shop_demo_cart"
 MAX_QUANTITY = 99
+CENT = Decimal("0.01")
 
 
 @dataclass
@@ -61,6 +66,23 @@ class CartLine:
         }
 
 
+@dataclass
+class BundleSaving:
+    """An offered bundle whose products are all in the cart, and what it takes off."""
+
+    bundle: int
+    percent: Decimal
+    sets: int
+    amount: Decimal
+
+
+def bundle_saving(prices, percent):
+    """What ``percent`` off one set at ``prices`` saves, rounded as the widget's offer is
+    (the discounted price is rounded to the cent, the saving is the difference)."""
+    total = sum(prices, Decimal("0"))
+    return total - (total * (100 - percent) / 100).quantize(CENT)
+
+
 class Cart:
     """The products a visitor intends to buy, kept in their session."""
 
@@ -69,6 +91,7 @@ class Cart:
         data = self.session.get(SESSION_KEY) if self.session is not None else None
         self._data = data if isinstance(data, dict) else {}
         self._lines = None
+        self._savings = None
 
     def __len__(self):
         """Number of items (the sum of the quantities), read without a query."""
@@ -120,7 +143,7 @@ class Cart:
         self._data = {}
         if self.session is not None and SESSION_KEY in self.session:
             del self.session[SESSION_KEY]
-        self._lines = None
+        self._lines = self._savings = None
 
     def lines(self):
         """The cart's lines in the order they were added, fetched in one query."""
@@ -131,10 +154,50 @@ class Cart:
     def products(self):
         return [line.product for line in self.lines()]
 
-    def total(self):
+    def subtotal(self):
         """Sum of the line totals (lines without a price count as nothing)."""
         return sum((line.line_total for line in self.lines() if line.line_total is not None),
                    Decimal("0.00"))
+
+    def total(self):
+        """What the shopper pays: the subtotal less the bundle savings."""
+        return self.subtotal() - sum((s.amount for s in self.savings()), Decimal("0.00"))
+
+    def savings(self):
+        """The discounts of offered bundles whose products are all in the cart.
+
+        A bundle counts when it is served to shoppers (approved; proposed too when
+        ``REQUIRE_APPROVAL`` is off), has a discount, and every one of its products (anchor
+        and items) is in the cart with a price; it applies to as many whole sets as the
+        quantities allow, and a product counts towards one bundle at most. Two queries,
+        none for a cart without a bundle's anchor.
+        """
+        if self._savings is None:
+            self._savings = self._find_savings()
+        return self._savings
+
+    def _find_savings(self):
+        lines = {str(line.product.pk): line for line in self.lines()
+                 if line.unit_price is not None}
+        if len(lines) < 2:
+            return []
+        statuses = [Bundle.Status.APPROVED]
+        if not recs_settings.REQUIRE_APPROVAL:
+            statuses.append(Bundle.Status.PROPOSED)
+        bundles = (Bundle.objects.filter(anchor__in=[line.product.pk for line in lines.values()],
+                                         status__in=statuses, discount_percent__gt=0)
+                   .prefetch_related("items").order_by("-discount_percent", "pk"))
+        found, used = [], set()
+        for bundle in bundles:
+            keys = {str(bundle.anchor_id), *(str(item.product_id) for item in bundle.items.all())}
+            if len(keys) < 2 or keys & used or not keys <= lines.keys():
+                continue
+            used |= keys
+            sets = min(lines[key].quantity for key in keys)
+            saving = bundle_saving([lines[key].unit_price for key in keys],
+                                   bundle.discount_percent)
+            found.append(BundleSaving(bundle.pk, bundle.discount_percent, sets, saving * sets))
+        return found
 
     def currency(self):
         """Currency of the cart: its first product's, else the shop's default."""
@@ -181,7 +244,7 @@ class Cart:
             return 0
 
     def _save(self):
-        self._lines = None
+        self._lines = self._savings = None
         if self.session is not None:
             # Reassign: the session notices new keys, not changes inside a stored dict.
             self.session[SESSION_KEY] = self._data

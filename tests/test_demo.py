@@ -127,10 +127,52 @@ def test_category_filter_hidden_without_categories(client, heart):
 
 def test_list_query_count_does_not_grow_with_the_page(client, catalogue,
                                                       django_assert_max_num_queries):
-    # Count, page, categories.
-    with django_assert_max_num_queries(3):
+    # Categories, popularity (counted once, then cached), keys and names, the page.
+    with django_assert_max_num_queries(4):
         response = client.get(reverse("shop_demo:product_list"))
     assert len(response.context["products"]) == 24
+    with django_assert_max_num_queries(3):
+        client.get(reverse("shop_demo:product_list"), {"page": 2})
+    with django_assert_max_num_queries(3):  # by name: count, page, categories
+        response = client.get(reverse("shop_demo:product_list"), {"sort": "name"})
+    assert len(response.context["products"]) == 24
+
+
+def buy(product, times):
+    Interaction.objects.bulk_create([
+        Interaction(product=product, kind=Interaction.Kind.PURCHASE, order_id=f"o{i}",
+                    timestamp="2011-01-01T10:00Z", visitor_id=f"v{i}") for i in range(times)])
+
+
+def test_catalogue_lists_the_most_bought_products_first(client):
+    a, b, c, d = (make_product(f"S{i}", name) for i, name in
+                  enumerate(["ALPHA MUG", "BETA MUG", "GAMMA MUG", "DELTA MUG"]))
+    buy(c, 5)
+    buy(a, 2)
+    Interaction.objects.create(product=d, kind=Interaction.Kind.VIEW,
+                               timestamp="2011-01-01T10:00Z")  # a view is not a sale
+    response = client.get(reverse("shop_demo:product_list"))
+    assert [p.name for p in response.context["products"]] == [
+        "GAMMA MUG", "ALPHA MUG", "BETA MUG", "DELTA MUG"]
+    assert response.context["sort"] == "popular"
+    html = response.content.decode()
+    assert '<option value="popular" selected>Most popular</option>' in html
+    by_name = client.get(reverse("shop_demo:product_list"), {"sort": "name"})
+    assert [p.name for p in by_name.context["products"]] == [
+        "ALPHA MUG", "BETA MUG", "DELTA MUG", "GAMMA MUG"]
+    # An unknown order falls back to the default; search and filters keep working with it.
+    odd = client.get(reverse("shop_demo:product_list"), {"sort": "price';--", "q": "a mug"})
+    assert odd.status_code == 200 and [p.name for p in odd.context["products"]] == [
+        "GAMMA MUG", "ALPHA MUG", "BETA MUG", "DELTA MUG"]
+
+
+def test_popular_pages_hold_every_product_once(client, catalogue):
+    buy(catalogue[29], 3)
+    first = client.get(reverse("shop_demo:product_list")).context["products"]
+    second = client.get(reverse("shop_demo:product_list"), {"page": 2}).context["products"]
+    assert first[0] == catalogue[29]
+    assert len(first) == 24 and len(second) == 6
+    assert {p.pk for p in [*first, *second]} == {p.pk for p in catalogue}
 
 
 # Product page ----------------------------------------------------------------------
@@ -147,8 +189,11 @@ def test_product_page_shows_the_product(client, heart):
     assert "Lights up a room." in html
     assert "In stock" in html
     assert f'action="{ADD_URL}"' in html
-    assert '<span class="product-image product-image--large placeholder' in html
+    # The placeholder tile is shop_recs's own, the same as in the widgets.
+    assert ('<span class="product-image product-image--large shop-recs-thumb__placeholder '
+            'shop-recs-tone-') in html
     assert ">WH</span>" in html
+    assert '<link rel="stylesheet" href="/static/shop_recs/widget.css">' in html
     assert "<!-- shop_recs: frequently bought together -->" in html
 
 
@@ -488,3 +533,85 @@ def test_money(amount, currency, expected):
     from shop_demo.templatetags.shop_demo import money
 
     assert money(amount, currency) == expected
+
+
+# make demo (scripts/demo.py) -------------------------------------------------------
+
+def load_demo_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "demo.py"
+    spec = importlib.util.spec_from_file_location("demo_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_says_how_long_training_takes_and_what_shows_until_then():
+    demo = load_demo_script()
+    assert demo.training_estimate([]) == demo.FIRST_RUN_ESTIMATE
+    assert "15 minutes" in demo.FIRST_RUN_ESTIMATE
+    assert "bought together with it in the imported orders" in demo.UNTIL_TRAINED
+    runs = [{"id": 3, "status": "running", "created_at": "2026-01-01T10:00:00+00:00",
+             "finished_at": None},
+            {"id": 2, "status": "succeeded", "created_at": "2026-01-01T09:00:00+00:00",
+             "finished_at": "2026-01-01T09:12:20+00:00"}]
+    assert demo.training_estimate(runs) == "about 12 minutes (as long as run 2 took)"
+
+
+# Bundle offers honoured in the cart -------------------------------------------------
+
+@pytest.fixture
+def offer(heart, lantern):
+    """An approved bundle: heart + lantern + cutter, 10% off (2.55 + 3.39 + 1.25 = 7.19)."""
+    from shop_recs.models import Bundle, BundleItem
+
+    cutter = make_product("84879", "SET OF 3 HEART COOKIE CUTTERS", "1.25")
+    bundle = Bundle.objects.create(anchor=heart, status=Bundle.Status.APPROVED, signature="s",
+                                   discount_percent=Decimal("10"))
+    BundleItem.objects.bulk_create([BundleItem(bundle=bundle, product=lantern, position=1),
+                                    BundleItem(bundle=bundle, product=cutter, position=2)])
+    return bundle, [heart, lantern, cutter]
+
+
+def test_a_whole_bundle_in_the_cart_gets_its_discount(client, offer):
+    bundle, products = offer
+    client.post(ADD_URL, {"product": [p.pk for p in products], "widget": "fbt",
+                          "bundle": bundle.pk})
+    response = client.get(CART_URL)
+    cart = response.context["cart"]
+    # 7.19 at 10% off = 6.471 -> 6.47, as the widget's offer shows it: a saving of 0.72.
+    assert cart.subtotal() == Decimal("7.19") and cart.total() == Decimal("6.47")
+    [saving] = cart.savings()
+    assert (saving.bundle, saving.sets, saving.amount) == (bundle.pk, 1, Decimal("0.72"))
+    html = response.content.decode()
+    assert "Bundle offer: 10% off" in html and "−£0.72" in html and "£6.47" in html
+    checkout = client.get(CHECKOUT_URL).content.decode()
+    assert "−£0.72" in checkout and "<strong>£6.47</strong>" in checkout
+    client.post(CHECKOUT_URL, {"name": "", "email": ""})
+    assert client.session[views.LAST_ORDER_KEY]["total"] == "6.47"
+
+
+def test_bundle_discount_needs_every_product_and_counts_whole_sets(client, offer):
+    bundle, (heart, lantern, cutter) = offer
+    client.post(ADD_URL, {"product": [heart.pk, lantern.pk], "quantity": 2})
+    assert client.get(CART_URL).context["cart"].savings() == []  # the cutter is missing
+    client.post(ADD_URL, {"product": [cutter.pk]})
+    cart = client.get(CART_URL).context["cart"]
+    [saving] = cart.savings()
+    assert saving.sets == 1 and saving.amount == Decimal("0.72")
+    client.post(ADD_URL, {"product": [cutter.pk]})
+    cart = client.get(CART_URL).context["cart"]
+    assert cart.savings()[0].sets == 2 and cart.total() == Decimal("12.94")
+
+
+@pytest.mark.parametrize("status", ["proposed", "rejected", "retired"])
+def test_bundles_not_offered_give_no_discount(client, offer, status):
+    bundle, products = offer
+    type(bundle).objects.filter(pk=bundle.pk).update(status=status)
+    client.post(ADD_URL, {"product": [p.pk for p in products]})
+    cart = client.get(CART_URL).context["cart"]
+    assert cart.savings() == [] and cart.total() == cart.subtotal() == Decimal("7.19")

@@ -2,8 +2,10 @@
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.template import Context, Template
 from django.test import RequestFactory, override_settings
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from shop_recs import ranking
 from shop_recs.attribution import read_token
-from shop_recs.models import Product
+from shop_recs.models import Product, Recommendation
 from tests.serving_data import serving_shop
 
 pytestmark = pytest.mark.django_db
@@ -24,27 +26,120 @@ def render(source, **context):
         Context({"request": request, **context}))
 
 
+def forms_of(html):
+    return re.findall(r"<form\b.*?</form>", html, re.S)
+
+
 def test_widget_markup_contract():
     p, run, bundle = serving_shop()
-    html = render("{% frequently_bought_together product limit=4 %}", product=p[0])
-    assert '<section class="shop-recs-fbt" data-shop-recs-widget="fbt"' in html
+    html = render("{% frequently_bought_together product limit=2 %}", product=p[0])
+    assert '<section class="shop-recs shop-recs-fbt" data-shop-recs-widget="fbt"' in html
     assert f'data-bundle-id="{bundle.pk}"' in html and f'data-run-id="{run.pk}"' in html
     ids = re.findall(r'data-product-id="([^"]+)"', html)
     assert ids == [str(p[9].pk), str(p[10].pk), str(p[1].pk), str(p[2].pk)]
-    assert 'action="/cart/add/"' in html and "Add all to cart" in html
-    # Every item and the anchor has a labelled, checked checkbox posting "product".
-    assert len(re.findall(r'<input type="checkbox"[^>]*name="product"[^>]*checked', html)) == 5
-    assert len(re.findall(r"<label for=", html)) == 5
-    assert 'name="widget" value="fbt"' in html and f'name="bundle" value="{bundle.pk}"' in html
-    token = re.search(r'name="attribution" value="([^"]+)"', html).group(1)
+    offer, choices = forms_of(html)
+    # The approved bundle is its own offer: one button adds the anchor and its items.
+    assert re.findall(r'<input type="hidden" name="product" value="([^"]+)"', offer) == [
+        str(p[0].pk), str(p[9].pk), str(p[10].pk)]
+    assert 'type="checkbox"' not in offer and "Add the bundle to cart" in offer
+    assert f'name="bundle" value="{bundle.pk}"' in offer
+    token = re.search(r'name="attribution" value="([^"]+)"', offer).group(1)
     assert read_token(token).bundle == bundle.pk
+    # The other products: the anchor and each item has a labelled, checked checkbox.
+    boxes = re.findall(r'<input type="checkbox" id="([^"]+)" name="product" value="([^"]+)"'
+                       r'[^>]*checked', choices)
+    assert [value for _id, value in boxes] == [str(p[0].pk), str(p[1].pk), str(p[2].pk)]
+    for box_id, _value in boxes:
+        assert f'<label class="shop-recs-name" for="{box_id}">' in choices
+    assert 'action="/cart/add/"' in choices and "Add all three to cart" in choices
+    assert 'name="widget" value="fbt"' in choices and 'name="bundle"' not in choices
+    token = re.search(r'name="attribution" value="([^"]+)"', choices).group(1)
+    assert read_token(token).bundle is None and read_token(token).run == run.pk
 
 
 def test_total_and_bundle_discount_without_javascript():
     p, _run, _bundle = serving_shop()
     html = render("{% frequently_bought_together product limit=2 %}", product=p[0])
-    # 2.50 + 11.50 + 12.50 = 26.50, 10% off = 23.85
-    assert "£23.85" in html and "10% off" in html and "£26.50" in html
+    # The offer: 2.50 + 11.50 + 12.50 = 26.50, 10% off = 23.85, a saving of 2.65.
+    assert "Bundle offer: save 10%" in html
+    assert re.search(r"Bundle price:.*£23\.85.*<s [^>]*>.*£26\.50</s>", html)
+    assert "You save £2.65" in html
+    # The offer does not use up the choices: two more products, the total without discount.
+    assert re.search(r"Total price: <strong[^>]*>£10\.50</strong>", html)  # 2.50+3.50+4.50
+    Recommendation.objects.all().delete()
+    cache.clear()
+    with override_settings(SHOP_RECS={**django_settings.SHOP_RECS, "FALLBACK": False}):
+        html = render("{% frequently_bought_together product limit=2 %}", product=p[0])
+    # Nothing but the bundle: only its offer.
+    assert len(forms_of(html)) == 1 and "checkbox" not in html and "You save £2.65" in html
+
+
+def test_without_a_bundle_everything_is_a_choice():
+    p, run, _bundle = serving_shop(bundle=False)
+    html = render("{% frequently_bought_together product limit=2 %}", product=p[0])
+    assert "Bundle" not in html and "data-bundle-id" not in html
+    [form] = forms_of(html)
+    assert len(re.findall(r'type="checkbox"[^>]*checked', form)) == 3
+    assert re.search(r"Total price: <strong[^>]*>£10\.50</strong>", form)  # 2.50+3.50+4.50
+    assert "Add all three to cart" in form
+
+
+@pytest.mark.parametrize("count, label", [
+    (1, "Add to cart"), (2, "Add both to cart"), (3, "Add all three to cart"),
+    (4, "Add all four to cart"), (12, "Add all 12 to cart")])
+def test_add_all_label_counts_the_products(count, label):
+    from shop_recs.templatetags.shop_recs import add_label
+
+    assert add_label(count) == label
+
+
+def test_thumbnails_show_the_image_or_a_placeholder():
+    p, _run, _bundle = serving_shop(bundle=False)
+    Product.objects.filter(pk=p[1].pk).update(image_url="https://img.example/p1.jpg")
+    Product.objects.filter(pk=p[2].pk).update(name="WHITE HANGING HEART T-LIGHT HOLDER")
+    anchor = Product.objects.get(pk=p[0].pk)
+    html = render("{% frequently_bought_together product limit=2 %}", product=anchor)
+    assert re.search(r'<img class="shop-recs-thumb__image" src="https://img\.example/p1\.jpg"'
+                     r' alt=""', html)
+    assert re.search(r'<span class="shop-recs-thumb__placeholder shop-recs-tone-\d" '
+                     r'aria-hidden="true">WH</span>', html)
+    # Each linked thumbnail says where it goes, for screen readers.
+    assert "View WHITE HANGING HEART T-LIGHT HOLDER</span></a>" in html
+
+
+def test_the_stylesheet_is_linked_once_per_page():
+    p, _run, _bundle = serving_shop()
+    link = '<link rel="stylesheet" href="/static/shop_recs/widget.css">'
+    for _ in range(2):  # rendered, then from the cache
+        html = render("{% frequently_bought_together product %}"
+                      "{% complete_the_cart items %}", product=p[0], items=[p[0]])
+        assert html.count(link) == 1 and html.startswith(link)
+    # In <head>: the widgets then leave theirs out.
+    html = render("<head>{% shop_recs_css %}</head>{% frequently_bought_together product %}",
+                  product=p[0])
+    assert html.count(link) == 1 and html.startswith("<head>" + link)
+    assert "shoprecs" not in html  # no placeholder left
+
+
+def test_no_host_framework_classes():
+    p, _run, _bundle = serving_shop()
+    html = render("{% frequently_bought_together product %}{% complete_the_cart items %}",
+                  product=p[0], items=[p[0]])
+    classes = {c for attr in re.findall(r'class="([^"]+)"', html) for c in attr.split()}
+    assert classes and all(c.startswith("shop-recs") for c in classes), classes
+    css = (Path(__file__).parent.parent / "shop_recs/static/shop_recs/widget.css").read_text()
+    hooks = {"shop-recs-fbt", "shop-recs-cart", "shop-recs-choices"}  # for hosts' own rules
+    for name in classes - hooks:
+        assert f".{name}" in css, f"{name} has no rule in widget.css"
+
+
+def test_without_a_cart_url_the_widget_shows_products_and_no_forms():
+    p, _run, _bundle = serving_shop()
+    with override_settings(SHOP_RECS={"CART_URL_NAME": None}):
+        cache.clear()
+        html = render("{% frequently_bought_together product limit=2 %}", product=p[0])
+    assert "<form" not in html and "checkbox" not in html and "<button" not in html
+    assert "P product 9" in html and "£23.85" in html and "£10.50" in html
 
 
 def test_item_links_carry_attribution():
@@ -87,10 +182,17 @@ def test_widget_queries_are_bounded_whatever_the_limit(django_assert_max_num_que
 def test_complete_the_cart_markup():
     p, _run, _bundle = serving_shop(bundle=False)
     html = render("{% complete_the_cart items %}", items=p[:2])
-    assert '<section class="shop-recs-cart" data-shop-recs-widget="cart"' in html
+    assert '<section class="shop-recs shop-recs-cart" data-shop-recs-widget="cart"' in html
     ids = re.findall(r'data-product-id="([^"]+)"', html)
     assert ids and str(p[0].pk) not in ids and str(p[1].pk) not in ids
+    # Compact cards: thumbnail, name, price and a small "Add" button per product, each
+    # button naming its product for screen readers.
+    assert html.count('<li class="shop-recs-card"') == len(ids)
     assert html.count('name="widget" value="cart"') == len(ids)
+    buttons = re.findall(r'<button type="submit" class="shop-recs-button shop-recs-button--small">'
+                         r'Add<span class="shop-recs-visually-hidden"> ([^<]+) to cart</span>',
+                         html)
+    assert len(buttons) == len(ids) and all(name.startswith("P product") for name in buttons)
 
 
 class TextCollector(HTMLParser):

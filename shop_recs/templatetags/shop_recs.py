@@ -6,6 +6,7 @@ Usage::
     {% frequently_bought_together product %}
     {% frequently_bought_together product limit=4 template="myshop/fbt.html" %}
     {% complete_the_cart cart_products limit=4 %}
+    {% shop_recs_css %}   {# optional, in <head>: else the first widget links it #}
 
 The tags ask ``shop_recs.ranking`` and render ``shop_recs/frequently_bought_together.html``
 or ``shop_recs/complete_the_cart.html`` (override them in the host's templates). The
@@ -15,27 +16,39 @@ or ``shop_recs/complete_the_cart.html`` (override them in the host's templates).
 to the events API. A tag never raises into the page: on any error it logs and renders
 nothing.
 
+Look: ``shop_recs/widget.css`` (classes ``shop-recs-*`` only, its own visually-hidden class,
+no CSS framework needed; colours are custom properties such as ``--shop-recs-accent``). The
+first widget on a page links it, unless ``{% shop_recs_css %}`` already did in ``<head>``.
+A product without an image gets a placeholder tile with its initials
+(:func:`initials`, :func:`placeholder_tone`; the demo's product pages use the same).
+An approved bundle whose products are all shown is offered as its own box (bundle price,
+saving, one button); the other products are ticked choices with a total and an add-all button.
+
 Caching: for visitors without purchase history the FBT widget's HTML is cached whole
 (``ranking.shared_answer``; invalidated by new runs, bundle changes and product saves).
-The only per-request parts, the CSRF token and the element id, are rendered as
-placeholders and filled in on every request, so a template that overrides
-``frequently_bought_together.html`` must not show other per-request data (the user, the
-session, messages) - or set ``SHOP_RECS["CACHE_TIMEOUT"] = 0``.
+The only per-request parts, the CSRF token, the element id and the stylesheet link (once
+per page), are rendered as placeholders and filled in on every request, so a template that
+overrides ``frequently_bought_together.html`` must not show other per-request data (the
+user, the session, messages) - or set ``SHOP_RECS["CACHE_TIMEOUT"] = 0``.
 """
 
 import logging
 import uuid
+import zlib
 from decimal import Decimal
 
 from django import template
+from django.contrib.humanize.templatetags.humanize import apnumber
 from django.middleware.csrf import CSRF_TOKEN_LENGTH, get_token
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import salted_hmac
 from django.utils.functional import SimpleLazyObject
+from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext
 
 from shop_recs import ranking
 from shop_recs.attribution import make_token
@@ -48,6 +61,10 @@ register = template.Library()
 FBT_WIDGET, CART_WIDGET = "fbt", "cart"
 CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€", "JPY": "¥"}
 CENT = Decimal("0.01")
+BUNDLE_EXTRA = 3  # products of a bundle besides its anchor (BUNDLE_SIZE is at most 4)
+PLACEHOLDER_TONES = 6  # .shop-recs-tone-0 … -5 in widget.css
+STYLESHEET = "shop_recs/widget.css"
+CSS_DONE = "_shop_recs_css_linked"  # request attribute: the page has the stylesheet
 
 
 def _marker(name):
@@ -58,6 +75,31 @@ def _marker(name):
 
 CSRF_MARKER = SimpleLazyObject(lambda: _marker("csrf"))
 ID_MARKER = SimpleLazyObject(lambda: _marker("id"))
+CSS_MARKER = SimpleLazyObject(lambda: _marker("css"))
+
+
+def initials(name):
+    """Two initials of a product name, skipping numbers and short words.
+
+    "WHITE HANGING HEART T-LIGHT HOLDER" -> "WH", "PACK OF 72 RETROSPOT CAKE CASES" -> "PR".
+    """
+    words = [word for word in str(name or "").split() if word[:1].isalnum()]
+    telling = [word for word in words if len(word) > 2 and not word.isdigit()] or words
+    return "".join(word[0] for word in telling[:2]).upper() or "?"
+
+
+def placeholder_tone(key):
+    """A stable colour (0-5) per product, so that neighbouring placeholder tiles differ."""
+    return zlib.crc32(str(key).encode()) % PLACEHOLDER_TONES
+
+
+def add_label(count):
+    """The add-all button: "Add to cart", "Add both to cart", "Add all three to cart"."""
+    if count <= 1:
+        return gettext("Add to cart")
+    if count == 2:
+        return gettext("Add both to cart")
+    return gettext("Add all %(count)s to cart") % {"count": apnumber(count)}
 
 
 def money(amount, currency):
@@ -94,37 +136,68 @@ def _entry(product, item=None, *, widget):
     params = {k: v for k, v in ((fields["widget"], widget), (fields["bundle"], bundle),
                                 (fields["run"], run)) if v not in (None, "")}
     params[fields["token"]] = make_token(widget, bundle, run)
+    name = adapter.name(product)
     return {
-        "product": product, "pk": str(product.pk), "name": adapter.name(product),
+        "product": product, "pk": str(product.pk), "name": name,
         "price": price, "price_text": money(price, adapter.get(product, "currency")),
         "image_url": str(adapter.get(product, "image_url") or ""),
+        "initials": initials(name), "tone": placeholder_tone(adapter.sku(product) or product.pk),
         "url": _link(adapter.url(product), params) if item else adapter.url(product),
         "source": item.source if item else "anchor", "run": run, "bundle": bundle,
+        "is_anchor": item is None,
         "purchasable": price is not None and bool(adapter.get(product, "in_stock")),
     }
 
 
-def _context(context, result, *, widget, anchor=None):
-    request = context.get("request")
+def _total(entries):
+    return sum((e["price"] for e in entries if e["purchasable"]), Decimal("0"))
+
+
+def _offer(result, first, entries, currency):
+    """The approved bundle as its own offer: anchor + its items, price, saving; or None."""
+    bundle = result.bundle
+    if bundle is None or first is None:
+        return None
+    items = [first] + [e for e in entries if e["bundle"] == bundle]
+    discount = Decimal(result.bundles[bundle]["discount_percent"] or 0)
+    total = _total(items)
+    price = (total * (100 - discount) / 100).quantize(CENT)
+    return {
+        "bundle": bundle, "items": items, "discount_percent": discount,
+        "purchasable": all(e["purchasable"] for e in items),
+        "total_text": money(total, currency), "price_text": money(price, currency),
+        "saving_text": money(total - price, currency), "price": price,
+    }
+
+
+def _context(context, result, *, widget, anchor=None, limit=None):
+    """The template context of a widget; ``limit`` caps the ticked choices (the FBT widget
+    asks ranking for a few more, so that a bundle offer does not use up its choices)."""
     adapter = get_adapter()
     currency = (adapter.get(anchor or result.items[0].product, "currency")
                 or recs_settings.DEFAULT_CURRENCY)
     entries = [_entry(item.product, item, widget=widget) for item in result.items]
     first = _entry(anchor, widget=widget) if anchor is not None else None
-    selected = [e for e in ([first] if first else []) + entries if e["purchasable"]]
-    total = sum((e["price"] for e in selected), Decimal("0"))
+    offer = _offer(result, first, entries, currency)
+    # The ticked choices: the anchor and every product not already in the bundle offer.
+    others = [e for e in entries if offer is None or e["bundle"] != offer["bundle"]][:limit]
+    if limit is not None:
+        entries = (offer["items"][1:] if offer else []) + others
+    choices = ([first] if first else []) + others if others else []
+    total = _total(choices)
     bundle = result.bundle
-    discount = Decimal(result.bundles[bundle]["discount_percent"]) if bundle else Decimal("0")
-    discounted = (total * (100 - discount) / 100).quantize(CENT) if discount else total
-    fields = recs_settings.CART_FIELDS
     return {
         "widget": widget, "widget_id": f"shop-recs-{widget}-{ID_MARKER}",
+        "stylesheet": str(CSS_MARKER),
         "anchor": first, "items": entries, "result": result, "run": result.run,
-        "bundle": bundle, "discount_percent": discount, "currency": currency,
+        "offer": offer, "choices": choices,
+        "add_label": add_label(sum(1 for e in choices if e["purchasable"])),
+        "bundle": bundle, "currency": currency,
         "total": total, "total_text": money(total, currency),
-        "discounted_total": discounted, "discounted_text": money(discounted, currency),
-        "cart_url": _reverse(recs_settings.CART_URL_NAME), "fields": fields,
+        "cart_url": _reverse(recs_settings.CART_URL_NAME), "fields": recs_settings.CART_FIELDS,
+        # The bundle offer's adds are attributed to the bundle; the choices' to the widget.
         "token": make_token(widget, bundle, result.run),
+        "choices_token": make_token(widget, None, result.run),
         "events_url": _reverse("shop_recs:api-events"),
         "csrf_token": str(CSRF_MARKER),
     }
@@ -139,10 +212,22 @@ def _csrf_token(context, request):
     return get_token(request) if request is not None else ""
 
 
+def _stylesheet(request):
+    """The widget stylesheet's <link>, once per page (request); "" when already linked."""
+    if request is not None:
+        if getattr(request, CSS_DONE, False):
+            return ""
+        setattr(request, CSS_DONE, True)
+    return format_html('<link rel="stylesheet" href="{}">', static(STYLESHEET))
+
+
 def _fill(html, context, request):
     """The per-request parts of a rendered (possibly cached) widget."""
     html = html.replace(str(CSRF_MARKER), _csrf_token(context, request))
-    # The cached HTML was rendered with auto-escaping; only a CSRF token and a hex id go in.
+    if str(CSS_MARKER) in html:
+        html = html.replace(str(CSS_MARKER), _stylesheet(request))
+    # The cached HTML was rendered with auto-escaping; only a CSRF token, a hex id and our
+    # own <link> (format_html, escaped static URL) go in.
     return mark_safe(html.replace(str(ID_MARKER), uuid.uuid4().hex[:8]))  # nosec B308 B703
 
 
@@ -186,12 +271,14 @@ def frequently_bought_together(context, product, limit=None, template=None):
         html = ranking.shared_answer(parts, [product.pk], visitor)
         if html is not None:
             return html  # "" when there is nothing to show
-        result = ranking.frequently_bought_together(product, limit=shown, visitor=visitor,
-                                                    track=True)
+        # A bundle offer shows its items apart: ask for enough to fill the choices too.
+        result = ranking.frequently_bought_together(
+            product, limit=ranking.clamp_limit(shown + BUNDLE_EXTRA), visitor=visitor,
+            track=True)
         if not result:
             ranking.store_answer(parts, result, "")
             return None
-        extra = _context(context, result, widget=FBT_WIDGET, anchor=product)
+        extra = _context(context, result, widget=FBT_WIDGET, anchor=product, limit=shown)
         extra["shop_recs_store"] = lambda rendered: ranking.store_answer(parts, result, rendered)
         return extra
 
@@ -218,6 +305,13 @@ def complete_the_cart(context, cart_items, limit=None, template=None):
         return _context(context, result, widget=CART_WIDGET)
 
     return _render(CART_WIDGET, context, template or "shop_recs/complete_the_cart.html", build)
+
+
+@register.simple_tag(takes_context=True)
+def shop_recs_css(context):
+    """``<link>`` to the widgets' stylesheet, for a page's ``<head>``; the widgets on the
+    page then leave theirs out. Optional: without it the first widget links it."""
+    return _stylesheet(context.get("request"))
 
 
 @register.filter

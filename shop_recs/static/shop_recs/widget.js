@@ -32,8 +32,10 @@
     }
   }
 
-  function update(root, format, button, labelAll) {
-    var boxes = root.querySelectorAll("input[type=checkbox][data-price]");
+  /* One form of ticked choices: its total and its button follow the checkboxes. (The bundle
+   * offer has no checkboxes: its price is fixed and rendered on the server.) */
+  function update(form, format, button, labelAll) {
+    var boxes = form.querySelectorAll("input[type=checkbox][data-price]");
     var totalCents = 0, checked = 0, all = true;
     Array.prototype.forEach.call(boxes, function (box) {
       if (box.checked) {
@@ -41,13 +43,8 @@
         checked += 1;
       } else { all = false; }
     });
-    var discount = parseFloat(root.getAttribute("data-discount") || "0") || 0;
-    var whole = all && root.hasAttribute("data-bundle-id") && discount > 0;
-    var shown = whole ? Math.round(totalCents * (100 - discount) / 100) : totalCents;
-    var total = root.querySelector("[data-shop-recs-total]");
-    if (total) { total.textContent = format(shown / 100); }
-    var note = root.querySelector("[data-shop-recs-discount]");
-    if (note) { note.hidden = !whole; }
+    var total = form.querySelector("[data-shop-recs-total]");
+    if (total) { total.textContent = format(totalCents / 100); }
     if (button) {
       button.disabled = checked === 0;
       button.textContent = all ? labelAll : (button.getAttribute("data-label-some") || labelAll);
@@ -56,9 +53,12 @@
 
   function init(root) {
     var format = formatter(root);
-    var button = root.querySelector("button[type=submit][data-label-some]");
-    var labelAll = button ? button.textContent : "";
-    root.addEventListener("change", function () { update(root, format, button, labelAll); });
+    Array.prototype.forEach.call(root.querySelectorAll("form[data-shop-recs-choices]"),
+      function (form) {
+        var button = form.querySelector("button[type=submit][data-label-some]");
+        var labelAll = button ? button.textContent : "";
+        form.addEventListener("change", function () { update(form, format, button, labelAll); });
+      });
     root.addEventListener("click", function (event) {
       var link = event.target.closest && event.target.closest("a");
       var item = link && link.closest("[data-product-id]");
