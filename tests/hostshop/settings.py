@@ -14,6 +14,8 @@ INSTALLED_APPS = [
     "shop_recs",
 ]
 USE_TZ = True
+# No REST_FRAMEWORK setting: DRF's own default schema class, as in most host shops.
+ROOT_URLCONF = "tests.hostshop.urls"
 SHOP_RECS_PRODUCT_MODEL = "hostshop.Item"
 SHOP_RECS = {
     "ARTIFACT_DIR": tempfile.mkdtemp(prefix="hostshop_artifacts_"),

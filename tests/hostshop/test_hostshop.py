@@ -4,6 +4,7 @@ Run in its own process by tests/test_host_product_model.py, with
 ``--ds=tests.hostshop.settings``.
 """
 
+import io
 import uuid
 from decimal import Decimal
 
@@ -58,8 +59,9 @@ def test_import_and_record_with_uuid_keys(tmp_path):
         "o1,K-2,2024-01-01T10:00:00,2,4.00,Mug\n"
         "o2,K-2,2024-01-02T10:00:00,1,4.50,Mug\n"
     )
-    call_command("shop_recs_import_orders", str(csv), stdout=open("/dev/null", "w"))
-    call_command("shop_recs_import_orders", str(csv), stdout=open("/dev/null", "w"))
+    args = (str(csv), "--create-products", "--update-products")
+    call_command("shop_recs_import_orders", *args, stdout=open("/dev/null", "w"))
+    call_command("shop_recs_import_orders", *args, stdout=open("/dev/null", "w"))
     mug = Item.objects.get(code="K-2")
     assert isinstance(mug.pk, uuid.UUID)
     assert mug.title == "Mug" and mug.unit_cost == Decimal("4.50")
@@ -69,3 +71,47 @@ def test_import_and_record_with_uuid_keys(tmp_path):
     record_event(Interaction.Kind.VIEW, kettle, visitor_id="v")
     assert Interaction.objects.filter(product=kettle).count() == 3
     assert Interaction.objects.get(order_id="web-1", product=mug).quantity == 3
+
+
+def test_import_leaves_the_host_catalogue_alone_by_default(tmp_path):
+    csv = tmp_path / "orders.csv"
+    csv.write_text(
+        "order_id,product_id,timestamp,quantity,unit_price,product_name\n"
+        "o1,k-1,2024-01-01T10:00:00,1,20.00,KETTLE FROM THE FILE\n"
+        "o1,NOT-SOLD,2024-01-01T10:00:00,2,4.00,Something else\n"
+    )
+    Item.objects.create(code="K-1", title="Kettle", unit_cost="25.00")
+    out = io.StringIO()
+    call_command("shop_recs_import_orders", str(csv), stdout=out)
+    kettle = Item.objects.get(code="K-1")  # found whatever the case of the file's code
+    assert kettle.title == "Kettle" and kettle.unit_cost == Decimal("25.00")
+    assert list(Item.objects.values_list("code", flat=True)) == ["K-1"]
+    assert Interaction.objects.filter(product=kettle).count() == 1
+    assert "1 product codes are not in the catalogue; their 1 lines were skipped" \
+        in out.getvalue()
+    # Asked to, the import creates the missing product hidden (not available to shoppers).
+    call_command("shop_recs_import_orders", str(csv), "--create-products", stdout=out)
+    other = Item.objects.get(code="NOT-SOLD")
+    assert other.available is False and other.title == "Something else"
+    assert Item.objects.get(code="K-1").title == "Kettle"
+
+
+def test_a_path_ending_on_a_relation_is_e006():
+    fields = {**settings.SHOP_RECS["PRODUCT_FIELDS"], "category": "family"}
+    with override_settings(SHOP_RECS={**settings.SHOP_RECS, "PRODUCT_FIELDS": fields}):
+        messages = [m for m in checks.run_checks() if m.id.startswith("shop_recs")]
+    assert [m.id for m in messages] == ["shop_recs.E006"]
+    assert "ends on a relation" in messages[0].msg
+
+
+def test_schema_endpoint_without_the_hosts_schema_class(client):
+    """DRF's default DEFAULT_SCHEMA_CLASS (the host did not set drf-spectacular's)."""
+    from rest_framework.settings import api_settings
+
+    assert "drf_spectacular" not in api_settings.DEFAULT_SCHEMA_CLASS.__module__
+    response = client.get("/api/shop-recs/v1/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content[:500]
+    paths = response.json()["paths"]
+    assert "/api/shop-recs/v1/products/{product_id}/frequently-bought-together/" in paths
+    assert not any("schema" in p for p in paths)  # excluded views stay excluded
+    assert "drf_spectacular" not in api_settings.DEFAULT_SCHEMA_CLASS.__module__
