@@ -23,9 +23,9 @@ from rest_framework.response import Response
 from shop_recs import ranking, review
 from shop_recs.api import serializers as api
 from shop_recs.api.pagination import StaffPagination
-from shop_recs.api.schema import SchemaGenerator
 from shop_recs.api.parsers import LimitedJSONParser
 from shop_recs.api.permissions import IsReviewer, can_record_trusted_events
+from shop_recs.api.schema import SchemaGenerator
 from shop_recs.api.throttling import EventsThrottle, ReadThrottle, StaffThrottle
 from shop_recs.attribution import make_token, read_token
 from shop_recs.conf import recs_settings
