@@ -7,8 +7,11 @@ UCI Online Retail file, the file's orders are imported into it, a short training
 publishes, and one bundle is approved with a discount; the tests then walk the shop.
 """
 
+import os
 import re
+import shutil
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -38,6 +41,9 @@ ProductCategory = get_model("catalogue", "ProductCategory")
 SLICE_LINES = 20_000  # the first three weeks of December 2010
 CATALOGUE_SIZE = 150  # the shop sells the file's 150 most ordered products
 ADD_ALL = "shop_recs_oscar:basket-add-all"
+# SHOP_RECS_SCREENSHOTS=folder: the browser test saves its screenshots there.
+SCREENSHOTS = Path(os.environ["SHOP_RECS_SCREENSHOTS"]) if os.environ.get(
+    "SHOP_RECS_SCREENSHOTS") else None
 
 
 def online_retail_slice(tmp_path):
@@ -315,3 +321,54 @@ def test_dashboard_links_to_the_bundle_review(shop, client):
     html = response.content.decode()
     assert reverse("admin:shop_recs_bundle_review_next") in html and "Bundle review" in html
     assert client.get(reverse("admin:shop_recs_bundle_review_next")).status_code in (200, 302)
+
+
+# --- headless Chromium (last: its transactional database is emptied afterwards) -----------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page():
+    if not shutil.which(CHROMIUM):
+        pytest.skip("needs Debian's chromium")
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                             headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_browser_product_page_add_all_basket_with_discount(shop, live_server, page):
+    bundle = shop["bundle"]
+    products = bundle_products(bundle)
+    page.goto(f"{live_server.url}{products[0].get_absolute_url()}")
+    widget = page.locator('section[data-shop-recs-widget="fbt"]')
+    assert widget.get_attribute("data-bundle-id") == str(bundle.pk)
+    # Bootstrap 4 has no .visually-hidden: the app's stylesheet hides the legend.
+    legend = widget.locator("legend").bounding_box()
+    assert legend is None or legend["width"] <= 1
+    ticked = [el.get_attribute("value") for el in
+              widget.locator("input[type=checkbox]:checked").all()]
+    assert {str(p.pk) for p in products} <= set(ticked)
+    if SCREENSHOTS:
+        page.screenshot(path=str(SCREENSHOTS / "oscar_product_page.png"), full_page=True)
+    widget.locator("button[type=submit]").click()
+    page.wait_for_url(f"{live_server.url}{products[0].get_absolute_url()}")
+    assert "added to your basket" in page.locator(".alert-success").first.inner_text()
+    page.goto(f"{live_server.url}{reverse('basket:summary')}")
+    body = page.locator("body").inner_text()
+    assert "Bundles bought together (shop_recs)" in body
+    for product in products:
+        assert page.locator(f'a[href="{product.get_absolute_url()}"]').count() >= 1
+    if SCREENSHOTS:
+        page.screenshot(path=str(SCREENSHOTS / "oscar_basket.png"), full_page=True)
