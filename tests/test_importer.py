@@ -148,3 +148,27 @@ def test_own_catalogue_can_be_left_untouched(write_csv):
     assert Interaction.objects.purchases().count() == 2
     assert "2 product codes are not in the catalogue; their 2 lines were skipped" in output
     assert "unknown_product" in output
+
+
+def test_the_readme_import_commands_run(write_csv):
+    """README.md's ``import`` snippet, each command with files of the format it names."""
+    import shlex
+
+    from tests.readme_snippets import snippet
+
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    files = {
+        "orders.csv.gz": write_csv(GENERIC, "orders.csv.gz"),
+        "2010.csv.gz": write_csv([header, "536365,85123A,WHITE HANGING HEART,6,"
+                                  "2010-12-01 08:26:00,2.55,17850,UK"], "2010.csv.gz"),
+        "2011.csv.gz": write_csv([header, "581587,22138,BAKING SET,3,2011-12-09 12:50:00,"
+                                  "4.95,12680,France"], "2011.csv.gz"),
+    }
+    commands = [shlex.split(line.split("#")[0]) for line in snippet("import").splitlines()
+                if line.strip()]
+    assert len(commands) == 3
+    for command in commands:
+        assert command[:3] == ["python", "manage.py", "shop_recs_import_orders"]
+        output = run(*(files.get(arg, arg) for arg in command[3:]))
+        assert "Import finished." in output
+    assert set(Product.objects.values_list("sku", flat=True)) >= {"85123A", "22138", "SKU-A"}

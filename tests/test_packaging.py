@@ -7,6 +7,7 @@ from the wheel (not from this checkout), with its templates and static files.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.readme_snippets import snippet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +40,9 @@ def wheel(tmp_path_factory):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "shop_recs", source / "shop_recs",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    # --no-isolation: the build backend (setuptools) is already here; no download.
+    # The README's `python -m build`, with --no-isolation: the build backend (setuptools)
+    # is already here, no download.
+    assert "python -m build" in snippet("install")
     _run(sys.executable, "-m", "build", "--wheel", "--sdist", "--no-isolation",
          "--outdir", str(out), str(source))
     (built,) = out.glob("shop_recs-*.whl")
@@ -62,6 +67,12 @@ def test_wheel_passes_twine_check_and_carries_templates(wheel):
     assert "torch<3,>=2.5; extra == \"train\"" in metadata
 
 
+def readme_wheel_installs():
+    """The README's ``pip install "<wheel>[extras]"`` lines: (wheel file name, extras)."""
+    lines = snippet("install") + snippet("oscar-install")
+    return re.findall(r'pip install "(shop_recs-[^"\[]+\.whl)\[([a-z,]+)\]"', lines)
+
+
 def test_wheel_installs_into_a_fresh_virtualenv(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -70,9 +81,17 @@ def test_wheel_installs_into_a_fresh_virtualenv(wheel, tmp_path):
                      cwd=tmp_path).strip())
     here = [p for p in sys.path if p.endswith("site-packages")]
     (site / "borrowed.pth").write_text("\n".join(here) + "\n")
-    # The README's line, from the wheel: pip install "shop-recs[redis,oscar]".
-    _run(str(python), "-m", "pip", "install", "--no-index", "--quiet",
-         f"shop-recs[redis,oscar] @ {wheel.as_uri()}", cwd=tmp_path)
+    # ensurepip's old setuptools would shadow the borrowed one (torch needs a newer one).
+    _run(str(python), "-m", "pip", "uninstall", "--yes", "--quiet", "setuptools", cwd=tmp_path)
+    # The README's lines, each with the wheel just built (torch is borrowed from this
+    # environment: the README's CPU index is beyond this machine's network).
+    installs = readme_wheel_installs()
+    assert {extras for _, extras in installs} == {"redis", "train,redis", "oscar,redis"}
+    for name, extras in installs:
+        assert name == wheel.name, "README.md names another wheel than `python -m build` makes"
+        _run(str(python), "-m", "pip", "install", "--no-index", "--quiet",
+             f"shop-recs[{extras}] @ {wheel.as_uri()}", cwd=tmp_path)
+    assert "--index-url https://download.pytorch.org/whl/cpu" in snippet("install")
     settings = tmp_path / "hostsettings.py"
     settings.write_text(
         "SECRET_KEY = 'x' * 50\n"
@@ -83,7 +102,7 @@ def test_wheel_installs_into_a_fresh_virtualenv(wheel, tmp_path):
         " 'APP_DIRS': True}]\n"
     )
     script = (
-        "import django, shop_recs; django.setup();"
+        "import django, shop_recs, torch, oscar; django.setup();"
         "from django.core.management import call_command;"
         "from django.template.loader import get_template;"
         "call_command('check'); call_command('migrate', verbosity=0);"

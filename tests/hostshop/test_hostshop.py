@@ -5,8 +5,10 @@ Run in its own process by tests/test_host_product_model.py, with
 """
 
 import io
+import re
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -115,3 +117,91 @@ def test_schema_endpoint_without_the_hosts_schema_class(client):
     assert "/api/shop-recs/v1/products/{product_id}/frequently-bought-together/" in paths
     assert not any("schema" in p for p in paths)  # excluded views stay excluded
     assert "drf_spectacular" not in api_settings.DEFAULT_SCHEMA_CLASS.__module__
+
+
+# --- README.md "Installing into an existing Django shop": every snippet runs ----------------
+
+def test_readme_model_and_settings_are_this_shop(settings):
+    from tests.readme_snippets import snippet
+
+    assert snippet("host-model") in Path(__file__).with_name("models.py").read_text()
+    assert settings.SHOP_RECS["CART_URL_NAME"] == "cart:add-many"
+    assert settings.SHOP_RECS_PRODUCT_MODEL == "hostshop.Item"
+    assert get_adapter().field_problems() == []
+
+
+def shop_with_orders():
+    family = Family.objects.create(label="Kitchen")
+    kettle, mug, tea = (Item.objects.create(code=c, title=t, unit_cost=p, family=family)
+                        for c, t, p in (("K-1", "Kettle", "20.00"), ("K-2", "Mug <b>", "4.00"),
+                                        ("K-3", "Tea", "3.00")))
+    for number in range(3):
+        record_order(f"o{number}", [{"product": kettle}, {"product": mug}, {"product": tea}])
+    return kettle, mug, tea
+
+
+def test_readme_template_tags_render_and_post_to_the_cart(client):
+    from django.template import Context, Template
+    from django.test import RequestFactory
+
+    from tests.readme_snippets import snippet
+
+    kettle, mug, tea = shop_with_orders()
+    request = RequestFactory().get("/items/K-1/")
+    request.session = client.session
+    html = Template(snippet("host-template")).render(Context(
+        {"product": kettle, "cart_products": [kettle], "request": request}))
+    assert html.count('data-shop-recs-widget="fbt"') == 1  # the default template
+    assert 'class="myshop-fbt"' in html  # template="myshop/fbt.html"
+    assert "Mug &lt;b&gt;" in html and "Mug <b>" not in html
+    assert 'action="/cart/add-many/"' in html
+    assert html.rstrip().endswith("€20.00")  # unit_cost|shop_recs_money:"EUR"
+    # The form's fields reach the shop's cart view.
+    token = re.search(r'name="attribution" value="([^"]+)"', html).group(1)
+    response = client.post("/cart/add-many/", {"product": [kettle.pk, mug.pk],
+                                               "attribution": token})
+    assert response.status_code == 302
+    assert client.session["cart"]["products"] == [str(kettle.pk), str(mug.pk)]
+
+
+def test_readme_signal_snippet_records_views_orders_and_stock(client):
+    from types import SimpleNamespace
+
+    from django.test import RequestFactory
+
+    from tests.readme_snippets import snippet
+
+    namespace = {}
+    exec(snippet("host-record"), namespace)  # noqa: S102
+    kettle, mug, _ = shop_with_orders()
+    request = RequestFactory().get("/")
+    request.session, request.user = client.session, SimpleNamespace(is_authenticated=False)
+    namespace["product_viewed"](request, kettle)
+    assert Interaction.objects.filter(kind=Interaction.Kind.VIEW, product=kettle).count() == 1
+    line = SimpleNamespace(product=mug, quantity=2, unit_price=Decimal("4.00"))
+    order = SimpleNamespace(number="web-7", lines=[line], user=None, customer_number="C7")
+    namespace["order_placed"](order)
+    namespace["order_placed"](order)  # idempotent
+    bought = Interaction.objects.get(order_id="web-7")
+    assert bought.quantity == 2 and bought.visitor_id and "C7" not in bought.visitor_id
+    # stock_updated: an update() sends no signal; the snippet's call reaches the widget.
+    from shop_recs import ranking
+
+    assert [i.product for i in ranking.frequently_bought_together(kettle).items]
+    Item.objects.filter(pk=mug.pk).update(available=False)
+    namespace["stock_updated"]([mug])
+    assert mug not in [i.product for i in ranking.frequently_bought_together(kettle).items]
+
+
+def test_readme_cache_and_celery_snippets(settings):
+    from django.utils.module_loading import import_string
+
+    from tests.readme_snippets import snippet
+
+    namespace = {}
+    exec(snippet("host-cache"), namespace)  # noqa: S102
+    backend = namespace["CACHES"]["default"]["BACKEND"]
+    assert import_string(backend).__name__ == "RedisCache"
+    namespace = {}
+    exec(snippet("host-celery"), namespace)  # noqa: S102
+    assert namespace["app"].main == "myshop"

@@ -27,7 +27,7 @@ from shop_recs import pipeline, review
 from shop_recs.attribution import make_token
 from shop_recs.models import Bundle, Interaction, Recommendation, TrainingRun
 from shop_recs.runs import request_training
-from tests.oscarshop.readme import snippet
+from tests.readme_snippets import snippet
 
 Product = get_model("catalogue", "Product")
 ProductClass = get_model("catalogue", "ProductClass")

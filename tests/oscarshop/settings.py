@@ -11,7 +11,7 @@ from pathlib import Path
 
 from oscar.defaults import *  # noqa: F403
 
-from tests.oscarshop.readme import snippet
+from tests.readme_snippets import snippet
 
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "oscarshop-tests-secret-key-not-for-production-0123456789"

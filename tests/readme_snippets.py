@@ -6,7 +6,7 @@ A snippet is the fenced block that follows ``<!-- snippet: NAME -->`` in README.
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 PATTERN = re.compile(r"<!-- snippet: ([\w-]+) -->\s*```\w*\n(.*?)```", re.S)
 
 
