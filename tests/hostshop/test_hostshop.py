@@ -38,6 +38,10 @@ def test_checks_pass_and_catch_a_wrong_field_map():
     with override_settings(SHOP_RECS={**settings.SHOP_RECS, "PRODUCT_FIELDS": {"name": "name"}}):
         messages = [m for m in checks.run_checks() if m.id.startswith("shop_recs")]
     assert [m.id for m in messages] == ["shop_recs.E004"]
+    # A cart URL that needs the product in its path cannot take the widget's form.
+    with override_settings(SHOP_RECS={**settings.SHOP_RECS, "CART_URL_NAME": "shop_recs:api-fbt"}):
+        messages = [m for m in checks.run_checks() if m.id.startswith("shop_recs")]
+    assert [m.id for m in messages] == ["shop_recs.W010"]
 
 
 def test_adapter_reads_the_host_fields():
