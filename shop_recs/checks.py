@@ -5,7 +5,12 @@
 * E003 ``SHOP_RECS_PRODUCT_MODEL`` is malformed or not installed
 * E004 the product field map names fields the product model does not have
 * E005 no folder for model checkpoints (``ARTIFACT_DIR`` and ``MEDIA_ROOT`` unset)
+* E006 a product field path the queries cannot use: it crosses a many-valued relation
+  (``stockrecords__price``, ``categories__name``), ends on a relation, or names a field
+  of the wrong type (``in_stock`` on a text field)
 * W001 torch is not installed (training cannot run; serving still works)
+* W010 ``CART_URL_NAME`` cannot take the widget's "Add all to cart" form (it cannot be
+  reversed without arguments, or its view does not accept POST)
 * W020 the serving cache is per process while ``DEBUG`` is off (saves elsewhere go unseen)
 * W021 the serving cache holds fewer entries than the catalogue's answers need
 """
@@ -15,6 +20,7 @@ import importlib.util
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.module_loading import import_string
 
 from shop_recs.conf import CHOICES, DEFAULTS, RANGES, recs_settings
@@ -77,14 +83,70 @@ def check_product_model(app_configs=None, **kwargs):
                  "and PRODUCT_FIELDS may only override the adapter's keys.",
             obj="SHOP_RECS_PRODUCT_MODEL", id="shop_recs.E003",
         )]
-    missing = adapter.field_errors()
+    problems = adapter.field_problems()
+    errors = []
+    missing = [f"{key} -> {path}" for key, path, problem in problems if problem == "missing"]
     if missing:
-        return [checks.Error(
+        errors.append(checks.Error(
             f"The product model {adapter.model._meta.label} has no field for: "
             f"{', '.join(missing)}.",
             hint="Map each key to a field of your product model in SHOP_RECS['PRODUCT_FIELDS'], "
                  "or to None when the model has no such field.",
             obj=adapter.model, id="shop_recs.E004",
+        ))
+    for key, path, problem in problems:
+        if problem in PATH_PROBLEMS:
+            errors.append(checks.Error(
+                f"SHOP_RECS['PRODUCT_FIELDS'][{key!r}] = {path!r}: {PATH_PROBLEMS[problem]}",
+                hint=PATH_HINT, obj=adapter.model, id="shop_recs.E006",
+            ))
+    return errors
+
+
+PATH_PROBLEMS = {
+    "many": "the path crosses a many-valued relation (a ManyToMany or reverse ForeignKey); "
+            "a product has several such values and the queries cannot join them.",
+    "relation": "the path ends on a relation, not a value; follow it to a field "
+                "(for example 'category__name').",
+    "type": "the field has the wrong type for this key (price: a number, in_stock and "
+            "is_active: a BooleanField).",
+    "nested": "the product code must be a field of the product model itself.",
+}
+PATH_HINT = ("Map the key to a single-valued field, or to None, and read values kept "
+             "elsewhere (stock records, several categories) in a ProductAdapter subclass "
+             "named by SHOP_RECS['PRODUCT_ADAPTER']. On django-oscar, use "
+             "shop_recs.contrib.oscar (see the README).")
+
+
+@checks.register(checks.Tags.urls)
+def check_cart_url(app_configs=None, **kwargs):
+    """The widget's form posts every ticked product to ``reverse(CART_URL_NAME)``."""
+    name = recs_settings.CART_URL_NAME
+    if not name:
+        return []
+    try:
+        url = reverse(name)
+    except NoReverseMatch:
+        return [checks.Warning(
+            f"SHOP_RECS['CART_URL_NAME'] = {name!r} cannot be reversed without arguments: "
+            "the widgets leave their 'Add all to cart' form out.",
+            hint="Name a view that takes one POST with every ticked product (field "
+                 "CART_FIELDS['product'], repeated). On django-oscar use "
+                 "'shop_recs_oscar:basket-add-all', not 'basket:add' (one product by pk).",
+            obj="SHOP_RECS", id="shop_recs.W010",
+        )]
+    try:
+        match = resolve(url)
+    except Resolver404:  # reversed but not resolvable: a urlconf quirk, leave it be
+        return []
+    view_class = getattr(match.func, "view_class", None)
+    if view_class is not None and "post" not in {
+            m for m in view_class.http_method_names if hasattr(view_class, m)}:
+        return [checks.Warning(
+            f"SHOP_RECS['CART_URL_NAME'] = {name!r} ({url}) does not accept POST: the "
+            "widgets' 'Add all to cart' form would fail.",
+            hint="Name the view that adds products to the cart on POST.",
+            obj="SHOP_RECS", id="shop_recs.W010",
         )]
     return []
 

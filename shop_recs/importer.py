@@ -9,8 +9,23 @@ Usage::
 Files are streamed in chunks (``SHOP_RECS["IMPORT_CHUNK_SIZE"]`` lines), each chunk
 written in one transaction. Every line carries a stable key (see
 ``shop_recs.ml.orders``), unique in the database, so importing a file again, or
-re-running after a crash midway, adds nothing twice. Products are created by SKU, and
-their name and price follow the newest line read.
+re-running after a crash midway, adds nothing twice.
+
+Products are matched by code (the adapter's ``sku`` field), ignoring case: the UCI
+files write some codes in two cases (``85123A`` / ``85123a``) for one product, so
+codes are folded to upper case and the folded lines counted (``case_folded``).
+
+What the import may write into the catalogue depends on whose catalogue it is:
+
+* shop_recs' own ``Product`` (no host catalogue): products are created by code and
+  their name and price follow the newest line read (``create_products`` and
+  ``update_products`` default to true).
+* a host's product model (``SHOP_RECS_PRODUCT_MODEL``): the catalogue is the shop's.
+  Lines of products it does not have are skipped and counted
+  (``report.skipped["unknown_product"]``, ``products_skipped``), and names and prices
+  are never changed. ``create_products=True`` creates the missing ones through the
+  adapter's ``new_product(..., hidden=True)`` hook (valid, not shown to shoppers), and
+  ``update_products=True`` overwrites names and prices with the file's newest.
 """
 
 import logging
@@ -22,6 +37,7 @@ from decimal import Decimal
 import numpy as np
 
 from django.db import connections, router, transaction
+from django.db.models.functions import Upper
 
 from shop_recs.conf import recs_settings
 from shop_recs.ingest import pseudonymise
@@ -46,6 +62,8 @@ class ImportResult:
     orders: set = field(default_factory=set)
     products_created: int = 0
     products_updated: int = 0
+    products_skipped: int = 0  # codes not in a host catalogue (their lines are skipped)
+    case_folded: int = 0  # lines whose product code was folded to upper case
     seconds: float = 0.0
 
     @property
@@ -72,14 +90,29 @@ class _Importer:
     instances: the import is dominated by per-object ORM overhead otherwise.
     """
 
-    def __init__(self, result):
+    def __init__(self, result, create_products=None, update_products=None):
         self.result = result
         self.adapter = get_adapter()
         self.model = self.adapter.model
+        own = self.adapter.is_own_model()
+        self.create = own if create_products is None else create_products
+        self.update = own if update_products is None else update_products
+        self.hidden = not own  # products created in a host catalogue are not shown
         self.sku_field = self.adapter.lookup_field()
         self.pk_values = {}  # sku -> primary key as the database stores it
+        self.missing = set()  # codes the host catalogue does not have (not created)
         self.newest = {}  # sku -> (timestamp, name, price, category) of the newest line
         self.visitors = {}
+
+    def by_code(self, codes):
+        """Products whose code is among ``codes`` (upper case), ignoring the stored case;
+        yields ``(code, product)``."""
+        if self.sku_field == "pk":
+            return ((str(p.pk), p) for p in self.model._default_manager.filter(pk__in=codes))
+        queryset = (self.model._default_manager
+                    .annotate(shop_recs_code=Upper(self.sku_field))
+                    .filter(shop_recs_code__in=codes).order_by("pk"))
+        return ((p.shop_recs_code, p) for p in queryset)
 
     def _field(self, model, name):
         try:
@@ -96,6 +129,10 @@ class _Importer:
         chunk = chunk.copy()
         for name in ("order_id", "product_id", "customer_id", "product_name", "category"):
             chunk[name] = chunk[name].str.replace("\x00", "", regex=False)  # PostgreSQL refuses NUL
+        if self.sku_field != "pk":  # one product per code whatever its case (85123a = 85123A)
+            folded = chunk["product_id"].str.upper()
+            self.result.case_folded += int((folded != chunk["product_id"]).sum())
+            chunk["product_id"] = folded
         limits = []
         for model, name in ((Interaction, "unit_price"),
                             (self.model, self.adapter.writable("price"))):
@@ -139,23 +176,32 @@ class _Importer:
                 self.newest[sku] = (ts, name or (known[1] if known else ""), price, category)
 
     def ensure_products(self, skus):
-        """Create the products among ``skus`` that do not exist yet."""
+        """Find the products among ``skus``; create the missing ones when allowed."""
         connection = connections[router.db_for_write(self.model)]
         pk_field = self.model._meta.pk
-        unknown = [sku for sku in set(skus) if sku not in self.pk_values]
+        unknown = [sku for sku in set(skus)
+                   if sku not in self.pk_values and sku not in self.missing]
         found = {}
         for batch in _batches(unknown):
-            found.update(self.model.objects.filter(
-                **{f"{self.sku_field}__in": batch}).values_list(self.sku_field, "pk"))
+            found.update((code, p.pk) for code, p in self.by_code(batch))
         to_create = []
         for sku in unknown:
-            if sku not in found:
+            if sku in found:
+                continue
+            product = None
+            if self.create:
                 _, name, price, category = self.newest[sku]
-                to_create.append(self.adapter.new_product(sku, name or sku, _money(price),
-                                                          category))
-        self.model.objects.bulk_create(to_create, batch_size=500)
-        found.update((str(getattr(p, self.sku_field)), p.pk) for p in to_create)
+                product = self.adapter.new_product(sku, name or sku, _money(price), category,
+                                                   hidden=self.hidden)
+            if product is None:
+                self.missing.add(sku)
+            else:
+                to_create.append((sku, product))
+        if to_create:
+            self.adapter.save_new_products([p for _, p in to_create])
+            found.update((sku, p.pk) for sku, p in to_create)
         self.result.products_created += len(to_create)
+        self.result.products_skipped = len(self.missing)
         for sku, pk in found.items():
             self.pk_values[str(sku)] = pk_field.get_db_prep_value(pk, connection)
 
@@ -163,12 +209,12 @@ class _Importer:
         """Give every product seen the name and price of its newest line."""
         name_field, price_field = self.adapter.writable("name"), self.adapter.writable("price")
         fields = [f for f in (name_field, price_field) if f]
-        if not fields:
+        if not fields or not self.update:
             return
         for batch in _batches(self.newest):
             changed = []
-            for product in self.model.objects.filter(**{f"{self.sku_field}__in": batch}):
-                _, name, price, _ = self.newest[str(getattr(product, self.sku_field))]
+            for code, product in self.by_code(batch):
+                _, name, price, _ = self.newest[code]
                 price = _money(price)
                 dirty = False
                 if name_field and name and getattr(product, name_field) != name:
@@ -201,6 +247,13 @@ class _Importer:
         if chunk.empty:
             return
         self.ensure_products(chunk["product_id"].unique())
+        unknown = chunk["product_id"].isin(self.missing)
+        if unknown.any():
+            self.result.report.skip("unknown_product", int(unknown.sum()))
+            self.result.report.kept -= int(unknown.sum())
+            chunk = chunk[~unknown]
+            if chunk.empty:
+                return
         connection = connections[router.db_for_write(Interaction)]
         adapt = connection.ops.adapt_datetimefield_value
         rows = [
@@ -232,15 +285,19 @@ def _insert_sql(connection):
 
 
 def import_orders(paths, fmt="generic", chunk_size=None,
-                  progress: Callable[[ImportResult], None] | None = None) -> ImportResult:
+                  progress: Callable[[ImportResult], None] | None = None, *,
+                  create_products: bool | None = None,
+                  update_products: bool | None = None) -> ImportResult:
     """Import order lines from ``paths`` (plain or gzip CSV) and return the counts.
 
-    Raises ``shop_recs.ml.orders.OrderFileError`` before writing anything when a file
-    cannot be read or lacks required columns.
+    ``create_products`` / ``update_products``: see the module docstring (None: true for
+    shop_recs' own Product, false for a host's catalogue). Raises
+    ``shop_recs.ml.orders.OrderFileError`` before writing anything when a file cannot be
+    read or lacks required columns.
     """
     paths = list(paths)
     result = ImportResult()
-    importer = _Importer(result)
+    importer = _Importer(result, create_products, update_products)
     started = time.monotonic()
     chunk_size = chunk_size or recs_settings.IMPORT_CHUNK_SIZE
     chunks = iter_clean_chunks(paths, fmt, chunk_size, result.report,

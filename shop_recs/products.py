@@ -8,9 +8,14 @@ is read here. Shops with other field names set ``SHOP_RECS["PRODUCT_FIELDS"]``::
     SHOP_RECS = {"PRODUCT_FIELDS": {"sku": "code", "name": "title", "in_stock": None}}
 
 A field mapped to ``None`` does not exist on the model and its default is used
-(``in_stock`` and ``is_active`` default to true). Lookups may follow relations
-(``"category": "category__name"``). For anything more, subclass
-:class:`ProductAdapter` and point ``SHOP_RECS["PRODUCT_ADAPTER"]`` at it.
+(``in_stock`` and ``is_active`` default to true). Lookups may follow single-valued
+relations (``"category": "category__name"`` through a ForeignKey), never many-valued
+ones (a ManyToMany or a reverse ForeignKey such as ``stockrecords__price``): the
+queries that read them join with ``select_related``, which cannot follow those.
+``manage.py check`` resolves every path as the queries will (``shop_recs.E004``/``E006``).
+For anything more (stock kept in another table, prices from a pricing service),
+subclass :class:`ProductAdapter` and point ``SHOP_RECS["PRODUCT_ADAPTER"]`` at it;
+``shop_recs.contrib.oscar.adapter.OscarProductAdapter`` is a worked example.
 """
 
 import functools
@@ -18,11 +23,12 @@ from decimal import Decimal
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db import models
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
-from shop_recs.conf import product_model_label, recs_settings
+from shop_recs.conf import DEFAULT_PRODUCT_MODEL, product_model_label, recs_settings
 
 
 class ProductAdapter:
@@ -60,21 +66,57 @@ class ProductAdapter:
             )
         self.fields = {**self.fields, **(overrides or {})}
 
+    # Value types each key needs, for the checks (a key absent here takes any value).
+    value_types = {
+        "price": (models.DecimalField, models.FloatField, models.IntegerField),
+        "in_stock": (models.BooleanField,),
+        "is_active": (models.BooleanField,),
+    }
+
     def field_errors(self):
         """Names in the field map that the product model does not have."""
-        errors = []
+        return [f"{key} -> {path}" for key, path, problem in self.field_problems()
+                if problem == "missing"]
+
+    def field_problems(self):
+        """``(key, path, problem)`` for each mapped path the queries cannot use.
+
+        ``problem`` is ``"missing"`` (no such field), ``"many"`` (the path crosses a
+        many-valued relation, which ``select_related`` and a per-product value cannot
+        follow), ``"relation"`` (the path ends on a relation, not a value), ``"type"``
+        (the field cannot hold what the key needs, e.g. a text field for ``in_stock``)
+        or ``"nested"`` (``sku`` must be a field of the product model itself).
+        """
+        problems = []
         for key, path in self.fields.items():
             if path is None:
                 continue
-            model = self.model
-            for part in path.split("__"):
-                try:
-                    field = model._meta.get_field(part)
-                except FieldDoesNotExist:
-                    errors.append(f"{key} -> {path}")
-                    break
-                model = field.related_model or model
-        return errors
+            problem = self._path_problem(key, path)
+            if problem:
+                problems.append((key, path, problem))
+        return problems
+
+    def _path_problem(self, key, path):
+        model, field = self.model, None
+        parts = path.split("__")
+        if key == "sku" and len(parts) > 1:
+            return "nested"
+        for position, part in enumerate(parts):
+            try:
+                field = model._meta.get_field(part)
+            except FieldDoesNotExist:
+                return "missing"
+            last = position == len(parts) - 1
+            if field.is_relation:
+                if field.many_to_many or field.one_to_many:
+                    return "many"
+                if last:
+                    return "relation"
+                model = field.related_model
+        expected = self.value_types.get(key)
+        if expected and not isinstance(field, expected):
+            return "type"
+        return None
 
     def get(self, product, key):
         path = self.fields[key]
@@ -133,13 +175,32 @@ class ProductAdapter:
         """The field that holds the shop's product code (the primary key when unmapped)."""
         return self.fields["sku"] or "pk"
 
-    def new_product(self, sku, name, price, category=""):
-        """An unsaved product for the order import; override when the model needs more."""
+    def new_product(self, sku, name, price, category="", *, hidden=False):
+        """An unsaved product for the order import (only with ``create_products``).
+
+        ``hidden`` products are not offered to shoppers (``is_active`` and ``in_stock``
+        false where the model has such fields): the import creates them only so that the history of
+        products the shop no longer sells can train the model. Override this for a
+        host model that needs more to be valid (a slug, a product class, a stock record);
+        return None to skip a product.
+        """
         values = {"sku": sku, "name": name, "price": price, "category": category,
                   "currency": recs_settings.DEFAULT_CURRENCY}
+        if hidden:  # a product the shop does not sell: neither active nor in stock
+            values["is_active"] = values["in_stock"] = False
         kwargs = {self.fields[k]: v for k, v in values.items()
                   if self.fields.get(k) and "__" not in self.fields[k]}
         return self.model(**kwargs)
+
+    def save_new_products(self, products):
+        """Store the products made by :meth:`new_product` (one bulk insert by default);
+        override when creating a product needs more rows (Oscar's stock records)."""
+        self.model._default_manager.bulk_create(products, batch_size=500)
+        return products
+
+    def is_own_model(self):
+        """Whether the products are shop_recs' own ``Product`` (no host catalogue)."""
+        return self.model._meta.label == DEFAULT_PRODUCT_MODEL
 
     def writable(self, key):
         """Model field name to update for ``key`` during import, or None."""

@@ -1,9 +1,11 @@
 """System checks: each id fires with a hint, and a correct configuration is silent."""
 
+from django.contrib.auth.models import User
 from django.core import checks
 from django.test import override_settings
 
-from shop_recs.checks import check_product_model, check_settings, check_torch
+from shop_recs.checks import check_cart_url, check_product_model, check_settings, check_torch
+from shop_recs.products import ProductAdapter
 
 
 def ids(messages):
@@ -72,3 +74,60 @@ def test_missing_artifact_folder_is_e005():
     assert error.id == "shop_recs.E005" and "ARTIFACT_DIR" in error.hint
     with override_settings(SHOP_RECS={"ARTIFACT_DIR": "/tmp/x"}, MEDIA_ROOT=""):
         assert check_artifact_dir() == []
+
+
+class UserAdapter(ProductAdapter):
+    """An adapter over a model with many-valued relations (auth.User: groups)."""
+
+    def __init__(self, model=None, overrides=None):
+        super().__init__(model=User, overrides=overrides)
+
+
+USER_FIELDS = {"sku": "username", "name": "username", "price": None, "currency": None,
+               "description": None, "image_url": None, "category": None, "in_stock": None,
+               "is_active": "is_active"}
+
+
+def test_paths_the_queries_cannot_use_are_e006():
+    """The README's issue: ``categories__name`` / ``stockrecords__price`` pass a name check
+    and then fail every query (select_related cannot follow many-valued relations)."""
+    cases = {
+        "category": ("groups__name", "many-valued"),  # ManyToMany
+        "price": ("logentry__object_id", "many-valued"),  # reverse ForeignKey
+        "description": ("groups", "many-valued"),
+        "in_stock": ("username", "wrong type"),
+        "is_active": ("last_login", "wrong type"),
+        "sku": ("groups__name", "model itself"),
+    }
+    for key, (path, words) in cases.items():
+        fields = {**USER_FIELDS, key: path}
+        with override_settings(SHOP_RECS={"PRODUCT_ADAPTER": "tests.test_checks.UserAdapter",
+                                          "PRODUCT_FIELDS": fields}):
+            (error,) = check_product_model()
+        assert error.id == "shop_recs.E006", (key, error)
+        assert repr(path) in error.msg and words in error.msg, error.msg
+        assert "PRODUCT_ADAPTER" in error.hint
+    with override_settings(SHOP_RECS={"PRODUCT_ADAPTER": "tests.test_checks.UserAdapter",
+                                      "PRODUCT_FIELDS": USER_FIELDS}):
+        assert check_product_model() == []
+
+
+def test_a_nested_product_code_is_e006():
+    adapter = UserAdapter(overrides={**USER_FIELDS, "sku": "user_permissions__codename"})
+    assert ("sku", "user_permissions__codename", "nested") in adapter.field_problems()
+
+
+def test_a_cart_url_the_form_cannot_post_to_is_w010():
+    with override_settings(SHOP_RECS={"CART_URL_NAME": "shop_demo:product"}):
+        (warning,) = check_cart_url()  # needs a pk: like Oscar's basket:add
+    assert warning.id == "shop_recs.W010" and warning.level == checks.WARNING
+    assert "without arguments" in warning.msg and "shop_recs_oscar:basket-add-all" in warning.hint
+    with override_settings(SHOP_RECS={"CART_URL_NAME": "no-such-name"}):
+        assert [w.id for w in check_cart_url()] == ["shop_recs.W010"]
+    with override_settings(SHOP_RECS={"CART_URL_NAME": "shop_recs:api-runs"}):
+        (warning,) = check_cart_url()  # a GET-only view
+    assert warning.id == "shop_recs.W010" and "does not accept POST" in warning.msg
+    with override_settings(SHOP_RECS={"CART_URL_NAME": "shop_demo:cart_add"}):
+        assert check_cart_url() == []
+    with override_settings(SHOP_RECS={}):
+        assert check_cart_url() == []

@@ -123,3 +123,52 @@ def test_extra_non_product_codes_from_settings_are_dropped(write_csv, settings):
     assert "non_product_code" in output
     assert not Product.objects.filter(sku="SKU-C").exists()
     assert Interaction.objects.count() == 3
+
+
+def test_codes_differing_only_in_case_are_one_product(write_csv):
+    """The UCI file writes 85123A and 85123a for one product (issue #16)."""
+    output = run(write_csv([
+        "order_id,product_id,timestamp,quantity,unit_price,product_name",
+        "o1,85123A,2024-03-01T10:00:00Z,1,2.55,WHITE HANGING HEART T-LIGHT HOLDER",
+        "o2,85123a,2024-03-02T10:00:00Z,2,2.55,WHITE HANGING HEART T-LIGHT HOLDER",
+        "o2,22423,2024-03-02T10:00:00Z,1,12.75,REGENCY CAKESTAND 3 TIER",
+    ]))
+    assert list(Product.objects.filter(sku__iexact="85123a").values_list("sku", flat=True)) \
+        == ["85123A"]
+    assert Interaction.objects.filter(product__sku="85123A").count() == 2
+    assert "1 lines wrote their product code in lower case" in output
+
+
+def test_own_catalogue_can_be_left_untouched(write_csv):
+    Product.objects.create(sku="SKU-A", name="Our teapot", price=Decimal("9.00"))
+    output = run(write_csv(GENERIC), "--no-create-products", "--no-update-products")
+    teapot = Product.objects.get(sku="SKU-A")
+    assert teapot.name == "Our teapot" and teapot.price == Decimal("9.00")
+    assert list(Product.objects.values_list("sku", flat=True)) == ["SKU-A"]
+    assert Interaction.objects.purchases().count() == 2
+    assert "2 product codes are not in the catalogue; their 2 lines were skipped" in output
+    assert "unknown_product" in output
+
+
+def test_the_readme_import_commands_run(write_csv):
+    """README.md's ``import`` snippet, each command with files of the format it names."""
+    import shlex
+
+    from tests.readme_snippets import snippet
+
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    files = {
+        "orders.csv.gz": write_csv(GENERIC, "orders.csv.gz"),
+        "2010.csv.gz": write_csv([header, "536365,85123A,WHITE HANGING HEART,6,"
+                                  "2010-12-01 08:26:00,2.55,17850,UK"], "2010.csv.gz"),
+        "2011.csv.gz": write_csv([header, "581587,22138,BAKING SET,3,2011-12-09 12:50:00,"
+                                  "4.95,12680,France"], "2011.csv.gz"),
+    }
+    commands = [shlex.split(line.split("#")[0]) for line in snippet("import").splitlines()
+                if line.strip()]
+    assert len(commands) == 3
+    for command in commands:
+        assert command[:3] == ["python", "manage.py", "shop_recs_import_orders"]
+        output = run(*(files.get(arg, arg) for arg in command[3:]))
+        assert "Import finished." in output
+    assert set(Product.objects.values_list("sku", flat=True)) >= {"85123A", "22138", "SKU-A"}

@@ -9,8 +9,10 @@ Names (namespace ``shop_recs``): ``api-fbt``, ``api-bundles``, ``api-cart-comple
 from django.urls import path, re_path, register_converter
 
 from shop_recs import review
-from shop_recs.api import privacy, staff, views
+from shop_recs.api.schema import spectacular_decorators
 
+with spectacular_decorators():  # the schema works whatever the host's DEFAULT_SCHEMA_CLASS
+    from shop_recs.api import privacy, staff, views
 
 
 class IdConverter:

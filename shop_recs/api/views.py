@@ -25,6 +25,7 @@ from shop_recs.api import serializers as api
 from shop_recs.api.pagination import StaffPagination
 from shop_recs.api.parsers import LimitedJSONParser
 from shop_recs.api.permissions import IsReviewer, can_record_trusted_events
+from shop_recs.api.schema import SchemaGenerator
 from shop_recs.api.throttling import EventsThrottle, ReadThrottle, StaffThrottle
 from shop_recs.attribution import make_token, read_token
 from shop_recs.conf import recs_settings
@@ -264,6 +265,7 @@ class SchemaView(SpectacularAPIView):
     permission_classes = [AllowAny]
     throttle_classes = [ReadThrottle]
     urlconf = "shop_recs.urls"
+    generator_class = SchemaGenerator  # works without the host's DEFAULT_SCHEMA_CLASS
     custom_settings = {
         "TITLE": "shop_recs API",
         "DESCRIPTION": "Frequently bought together, bundles, events and staff review.",

@@ -1,4 +1,12 @@
-"""``manage.py shop_recs_import_orders PATH [PATH ...] [--format online_retail|generic]``."""
+"""``manage.py shop_recs_import_orders PATH [PATH ...] [--format online_retail|generic]``.
+
+Into a host's catalogue (``SHOP_RECS_PRODUCT_MODEL``) the import adds no product and
+renames none unless asked: ``--create-products`` creates the products the shop does not
+have as hidden products, ``--update-products`` gives products the file's newest name
+and price. With shop_recs' own Product both are on by default (``--no-...`` turns them off).
+"""
+
+import argparse
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -21,8 +29,17 @@ class Command(BaseCommand):
                                  "(order_id, product_id, timestamp, ...). Default: generic.")
         parser.add_argument("--chunk-size", type=int, default=None,
                             help="lines per transaction (default: SHOP_RECS['IMPORT_CHUNK_SIZE'])")
+        parser.add_argument("--create-products", action=argparse.BooleanOptionalAction,
+                            default=None,
+                            help="create products the catalogue does not have (hidden in a "
+                                 "host catalogue). Default: only for shop_recs' own Product.")
+        parser.add_argument("--update-products", action=argparse.BooleanOptionalAction,
+                            default=None,
+                            help="overwrite product names and prices with the file's newest. "
+                                 "Default: only for shop_recs' own Product.")
 
-    def handle(self, *args, paths, fmt, chunk_size, verbosity, **options):
+    def handle(self, *args, paths, fmt, chunk_size, verbosity, create_products=None,
+               update_products=None, **options):
         if chunk_size is not None and chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1")
 
@@ -33,7 +50,9 @@ class Command(BaseCommand):
                     f"({result.rate:,.0f} lines/s)", ending="\r")
 
         try:
-            result = import_orders(paths, fmt, chunk_size, progress=progress)
+            result = import_orders(paths, fmt, chunk_size, progress=progress,
+                                   create_products=create_products,
+                                   update_products=update_products)
         except OrderFileError as exc:
             raise CommandError(str(exc)) from exc
         report = result.report
@@ -44,6 +63,13 @@ class Command(BaseCommand):
               f"{result.already_imported:,} already imported.")
         write(f"Products: {result.products_created:,} created, "
               f"{result.products_updated:,} updated.")
+        if result.products_skipped:
+            write(f"{result.products_skipped:,} product codes are not in the catalogue; their "
+                  f"{report.skipped['unknown_product']:,} lines were skipped "
+                  "(--create-products adds them as hidden products).")
+        if result.case_folded:
+            write(f"{result.case_folded:,} lines wrote their product code in lower case; "
+                  "they count as the upper-case product (85123a = 85123A).")
         skipped = sum(report.skipped.values())
         write(f"Skipped {skipped:,} lines" + (":" if skipped else "."))
         for reason, count in report.skipped.most_common():

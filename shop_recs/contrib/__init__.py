@@ -1,0 +1,1 @@
+"""Integrations of shop_recs with shop frameworks (optional apps; core never imports them)."""

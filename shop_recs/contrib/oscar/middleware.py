@@ -1,0 +1,21 @@
+"""``StrategyMiddleware``: price the widgets with the request's Oscar strategy.
+
+Add ``"shop_recs.contrib.oscar.middleware.StrategyMiddleware"`` to MIDDLEWARE *after*
+``"oscar.apps.basket.middleware.BasketMiddleware"`` when your strategy depends on the
+request (the visitor's country, a trade customer's prices). Without it the adapter uses
+``Selector().strategy()``, Oscar's default for everyone.
+"""
+
+from shop_recs.contrib.oscar.adapter import current_strategy
+
+
+class StrategyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        token = current_strategy.set(getattr(request, "strategy", None))
+        try:
+            return self.get_response(request)
+        finally:
+            current_strategy.reset(token)
