@@ -241,3 +241,20 @@ def test_an_erasure_recomputes_the_lists_without_the_erased_orders(
     with django_capture_on_commit_callbacks(execute=True):
         privacy.erase_user(user=alice)
     assert [(pk, m) for pk, m, _ in stored(p[0])] == [(p[2].pk, "cooccurrence")]
+
+
+def test_an_import_stores_the_lists_for_product_pages_before_any_run(write_csv, capsys):
+    path = write_csv(["order_id,product_id,timestamp,product_name,unit_price",
+                      *[f"o{i},A,2024-01-0{i % 9 + 1}T10:00,Anchor,2.5" for i in range(5)],
+                      *[f"o{i},B,2024-01-0{i % 9 + 1}T10:00,Partner,1.5" for i in range(4)],
+                      "o9,C,2024-01-09T10:00,Alone,3"])
+    call_command("shop_recs_import_orders", str(path))
+    assert "Fallback lists:" in capsys.readouterr().out
+    anchor = Product.objects.get(sku="A")
+    result = ranking.frequently_bought_together(anchor, limit=3)
+    assert [(i.product.sku, i.source, i.method) for i in result.items][0] == (
+        "B", "fallback", "cooccurrence")
+    FallbackRecommendation.objects.all().delete()
+    Interaction.objects.all().delete()
+    call_command("shop_recs_import_orders", str(path), "--no-fallbacks")
+    assert Interaction.objects.exists() and not FallbackRecommendation.objects.exists()

@@ -4,12 +4,17 @@ Into a host's catalogue (``SHOP_RECS_PRODUCT_MODEL``) the import adds no product
 renames none unless asked: ``--create-products`` creates the products the shop does not
 have as hidden products, ``--update-products`` gives products the file's newest name
 and price. With shop_recs' own Product both are on by default (``--no-...`` turns them off).
+
+After an import that added purchases, the stored fallback lists are recomputed
+(``shop_recs.fallbacks``), so product pages show what was bought together before the first
+training run; ``--no-fallbacks`` skips that.
 """
 
 import argparse
 
 from django.core.management.base import BaseCommand, CommandError
 
+from shop_recs import fallbacks
 from shop_recs.importer import import_orders
 from shop_recs.ml.orders import FORMATS, OrderFileError
 
@@ -37,9 +42,13 @@ class Command(BaseCommand):
                             default=None,
                             help="overwrite product names and prices with the file's newest. "
                                  "Default: only for shop_recs' own Product.")
+        parser.add_argument("--fallbacks", action=argparse.BooleanOptionalAction, default=True,
+                            dest="refresh_fallbacks",
+                            help="recompute the stored fallback lists after the import "
+                                 "(default: on)")
 
     def handle(self, *args, paths, fmt, chunk_size, verbosity, create_products=None,
-               update_products=None, **options):
+               update_products=None, refresh_fallbacks=True, **options):
         if chunk_size is not None and chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1")
 
@@ -78,4 +87,9 @@ class Command(BaseCommand):
             write(f"Bad lines (first {min(BAD_LINES_SHOWN, len(report.bad_lines))}):")
             for path, line_no, reason in report.bad_lines[:BAD_LINES_SHOWN]:
                 write(f"  {path}:{line_no}: {reason}")
+        if refresh_fallbacks and result.imported:
+            summary = fallbacks.refresh()
+            write(f"Fallback lists: {summary['rows']:,} rows for {summary['products']:,} "
+                  f"products ({summary['cooccurrence']:,} bought together) in "
+                  f"{summary['seconds']} s.")
         self.stdout.write(self.style.SUCCESS("Import finished."))
