@@ -182,8 +182,6 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
                           owned=bool(getattr(product, "shop_recs_owned", False))))
     if history:
         items = _personalise(items)
-    elif visitor and products:  # the fetch looked their purchases up: there are none
-        remember_no_history(no_history_keys(visitor.user_id, visitor.visitor_id))
     items = items[:limit]
     if versions is not None and not history:
         versions = track_answer(stamp, versions,
@@ -196,16 +194,24 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
 
 
 def _personal(visitor):
-    """``visitor`` when personalisation may apply; an anonymous one when it is off or the
-    visitor is known to have no purchases (one cache read), so the fetch stays plain."""
+    """``visitor`` when personalisation applies; an anonymous one when it is off or the
+    visitor has no purchases, so that the fetch stays the plain query.
+
+    A visitor known to have none costs one cache read; otherwise ``has_history`` asks (one
+    indexed query, remembered when the answer is no).
+    """
     if not visitor or not recs_settings.PERSONALISE:
         return Visitor()
     keys = no_history_keys(visitor.user_id, visitor.visitor_id)
     try:
-        known = _cache().get_many(keys)
-    except Exception:  # noqa: BLE001 (cache down: personalise, which is always right)
+        if len(_cache().get_many(keys)) == len(keys):
+            return Visitor()
+    except Exception:  # noqa: BLE001 (cache down: ask the database)
+        logger.warning("shop_recs cache unavailable", exc_info=True)
+    if has_history(visitor):
         return visitor
-    return Visitor() if len(known) == len(keys) else visitor
+    remember_no_history(keys)
+    return Visitor()
 
 
 def _personalise(items):
