@@ -101,6 +101,9 @@ class Interaction(models.Model):
             models.Index(fields=["order_id", "kind"], name="shop_recs_order_kind"),
             models.Index(fields=["product", "kind"], name="shop_recs_product_kind"),
             models.Index(fields=["visitor_id", "timestamp"], name="shop_recs_visitor_ts"),
+            # Admin changelist: newest first, and the widget filter (see admin/paging.py).
+            models.Index(fields=["timestamp", "id"], name="shop_recs_ts_id"),
+            models.Index(fields=["widget", "timestamp"], name="shop_recs_widget_ts"),
         ]
 
     def __str__(self):
@@ -242,6 +245,13 @@ class Bundle(models.Model):
         verbose_name = _("bundle")
         verbose_name_plural = _("bundles")
         permissions = [("review_bundle", _("Can approve, reject and retire bundles"))]
+        indexes = [
+            # Admin: the changelist's default order (best score first), also per status,
+            # and the anchors with proposals (review queue).
+            models.Index(fields=["score", "id"], name="shop_recs_bundle_score"),
+            models.Index(fields=["status", "score", "id"], name="shop_recs_bundle_st_score"),
+            models.Index(fields=["status", "anchor"], name="shop_recs_bundle_st_anchor"),
+        ]
 
     def __str__(self):
         return f"Bundle {self.pk} around {self.anchor_id} ({self.get_status_display()})"

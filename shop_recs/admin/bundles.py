@@ -18,6 +18,7 @@ from django.utils.translation import ngettext
 from shop_recs import review
 from shop_recs.admin.anchor_review import AnchorReviewView
 from shop_recs.admin.display import BundleCard, bundle_queryset
+from shop_recs.admin.paging import BoundedCountPaginator
 from shop_recs.conf import recs_settings
 from shop_recs.models import Bundle, BundleItem
 from shop_recs.products import get_adapter, get_product_model
@@ -141,17 +142,21 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
     form = BundleForm
     inlines = [BundleItemInline]
     list_display = ("bundle_products", "totals", "evidence_orders_display", "evidence_lift_display",
-                    "score", "run_link", "source", "status")
+                    "score_display", "provenance", "status_display")
     list_filter = ("status", "source", "run", CategoryFilter)
+    # Best first, as the marked "score" header says; the (score, id) index serves it.
+    ordering = ("-score", "-pk")
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
     product_fields = ("anchor",)
     actions = ["approve", "reject", "retire"]
     list_per_page = 25
-    readonly_fields = ("status", "source", "run_link", "score", "evidence_display", "signature",
-                       "created_at", "reviewed_at", "reviewed_by")
+    readonly_fields = ("status", "source", "run_link", "score_display", "evidence_display",
+                       "signature", "created_at", "reviewed_at", "reviewed_by")
     fieldsets = (
         (None, {"fields": ("anchor", "discount_percent")}),
         (_("Review"), {"fields": ("status", "source", "reviewed_at", "reviewed_by")}),
-        (_("Provenance"), {"fields": ("run_link", "score", "evidence_display", "signature",
+        (_("Provenance"), {"fields": ("run_link", "score_display", "evidence_display", "signature",
                                       "created_at")}),
     )
 
@@ -221,12 +226,29 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
     def evidence_lift_display(self, obj):
         return "—" if obj.evidence_lift is None else f"{obj.evidence_lift:.1f}×"
 
+    @admin.display(description=_("score"), ordering="score")
+    def score_display(self, obj):
+        return "—" if obj.score is None else f"{obj.score:.2f}"
+
     @admin.display(description=_("run"), ordering="run")
     def run_link(self, obj):
         if obj.run_id is None:
             return "—"
         url = reverse("admin:shop_recs_trainingrun_change", args=[obj.run_id])
         return format_html('<a href="{}">{}</a>', url, obj.run_id)
+
+    @admin.display(description=_("proposed by"), ordering="run")
+    def provenance(self, obj):
+        if obj.run_id is None:
+            return obj.get_source_display()
+        url = reverse("admin:shop_recs_trainingrun_change", args=[obj.run_id])
+        return format_html('<a href="{}">{}</a><br><span class="shop-recs-quiet">{}</span>', url,
+                           _("run %(pk)s") % {"pk": obj.run_id}, obj.get_source_display())
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_display(self, obj):
+        return format_html('<span class="shop-recs-status shop-recs-status--{}">{}</span>',
+                           obj.status, obj.get_status_display())
 
     @admin.display(description=_("evidence"))
     def evidence_display(self, obj):

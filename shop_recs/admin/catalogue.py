@@ -1,14 +1,25 @@
 """Admin of the default catalogue and of the recorded interactions.
 
 Interactions are an append-only record: the admin shows them read-only, so staff can
-inspect what was collected without editing training data by hand.
+inspect what was collected without editing training data by hand. The table grows to
+millions of rows, so its changelist never counts it whole (``BoundedCountPaginator``),
+lists widget names by walking an index, searches order ids by exact match (an index
+lookup, not a ``LIKE '%…%'`` scan), and filters dates by range instead of a
+``date_hierarchy`` (which truncates every row's timestamp to list the years).
 """
 
 from django.contrib import admin
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from shop_recs.admin.paging import BoundedCountPaginator, DistinctValuesFilter
 from shop_recs.models import Interaction, Product
+
+
+class WidgetFilter(DistinctValuesFilter):
+    title = _("widget")
+    parameter_name = "widget"
+    field_name = "widget"
 
 
 @admin.register(Product)
@@ -26,10 +37,12 @@ class ProductAdmin(admin.ModelAdmin):
 class InteractionAdmin(admin.ModelAdmin):
     list_display = ("timestamp", "kind", "product", "order_id", "quantity", "unit_price",
                     "source", "widget")
-    list_filter = ("kind", "source", "widget")
-    search_fields = ("order_id",)
+    list_filter = ("kind", "source", WidgetFilter, ("timestamp", admin.DateFieldListFilter))
+    search_fields = ("=order_id",)
+    search_help_text = _("An order id, exactly as recorded.")
     list_select_related = ("product",)
-    date_hierarchy = "timestamp"
+    ordering = ("-timestamp", "-pk")  # the (timestamp, id) index, read backwards
+    paginator = BoundedCountPaginator
     show_full_result_count = False  # counting a million rows on every page is slow
     list_per_page = 50
     fieldsets = (

@@ -5,6 +5,7 @@ expects ``bundle.items`` to be prefetched with their products (see
 :func:`bundle_queryset`), so a page of cards costs a fixed number of queries.
 """
 
+import zlib
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import FloatField, IntegerField, Prefetch
@@ -12,11 +13,13 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils.html import format_html, format_html_join
 
+from shop_recs.formats import money
 from shop_recs.models import Bundle, BundleItem
 from shop_recs.products import get_adapter
 from shop_recs.review import explanation
 
 CENT = Decimal("0.01")
+PLACEHOLDER_TONES = 6
 PRODUCT_KEYS = ("name", "price", "currency", "image_url", "category", "in_stock", "is_active")
 
 
@@ -43,10 +46,11 @@ def bundle_queryset(queryset=None):
     )
 
 
-def money(amount, currency):
-    if amount is None:
-        return "—"
-    return f"{currency} {amount:,.2f}" if currency else f"{amount:,.2f}"
+def initials(name):
+    """Two initials for a placeholder tile: "WHITE HANGING HEART T-LIGHT" -> "WH"."""
+    words = [word for word in str(name).split() if word[:1].isalnum()]
+    telling = [word for word in words if len(word) > 2 and not word.isdigit()] or words
+    return "".join(word[0] for word in telling[:2]).upper() or "?"
 
 
 class ProductView:
@@ -70,9 +74,14 @@ class ProductView:
         return money(self.price, self.currency)
 
     def thumbnail(self, size=40):
+        """The product's image, or a coloured tile with its initials (as the shop shows it)."""
         if not self.image_url:
-            return format_html('<span class="shop-recs-thumb shop-recs-thumb--none" '
-                               'style="width:{0}px;height:{0}px" aria-hidden="true"></span>', size)
+            # A stable tone per product, so neighbouring tiles differ.
+            tone = zlib.crc32(str(self.pk).encode()) % PLACEHOLDER_TONES
+            return format_html('<span class="shop-recs-thumb shop-recs-thumb--none '
+                               'shop-recs-tone-{}" style="width:{}px;height:{}px" '
+                               'aria-hidden="true">{}</span>', tone, size, size,
+                               initials(self.name))
         return format_html('<img class="shop-recs-thumb" src="{}" alt="" width="{}" height="{}" '
                            'loading="lazy">', self.image_url, size, size)
 

@@ -40,13 +40,13 @@ from django.utils.translation import get_language
 from shop_recs import ranking
 from shop_recs.attribution import make_token
 from shop_recs.conf import recs_settings
+from shop_recs.formats import money
 from shop_recs.products import get_adapter
 
 logger = logging.getLogger(__name__)
 register = template.Library()
 
 FBT_WIDGET, CART_WIDGET = "fbt", "cart"
-CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€", "JPY": "¥"}
 CENT = Decimal("0.01")
 
 
@@ -58,15 +58,6 @@ def _marker(name):
 
 CSRF_MARKER = SimpleLazyObject(lambda: _marker("csrf"))
 ID_MARKER = SimpleLazyObject(lambda: _marker("id"))
-
-
-def money(amount, currency):
-    """``£2.55``, or ``CHF 2.55`` for currencies without a known symbol."""
-    if amount is None:
-        return ""
-    amount = Decimal(amount).quantize(CENT)
-    symbol = CURRENCY_SYMBOLS.get(currency or "")
-    return f"{symbol}{amount:,}" if symbol else f"{currency or ''} {amount:,}".strip()
 
 
 def _reverse(name, *args):

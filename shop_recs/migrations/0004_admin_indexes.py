@@ -1,0 +1,37 @@
+"""Indexes the admin changelists use on large tables (issues 13 and 16).
+
+Interactions: newest first, and the widget filter. Bundles: best score first (also
+within a status), and the anchors that still have proposals (the review queue).
+"""
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("shop_recs", "0002_training_runs_and_bundles"),
+    ]
+
+    operations = [
+        migrations.AddIndex(
+            model_name="bundle",
+            index=models.Index(fields=["score", "id"], name="shop_recs_bundle_score"),
+        ),
+        migrations.AddIndex(
+            model_name="bundle",
+            index=models.Index(fields=["status", "score", "id"], name="shop_recs_bundle_st_score"),
+        ),
+        migrations.AddIndex(
+            model_name="bundle",
+            index=models.Index(fields=["status", "anchor"], name="shop_recs_bundle_st_anchor"),
+        ),
+        migrations.AddIndex(
+            model_name="interaction",
+            index=models.Index(fields=["timestamp", "id"], name="shop_recs_ts_id"),
+        ),
+        migrations.AddIndex(
+            model_name="interaction",
+            index=models.Index(fields=["widget", "timestamp"], name="shop_recs_widget_ts"),
+        ),
+    ]
