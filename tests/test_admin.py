@@ -90,6 +90,39 @@ def test_run_page_reports_metrics_gate_chart_artifact_and_timings(admin_client):
     assert 'name="_save"' not in html  # read-only
 
 
+def test_run_page_labels_metrics_fills_settings_and_names_chart_axes(admin_client):
+    test = {"bundle_model+ease": {"anchor_ndcg10": 0.25, "complete_hr10": 0.4,
+                                  "weights": [1.0, 0.5]},
+            "ease": {"anchor_ndcg10": 0.22, "complete_hr10": 0.35, "params": "lambda=500"},
+            "popularity": {"anchor_ndcg10": 0.05, "complete_hr10": 0.1, "params": ""}}
+    run = finished_run(metrics={**METRICS, "test": test})
+    html = admin_client.get(reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+                            ).content.decode()
+    assert '<th scope="col" title="anchor_ndcg10">Anchor NDCG@10</th>' in html
+    assert ">Basket completion hit rate@10</th>" in html
+    assert ">ANCHOR_NDCG10<" not in html and ">anchor_ndcg10<" not in html
+    # No column of dashes: text settings fill one column; numbers only in metric columns.
+    assert ">params<" not in html and ">weights<" not in html
+    assert "<td>lambda=500</td>" in html and "<td>ease × 1 + bundle_model × 0.5</td>" in html
+    assert html.count(">tuned setting</th>") == 1  # validation rows have no settings
+    assert ">validation NDCG@10</text>" in html and ">training loss</text>" in html
+    assert ">metric</text>" not in html
+
+
+def test_run_page_reads_the_bundle_count_the_run_stored(admin_client,
+                                                        django_assert_max_num_queries):
+    run = finished_run(counts={"orders": 10, "bundles_proposed": 11776})
+    url = reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+    admin_client.get(url)
+    with django_assert_max_num_queries(8):
+        html = admin_client.get(url).content.decode()
+    assert "11776 bundles proposed by this run" in html
+    never = finished_run(counts={}, gate={"chosen": "x", "reason": "failed gate"})
+    html = admin_client.get(reverse("admin:shop_recs_trainingrun_change", args=[never.pk])
+                            ).content.decode()
+    assert "This run has not published bundles." in html
+
+
 def test_running_run_polls_its_progress(admin_client):
     run = TrainingRun.objects.create(status=TrainingRun.Status.RUNNING,
                                      progress={"epoch": 2, "epochs": 8, "percent": 25.0,
@@ -179,7 +212,7 @@ def test_compare_runs_side_by_side(admin_client):
     assert response.status_code == 302
     html = admin_client.get(response.url).content.decode()
     assert f"Run {a.pk}" in html and f"Run {b.pk}" in html
-    assert "Validation · bundle_model · complete_ndcg10" in html
+    assert "Validation · bundle_model · Basket completion NDCG@10" in html
     assert "0.3100" in html and "0.3500" in html and "shop-recs-chart" in html
 
 

@@ -110,7 +110,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 "can_activate": (review.can_review(request.user) and not run.is_active
                                  and run.status == TrainingRun.Status.SUCCEEDED),
                 "fbt_publishing": recs_settings.FBT_PUBLISHING,
-                "bundle_count": run.bundles.count(),
+                # Stored by publish.activate when the run published; never counted here.
+                "bundle_count": run.counts.get("bundles_proposed")
+                if isinstance(run.counts, dict) else None,
                 # "Compare" opens this run beside the one serving now.
                 "compare_with": TrainingRun.objects.filter(is_active=True).exclude(pk=run.pk),
             })
