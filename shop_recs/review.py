@@ -49,7 +49,7 @@ DECISIONS = {
 }
 PERMISSION = "shop_recs.review_bundle"
 # "High impact": the best sellers that together make this share of the revenue.
-HIGH_IMPACT_SHARE = 0.8
+HIGH_IMPACT_SHARE = Decimal("0.8")
 IMPACT_CACHE_KEY = "shop_recs:review:impact:{run}"
 IMPACT_CACHE_S = 6 * 3600
 
