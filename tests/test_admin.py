@@ -229,3 +229,48 @@ def test_serving_a_run_by_hand_needs_review_permission(client, settings):
     new.refresh_from_db()
     assert new.is_active and not old.is_active
     assert LogEntry.objects.get(object_id=str(new.pk)).change_message.startswith("Now serving")
+
+
+# Interactions on large tables: bounded counts, index-walking filter, exact search.
+
+from shop_recs.admin.paging import BoundedCountPaginator  # noqa: E402
+
+
+@pytest.fixture
+def small_cap(monkeypatch):
+    monkeypatch.setattr(BoundedCountPaginator, "cap", 5)
+
+
+def test_interaction_changelist_never_counts_the_whole_table(admin_client, small_cap,
+                                                             django_assert_max_num_queries):
+    products = [Product.objects.create(sku=f"C{i}", name=f"Item {i}") for i in range(4)]
+    for n in range(3):
+        record_order(f"order-{n}", [{"product": p} for p in products])  # 12 purchases
+    url = reverse("admin:shop_recs_interaction_changelist")
+    admin_client.get(url)
+    with django_assert_max_num_queries(9) as queries:
+        response = admin_client.get(url)
+    html = response.content.decode()
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert counts and all("LIMIT 6" in sql for sql in counts)  # cap + 1, never the table
+    assert "more than 5 interactions" in html
+    assert "date_hierarchy" not in html and 'class="xfull"' not in html
+    # Exact order-id search (an index lookup): "order-1" matches, a fragment does not.
+    found = admin_client.get(url, {"q": "order-1"}).context["cl"].result_list
+    assert {i.order_id for i in found} == {"order-1"}
+    assert not admin_client.get(url, {"q": "order"}).context["cl"].result_list
+
+
+def test_interaction_widget_filter_lists_recorded_widgets(admin_client):
+    product = Product.objects.create(sku="W1", name="Widget thing")
+    record_order("o-w", [{"product": product, "widget": "fbt"}])
+    record_order("o-x", [{"product": Product.objects.create(sku="W2", name="Other")}])
+    url = reverse("admin:shop_recs_interaction_changelist")
+    response = admin_client.get(url)
+    [spec] = [s for s in response.context["cl"].filter_specs
+              if getattr(s, "parameter_name", "") == "widget"]
+    assert [value for value, _ in spec.lookup_choices] == ["__empty__", "fbt"]
+    fbt = admin_client.get(url, {"widget": "fbt"}).context["cl"].result_list
+    assert [i.order_id for i in fbt] == ["o-w"]
+    none = admin_client.get(url, {"widget": "__empty__"}).context["cl"].result_list
+    assert [i.order_id for i in none] == ["o-x"]
