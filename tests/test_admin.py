@@ -116,7 +116,7 @@ def test_run_page_reads_the_bundle_count_the_run_stored(admin_client,
     admin_client.get(url)
     with django_assert_max_num_queries(8):
         html = admin_client.get(url).content.decode()
-    assert "11776 bundles proposed by this run" in html
+    assert "11,776 bundles proposed by this run" in html
     never = finished_run(counts={}, gate={"chosen": "x", "reason": "failed gate"})
     html = admin_client.get(reverse("admin:shop_recs_trainingrun_change", args=[never.pk])
                             ).content.decode()

@@ -103,7 +103,7 @@ def test_review_screen_opens_on_the_best_seller_and_counts_high_impact_left(clie
     assert start.url == reverse("admin:shop_recs_bundle_review", args=[heart.anchor_id])
     html = client.get(start.url).content.decode()
     assert "2 high-impact products left" in html and "2 products with proposals" in html
-    assert "Sold £531.00 in 30 order lines" in html and "high impact</span>" in html
+    assert "Sold £531.00 in 30 orders" in html and "high impact</span>" in html
     step = client.post(start.url, {"bundle": heart.pk, "decision": "approve"})
     assert step.url == reverse("admin:shop_recs_bundle_review",
                                args=[shop["RED RETRO BAR STOOL"].pk])

@@ -47,6 +47,14 @@ class CategoryFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RunFilter(admin.RelatedFieldListFilter):
+    """The run that proposed the bundle (titled "training run", not "proposed by run")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = _("training run")
+
+
 class BundleItemFormSet(forms.BaseInlineFormSet):
     def clean(self):
         super().clean()
@@ -143,7 +151,7 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
     inlines = [BundleItemInline]
     list_display = ("bundle_products", "totals", "evidence_orders_display", "evidence_lift_display",
                     "score_display", "provenance", "status_display")
-    list_filter = ("status", "source", "run", CategoryFilter)
+    list_filter = ("status", "source", ("run", RunFilter), CategoryFilter)
     # Best first, as the marked "score" header says; the (score, id) index serves it.
     ordering = ("-score", "-pk")
     paginator = BoundedCountPaginator
@@ -194,9 +202,12 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         pending = Bundle.objects.filter(status=Bundle.Status.PROPOSED).values(
             "anchor_id").distinct().count()
-        return super().changelist_view(request, {"pending_anchors": pending,
-                                                 "can_review": self.has_review_permission(request),
-                                                 **(extra_context or {})})
+        return super().changelist_view(request, {
+            "pending_anchors": pending, "can_review": self.has_review_permission(request),
+            # The list needs the width at 1280 px more than the app menu (« toggles it
+            # elsewhere); the breadcrumbs still lead back.
+            "is_nav_sidebar_enabled": False,
+            **(extra_context or {})})
 
     # Columns.
     def _card(self, obj):
@@ -210,7 +221,7 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
         return format_html('{}<p class="shop-recs-why">{}</p>', card.products_html(),
                            card.explanation)
 
-    @admin.display(description=_("total / discounted"))
+    @admin.display(description=_("total"))
     def totals(self, obj):
         card = self._card(obj)
         if not card.discount:
@@ -237,7 +248,7 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
         url = reverse("admin:shop_recs_trainingrun_change", args=[obj.run_id])
         return format_html('<a href="{}">{}</a>', url, obj.run_id)
 
-    @admin.display(description=_("proposed by"), ordering="run")
+    @admin.display(description=_("source"), ordering="run")
     def provenance(self, obj):
         if obj.run_id is None:
             return obj.get_source_display()

@@ -119,9 +119,10 @@ class BundleCard:
         """Anchor, then "+ item" lines, each with thumbnail, name and price."""
         def line(prefix, product):
             flag = "" if product.available else " (unavailable)"
-            return (prefix, product.thumbnail(), product.name, product.price_display, flag)
+            return (prefix, product.thumbnail(32), product.name, product.price_display, flag)
 
-        rows = [line("", self.anchor)] + [line("+ ", p) for p in self.items]
+        rows = [line("", self.anchor)] + [line("+", p) for p in self.items]
         return format_html('<ul class="shop-recs-bundle">{}</ul>', format_html_join(
-            "", '<li>{}{} <span class="shop-recs-name">{}</span> '
-                '<span class="shop-recs-price">{}</span><strong>{}</strong></li>', rows))
+            "", '<li><span class="shop-recs-plus" aria-hidden="true">{}</span>{}'
+                '<span class="shop-recs-name">{}</span> '
+                '<span class="shop-recs-price">{}<strong>{}</strong></span></li>', rows))
