@@ -101,9 +101,13 @@ class Interaction(models.Model):
             models.Index(fields=["order_id", "kind"], name="shop_recs_order_kind"),
             models.Index(fields=["product", "kind"], name="shop_recs_product_kind"),
             models.Index(fields=["visitor_id", "timestamp"], name="shop_recs_visitor_ts"),
-            # Admin changelist: newest first, and the widget filter (see admin/paging.py).
+            # Admin changelist: newest first, the widget and source filters (admin/paging.py).
             models.Index(fields=["timestamp", "id"], name="shop_recs_ts_id"),
             models.Index(fields=["widget", "timestamp"], name="shop_recs_widget_ts"),
+            models.Index(fields=["source", "timestamp"], name="shop_recs_source_ts"),
+            # Review queue: revenue per product read from the index alone (review.py).
+            models.Index(fields=["kind", "product", "quantity", "unit_price"],
+                         name="shop_recs_purchase_value"),
         ]
 
     def __str__(self):

@@ -164,7 +164,10 @@ class Impact:
 
 @dataclass
 class ReviewQueue:
-    """Products with proposals, most important first (see :func:`review_queue`)."""
+    """Products with proposals, most important first (see :func:`review_queue`).
+
+    ``impact`` maps product keys to ``(revenue in cents, orders, high impact)``.
+    """
 
     anchors: list
     impact: dict
@@ -174,10 +177,13 @@ class ReviewQueue:
 
     @property
     def high_impact_left(self):
-        return sum(1 for pk in self.anchors if self.of(pk).high)
+        return sum(1 for pk in self.anchors if pk in self.impact and self.impact[pk][2])
 
     def of(self, anchor_pk):
-        return self.impact.get(anchor_pk) or Impact()
+        if anchor_pk not in self.impact:
+            return Impact()
+        cents, orders, high = self.impact[anchor_pk]
+        return Impact(Decimal(cents) / 100, orders, high)
 
     def after(self, anchor_pk):
         """The next product in the queue after ``anchor_pk`` (wrapping round), or None."""
@@ -193,26 +199,27 @@ def _compute_impact():
                                 output_field=DecimalField(max_digits=20, decimal_places=3))
     rows = (Interaction.objects.filter(kind=Interaction.Kind.PURCHASE).order_by()
             .values_list("product_id").annotate(revenue=Sum(revenue), orders=Count("pk")))
-    impact = {pk: Impact(revenue or Decimal(0), orders) for pk, revenue, orders in rows}
+    # Plain ints (cents), so that the cached value of thousands of products unpickles fast.
+    sold = {pk: (int(round((revenue or 0) * 100)), orders) for pk, revenue, orders in rows}
     # The best sellers that make HIGH_IMPACT_SHARE of the revenue (of the orders when no
     # prices were recorded) are "high impact".
-    key = (lambda i: i.revenue) if any(i.revenue for i in impact.values()) else (
-        lambda i: i.orders)
-    total, running = sum(key(i) for i in impact.values()), 0
-    for item in sorted(impact.values(), key=key, reverse=True):
+    index = 0 if any(cents for cents, _ in sold.values()) else 1
+    total, running, high = sum(v[index] for v in sold.values()), 0, set()
+    for pk in sorted(sold, key=lambda pk: sold[pk][index], reverse=True):
         if not total or running >= HIGH_IMPACT_SHARE * total:
             break
-        item.high = True
-        running += key(item)
-    return impact
+        high.add(pk)
+        running += sold[pk][index]
+    return {pk: (cents, orders, pk in high) for pk, (cents, orders) in sold.items()}
 
 
 def product_impact():
-    """``{product pk: Impact}`` over the recorded purchases.
+    """``{product pk: (revenue in cents, orders, high impact)}`` over the recorded purchases.
 
-    One aggregate over the purchases, cached per latest training run (new runs bring
-    new proposals) for a few hours: the order of a review queue does not need the last
-    minute's sales, and the review screen must not scan the order history on each click.
+    One aggregate over the purchases (read from the ``shop_recs_purchase_value`` index),
+    cached per latest training run (new runs bring new proposals) for a few hours: the
+    order of a review queue does not need the last minute's sales, and the review screen
+    must not scan the order history on each click.
     """
     latest = TrainingRun.objects.order_by("-pk").values_list("pk", flat=True).first()
     key = IMPACT_CACHE_KEY.format(run=latest)
@@ -243,12 +250,12 @@ def review_queue():
                                          IntegerField())),
                 score=Max("score")))
     impact = product_impact()
-    none = Impact()
+    none = (0, 0, False)
 
     def importance(row):
         pk, orders_with_all, score = row
-        sold = impact.get(pk, none)
-        return (-sold.revenue, -sold.orders, -(orders_with_all or 0),
+        cents, orders, _ = impact.get(pk, none)
+        return (-cents, -orders, -(orders_with_all or 0),
                 -(score if score is not None else float("-inf")), str(pk))
 
     return ReviewQueue([row[0] for row in sorted(best, key=importance)], impact)

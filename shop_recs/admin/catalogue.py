@@ -38,7 +38,7 @@ class InteractionAdmin(admin.ModelAdmin):
     list_display = ("timestamp", "kind", "product", "order_id", "quantity", "unit_price",
                     "source", "widget")
     list_filter = ("kind", "source", WidgetFilter, ("timestamp", admin.DateFieldListFilter))
-    search_fields = ("=order_id",)
+    search_fields = ("order_id__exact",)
     search_help_text = _("An order id, exactly as recorded.")
     list_select_related = ("product",)
     ordering = ("-timestamp", "-pk")  # the (timestamp, id) index, read backwards

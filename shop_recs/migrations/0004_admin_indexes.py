@@ -1,7 +1,8 @@
 """Indexes the admin changelists use on large tables (issues 13 and 16).
 
-Interactions: newest first, and the widget filter. Bundles: best score first (also
-within a status), and the anchors that still have proposals (the review queue).
+Interactions: newest first, the widget and source filters, and revenue per product
+read from an index alone (the review queue). Bundles: best score first (also within a
+status), and the anchors that still have proposals (the review queue).
 """
 
 from django.db import migrations, models
@@ -33,5 +34,14 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="interaction",
             index=models.Index(fields=["widget", "timestamp"], name="shop_recs_widget_ts"),
+        ),
+        migrations.AddIndex(
+            model_name="interaction",
+            index=models.Index(fields=["source", "timestamp"], name="shop_recs_source_ts"),
+        ),
+        migrations.AddIndex(
+            model_name="interaction",
+            index=models.Index(fields=["kind", "product", "quantity", "unit_price"],
+                               name="shop_recs_purchase_value"),
         ),
     ]
