@@ -250,8 +250,8 @@ def main(argv=None):
     for name, value in avoided.items():
         print(f"  {name:<34} {value if isinstance(value, str) else f'{1000 * value:.1f}'}")
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "pages": figures, "avoided_s": avoided}, indent=2, default=str))
+        args.json.write_text(json.dumps({"args": vars(args), "pages": figures,
+                                         "avoided_s": avoided}, indent=2, default=str))
 
 
 if __name__ == "__main__":

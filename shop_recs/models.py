@@ -254,7 +254,7 @@ class Bundle(models.Model):
             # and the anchors with proposals (review queue).
             models.Index(fields=["score", "id"], name="shop_recs_bundle_score"),
             models.Index(fields=["status", "score", "id"], name="shop_recs_bundle_st_score"),
-            models.Index(fields=["status", "anchor"], name="shop_recs_bundle_st_anchor"),
+            models.Index(fields=["status", "anchor", "score"], name="shop_recs_bundle_st_anchor"),
         ]
 
     def __str__(self):

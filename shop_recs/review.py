@@ -52,6 +52,7 @@ PERMISSION = "shop_recs.review_bundle"
 HIGH_IMPACT_SHARE = Decimal("0.8")
 IMPACT_CACHE_KEY = "shop_recs:review:impact:{run}"
 IMPACT_CACHE_S = 6 * 3600
+EVIDENCE_CHUNK = 500  # anchors per query (SQLite allows 999 parameters)
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def _compute_impact():
     rows = (Interaction.objects.filter(kind=Interaction.Kind.PURCHASE).order_by()
             .values_list("product_id").annotate(revenue=Sum(revenue), orders=Count("pk")))
     # Plain ints (cents), so that the cached value of thousands of products unpickles fast.
-    sold = {pk: (int(round((revenue or 0) * 100)), orders) for pk, revenue, orders in rows}
+    sold = {pk: (round((revenue or 0) * 100), orders) for pk, revenue, orders in rows}
     # The best sellers that make HIGH_IMPACT_SHARE of the revenue (of the orders when no
     # prices were recorded) are "high impact".
     index = 0 if any(cents for cents, _ in sold.values()) else 1
@@ -242,20 +243,29 @@ def review_queue():
     """The products with proposed bundles, in the order staff should review them.
 
     By the product's revenue, then its orders (:func:`product_impact`), then the best
-    evidence among its proposals (orders with all products, then model score), then key.
+    evidence among its proposals (orders with all products), then the best model score.
+    The evidence is read only for products that sold alike (JSON is slow to scan over
+    a million proposals); everything else comes from the (status, anchor, score) index.
     """
-    best = (Bundle.objects.filter(status=Bundle.Status.PROPOSED).order_by()
-            .values_list("anchor_id").annotate(
-                orders_with_all=Max(Cast(KeyTextTransform("orders_with_all", "evidence"),
-                                         IntegerField())),
-                score=Max("score")))
+    proposed = Bundle.objects.filter(status=Bundle.Status.PROPOSED).order_by()
+    best_score = dict(proposed.values_list("anchor_id").annotate(score=Max("score")))
     impact = product_impact()
     none = (0, 0, False)
-
-    def importance(row):
-        pk, orders_with_all, score = row
+    alike = {}
+    for pk in best_score:
         cents, orders, _ = impact.get(pk, none)
-        return (-cents, -orders, -(orders_with_all or 0),
+        alike.setdefault((cents, orders), []).append(pk)
+    tied = [pk for group in alike.values() if len(group) > 1 for pk in group]
+    evidence = {}
+    for start in range(0, len(tied), EVIDENCE_CHUNK):
+        evidence.update(proposed.filter(anchor_id__in=tied[start:start + EVIDENCE_CHUNK])
+                        .values_list("anchor_id").annotate(orders_with_all=Max(Cast(
+                            KeyTextTransform("orders_with_all", "evidence"), IntegerField()))))
+
+    def importance(pk):
+        cents, orders, _ = impact.get(pk, none)
+        score = best_score[pk]
+        return (-cents, -orders, -(evidence.get(pk) or 0),
                 -(score if score is not None else float("-inf")), str(pk))
 
-    return ReviewQueue([row[0] for row in sorted(best, key=importance)], impact)
+    return ReviewQueue(sorted(best_score, key=importance), impact)

@@ -25,7 +25,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="bundle",
-            index=models.Index(fields=["status", "anchor"], name="shop_recs_bundle_st_anchor"),
+            index=models.Index(fields=["status", "anchor", "score"],
+                               name="shop_recs_bundle_st_anchor"),
         ),
         migrations.AddIndex(
             model_name="interaction",
