@@ -43,7 +43,9 @@ class CategoryFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         path = get_adapter().fields.get("category")
         if self.value() and path:
-            return queryset.filter(**{f"anchor__{path}": self.value()})
+            # A subquery, not a join, so the bundle table still leads (see bundle_queryset).
+            anchors = get_product_model()._default_manager.filter(**{path: self.value()})
+            return queryset.filter(anchor__in=anchors.values("pk"))
         return queryset
 
 

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 
 from shop_recs.formats import money
 from shop_recs.models import Bundle, BundleItem
-from shop_recs.products import get_adapter
+from shop_recs.products import get_adapter, get_product_model
 from shop_recs.review import explanation
 
 CENT = Decimal("0.01")
@@ -34,13 +34,18 @@ def product_relations(prefix):
 
 
 def bundle_queryset(queryset=None):
-    """Bundles with everything a card shows, in a constant number of queries."""
+    """Bundles with everything a card shows, in a constant number of queries.
+
+    Anchors are prefetched, not joined: an INNER JOIN lets SQLite's planner start from
+    the products and sort every bundle for a page of 25 (seconds on a million bundles);
+    with only LEFT JOINs the bundle table leads and the (score, id) index orders it.
+    """
+    products = get_product_model()._default_manager.select_related(*product_relations(""))
     items = BundleItem.objects.select_related(
         "product", *product_relations("product__")).order_by("position", "pk")
     queryset = Bundle.objects.all() if queryset is None else queryset
-    return queryset.select_related("anchor", "run", "reviewed_by",
-                                   *product_relations("anchor__")).prefetch_related(
-        Prefetch("items", queryset=items)).annotate(
+    return queryset.select_related("run", "reviewed_by").prefetch_related(
+        Prefetch("anchor", queryset=products), Prefetch("items", queryset=items)).annotate(
         evidence_orders=Cast(KeyTextTransform("orders_with_all", "evidence"), IntegerField()),
         evidence_lift=Cast(KeyTextTransform("lift", "evidence"), FloatField()),
     )
