@@ -250,10 +250,11 @@ class Bundle(models.Model):
         verbose_name_plural = _("bundles")
         permissions = [("review_bundle", _("Can approve, reject and retire bundles"))]
         indexes = [
-            # Admin: the changelist's default order (best score first), also per status,
-            # and the anchors with proposals (review queue).
+            # Admin: the changelist's default order (best score first), also per status
+            # and per run, and the anchors with proposals (review queue).
             models.Index(fields=["score", "id"], name="shop_recs_bundle_score"),
             models.Index(fields=["status", "score", "id"], name="shop_recs_bundle_st_score"),
+            models.Index(fields=["run", "score", "id"], name="shop_recs_bundle_run_score"),
             models.Index(fields=["status", "anchor", "score"], name="shop_recs_bundle_st_anchor"),
         ]
 

@@ -2,7 +2,7 @@
 
 Interactions: newest first, the widget and source filters, and revenue per product
 read from an index alone (the review queue). Bundles: best score first (also within a
-status), and the anchors that still have proposals (the review queue).
+status and per run), and the anchors that still have proposals (the review queue).
 """
 
 from django.db import migrations, models
@@ -22,6 +22,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="bundle",
             index=models.Index(fields=["status", "score", "id"], name="shop_recs_bundle_st_score"),
+        ),
+        migrations.AddIndex(
+            model_name="bundle",
+            index=models.Index(fields=["run", "score", "id"], name="shop_recs_bundle_run_score"),
         ),
         migrations.AddIndex(
             model_name="bundle",
