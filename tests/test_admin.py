@@ -274,3 +274,15 @@ def test_interaction_widget_filter_lists_recorded_widgets(admin_client):
     assert [i.order_id for i in fbt] == ["o-w"]
     none = admin_client.get(url, {"widget": "__empty__"}).context["cl"].result_list
     assert [i.order_id for i in none] == ["o-x"]
+
+
+def test_interaction_changelist_says_more_than_the_cap_and_offers_no_facet_counts(
+        admin_client, small_cap):
+    products = [Product.objects.create(sku=f"F{i}", name=f"Item {i}") for i in range(7)]
+    record_order("order-f", [{"product": p} for p in products])
+    url = reverse("admin:shop_recs_interaction_changelist")
+    html = admin_client.get(url, {"kind__exact": "purchase"}).content.decode()
+    assert "more than 5 results" in html and "6 results" not in html  # search bar
+    assert "more than 5 interactions" in html  # paginator
+    assert "Show counts" not in html  # facets would count rows per filter value
+    assert 'id="nav-sidebar"' not in html  # the list gets the width at 1280 px

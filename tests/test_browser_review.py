@@ -150,7 +150,7 @@ def populated():
 
 
 def test_admin_fits_1280px_and_reads_well(live_server, browser_page, populated, tmp_path):
-    products, run, folder = populated
+    _, run, folder = populated
     folder = folder if str(folder) not in ("", ".") else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     page = browser_page

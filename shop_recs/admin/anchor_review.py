@@ -57,7 +57,8 @@ class AnchorReviewView(View):
         cards = [BundleCard(b) for b in bundles]
         proposed = [c for c in cards if c.bundle.status == Bundle.Status.PROPOSED]
         queue = review.review_queue()
-        following, impact, view = queue.after(product.pk), queue.of(product.pk), ProductView(product)
+        following, impact = queue.after(product.pk), queue.of(product.pk)
+        view, high = ProductView(product), queue.high_impact_left
         context = {
             **self.model_admin.admin_site.each_context(request),
             "opts": Bundle._meta,
@@ -67,9 +68,12 @@ class AnchorReviewView(View):
             "decided": [c for c in cards if c.bundle.status != Bundle.Status.PROPOSED],
             "next_url": self.url(following) if following is not None else None,
             "remaining": len(queue),
-            "high_impact_left": queue.high_impact_left,
+            "remaining_display": f"{len(queue):,}",
+            "high_impact_left": high,
+            "high_impact_left_display": f"{high:,}",
             "impact": impact,
             "impact_revenue": money(impact.revenue, view.currency),
+            "impact_orders": f"{impact.orders:,}",
             "can_review": review.can_review(request.user),
         }
         return render(request, self.template_name, context)

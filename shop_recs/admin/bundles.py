@@ -158,6 +158,7 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
     ordering = ("-score", "-pk")
     paginator = BoundedCountPaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # "Show counts" would count per filter value
     product_fields = ("anchor",)
     actions = ["approve", "reject", "retire"]
     list_per_page = 25

@@ -35,8 +35,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(Interaction)
 class InteractionAdmin(admin.ModelAdmin):
-    list_display = ("timestamp", "kind", "product", "order_id", "quantity", "unit_price",
-                    "source", "widget")
+    list_display = ("timestamp", "kind", "product", "order_id", "line", "origin")
     list_filter = ("kind", "source", WidgetFilter, ("timestamp", admin.DateFieldListFilter))
     search_fields = ("order_id__exact",)
     search_help_text = _("An order id, exactly as recorded.")
@@ -44,12 +43,30 @@ class InteractionAdmin(admin.ModelAdmin):
     ordering = ("-timestamp", "-pk")  # the (timestamp, id) index, read backwards
     paginator = BoundedCountPaginator
     show_full_result_count = False  # counting a million rows on every page is slow
+    show_facets = admin.ShowFacets.NEVER  # "Show counts" would count per filter value
     list_per_page = 50
     fieldsets = (
         (None, {"fields": ("kind", "product", "quantity", "unit_price", "timestamp")}),
         (_("Who"), {"fields": ("user", "visitor_id", "order_id")}),
         (_("Attribution"), {"fields": ("source", "widget", "bundle_ref", "run_ref")}),
     )
+
+    @admin.display(description=_("qty × price"))
+    def line(self, obj):
+        if obj.unit_price is None:
+            return f"{obj.quantity}"
+        return f"{obj.quantity} × {obj.unit_price.normalize():f}"
+
+    @admin.display(description=_("source"), ordering="source")
+    def origin(self, obj):
+        """Where it was recorded, and the widget that led to it (one column fits 1280 px)."""
+        widget = f" · {obj.widget}" if obj.widget else ""
+        return f"{obj.get_source_display()}{widget}"
+
+    def changelist_view(self, request, extra_context=None):
+        # The rows need the width at 1280 px more than the app menu (as for bundles).
+        return super().changelist_view(request, {"is_nav_sidebar_enabled": False,
+                                                 **(extra_context or {})})
 
     def has_add_permission(self, request):
         return False
