@@ -286,3 +286,6 @@ def test_interaction_changelist_says_more_than_the_cap_and_offers_no_facet_count
     assert "more than 5 interactions" in html  # paginator
     assert "Show counts" not in html  # facets would count rows per filter value
     assert 'id="nav-sidebar"' not in html  # the list gets the width at 1280 px
+    # Only the timestamp sorts (by index); any other column would sort the whole table.
+    assert html.count('class="sortable column-') == 1
+    assert 'class="sortable column-timestamp sorted descending"' in html
