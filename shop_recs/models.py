@@ -106,6 +106,13 @@ class Interaction(models.Model):
             models.Index(fields=["visitor_id", "kind", "timestamp"],
                          name="shop_recs_visitor_kind_ts"),
             models.Index(fields=["user", "kind", "timestamp"], name="shop_recs_user_kind_ts"),
+            # Admin changelist: newest first, the widget and source filters (admin/paging.py).
+            models.Index(fields=["timestamp", "id"], name="shop_recs_ts_id"),
+            models.Index(fields=["widget", "timestamp"], name="shop_recs_widget_ts"),
+            models.Index(fields=["source", "timestamp"], name="shop_recs_source_ts"),
+            # Review queue: revenue per product read from the index alone (review.py).
+            models.Index(fields=["kind", "product", "quantity", "unit_price"],
+                         name="shop_recs_purchase_value"),
         ]
 
     def __str__(self):
@@ -249,6 +256,14 @@ class Bundle(models.Model):
         verbose_name = _("bundle")
         verbose_name_plural = _("bundles")
         permissions = [("review_bundle", _("Can approve, reject and retire bundles"))]
+        indexes = [
+            # Admin: the changelist's default order (best score first), also per status
+            # and per run, and the anchors with proposals (review queue).
+            models.Index(fields=["score", "id"], name="shop_recs_bundle_score"),
+            models.Index(fields=["status", "score", "id"], name="shop_recs_bundle_st_score"),
+            models.Index(fields=["run", "score", "id"], name="shop_recs_bundle_run_score"),
+            models.Index(fields=["status", "anchor", "score"], name="shop_recs_bundle_st_anchor"),
+        ]
 
     def __str__(self):
         return f"Bundle {self.pk} around {self.anchor_id} ({self.get_status_display()})"

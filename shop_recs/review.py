@@ -14,17 +14,28 @@ cache. :func:`activate_run` does the same for a run's FBT lists.
 
 With ``SHOP_RECS["REQUIRE_APPROVAL"]`` on (the default) only approved bundles reach
 customers; the serving side (``shop_recs.ranking``) applies that filter.
+
+:func:`review_queue` orders the products that have proposals by what they sell
+(revenue, then orders), then by the evidence of their best proposal, so staff time goes
+first to the products that matter; it also counts the high-impact ones left.
 """
 
+import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 
 from django.apps import apps
+from django.core.cache import caches
 from django.db import transaction
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, IntegerField, Max, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from shop_recs.models import Bundle, TrainingRun, bundle_signature
+from shop_recs.conf import recs_settings
+from shop_recs.models import Bundle, Interaction, TrainingRun, bundle_signature
 from shop_recs.signals import bundles_changed, run_activated
 
 APPROVE, REJECT, RETIRE = "approve", "reject", "retire"
@@ -37,6 +48,13 @@ DECISIONS = {
     RETIRE: (Bundle.Status.RETIRED, {Bundle.Status.APPROVED}),
 }
 PERMISSION = "shop_recs.review_bundle"
+# "High impact": the best sellers that together make this share of the revenue.
+HIGH_IMPACT_SHARE = Decimal("0.8")
+IMPACT_CACHE_KEY = "shop_recs:review:impact:{run}"
+IMPACT_CACHE_S = 6 * 3600
+EVIDENCE_CHUNK = 500  # anchors per query (SQLite allows 999 parameters)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -134,3 +152,120 @@ def explanation(evidence):
 def signature(anchor_pk, item_pks):
     """Order-free key of a set of products (see ``models.bundle_signature``)."""
     return bundle_signature(anchor_pk, item_pks)
+
+
+@dataclass
+class Impact:
+    """What one product sold in the recorded purchases."""
+
+    revenue: Decimal = Decimal(0)
+    orders: int = 0
+    high: bool = False
+
+
+@dataclass
+class ReviewQueue:
+    """Products with proposals, most important first (see :func:`review_queue`).
+
+    ``impact`` maps product keys to ``(revenue in cents, orders, high impact)``.
+    """
+
+    anchors: list
+    impact: dict
+
+    def __len__(self):
+        return len(self.anchors)
+
+    @property
+    def high_impact_left(self):
+        return sum(1 for pk in self.anchors if pk in self.impact and self.impact[pk][2])
+
+    def of(self, anchor_pk):
+        if anchor_pk not in self.impact:
+            return Impact()
+        cents, orders, high = self.impact[anchor_pk]
+        return Impact(Decimal(cents) / 100, orders, high)
+
+    def after(self, anchor_pk):
+        """The next product in the queue after ``anchor_pk`` (wrapping round), or None."""
+        rest = self.anchors
+        if anchor_pk in self.anchors:
+            position = self.anchors.index(anchor_pk)
+            rest = self.anchors[position + 1:] + self.anchors[:position]
+        return rest[0] if rest else None
+
+
+def _compute_impact():
+    revenue = ExpressionWrapper(F("quantity") * F("unit_price"),
+                                output_field=DecimalField(max_digits=20, decimal_places=3))
+    rows = (Interaction.objects.filter(kind=Interaction.Kind.PURCHASE).order_by()
+            .values_list("product_id").annotate(revenue=Sum(revenue), orders=Count("pk")))
+    # Plain ints (cents), so that the cached value of thousands of products unpickles fast.
+    sold = {pk: (round((revenue or 0) * 100), orders) for pk, revenue, orders in rows}
+    # The best sellers that make HIGH_IMPACT_SHARE of the revenue (of the orders when no
+    # prices were recorded) are "high impact".
+    index = 0 if any(cents for cents, _ in sold.values()) else 1
+    total, running, high = sum(v[index] for v in sold.values()), 0, set()
+    for pk in sorted(sold, key=lambda pk: sold[pk][index], reverse=True):
+        if not total or running >= HIGH_IMPACT_SHARE * total:
+            break
+        high.add(pk)
+        running += sold[pk][index]
+    return {pk: (cents, orders, pk in high) for pk, (cents, orders) in sold.items()}
+
+
+def product_impact():
+    """``{product pk: (revenue in cents, orders, high impact)}`` over the recorded purchases.
+
+    One aggregate over the purchases (read from the ``shop_recs_purchase_value`` index),
+    cached per latest training run (new runs bring new proposals) for a few hours: the
+    order of a review queue does not need the last minute's sales, and the review screen
+    must not scan the order history on each click.
+    """
+    latest = TrainingRun.objects.order_by("-pk").values_list("pk", flat=True).first()
+    key = IMPACT_CACHE_KEY.format(run=latest)
+    cache = caches[recs_settings.CACHE_ALIAS]
+    try:
+        impact = cache.get(key)
+    except Exception:  # noqa: BLE001 (a cache that is down only costs the aggregate)
+        logger.warning("shop_recs: cache unavailable for the review queue", exc_info=True)
+        impact = None
+    if impact is None:
+        impact = _compute_impact()
+        try:
+            cache.set(key, impact, IMPACT_CACHE_S)
+        except Exception:  # noqa: BLE001
+            logger.warning("shop_recs: cache unavailable for the review queue", exc_info=True)
+    return impact
+
+
+def review_queue():
+    """The products with proposed bundles, in the order staff should review them.
+
+    By the product's revenue, then its orders (:func:`product_impact`), then the best
+    evidence among its proposals (orders with all products), then the best model score.
+    The evidence is read only for products that sold alike (JSON is slow to scan over
+    a million proposals); everything else comes from the (status, anchor, score) index.
+    """
+    proposed = Bundle.objects.filter(status=Bundle.Status.PROPOSED).order_by()
+    best_score = dict(proposed.values_list("anchor_id").annotate(score=Max("score")))
+    impact = product_impact()
+    none = (0, 0, False)
+    alike = {}
+    for pk in best_score:
+        cents, orders, _ = impact.get(pk, none)
+        alike.setdefault((cents, orders), []).append(pk)
+    tied = [pk for group in alike.values() if len(group) > 1 for pk in group]
+    evidence = {}
+    for start in range(0, len(tied), EVIDENCE_CHUNK):
+        evidence.update(proposed.filter(anchor_id__in=tied[start:start + EVIDENCE_CHUNK])
+                        .values_list("anchor_id").annotate(orders_with_all=Max(Cast(
+                            KeyTextTransform("orders_with_all", "evidence"), IntegerField()))))
+
+    def importance(pk):
+        cents, orders, _ = impact.get(pk, none)
+        score = best_score[pk]
+        return (-cents, -orders, -(evidence.get(pk) or 0),
+                -(score if score is not None else float("-inf")), str(pk))
+
+    return ReviewQueue(sorted(best_score, key=importance), impact)

@@ -90,6 +90,39 @@ def test_run_page_reports_metrics_gate_chart_artifact_and_timings(admin_client):
     assert 'name="_save"' not in html  # read-only
 
 
+def test_run_page_labels_metrics_fills_settings_and_names_chart_axes(admin_client):
+    test = {"bundle_model+ease": {"anchor_ndcg10": 0.25, "complete_hr10": 0.4,
+                                  "weights": [1.0, 0.5]},
+            "ease": {"anchor_ndcg10": 0.22, "complete_hr10": 0.35, "params": "lambda=500"},
+            "popularity": {"anchor_ndcg10": 0.05, "complete_hr10": 0.1, "params": ""}}
+    run = finished_run(metrics={**METRICS, "test": test})
+    html = admin_client.get(reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+                            ).content.decode()
+    assert '<th scope="col" title="anchor_ndcg10">Anchor NDCG@10</th>' in html
+    assert ">Basket completion hit rate@10</th>" in html
+    assert ">ANCHOR_NDCG10<" not in html and ">anchor_ndcg10<" not in html
+    # No column of dashes: text settings fill one column; numbers only in metric columns.
+    assert ">params<" not in html and ">weights<" not in html
+    assert "<td>lambda=500</td>" in html and "<td>ease × 1 + bundle_model × 0.5</td>" in html
+    assert html.count(">tuned setting</th>") == 1  # validation rows have no settings
+    assert ">validation NDCG@10</text>" in html and ">training loss</text>" in html
+    assert ">metric</text>" not in html
+
+
+def test_run_page_reads_the_bundle_count_the_run_stored(admin_client,
+                                                        django_assert_max_num_queries):
+    run = finished_run(counts={"orders": 10, "bundles_proposed": 11776})
+    url = reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+    admin_client.get(url)
+    with django_assert_max_num_queries(8):
+        html = admin_client.get(url).content.decode()
+    assert "11,776 bundles proposed by this run" in html
+    never = finished_run(counts={}, gate={"chosen": "x", "reason": "failed gate"})
+    html = admin_client.get(reverse("admin:shop_recs_trainingrun_change", args=[never.pk])
+                            ).content.decode()
+    assert "This run has not published bundles." in html
+
+
 def test_running_run_polls_its_progress(admin_client):
     run = TrainingRun.objects.create(status=TrainingRun.Status.RUNNING,
                                      progress={"epoch": 2, "epochs": 8, "percent": 25.0,
@@ -179,7 +212,7 @@ def test_compare_runs_side_by_side(admin_client):
     assert response.status_code == 302
     html = admin_client.get(response.url).content.decode()
     assert f"Run {a.pk}" in html and f"Run {b.pk}" in html
-    assert "Validation · bundle_model · complete_ndcg10" in html
+    assert "Validation · bundle_model · Basket completion NDCG@10" in html
     assert "0.3100" in html and "0.3500" in html and "shop-recs-chart" in html
 
 
@@ -196,3 +229,63 @@ def test_serving_a_run_by_hand_needs_review_permission(client, settings):
     new.refresh_from_db()
     assert new.is_active and not old.is_active
     assert LogEntry.objects.get(object_id=str(new.pk)).change_message.startswith("Now serving")
+
+
+# Interactions on large tables: bounded counts, index-walking filter, exact search.
+
+from shop_recs.admin.paging import BoundedCountPaginator  # noqa: E402
+
+
+@pytest.fixture
+def small_cap(monkeypatch):
+    monkeypatch.setattr(BoundedCountPaginator, "cap", 5)
+
+
+def test_interaction_changelist_never_counts_the_whole_table(admin_client, small_cap,
+                                                             django_assert_max_num_queries):
+    products = [Product.objects.create(sku=f"C{i}", name=f"Item {i}") for i in range(4)]
+    for n in range(3):
+        record_order(f"order-{n}", [{"product": p} for p in products])  # 12 purchases
+    url = reverse("admin:shop_recs_interaction_changelist")
+    admin_client.get(url)
+    with django_assert_max_num_queries(9) as queries:
+        response = admin_client.get(url)
+    html = response.content.decode()
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert counts and all("LIMIT 6" in sql for sql in counts)  # cap + 1, never the table
+    assert "more than 5 interactions" in html
+    assert "date_hierarchy" not in html and 'class="xfull"' not in html
+    # Exact order-id search (an index lookup): "order-1" matches, a fragment does not.
+    found = admin_client.get(url, {"q": "order-1"}).context["cl"].result_list
+    assert {i.order_id for i in found} == {"order-1"}
+    assert not admin_client.get(url, {"q": "order"}).context["cl"].result_list
+
+
+def test_interaction_widget_filter_lists_recorded_widgets(admin_client):
+    product = Product.objects.create(sku="W1", name="Widget thing")
+    record_order("o-w", [{"product": product, "widget": "fbt"}])
+    record_order("o-x", [{"product": Product.objects.create(sku="W2", name="Other")}])
+    url = reverse("admin:shop_recs_interaction_changelist")
+    response = admin_client.get(url)
+    [spec] = [s for s in response.context["cl"].filter_specs
+              if getattr(s, "parameter_name", "") == "widget"]
+    assert [value for value, _ in spec.lookup_choices] == ["__empty__", "fbt"]
+    fbt = admin_client.get(url, {"widget": "fbt"}).context["cl"].result_list
+    assert [i.order_id for i in fbt] == ["o-w"]
+    none = admin_client.get(url, {"widget": "__empty__"}).context["cl"].result_list
+    assert [i.order_id for i in none] == ["o-x"]
+
+
+def test_interaction_changelist_says_more_than_the_cap_and_offers_no_facet_counts(
+        admin_client, small_cap):
+    products = [Product.objects.create(sku=f"F{i}", name=f"Item {i}") for i in range(7)]
+    record_order("order-f", [{"product": p} for p in products])
+    url = reverse("admin:shop_recs_interaction_changelist")
+    html = admin_client.get(url, {"kind__exact": "purchase"}).content.decode()
+    assert "more than 5 results" in html and "6 results" not in html  # search bar
+    assert "more than 5 interactions" in html  # paginator
+    assert "Show counts" not in html  # facets would count rows per filter value
+    assert 'id="nav-sidebar"' not in html  # the list gets the width at 1280 px
+    # Only the timestamp sorts (by index); any other column would sort the whole table.
+    assert html.count('class="sortable column-') == 1
+    assert 'class="sortable column-timestamp sorted descending"' in html

@@ -67,8 +67,8 @@ def test_changelist_shows_products_totals_and_evidence(reviewer, products, run):
     assert response.status_code == 200
     for product in products[:3]:
         assert product.name in html and f"https://img.example/{product.pk - products[0].pk}.jpg"
-    assert "USD 33.00" in html  # 10 + 11 + 12
-    assert "USD 29.70" in html  # 10% off
+    assert "$33.00" in html  # 10 + 11 + 12, written as the shop writes prices
+    assert "$29.70" in html  # 10% off
     assert "bought together in 312 orders, 8× more often than chance" in html
     assert "Approve selected bundles" in html
 
@@ -93,7 +93,7 @@ def test_changelist_query_count_is_constant(reviewer, products, run, count,
     for i in range(count):
         make_bundle(products[i % 6], products[6:9], run=run)
     reviewer.get(reverse(CHANGELIST))  # warm the content-type and permission caches
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(11):  # anchors are prefetched (bundle_queryset)
         response = reviewer.get(reverse(CHANGELIST))
     assert len(response.context["cl"].result_list) == count
 
@@ -317,3 +317,25 @@ def test_product_names_and_evidence_are_escaped(reviewer, products):
         html = reviewer.get(url).content.decode()
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
         assert "&lt;img src=x&gt;" in html
+
+
+def test_changelist_is_ordered_as_its_marked_header_says(reviewer, products, run):
+    low = make_bundle(products[0], products[1:2], score=0.25)
+    high = make_bundle(products[1], products[2:3], score=66.20539093017578)
+    mid = make_bundle(products[2], products[3:4], score=3.5)
+    response = reviewer.get(reverse(CHANGELIST))
+    assert list(response.context["cl"].result_list) == [high, mid, low]
+    html = response.content.decode()
+    # The score header is the one marked sorted (descending), and the scores are rounded.
+    assert 'class="sortable column-score_display sorted descending"' in html
+    assert "66.21" in html and "66.205" not in html
+    ascending = reviewer.get(reverse(CHANGELIST), {"o": "5"}).context["cl"].result_list
+    assert list(ascending) == [low, mid, high]
+
+
+def test_products_without_images_get_initials_tiles(reviewer, products):
+    Product.objects.filter(pk=products[1].pk).update(image_url="",
+                                                     name="WHITE HANGING HEART T-LIGHT HOLDER")
+    make_bundle(products[0], products[1:2])
+    html = reviewer.get(reverse(CHANGELIST)).content.decode()
+    assert "shop-recs-thumb--none" in html and 'aria-hidden="true">WH</span>' in html

@@ -10,32 +10,17 @@ Product fields are read through ``shop_recs.products.get_adapter()``. Nothing he
 marks text safe: product names are escaped by the template engine like any value.
 """
 
-from decimal import Decimal, InvalidOperation
-
 from django import template
 
-from shop_recs.conf import recs_settings
+from shop_recs.formats import money
 from shop_recs.products import get_adapter
 from shop_recs.templatetags.shop_recs import initials, placeholder_tone
 
 register = template.Library()
 
-CURRENCY_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
 
-
-@register.filter
-def money(amount, currency=None):
-    """``amount`` formatted with two decimals and ``currency``; an em dash when unknown."""
-    if amount in (None, ""):
-        return "—"
-    try:
-        amount = Decimal(amount)
-    except (InvalidOperation, TypeError, ValueError):
-        return "—"
-    currency = (currency or recs_settings.DEFAULT_CURRENCY).upper()
-    number = f"{amount:,.2f}"
-    symbol = CURRENCY_SYMBOLS.get(currency)
-    return f"{symbol}{number}" if symbol else f"{number} {currency}"
+# The one money formatter of shop_recs, so the shop and the admin write prices alike.
+register.filter("money", money)
 
 
 @register.filter

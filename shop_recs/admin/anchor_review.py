@@ -1,6 +1,7 @@
 """The review screen: one anchor product's proposed bundles side by side.
 
-``/admin/shop_recs/bundle/review/`` opens the first product with pending proposals;
+``/admin/shop_recs/bundle/review/`` opens the most important product with pending
+proposals (``review.review_queue``: revenue, orders, then evidence);
 ``…/review/<anchor pk>/`` shows that product. Each card has Approve and Reject buttons
 (plain forms, so it works without JavaScript); ``shop_recs/admin/review.js`` adds
 keyboard shortcuts. After a decision the page stays on the product while proposals
@@ -17,28 +18,13 @@ from django.views import View
 
 from shop_recs import review
 from shop_recs.admin.display import BundleCard, ProductView, bundle_queryset
+from shop_recs.formats import money
 from shop_recs.models import Bundle
 from shop_recs.products import get_product_model
 
 # "approve_only" approves one bundle and rejects the product's other proposals.
 POST_DECISIONS = {"approve": review.APPROVE, "approve_only": review.APPROVE,
                   "reject": review.REJECT}
-
-
-def pending_anchors():
-    return (Bundle.objects.filter(status=Bundle.Status.PROPOSED).order_by("anchor_id")
-            .values_list("anchor_id", flat=True).distinct())
-
-
-def next_anchor(after=None):
-    """The next product with proposals after ``after`` (wrapping round), or None."""
-    anchors = pending_anchors()
-    if after is not None:
-        following = anchors.filter(anchor_id__gt=after).first()
-        if following is not None:
-            return following
-        return anchors.exclude(anchor_id=after).first()
-    return anchors.first()
 
 
 class AnchorReviewView(View):
@@ -61,7 +47,7 @@ class AnchorReviewView(View):
         if not self.model_admin.has_view_or_change_permission(request):
             raise PermissionDenied
         if anchor is None:
-            first = next_anchor()
+            first = review.review_queue().after(None)
             if first is None:
                 messages.info(request, _("No proposed bundles are waiting for review."))
             return HttpResponseRedirect(self.url(first))
@@ -70,16 +56,24 @@ class AnchorReviewView(View):
             "-score", "pk")
         cards = [BundleCard(b) for b in bundles]
         proposed = [c for c in cards if c.bundle.status == Bundle.Status.PROPOSED]
-        following = next_anchor(after=product.pk)
+        queue = review.review_queue()
+        following, impact = queue.after(product.pk), queue.of(product.pk)
+        view, high = ProductView(product), queue.high_impact_left
         context = {
             **self.model_admin.admin_site.each_context(request),
             "opts": Bundle._meta,
-            "title": _("Review bundles of %(name)s") % {"name": ProductView(product).name},
-            "anchor": ProductView(product),
+            "title": _("Review bundles of %(name)s") % {"name": view.name},
+            "anchor": view,
             "proposed": proposed,
             "decided": [c for c in cards if c.bundle.status != Bundle.Status.PROPOSED],
             "next_url": self.url(following) if following is not None else None,
-            "remaining": pending_anchors().count(),
+            "remaining": len(queue),
+            "remaining_display": f"{len(queue):,}",
+            "high_impact_left": high,
+            "high_impact_left_display": f"{high:,}",
+            "impact": impact,
+            "impact_revenue": money(impact.revenue, view.currency),
+            "impact_orders": f"{impact.orders:,}",
             "can_review": review.can_review(request.user),
         }
         return render(request, self.template_name, context)
@@ -106,7 +100,7 @@ class AnchorReviewView(View):
             messages.warning(request, _("Nothing changed: that bundle was already decided."))
         if Bundle.objects.filter(anchor=product, status=Bundle.Status.PROPOSED).exists():
             return HttpResponseRedirect(self.url(product.pk))
-        following = next_anchor(after=product.pk)
+        following = review.review_queue().after(product.pk)
         if following is None:
             messages.info(request, _("All proposed bundles are reviewed."))
         return HttpResponseRedirect(self.url(following))

@@ -18,6 +18,7 @@ from django.utils.translation import ngettext
 from shop_recs import review
 from shop_recs.admin.anchor_review import AnchorReviewView
 from shop_recs.admin.display import BundleCard, bundle_queryset
+from shop_recs.admin.paging import BoundedCountPaginator
 from shop_recs.conf import recs_settings
 from shop_recs.models import Bundle, BundleItem
 from shop_recs.products import get_adapter, get_product_model
@@ -42,8 +43,18 @@ class CategoryFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         path = get_adapter().fields.get("category")
         if self.value() and path:
-            return queryset.filter(**{f"anchor__{path}": self.value()})
+            # A subquery, not a join, so the bundle table still leads (see bundle_queryset).
+            anchors = get_product_model()._default_manager.filter(**{path: self.value()})
+            return queryset.filter(anchor__in=anchors.values("pk"))
         return queryset
+
+
+class RunFilter(admin.RelatedFieldListFilter):
+    """The run that proposed the bundle (titled "training run", not "proposed by run")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = _("training run")
 
 
 class BundleItemFormSet(forms.BaseInlineFormSet):
@@ -141,17 +152,22 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
     form = BundleForm
     inlines = [BundleItemInline]
     list_display = ("bundle_products", "totals", "evidence_orders_display", "evidence_lift_display",
-                    "score", "run_link", "source", "status")
-    list_filter = ("status", "source", "run", CategoryFilter)
+                    "score_display", "provenance", "status_display")
+    list_filter = ("status", "source", ("run", RunFilter), CategoryFilter)
+    # Best first, as the marked "score" header says; the (score, id) index serves it.
+    ordering = ("-score", "-pk")
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # "Show counts" would count per filter value
     product_fields = ("anchor",)
     actions = ["approve", "reject", "retire"]
     list_per_page = 25
-    readonly_fields = ("status", "source", "run_link", "score", "evidence_display", "signature",
-                       "created_at", "reviewed_at", "reviewed_by")
+    readonly_fields = ("status", "source", "run_link", "score_display", "evidence_display",
+                       "signature", "created_at", "reviewed_at", "reviewed_by")
     fieldsets = (
         (None, {"fields": ("anchor", "discount_percent")}),
         (_("Review"), {"fields": ("status", "source", "reviewed_at", "reviewed_by")}),
-        (_("Provenance"), {"fields": ("run_link", "score", "evidence_display", "signature",
+        (_("Provenance"), {"fields": ("run_link", "score_display", "evidence_display", "signature",
                                       "created_at")}),
     )
 
@@ -189,9 +205,12 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         pending = Bundle.objects.filter(status=Bundle.Status.PROPOSED).values(
             "anchor_id").distinct().count()
-        return super().changelist_view(request, {"pending_anchors": pending,
-                                                 "can_review": self.has_review_permission(request),
-                                                 **(extra_context or {})})
+        return super().changelist_view(request, {
+            "pending_anchors": pending, "can_review": self.has_review_permission(request),
+            # The list needs the width at 1280 px more than the app menu (« toggles it
+            # elsewhere); the breadcrumbs still lead back.
+            "is_nav_sidebar_enabled": False,
+            **(extra_context or {})})
 
     # Columns.
     def _card(self, obj):
@@ -205,7 +224,7 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
         return format_html('{}<p class="shop-recs-why">{}</p>', card.products_html(),
                            card.explanation)
 
-    @admin.display(description=_("total / discounted"))
+    @admin.display(description=_("total"))
     def totals(self, obj):
         card = self._card(obj)
         if not card.discount:
@@ -221,12 +240,29 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
     def evidence_lift_display(self, obj):
         return "—" if obj.evidence_lift is None else f"{obj.evidence_lift:.1f}×"
 
+    @admin.display(description=_("score"), ordering="score")
+    def score_display(self, obj):
+        return "—" if obj.score is None else f"{obj.score:.2f}"
+
     @admin.display(description=_("run"), ordering="run")
     def run_link(self, obj):
         if obj.run_id is None:
             return "—"
         url = reverse("admin:shop_recs_trainingrun_change", args=[obj.run_id])
         return format_html('<a href="{}">{}</a>', url, obj.run_id)
+
+    @admin.display(description=_("source"), ordering="run")
+    def provenance(self, obj):
+        if obj.run_id is None:
+            return obj.get_source_display()
+        url = reverse("admin:shop_recs_trainingrun_change", args=[obj.run_id])
+        return format_html('<a href="{}">{}</a><br><span class="shop-recs-quiet">{}</span>', url,
+                           _("run %(pk)s") % {"pk": obj.run_id}, obj.get_source_display())
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_display(self, obj):
+        return format_html('<span class="shop-recs-status shop-recs-status--{}">{}</span>',
+                           obj.status, obj.get_status_display())
 
     @admin.display(description=_("evidence"))
     def evidence_display(self, obj):

@@ -12,9 +12,11 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils.html import format_html, format_html_join
 
+from shop_recs.formats import money
 from shop_recs.models import Bundle, BundleItem
-from shop_recs.products import get_adapter
+from shop_recs.products import get_adapter, get_product_model
 from shop_recs.review import explanation
+from shop_recs.templatetags.shop_recs import initials, placeholder_tone
 
 CENT = Decimal("0.01")
 PRODUCT_KEYS = ("name", "price", "currency", "image_url", "category", "in_stock", "is_active")
@@ -31,22 +33,21 @@ def product_relations(prefix):
 
 
 def bundle_queryset(queryset=None):
-    """Bundles with everything a card shows, in a constant number of queries."""
+    """Bundles with everything a card shows, in a constant number of queries.
+
+    Anchors are prefetched, not joined: an INNER JOIN lets SQLite's planner start from
+    the products and sort every bundle for a page of 25 (seconds on a million bundles);
+    with only LEFT JOINs the bundle table leads and the (score, id) index orders it.
+    """
+    products = get_product_model()._default_manager.select_related(*product_relations(""))
     items = BundleItem.objects.select_related(
         "product", *product_relations("product__")).order_by("position", "pk")
     queryset = Bundle.objects.all() if queryset is None else queryset
-    return queryset.select_related("anchor", "run", "reviewed_by",
-                                   *product_relations("anchor__")).prefetch_related(
-        Prefetch("items", queryset=items)).annotate(
+    return queryset.select_related("run", "reviewed_by").prefetch_related(
+        Prefetch("anchor", queryset=products), Prefetch("items", queryset=items)).annotate(
         evidence_orders=Cast(KeyTextTransform("orders_with_all", "evidence"), IntegerField()),
         evidence_lift=Cast(KeyTextTransform("lift", "evidence"), FloatField()),
     )
-
-
-def money(amount, currency):
-    if amount is None:
-        return "—"
-    return f"{currency} {amount:,.2f}" if currency else f"{amount:,.2f}"
 
 
 class ProductView:
@@ -70,9 +71,14 @@ class ProductView:
         return money(self.price, self.currency)
 
     def thumbnail(self, size=40):
+        """The product's image, or a coloured tile with its initials (as the shop shows it)."""
         if not self.image_url:
-            return format_html('<span class="shop-recs-thumb shop-recs-thumb--none" '
-                               'style="width:{0}px;height:{0}px" aria-hidden="true"></span>', size)
+            # A stable tone per product, so neighbouring tiles differ.
+            tone = placeholder_tone(get_adapter().sku(self.product))
+            return format_html('<span class="shop-recs-thumb shop-recs-thumb--none '
+                               'shop-recs-tone-{}" style="width:{}px;height:{}px" '
+                               'aria-hidden="true">{}</span>', tone, size, size,
+                               initials(self.name))
         return format_html('<img class="shop-recs-thumb" src="{}" alt="" width="{}" height="{}" '
                            'loading="lazy">', self.image_url, size, size)
 
@@ -110,9 +116,10 @@ class BundleCard:
         """Anchor, then "+ item" lines, each with thumbnail, name and price."""
         def line(prefix, product):
             flag = "" if product.available else " (unavailable)"
-            return (prefix, product.thumbnail(), product.name, product.price_display, flag)
+            return (prefix, product.thumbnail(32), product.name, product.price_display, flag)
 
-        rows = [line("", self.anchor)] + [line("+ ", p) for p in self.items]
+        rows = [line("", self.anchor)] + [line("+", p) for p in self.items]
         return format_html('<ul class="shop-recs-bundle">{}</ul>', format_html_join(
-            "", '<li>{}{} <span class="shop-recs-name">{}</span> '
-                '<span class="shop-recs-price">{}</span><strong>{}</strong></li>', rows))
+            "", '<li><span class="shop-recs-plus" aria-hidden="true">{}</span>{}'
+                '<span class="shop-recs-name">{}</span> '
+                '<span class="shop-recs-price">{}<strong>{}</strong></span></li>', rows))

@@ -105,12 +105,17 @@ class TrainingRunAdmin(admin.ModelAdmin):
         run = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if run is not None:
+            counts = run.counts if isinstance(run.counts, dict) else {}
+            # Stored by publish.activate when the run published; never counted here.
+            bundle_count = counts.get("bundles_proposed")
+            bundle_count = bundle_count if isinstance(bundle_count, int) else None
             context.update({
                 "report": run_report.report(run),
                 "can_activate": (review.can_review(request.user) and not run.is_active
                                  and run.status == TrainingRun.Status.SUCCEEDED),
                 "fbt_publishing": recs_settings.FBT_PUBLISHING,
-                "bundle_count": run.bundles.count(),
+                "bundle_count": bundle_count,
+                "bundle_count_display": f"{bundle_count:,}" if bundle_count is not None else "",
                 # "Compare" opens this run beside the one serving now.
                 "compare_with": TrainingRun.objects.filter(is_active=True).exclude(pk=run.pk),
             })

@@ -53,13 +53,13 @@ from django.utils.translation import get_language, gettext
 from shop_recs import ranking
 from shop_recs.attribution import make_token
 from shop_recs.conf import recs_settings
+from shop_recs.formats import money
 from shop_recs.products import get_adapter
 
 logger = logging.getLogger(__name__)
 register = template.Library()
 
 FBT_WIDGET, CART_WIDGET = "fbt", "cart"
-CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€", "JPY": "¥"}
 CENT = Decimal("0.01")
 BUNDLE_EXTRA = 3  # products of a bundle besides its anchor (BUNDLE_SIZE is at most 4)
 PLACEHOLDER_TONES = 6  # .shop-recs-tone-0 … -5 in widget.css
@@ -100,15 +100,6 @@ def add_label(count):
     if count == 2:
         return gettext("Add both to cart")
     return gettext("Add all %(count)s to cart") % {"count": apnumber(count)}
-
-
-def money(amount, currency):
-    """``£2.55``, or ``CHF 2.55`` for currencies without a known symbol."""
-    if amount is None:
-        return ""
-    amount = Decimal(amount).quantize(CENT)
-    symbol = CURRENCY_SYMBOLS.get(currency or "")
-    return f"{symbol}{amount:,}" if symbol else f"{currency or ''} {amount:,}".strip()
 
 
 def _reverse(name, *args):
