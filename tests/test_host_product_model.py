@@ -21,4 +21,4 @@ def test_shop_recs_works_with_a_host_product_model():
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "11 passed" in result.stdout
+    assert "12 passed" in result.stdout
