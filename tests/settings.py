@@ -13,6 +13,10 @@ SECRET_KEY = "tests-only-secret-key-not-for-production-use-0123456789"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# W020 (a per-process cache with DEBUG off) and W021 (300 entries for a catalogue that may
+# need more) are right about this configuration, and would preface every command a test
+# runs in a subprocess. tests/test_serving_checks.py tests both with nothing silenced.
+SILENCED_SYSTEM_CHECKS = ["shop_recs.W020", "shop_recs.W021"]
 SHOP_RECS_TEST_TMP = tempfile.mkdtemp(prefix="shop_recs_tests_")
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not ":memory:": the Celery worker that tests/celery_helpers.py starts in
