@@ -404,3 +404,21 @@ def test_personalised_visitors_are_not_served_the_anonymous_answer(api, shop,
     assert str(p[1].pk) in anonymous and str(p[1].pk) not in ids
     api.force_authenticate(None)
     assert fbt_ids(api, p[0], limit=8)[1] == anonymous  # the anonymous cache is intact
+
+
+def test_the_written_out_representation_equals_drfs_generic_one(shop):
+    from rest_framework import serializers  # noqa: PLC0415
+
+    from shop_recs.api.serializers import RecommendationsSerializer  # noqa: PLC0415
+    from shop_recs.api.views import present  # noqa: PLC0415
+
+    p = shop[0]
+    bodies = [present(ranking.recommend([p[0].pk], limit=5)),
+              present(ranking.recommend([p[0].pk, p[1].pk], limit=20, strict=False),
+                      anchor=False)]
+    assert any(body["discount_percent"] is not None for body in bodies)
+    for body in bodies:
+        written = RecommendationsSerializer(body).data
+        generic = serializers.Serializer.to_representation(RecommendationsSerializer(), body)
+        assert json.loads(json.dumps(written)) == json.loads(json.dumps(generic))
+        assert written["items"] and list(written) == list(generic)
