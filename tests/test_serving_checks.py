@@ -18,9 +18,8 @@ def ids(messages):
 @pytest.mark.parametrize(("backend", "debug", "warned"), [
     (LOCMEM, False, True), (LOCMEM, True, False), (REDIS, False, False)])
 def test_a_per_process_cache_is_flagged_in_production(backend, debug, warned):
-    with override_settings(DEBUG=debug, SILENCED_SYSTEM_CHECKS=[],
-                           CACHES={"default": {"BACKEND": backend,
-                                               "LOCATION": "redis://127.0.0.1:1"}}):
+    config = {"BACKEND": backend, "LOCATION": "redis://127.0.0.1:1"}
+    with override_settings(DEBUG=debug, CACHES={"default": config}):
         assert ids(check_cache_is_shared()) == (["shop_recs.W020"] if warned else [])
         assert ("shop_recs.W020" in ids(checks.run_checks(tags=["caches"]))) is warned
 
