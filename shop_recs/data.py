@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+from shop_recs.ml.types import Baskets, DataError, ItemAttributes, ItemIndex
 from shop_recs.models import Interaction
 from shop_recs.products import get_adapter
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 CHUNK = 50_000
 
 
-class NotEnoughData(ValueError):
+class NotEnoughData(DataError):
     """The shop has too few orders or products to learn from."""
 
 

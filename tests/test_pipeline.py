@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError
 from django.utils import timezone
 
 from shop_recs import pipeline
@@ -44,7 +45,11 @@ def test_a_run_publishes_fbt_lists_and_bundles_with_provenance(artifacts):
     assert run.counts["orders"] == 400 and run.counts["fbt_rows"] > 0
     assert run.gate["chosen"] and "validation anchor-NDCG@10" in run.gate["reason"]
     assert "bundle_model" in run.metrics["validation"] and "ease" in run.metrics["test"]
-    assert run.progress["loss"] and all(k in run.timings for k in ("extract", "fit", "publish"))
+    assert run.progress["loss"]
+    # stages that do not overlap, so the run page's sum is the run's total
+    assert {"extract", "baselines", "model", "refit", "search", "publish"} <= set(run.timings)
+    assert not {"total", "fit"} & set(run.timings)
+    assert sum(run.timings.values()) <= (run.finished_at - run.started_at).total_seconds() + 1
     # The planted pair: P01 is P00's first complement.
     first = Recommendation.objects.filter(run=run, product=products[0]).order_by("rank").first()
     assert first.recommended == products[1] and first.source == run.gate["chosen"]
@@ -89,6 +94,51 @@ def test_one_product_only_fails_with_a_message():
     Interaction.objects.exclude(product=products[0]).delete()
     run, _ = train()
     assert run.status == TrainingRun.Status.FAILED and "1 product" in run.error
+
+
+def test_too_few_orders_to_split_fails_with_a_message_not_an_exception():
+    planted_shop(n_orders=4)
+    run, status = train()
+    assert status == TrainingRun.Status.FAILED and run.pending is None
+    assert run.error.startswith("cannot train on this data: too few orders (4)")
+
+
+def test_a_programming_error_fails_the_run_and_is_raised(monkeypatch):
+    planted_shop(n_orders=60)
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")  # a numpy bug, say
+
+    monkeypatch.setattr(pipeline, "fit_shop", broken)
+    run = request_training(trigger="t", config=FAST, broker_check=False, enqueue=False)
+    with pytest.raises(ValueError, match="broadcast"):
+        pipeline.run_training(run.pk)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and run.pending is None
+    assert run.error == "ValueError: operands could not be broadcast together"
+    assert "extract" in run.timings
+
+
+def test_database_retries_do_not_use_up_attempts(monkeypatch, settings):
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "TRAINING_MAX_ATTEMPTS": 2}
+
+    def blip(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(pipeline.data, "extract_baskets", blip)
+    run = request_training(trigger="t", config=FAST, broker_check=False, enqueue=False)
+    for retries in range(4):  # the first delivery, then three retries of the task
+        with pytest.raises(OperationalError):
+            pipeline.run_training(run.pk, retries=retries)
+        run.refresh_from_db()
+        assert run.status == TrainingRun.Status.RUNNING and run.attempts == 1
+    with pytest.raises(OperationalError):  # retry 3 redelivered: its worker was lost
+        pipeline.run_training(run.pk, retries=3)
+    run.refresh_from_db()
+    assert run.attempts == 2
+    assert pipeline.run_training(run.pk, retries=3) is None  # lost twice: given up
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and "delivered 2 times" in run.error
 
 
 def test_only_one_pending_run_per_database():

@@ -27,7 +27,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+from shop_recs.ml.types import Baskets, DataError, ItemAttributes, ItemIndex
 
 __all__ = [
     "Scorer", "Split", "Queries", "temporal_split", "complete_queries", "anchor_queries",
@@ -75,13 +75,13 @@ def temporal_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes,
     n_test, n_val = int(round(n * test_frac)), int(round(n * val_frac))
     n_train = n - n_test - n_val
     if n_train < 1 or n_val < 1 or n_test < 1:
-        raise ValueError(f"too few orders ({n}) for a train/validation/test split")
+        raise DataError(f"too few orders ({n}) for a train/validation/test split")
     rows = {"train": order[:n_train], "val": order[n_train:n_train + n_val],
             "test": order[n_train + n_val:]}
     counts = baskets.select(rows["train"]).item_counts()
     keep = np.flatnonzero(counts >= min_count)
     if len(keep) < 2:
-        raise ValueError("fewer than two products were bought at least "
+        raise DataError("fewer than two products were bought at least "
                          f"{min_count} times in the training period")
     mapping = np.full(baskets.n_items, -1, dtype=np.int64)
     mapping[keep] = np.arange(len(keep))

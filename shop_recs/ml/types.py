@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["ItemIndex", "ItemAttributes", "Baskets", "baskets_from_frame"]
+__all__ = ["DataError", "ItemIndex", "ItemAttributes", "Baskets", "baskets_from_frame"]
+
+
+class DataError(ValueError):
+    """The orders cannot be learned from (too few orders, no repeated products, ...).
+
+    A message for the shop owner, not a bug: callers show it and stop. Every other exception
+    of the learning core is a programming or environment error and should surface as one.
+    """
 
 
 class ItemIndex:
@@ -156,7 +164,7 @@ def baskets_from_frame(df: pd.DataFrame) -> tuple[Baskets, ItemIndex, ItemAttrib
     Each item's name and category are its most recent ones; its price is the median unit price.
     """
     if len(df) == 0:
-        raise ValueError("no order lines")
+        raise DataError("no order lines")
     frame = pd.DataFrame({
         "order_id": df["order_id"].astype(str).to_numpy(),
         "product_id": df["product_id"].astype(str).to_numpy(),
