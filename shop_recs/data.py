@@ -39,14 +39,16 @@ class Extract:
     pks: list  # product primary keys, aligned with index.ids
     lines: int
     customers: int
+    bought: int = 0  # the first ``bought`` products of the index have orders
+
 
     def product_pk(self, item):
         return self.pks[int(item)]
 
     @property
     def counts(self):
-        return {"orders": len(self.baskets), "lines": self.lines,
-                "products": len(self.index), "customers": self.customers}
+        return {"orders": len(self.baskets), "lines": self.lines, "products": self.bought,
+                "catalogue": len(self.index), "customers": self.customers}
 
 
 class _Codes:
@@ -69,9 +71,12 @@ def purchases(cutoff=None, exclude_visitors=()):
     return queryset.order_by()
 
 
-def extract_baskets(cutoff=None, queryset=None, min_orders=2, min_products=2):
+def extract_baskets(cutoff=None, queryset=None, min_orders=2, min_products=2,
+                    with_unbought=True):
     """Purchases made before ``cutoff`` as baskets (one per order), with product attributes.
 
+    The catalogue (``index``, ``attrs``, ``pks``) is the bought products, then every other
+    active product (``with_unbought``), so the model can score products with no orders yet.
     Raises :class:`NotEnoughData` when fewer than ``min_orders`` orders or
     ``min_products`` distinct products were bought.
     """
@@ -103,10 +108,25 @@ def extract_baskets(cutoff=None, queryset=None, min_orders=2, min_products=2):
         "ts": np.concatenate(time_parts),
     })
     del order_col, item_col, customer_col, time_parts
+    bought = len(products.codes)
+    if with_unbought:
+        for pk in _active_pks():
+            products(pk)  # appended after the bought ones: their baskets do not change
     baskets = _baskets(frame, len(products.codes))
     pks = list(products.codes)
     index = ItemIndex([str(pk) for pk in pks])
-    return Extract(baskets, index, product_attributes(pks), pks, lines, len(visitors.codes))
+    return Extract(baskets, index, product_attributes(pks), pks, lines, len(visitors.codes),
+                   bought)
+
+
+def _active_pks():
+    """Primary keys of the active products (the adapter's ``is_active`` field, when mapped)."""
+    adapter = get_adapter()
+    field = adapter.fields["is_active"]
+    queryset = adapter.model._default_manager.order_by("pk")
+    if field:
+        queryset = queryset.filter(**{field: True})
+    return queryset.values_list("pk", flat=True).iterator(chunk_size=CHUNK)
 
 
 def _epoch(timestamps):

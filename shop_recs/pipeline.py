@@ -29,7 +29,7 @@ from django.utils import timezone
 from shop_recs import data, publish
 from shop_recs.conf import recs_settings
 from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from shop_recs.ml.fit import FitConfig, fit_shop
+from shop_recs.ml.protocol import ConfigError, configure, fit_shop, get_default_config
 from shop_recs.ml.train import resolve_device
 from shop_recs.ml.types import DataError
 from shop_recs.models import TrainingRun
@@ -49,7 +49,7 @@ class RunProgress:
 
     def __call__(self, stage, report):
         if report.kind == "epoch":
-            self.curve[stage]["loss"].append(round(float(report.loss), 5))
+            self.curve.setdefault(stage, {"loss": []})["loss"].append(round(float(report.loss), 5))
             if stage == "evaluate":
                 self.curve[stage]["val_metric"].append(
                     None if report.val_metric is None else round(float(report.val_metric), 5))
@@ -111,15 +111,34 @@ def _claim(run_id, task_id, retries=0):
         return run
 
 
+# SHOP_RECS key -> protocol setting (shop_recs.ml.protocol.configure)
+SETTINGS = {"EPOCHS": "train.epochs", "TIME_BUDGET_S": "train.time_budget_s",
+            "DEVICE": "train.device", "EASE_LAMBDAS": "ease_lambdas", "KNN_KS": "knn_ks",
+            "BLEND_WEIGHTS": "blend_weights", "PRIOR_LAMBDA": "prior_lambda",
+            "MIN_PRODUCT_ORDERS": "min_orders", "MAX_PRIOR_ITEMS": "max_prior_items",
+            "GATE_CONFIDENCE": "gate.confidence", "GATE_MIN_GAIN": "gate.min_gain",
+            "EVALUATE_REFIT": "evaluate_refit"}
+# run.config key (set by the command, the admin, the API) -> protocol setting
+RUN_CONFIG = {"time_budget_s": "train.time_budget_s", "epochs": "train.epochs",
+              "device": "train.device", "seed": "seed"}
+
+
+def fit_overrides(run=None):
+    """The protocol settings of a run: SHOP_RECS, then the run's own ``config``."""
+    overrides = {path: getattr(recs_settings, key) for key, path in SETTINGS.items()}
+    for key, path in RUN_CONFIG.items():
+        if key in ((run.config or {}) if run is not None else {}):
+            overrides[path] = run.config[key]
+    return overrides
+
+
 def _fit_config(run):
-    config = run.config or {}
-    return FitConfig(
-        time_budget_s=float(config.get("time_budget_s", recs_settings.TIME_BUDGET_S)),
-        epochs=int(config.get("epochs", 40)),
-        device=str(config.get("device", recs_settings.DEVICE)),
-        seed=int(config.get("seed", 0)),
-        init_from=_previous_model(run) if config.get("warm_start", True) else None,
-    )
+    """(protocol config, its overrides as JSON) of ``run``; raises ConfigError."""
+    overrides = fit_overrides(run)
+    cfg = configure(get_default_config(), overrides)
+    as_json = {k: [str(x) if isinstance(x, float) and not np.isfinite(x) else x for x in v]
+               if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
+    return cfg, as_json
 
 
 def _previous_model(run):
@@ -154,7 +173,11 @@ def _save_artifact(run, fitted, cutoff):
         shutil.rmtree(leftover, ignore_errors=True)
     manifest = save_checkpoint(tmp, fitted.trained, fitted.trained_index,
                                data_cutoff=int(cutoff.timestamp()),
-                               metrics=fitted.metrics["test"].get(fitted.choice, {}),
+                               # the saved model is refit on every order, so no test figure
+                               # is its own: shipped_refit is the same recipe without the test
+                               # period, shipped the winner as trained on the split
+                               metrics={k: fitted.metrics["test"][k] for k in
+                                        ("shipped", "shipped_refit") if k in fitted.metrics["test"]},
                                extra={"run": run.pk, "shipped": fitted.choice,
                                       "model_is_shipped": fitted.model is not None})
     shutil.rmtree(final, ignore_errors=True)
@@ -176,17 +199,16 @@ def run_training(run_id, task_id="", retries=0):
         cutoff = timezone.now()
         extract = data.extract_baskets(cutoff=cutoff)
         timings["extract"] = round(time.monotonic() - started, 2)
-        cfg = _fit_config(run)
-        device = resolve_device(cfg.device)
+        cfg, settings_used = _fit_config(run)
+        device = resolve_device(cfg.train.device)
+        init_from = _previous_model(run) if (run.config or {}).get("warm_start", True) else None
         run.refresh_from_db(fields=["config"])
         TrainingRun.objects.filter(pk=run.pk).update(
             data_cutoff=cutoff, counts=extract.counts, device=str(device),
-            config={**(run.config or {}), "fit": {"time_budget_s": cfg.time_budget_s,
-                                                  "epochs": cfg.epochs, "device": cfg.device,
-                                                  "seed": cfg.seed}})
+            config={**(run.config or {}), "fit": settings_used})
         t1 = time.monotonic()
         fitted = fit_shop(extract.baskets, extract.index, extract.attrs, cfg,
-                          progress=RunProgress(run))
+                          progress=RunProgress(run), init_from=init_from)
         # fit_shop's stages (baselines, model, refit, ...) cover the fit; what is left is setup
         timings.update({k: round(v, 2) for k, v in fitted.timings.items()})
         timings["fit_other"] = round(max(time.monotonic() - t1 - sum(fitted.timings.values()),
@@ -200,7 +222,7 @@ def run_training(run_id, task_id="", retries=0):
         timings["search"] = round(time.monotonic() - t3, 2)
         run.refresh_from_db()
         run.metrics = fitted.metrics | {"split": fitted.split}
-        run.gate = {"chosen": fitted.choice, "reason": fitted.reason}
+        run.gate = {"chosen": fitted.choice, **fitted.gate}
         run.shipped_model = fitted.choice[:60]
         run.artifact_path, run.artifact_sha256 = path, sha
         t4 = time.monotonic()
@@ -212,6 +234,10 @@ def run_training(run_id, task_id="", retries=0):
         return TrainingRun.Status.FAILED
     except DataError as exc:  # the learning core's checks: too few orders to split, ...
         run.finish(TrainingRun.Status.FAILED, error=f"cannot train on this data: {exc}",
+                   timings=timings)
+        return TrainingRun.Status.FAILED
+    except ConfigError as exc:  # a SHOP_RECS learning setting or the run's config
+        run.finish(TrainingRun.Status.FAILED, error=f"invalid training settings: {exc}",
                    timings=timings)
         return TrainingRun.Status.FAILED
     except (OperationalError, InterfaceError):

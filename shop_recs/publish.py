@@ -56,15 +56,16 @@ def explanation(n_orders, lift):
 
 
 def build(fitted, pks):
-    """FBT lists for every product of the shipped catalogue, and bundles around each."""
-    n = len(fitted.index)
-    allowed = _available(pks)
+    """FBT lists for every published product of the shipped catalogue, and bundles around each."""
+    # every product of the catalogue is scored; only those with enough orders are published
+    allowed = _available(pks) & np.asarray(fitted.published, dtype=bool)
+    anchors_all = np.flatnonzero(fitted.published)
     evidence = Evidence(fitted.baskets)
     rows = Rows(source=fitted.choice, bundle_source=(
         Bundle.Source.MODEL if fitted.model is not None else Bundle.Source.BASELINE))
     top_k = recs_settings.FBT_TOP_K
-    for start in range(0, n, SCORE_CHUNK):
-        anchors = np.arange(start, min(start + SCORE_CHUNK, n))
+    for start in range(0, len(anchors_all), SCORE_CHUNK):
+        anchors = anchors_all[start:start + SCORE_CHUNK]
         scores = fitted.scorer.score([np.asarray([a]) for a in anchors])  # [chunk, n]
         scores = np.where(allowed[None, :], scores, -np.inf)
         scores[np.arange(len(anchors)), anchors] = -np.inf

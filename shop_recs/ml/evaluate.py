@@ -32,7 +32,7 @@ from shop_recs.ml.types import Baskets, DataError, ItemAttributes, ItemIndex
 __all__ = [
     "Scorer", "Split", "Queries", "temporal_split", "complete_queries", "anchor_queries",
     "customer_histories", "evaluate", "rank_items", "hit_rate_at_k", "ndcg_at_k", "mrr",
-    "recall_at_k", "multi_ndcg_at_k",
+    "recall_at_k", "multi_ndcg_at_k", "ndcg_rows", "multi_ndcg_rows", "subset",
 ]
 
 
@@ -95,6 +95,7 @@ def temporal_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes,
     ts = remapped.timestamps
     info = {"orders": n, "train_orders": len(parts["train"]), "val_orders": len(parts["val"]),
             "test_orders": len(parts["test"]), "catalogue": len(keep), "min_count": min_count,
+            "train_val_orders": n_train + n_val,  # rows of all_baskets before the test period
             "val_from": int(ts[n_train]), "test_from": int(ts[n_train + n_val])}
     return Split(parts["train"], parts["val"], parts["test"], ItemIndex(index.ids[keep]),
                  attrs.take(keep), remapped, info)
@@ -150,6 +151,13 @@ def anchor_queries(baskets: Baskets, seed: int = 0,
     return Queries(contexts, targets, histories)
 
 
+def subset(queries: Queries, rows: np.ndarray) -> Queries:
+    """The queries at positions ``rows`` (for cross-fitting on parts of a split)."""
+    pick = [int(r) for r in rows]
+    return Queries([queries.contexts[r] for r in pick], [queries.targets[r] for r in pick],
+                   None if queries.histories is None else [queries.histories[r] for r in pick])
+
+
 def rank_items(scores: np.ndarray, contexts: Sequence[np.ndarray]) -> np.ndarray:
     """Items by decreasing score, context items last; ties broken by item index. int [n, n_items]."""
     scores = np.array(scores, dtype=np.float64, copy=True)
@@ -165,10 +173,14 @@ def hit_rate_at_k(ranks: np.ndarray, k: int = 10) -> float:
     return float(np.mean(np.asarray(ranks) < k))
 
 
-def ndcg_at_k(ranks: np.ndarray, k: int = 10) -> float:
+def ndcg_rows(ranks: np.ndarray, k: int = 10) -> np.ndarray:
     """Single relevant item at 0-based ``rank``: 1/log2(rank+2) inside the top k, else 0."""
     ranks = np.asarray(ranks, dtype=np.float64)
-    return float(np.mean(np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0)))
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0)
+
+
+def ndcg_at_k(ranks: np.ndarray, k: int = 10) -> float:
+    return float(np.mean(ndcg_rows(ranks, k)))
 
 
 def mrr(ranks: np.ndarray) -> float:
@@ -181,14 +193,18 @@ def recall_at_k(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) ->
     return float(np.mean(vals))
 
 
-def multi_ndcg_at_k(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> float:
+def multi_ndcg_rows(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> np.ndarray:
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     vals = []
     for row, t in zip(topk, targets):
         hits = np.isin(row[:k], t)  # a catalogue smaller than k gives shorter lists
         dcg = float(disc[:len(hits)][hits].sum())
         vals.append(dcg / float(disc[:min(k, len(t))].sum()))
-    return float(np.mean(vals))
+    return np.asarray(vals, dtype=np.float64)
+
+
+def multi_ndcg_at_k(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> float:
+    return float(np.mean(multi_ndcg_rows(topk, targets, k)))
 
 
 def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.ndarray,
@@ -196,7 +212,8 @@ def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.nda
     """Full-ranking metrics of ``scorer`` (or of precomputed scores [n, n_items]) on ``queries``.
 
     Returns hr, ndcg, mrr (the single-target view), recall (multi-target view), plus the
-    top-k lists (``"topk"``, int [n, k]) for coverage and popularity figures.
+    top-k lists (``"topk"``, int [n, k]) for coverage and popularity figures and the per-query
+    values (``"rows"``: {"ndcg", "multi_ndcg"} float [n]) that paired comparisons resample.
     """
     n_items = len(popularity)
     ranks, tops = [], []
@@ -213,12 +230,16 @@ def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.nda
         tops.append(order[:, :k])
     ranks_arr = np.asarray(ranks)
     topk = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
+    rows = {"ndcg": ndcg_rows(ranks_arr, k), "multi_ndcg": multi_ndcg_rows(topk, queries.targets, k)}
     return {
-        "hr": hit_rate_at_k(ranks_arr, k), "ndcg": ndcg_at_k(ranks_arr, k), "mrr": mrr(ranks_arr),
-        "recall": recall_at_k(topk, queries.targets, k),
-        "multi_ndcg": multi_ndcg_at_k(topk, queries.targets, k),
-        "topk": topk,
+        "hr": hit_rate_at_k(ranks_arr, k), "ndcg": _mean(rows["ndcg"]), "mrr": mrr(ranks_arr),
+        "recall": recall_at_k(topk, queries.targets, k), "multi_ndcg": _mean(rows["multi_ndcg"]),
+        "topk": topk, "rows": rows,
     }
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def coverage_and_popularity(topks: Sequence[np.ndarray], popularity: np.ndarray) -> tuple[float, float]:

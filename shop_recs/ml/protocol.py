@@ -1,0 +1,327 @@
+"""The one evaluation protocol: split -> tune -> gate -> refit, for the pipeline and the benchmark.
+
+``shop_recs.pipeline`` publishes what :func:`fit_shop` returns and the benchmark CLI reports it
+(its ``shipped`` and ``shipped_refit`` rows), so the figures describe what a shop is served::
+
+    cfg = configure(get_default_config(), {"train.epochs": 20, "ease_lambdas": [10, 100]})
+    fitted = fit_shop(baskets, index, attrs, cfg, progress=cb)
+    fitted.choice, fitted.gate["reason"]     # what ships, and the validation interval
+    fitted.metrics["test"]["shipped"]        # the winner as trained on the training split
+    fitted.metrics["test"]["shipped_refit"]  # the same recipe refit on train + validation
+    fitted.scorer.score([[j]])               # the shipped scorer, refit on every order
+
+Protocol: orders sorted by time; the last ``test_frac`` are test, the ``val_frac`` before them
+validation. On validation: each baseline's hyper-parameter, early stopping of the model, and
+(cross-fitted) the blend weight. The gate (``shop_recs.ml.gate``) then ships a more complex
+candidate only when its gain over the simpler one is larger than noise. Test is only reported.
+The winner is refit on all orders with the chosen settings (the model for the epochs early
+stopping picked) over the whole catalogue: every product in ``index``, bought or not, so the
+model scores new products from their attributes. Products with fewer than ``min_orders`` orders
+are scored but not evaluated, used as context or published (``Fitted.published``).
+
+Configuration is one tree (minGPT's ``get_default_config`` pattern): :class:`ProtocolConfig`
+holds the protocol's own knobs and the defaults each component contributes (``train``,
+``model``, ``gate``); :func:`configure` applies dotted overrides and checks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from shop_recs.ml.baselines import EASE, CoOccurrence, ItemKNN, Popularity, cooccurrence_counts
+from shop_recs.ml.blend import WEIGHT_GRID, BlendScorer, crossfit_weight, tune_weight
+from shop_recs.ml.evaluate import anchor_queries, complete_queries, evaluate, temporal_split
+from shop_recs.ml.gate import GateConfig, decide
+from shop_recs.ml.model import BundleModelConfig
+from shop_recs.ml.scorer import MAX_PRIOR_ITEMS, BundleScorer
+from shop_recs.ml.train import EpochReport, TrainConfig
+from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+
+logger = logging.getLogger("shop_recs.ml.protocol")
+
+__all__ = ["ProtocolConfig", "ConfigError", "get_default_config", "configure", "fit_shop",
+           "Fitted", "MODEL", "TASKS", "test_row"]
+
+TASKS = {"complete": "ndcg", "anchor": "multi_ndcg"}  # task -> per-query metric
+GATE_TASK = "anchor"  # the product page: what published lists and bundles serve
+MODEL = "bundle_model"
+FAMILIES = ("popularity", "cooc_count", "cooc_confidence", "cooc_lift", "item_knn", "ease")
+
+
+class ConfigError(ValueError):
+    """A protocol setting is unknown or out of range."""
+
+
+@dataclass
+class ProtocolConfig:
+    seed: int = 0  # the model's seed (the benchmark adds one per repetition)
+    query_seed: int = 0  # which item of an order is hidden / the anchor
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    min_orders: int = 2  # catalogue limit: orders a product needs to be evaluated and published
+    max_prior_items: int = MAX_PRIOR_ITEMS  # catalogue limit of the dense item-item prior
+    families: tuple = FAMILIES  # baselines, simplest first (ties go to the earlier one)
+    ease_lambdas: tuple = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
+    knn_ks: tuple = (20, 50, 200)
+    prior_lambda: float | None = None  # EASE lambda of the model's prior; None = EASE's tuned one
+    blend_weights: tuple = WEIGHT_GRID  # model weight relative to the partner baseline
+    blend_folds: int = 2  # cross-fitting folds of the blend weight (gate figures)
+    refit: bool = True  # ship the winner refit on every order (False: as trained on the split)
+    evaluate_refit: bool = True  # also refit on train + validation and score it on test
+    gate: GateConfig = field(default_factory=GateConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(time_budget_s=150.0))
+    # Published lists and bundles are per product and never see a visitor's history, so the
+    # protocol trains (and stops early on) what it ships; history models are research rows.
+    model: BundleModelConfig = field(
+        default_factory=lambda: BundleModelConfig(n_items=0, use_history=False))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def get_default_config() -> ProtocolConfig:
+    return ProtocolConfig()
+
+
+def configure(cfg: ProtocolConfig, overrides: dict | None = None) -> ProtocolConfig:
+    """A copy of ``cfg`` with ``{"dotted.key": value}`` applied and checked."""
+    cfg = dataclasses.replace(cfg, gate=dataclasses.replace(cfg.gate),
+                              train=dataclasses.replace(cfg.train),
+                              model=dataclasses.replace(cfg.model))
+    for key, value in (overrides or {}).items():
+        *path, name = key.split(".")
+        node = cfg
+        for part in path:
+            node = getattr(node, part, None)
+            if not dataclasses.is_dataclass(node):
+                raise ConfigError(f"unknown setting {key!r}")
+        if name not in {f.name for f in dataclasses.fields(node)}:
+            raise ConfigError(f"unknown setting {key!r}")
+        if isinstance(getattr(node, name), tuple) or isinstance(value, list):
+            value = tuple(_number(key, v) if isinstance(v, str) else v for v in value)
+        setattr(node, name, value)
+    _check(cfg)
+    return cfg
+
+
+def _number(key: str, text: str) -> float:
+    """Grid entries may be written as text ("inf" where JSON has no infinity)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}: {text!r} is not a number") from None
+
+
+def _check(cfg: ProtocolConfig) -> None:
+    def grid(name, values, low=0.0, inf_ok=False):
+        ok = len(values) > 0 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= low
+            and (inf_ok or np.isfinite(v)) for v in values)
+        if not ok:
+            raise ConfigError(f"{name} must be a non-empty list of numbers >= {low}, "
+                              f"not {values!r}")
+    grid("ease_lambdas", cfg.ease_lambdas, 1e-9)
+    grid("knn_ks", cfg.knn_ks, 1)
+    if cfg.families != FAMILIES and "ease" not in cfg.families and cfg.prior_lambda is None:
+        raise ConfigError("without the ease family, set prior_lambda")
+    grid("blend_weights", cfg.blend_weights, 0.0, inf_ok=True)
+    if cfg.prior_lambda is not None and not cfg.prior_lambda > 0:
+        raise ConfigError(f"prior_lambda must be positive or None, not {cfg.prior_lambda!r}")
+    if not (isinstance(cfg.min_orders, int) and cfg.min_orders >= 1):
+        raise ConfigError(f"min_orders must be a whole number >= 1, not {cfg.min_orders!r}")
+    if not 0.5 <= cfg.gate.confidence < 1:
+        raise ConfigError(f"gate.confidence must be in [0.5, 1), not {cfg.gate.confidence!r}")
+    if cfg.gate.n_boot < 100:
+        raise ConfigError(f"gate.n_boot must be at least 100, not {cfg.gate.n_boot!r}")
+    if cfg.train.epochs < 1:
+        raise ConfigError(f"train.epochs must be at least 1, not {cfg.train.epochs!r}")
+    unknown = set(cfg.families) - set(FAMILIES)
+    if unknown or not cfg.families:
+        raise ConfigError(f"families must be some of {', '.join(FAMILIES)}")
+
+
+@dataclass
+class Fitted:
+    scorer: object  # the shipped scorer (Scorer protocol), over ``index``
+    index: ItemIndex  # the shipped catalogue
+    attrs: ItemAttributes
+    baskets: Baskets  # every order, on ``index`` (for evidence)
+    published: np.ndarray  # bool [len(index)]: products with enough orders to publish
+    choice: str
+    gate: dict  # shop_recs.ml.gate.decide's decision
+    metrics: dict  # {"validation": {name: {task: v}}, "test": {name: row}, "params": {...}}
+    split: dict
+    model: BundleScorer | None  # the neural model inside the shipped scorer, if any
+    trained: BundleScorer | None = None  # the latest neural model (shipped or not)
+    trained_index: ItemIndex | None = None  # its catalogue
+    history: list[EpochReport] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        return self.gate["reason"]
+
+
+def _options(cfg: ProtocolConfig) -> dict[str, list[tuple[str, Callable]]]:
+    """family -> [(label, make(counts) -> unfitted scorer)], in order of complexity."""
+    every = {
+        "popularity": [("", lambda c: Popularity())],
+        "cooc_count": [("", lambda c: CoOccurrence("count", c))],
+        "cooc_confidence": [("", lambda c: CoOccurrence("confidence", c))],
+        "cooc_lift": [("", lambda c: CoOccurrence("lift", c))],
+        "item_knn": [(f"k={k}", lambda c, k=k: ItemKNN(int(k), 10.0, c)) for k in cfg.knn_ks],
+        "ease": [(f"lambda={lam:g}", lambda c, lam=lam: EASE(float(lam), c))
+                 for lam in cfg.ease_lambdas],
+    }
+    return {f: every[f] for f in cfg.families}
+
+
+def test_row(scorer, queries, pop) -> dict:
+    """Test figures of ``scorer`` on both tasks (the columns of every report)."""
+    complete = evaluate(scorer, queries[("test", "complete")], pop)
+    anchor = evaluate(scorer, queries[("test", "anchor")], pop)
+    return {"complete_hr10": complete["hr"], "complete_ndcg10": complete["ndcg"],
+            "complete_mrr": complete["mrr"], "anchor_recall10": anchor["recall"],
+            "anchor_ndcg10": anchor["multi_ndcg"]}
+
+
+def _model(cfg: ProtocolConfig, train_cfg: TrainConfig, prior_lambda: float) -> BundleScorer:
+    return BundleScorer(dataclasses.replace(cfg.model), train_cfg, prior_lambda=prior_lambda,
+                        max_prior_items=cfg.max_prior_items)
+
+
+def _warm(init_from, index: ItemIndex) -> dict:
+    """``fit`` keyword arguments that start from ``init_from`` (scorer, index) on ``index``."""
+    if init_from is None:
+        return {}
+    old, old_index = init_from
+    return {"init_from": old, "old_to_new": index.lookup(old_index.ids)}
+
+
+def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: ProtocolConfig,
+             progress: Callable[[str, EpochReport], None] | None = None,
+             init_from: tuple[BundleScorer, ItemIndex] | None = None) -> Fitted:
+    """Evaluate every candidate, gate on validation, report test, refit the winner.
+
+    ``progress(stage, report)`` is called during training; ``stage`` is ``"evaluate"``,
+    ``"refit_eval"`` (train + validation) or ``"refit"``. ``init_from`` warm-starts every model
+    fit from an earlier (scorer, index). Raises ``DataError`` when there are too few orders.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    split = temporal_split(baskets, index, attrs, cfg.val_frac, cfg.test_frac, cfg.min_orders)
+    pop = split.train.item_counts()
+    queries = {(part, task): make(getattr(split, part), cfg.query_seed)
+               for part in ("val", "test")
+               for task, make in (("complete", complete_queries), ("anchor", anchor_queries))}
+    counts = cooccurrence_counts(split.train)
+    val: dict[str, dict] = {}
+    rows: dict[str, np.ndarray] = {}  # candidate -> per-query validation figures (gate task)
+    test: dict[str, dict] = {}
+    best: dict[str, dict] = {}  # family -> task -> (value, label, make, scorer)
+    for family, options in _options(cfg).items():
+        best[family] = {}
+        for label, make in options:
+            scorer = make(counts).fit(split.train, split.attrs)
+            for task, metric in TASKS.items():
+                res = evaluate(scorer, queries[("val", task)], pop)
+                if task not in best[family] or res[metric] > best[family][task][0]:
+                    best[family][task] = (res[metric], label, make, scorer, res["rows"][metric])
+        val[family] = {t: best[family][t][0] for t in TASKS}
+        rows[family] = best[family][GATE_TASK][4]
+        # each task's column from the option tuned for that task; shipping uses the gate task's
+        by_task = {t: test_row(best[family][t][3], queries, pop) for t in TASKS}
+        test[family] = {k: v for t in TASKS for k, v in by_task[t].items() if k.startswith(t)}
+        test[family]["params"] = {t: best[family][t][1] for t in TASKS}
+    timings["baselines"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    prior_lambda = cfg.prior_lambda
+    if prior_lambda is None:
+        prior_lambda = best["ease"]["complete"][3].lam if "ease" in best else 10.0
+    train_cfg = dataclasses.replace(cfg.train, seed=cfg.seed)
+    model = _model(cfg, train_cfg, prior_lambda).fit(
+        split.train, split.attrs, val=split.val, history_pool=split.all_baskets,
+        callback=(lambda r: progress("evaluate", r)) if progress else None,
+        **_warm(init_from, split.index))
+    history = list(model.result.history)
+    mscores = {t: model.score(queries[("val", t)].contexts) for t in TASKS}
+    mres = {t: evaluate(mscores[t], queries[("val", t)], pop) for t in TASKS}
+    val[MODEL] = {t: mres[t][TASKS[t]] for t in TASKS}
+    rows[MODEL] = mres[GATE_TASK]["rows"][TASKS[GATE_TASK]]
+    test[MODEL] = test_row(model, queries, pop)
+    partner = max(best, key=lambda f: val[f][GATE_TASK])  # first of equals: the simplest
+    base = best[partner][GATE_TASK][3]
+    q_gate = queries[("val", GATE_TASK)]
+    bscores = base.score(q_gate.contexts)
+    weight, _, _ = tune_weight(bscores, mscores[GATE_TASK], q_gate, pop, TASKS[GATE_TASK],
+                               cfg.blend_weights)
+    weights = BlendScorer.pair_weights(weight)
+    blend_name = f"{MODEL}+{partner}"
+    blend = BlendScorer([base, model], weights, blend_name, personal=[False, False])
+    # the gate compares cross-fitted figures: a weight never scores the queries it was tuned on
+    rows[blend_name], fold_weights = crossfit_weight(
+        bscores, mscores[GATE_TASK], q_gate, pop, TASKS[GATE_TASK], cfg.blend_weights,
+        cfg.blend_folds, cfg.seed)
+    val[blend_name] = {t: evaluate(blend, queries[("val", t)], pop)[TASKS[t]] for t in TASKS}
+    val[blend_name][f"{GATE_TASK}_crossfit"] = float(np.mean(rows[blend_name]))
+    test[blend_name] = {**test_row(blend, queries, pop), "weights": weights,
+                        "fold_weights": [BlendScorer.pair_weights(w) for w in fold_weights]}
+    timings["model"] = time.perf_counter() - t1
+
+    decision = decide(rows, list(best), [MODEL, blend_name], cfg.gate,
+                      f"{GATE_TASK}-NDCG@10")
+    choice = decision["choice"]
+    logger.info("gate: %s", decision["reason"])
+    test["shipped"] = {**{k: v for k, v in test[choice].items() if k not in ("params",)},
+                       "choice": choice}
+
+    def recipe(on: Baskets, on_attrs: ItemAttributes, on_index: ItemIndex, stage: str):
+        """The winner refit on ``on`` with the settings validation chose."""
+        on_counts = cooccurrence_counts(on)
+        if choice in best:
+            return best[choice][GATE_TASK][2](on_counts).fit(on, on_attrs), None
+        epochs = max(model.result.best_epoch, 1)
+        refit_cfg = dataclasses.replace(train_cfg, epochs=epochs, patience=epochs + 1)
+        net = _model(cfg, refit_cfg, prior_lambda).fit(
+            on, on_attrs, callback=(lambda r: progress(stage, r)) if progress else None,
+            **_warm(init_from, on_index))
+        if choice == MODEL:
+            return net, net
+        partner_fit = best[partner][GATE_TASK][2](on_counts).fit(on, on_attrs)
+        return BlendScorer([partner_fit, net], weights, blend_name, personal=[False, False]), net
+
+    t2 = time.perf_counter()
+    if cfg.evaluate_refit:
+        n_fit = split.info["train_val_orders"]
+        refit_eval, _ = recipe(split.all_baskets.select(np.arange(n_fit)), split.attrs,
+                               split.index, "refit_eval")
+        test["shipped_refit"] = {**test_row(refit_eval, queries, pop), "choice": choice}
+    timings["refit_eval"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    if cfg.refit:
+        scorer, shipped_model = recipe(baskets, attrs, index, "refit")
+        out_index, out_attrs, out_baskets = index, attrs, baskets
+        published = baskets.item_counts() >= cfg.min_orders
+    else:
+        scorer = {MODEL: model, blend_name: blend}.get(choice) or best[choice][GATE_TASK][3]
+        shipped_model = model if choice in (MODEL, blend_name) else None
+        out_index, out_attrs, out_baskets = split.index, split.attrs, split.all_baskets
+        published = np.ones(len(split.index), dtype=bool)
+    timings["refit"] = time.perf_counter() - t3
+    trained, trained_index = ((shipped_model, out_index) if shipped_model is not None
+                              else (model, split.index))
+    metrics = {"validation": val, "test": test,
+               "params": {"prior_lambda": prior_lambda, "blend_weights": weights,
+                          "blend_partner": partner, "best_epoch": model.result.best_epoch}}
+    return Fitted(scorer=scorer, index=out_index, attrs=out_attrs, baskets=out_baskets,
+                  published=published, choice=choice, gate=decision, metrics=metrics,
+                  split=split.info, model=shipped_model, trained=trained,
+                  trained_index=trained_index, history=history, timings=timings)
