@@ -29,7 +29,8 @@ from django.utils import timezone
 from shop_recs import data, publish
 from shop_recs.conf import recs_settings
 from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from shop_recs.ml.protocol import ConfigError, configure, fit_shop, get_default_config
+from shop_recs.ml.protocol import (SETTINGS, ConfigError, configure, fit_shop,
+                                   get_default_config)
 from shop_recs.ml.train import resolve_device
 from shop_recs.ml.types import DataError
 from shop_recs.models import TrainingRun
@@ -111,13 +112,6 @@ def _claim(run_id, task_id, retries=0):
         return run
 
 
-# SHOP_RECS key -> protocol setting (shop_recs.ml.protocol.configure)
-SETTINGS = {"EPOCHS": "train.epochs", "TIME_BUDGET_S": "train.time_budget_s",
-            "DEVICE": "train.device", "EASE_LAMBDAS": "ease_lambdas", "KNN_KS": "knn_ks",
-            "BLEND_WEIGHTS": "blend_weights", "PRIOR_LAMBDA": "prior_lambda",
-            "MIN_PRODUCT_ORDERS": "min_orders", "MAX_PRIOR_ITEMS": "max_prior_items",
-            "GATE_CONFIDENCE": "gate.confidence", "GATE_MIN_GAIN": "gate.min_gain",
-            "EVALUATE_REFIT": "evaluate_refit"}
 # run.config key (set by the command, the admin, the API) -> protocol setting
 RUN_CONFIG = {"time_budget_s": "train.time_budget_s", "epochs": "train.epochs",
               "device": "train.device", "seed": "seed"}

@@ -58,6 +58,8 @@ class Split:
     attrs: ItemAttributes
     all_baskets: Baskets  # every order remapped to the catalogue (histories are drawn from it)
     info: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)  # part -> rows of the input baskets, by time
+    items: np.ndarray | None = None  # catalogue item -> item of the input index
 
 
 @dataclass
@@ -98,7 +100,7 @@ def temporal_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes,
             "train_val_orders": n_train + n_val,  # rows of all_baskets before the test period
             "val_from": int(ts[n_train]), "test_from": int(ts[n_train + n_val])}
     return Split(parts["train"], parts["val"], parts["test"], ItemIndex(index.ids[keep]),
-                 attrs.take(keep), remapped, info)
+                 attrs.take(keep), remapped, info, rows, keep)
 
 
 def customer_histories(baskets: Baskets, history_pool: Baskets, max_items: int = 256,

@@ -95,7 +95,7 @@ def decide(rows: dict[str, np.ndarray], baselines: Sequence[str], ladder: Sequen
     n = len(next(iter(rows.values())))
     conf = f"{100 * cfg.confidence:g}% paired bootstrap over {n:,} validation queries"
     parts = [f"{c['candidate']} {_show(c)} vs {c['against']}: "
-             + ("ships" if c["ships"] else "within noise, the simpler model stays")
+             + ("ships" if c["ships"] else "not above noise, the simpler model stays")
              for c in comparisons]
     reason = (f"{incumbent}: validation {metric_name} {means[incumbent]:.4f}"
               + ("" if incumbent not in bases else ", the best baseline")

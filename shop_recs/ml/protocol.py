@@ -36,7 +36,8 @@ import numpy as np
 
 from shop_recs.ml.baselines import EASE, CoOccurrence, ItemKNN, Popularity, cooccurrence_counts
 from shop_recs.ml.blend import WEIGHT_GRID, BlendScorer, crossfit_weight, tune_weight
-from shop_recs.ml.evaluate import anchor_queries, complete_queries, evaluate, temporal_split
+from shop_recs.ml.evaluate import (Split, anchor_queries, complete_queries, evaluate,
+                                   temporal_split)
 from shop_recs.ml.gate import GateConfig, decide
 from shop_recs.ml.model import BundleModelConfig
 from shop_recs.ml.scorer import MAX_PRIOR_ITEMS, BundleScorer
@@ -45,13 +46,23 @@ from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 
 logger = logging.getLogger("shop_recs.ml.protocol")
 
-__all__ = ["ProtocolConfig", "ConfigError", "get_default_config", "configure", "fit_shop",
+__all__ = ["ProtocolConfig", "ConfigError", "SETTINGS", "get_default_config", "configure", "fit_shop",
            "Fitted", "MODEL", "TASKS", "test_row"]
 
 TASKS = {"complete": "ndcg", "anchor": "multi_ndcg"}  # task -> per-query metric
 GATE_TASK = "anchor"  # the product page: what published lists and bundles serve
 MODEL = "bundle_model"
 FAMILIES = ("popularity", "cooc_count", "cooc_confidence", "cooc_lift", "item_knn", "ease")
+
+
+# The quality knobs a shop sets in SHOP_RECS (shop_recs.conf) -> their place in the config tree.
+# The pipeline reads them from settings; the benchmark CLI takes them as --setting KEY=VALUE.
+SETTINGS = {"EPOCHS": "train.epochs", "TIME_BUDGET_S": "train.time_budget_s",
+            "DEVICE": "train.device", "EASE_LAMBDAS": "ease_lambdas", "KNN_KS": "knn_ks",
+            "BLEND_WEIGHTS": "blend_weights", "PRIOR_LAMBDA": "prior_lambda",
+            "MIN_PRODUCT_ORDERS": "min_orders", "MAX_PRIOR_ITEMS": "max_prior_items",
+            "GATE_CONFIDENCE": "gate.confidence", "GATE_MIN_GAIN": "gate.min_gain",
+            "EVALUATE_REFIT": "evaluate_refit"}
 
 
 class ConfigError(ValueError):
@@ -147,6 +158,17 @@ def _check(cfg: ProtocolConfig) -> None:
 
 
 @dataclass
+class Evaluation:
+    """What the benchmark reads besides the figures: the split and the candidates on it."""
+
+    split: Split
+    queries: dict  # (part, task) -> Queries
+    popularity: np.ndarray  # training counts
+    scorers: dict  # candidate -> scorer fitted on the training split (baselines: gate-tuned)
+    partner: str  # the baseline the model is blended with
+
+
+@dataclass
 class Fitted:
     scorer: object  # the shipped scorer (Scorer protocol), over ``index``
     index: ItemIndex  # the shipped catalogue
@@ -162,6 +184,7 @@ class Fitted:
     trained_index: ItemIndex | None = None  # its catalogue
     history: list[EpochReport] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    evaluation: Evaluation | None = None  # with fit_shop(keep_candidates=True): the benchmark's
 
     @property
     def reason(self) -> str:
@@ -191,6 +214,26 @@ def test_row(scorer, queries, pop) -> dict:
             "anchor_ndcg10": anchor["multi_ndcg"]}
 
 
+class OnCatalogue:
+    """A scorer over the whole index, seen through the split's catalogue (evaluation space).
+
+    The model is trained over every product (so it knows the ones the evaluation leaves out);
+    evaluation, blends and bundle search read it through ``items`` (catalogue -> index).
+    """
+
+    def __init__(self, scorer, items: np.ndarray) -> None:
+        self.scorer, self.items, self.name = scorer, np.asarray(items, np.int64), scorer.name
+
+    def fit(self, train, attrs=None) -> "OnCatalogue":
+        return self
+
+    def score(self, contexts, histories=None) -> np.ndarray:
+        full = self.scorer.score([self.items[np.asarray(c, dtype=np.int64)] for c in contexts],
+                                 None if histories is None else
+                                 [self.items[np.asarray(h, dtype=np.int64)] for h in histories])
+        return full[:, self.items]
+
+
 def _model(cfg: ProtocolConfig, train_cfg: TrainConfig, prior_lambda: float) -> BundleScorer:
     return BundleScorer(dataclasses.replace(cfg.model), train_cfg, prior_lambda=prior_lambda,
                         max_prior_items=cfg.max_prior_items)
@@ -206,12 +249,14 @@ def _warm(init_from, index: ItemIndex) -> dict:
 
 def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: ProtocolConfig,
              progress: Callable[[str, EpochReport], None] | None = None,
-             init_from: tuple[BundleScorer, ItemIndex] | None = None) -> Fitted:
+             init_from: tuple[BundleScorer, ItemIndex] | None = None,
+             keep_candidates: bool = False) -> Fitted:
     """Evaluate every candidate, gate on validation, report test, refit the winner.
 
     ``progress(stage, report)`` is called during training; ``stage`` is ``"evaluate"``,
     ``"refit_eval"`` (train + validation) or ``"refit"``. ``init_from`` warm-starts every model
-    fit from an earlier (scorer, index). Raises ``DataError`` when there are too few orders.
+    fit from an earlier (scorer, index); ``keep_candidates`` keeps the split and every
+    candidate in ``Fitted.evaluation``. Raises ``DataError`` when there are too few orders.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -246,11 +291,15 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     if prior_lambda is None:
         prior_lambda = best["ease"]["complete"][3].lam if "ease" in best else 10.0
     train_cfg = dataclasses.replace(cfg.train, seed=cfg.seed)
-    model = _model(cfg, train_cfg, prior_lambda).fit(
-        split.train, split.attrs, val=split.val, history_pool=split.all_baskets,
+    # the network is trained over every product of ``index`` (bought or not), on the training
+    # orders, and evaluated through the split's catalogue
+    net_val = baskets.select(split.rows["val"])
+    net = _model(cfg, train_cfg, prior_lambda).fit(
+        baskets.select(split.rows["train"]), attrs, val=net_val.select(net_val.sizes >= 2),
         callback=(lambda r: progress("evaluate", r)) if progress else None,
-        **_warm(init_from, split.index))
-    history = list(model.result.history)
+        **_warm(init_from, index))
+    model = OnCatalogue(net, split.items)
+    history = list(net.result.history)
     mscores = {t: model.score(queries[("val", t)].contexts) for t in TASKS}
     mres = {t: evaluate(mscores[t], queries[("val", t)], pop) for t in TASKS}
     val[MODEL] = {t: mres[t][TASKS[t]] for t in TASKS}
@@ -282,46 +331,57 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     test["shipped"] = {**{k: v for k, v in test[choice].items() if k not in ("params",)},
                        "choice": choice}
 
-    def recipe(on: Baskets, on_attrs: ItemAttributes, on_index: ItemIndex, stage: str):
-        """The winner refit on ``on`` with the settings validation chose."""
-        on_counts = cooccurrence_counts(on)
+    def recipe(stage: str, full: Baskets, cat: Baskets | None = None):
+        """The winner refit with the settings validation chose: baselines on ``cat`` (the
+        same orders in catalogue space; None: on ``full``), the network on ``full`` over the
+        whole index (seen through the catalogue when ``cat`` is given).
+        Returns (scorer, network or None)."""
+        base_on, base_attrs = (full, attrs) if cat is None else (cat, split.attrs)
+        make_base = best[choice if choice in best else partner][GATE_TASK][2]
+        base = (make_base(cooccurrence_counts(base_on)).fit(base_on, base_attrs)
+                if choice != MODEL else None)
         if choice in best:
-            return best[choice][GATE_TASK][2](on_counts).fit(on, on_attrs), None
-        epochs = max(model.result.best_epoch, 1)
+            return base, None
+        epochs = max(net.result.best_epoch, 1)
         refit_cfg = dataclasses.replace(train_cfg, epochs=epochs, patience=epochs + 1)
-        net = _model(cfg, refit_cfg, prior_lambda).fit(
-            on, on_attrs, callback=(lambda r: progress(stage, r)) if progress else None,
-            **_warm(init_from, on_index))
+        fitted_net = _model(cfg, refit_cfg, prior_lambda).fit(
+            full, attrs, callback=(lambda r: progress(stage, r)) if progress else None,
+            **_warm(init_from, index))
+        seen = fitted_net if cat is None else OnCatalogue(fitted_net, split.items)
         if choice == MODEL:
-            return net, net
-        partner_fit = best[partner][GATE_TASK][2](on_counts).fit(on, on_attrs)
-        return BlendScorer([partner_fit, net], weights, blend_name, personal=[False, False]), net
+            return seen, fitted_net
+        return BlendScorer([base, seen], weights, blend_name, personal=[False, False]), fitted_net
 
     t2 = time.perf_counter()
     if cfg.evaluate_refit:
-        n_fit = split.info["train_val_orders"]
-        refit_eval, _ = recipe(split.all_baskets.select(np.arange(n_fit)), split.attrs,
-                               split.index, "refit_eval")
+        train_val = np.concatenate([split.rows["train"], split.rows["val"]])
+        refit_eval, _ = recipe("refit_eval", baskets.select(train_val),
+                               split.all_baskets.select(np.arange(len(train_val))))
         test["shipped_refit"] = {**test_row(refit_eval, queries, pop), "choice": choice}
     timings["refit_eval"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
     if cfg.refit:
-        scorer, shipped_model = recipe(baskets, attrs, index, "refit")
+        scorer, shipped_model = recipe("refit", baskets)
         out_index, out_attrs, out_baskets = index, attrs, baskets
         published = baskets.item_counts() >= cfg.min_orders
     else:
         scorer = {MODEL: model, blend_name: blend}.get(choice) or best[choice][GATE_TASK][3]
-        shipped_model = model if choice in (MODEL, blend_name) else None
+        shipped_model = net if choice in (MODEL, blend_name) else None
         out_index, out_attrs, out_baskets = split.index, split.attrs, split.all_baskets
         published = np.ones(len(split.index), dtype=bool)
     timings["refit"] = time.perf_counter() - t3
-    trained, trained_index = ((shipped_model, out_index) if shipped_model is not None
-                              else (model, split.index))
+    # the latest network (for the checkpoint and the next warm start) covers every product
+    trained = shipped_model if shipped_model is not None and cfg.refit else net
     metrics = {"validation": val, "test": test,
                "params": {"prior_lambda": prior_lambda, "blend_weights": weights,
-                          "blend_partner": partner, "best_epoch": model.result.best_epoch}}
+                          "blend_partner": partner, "best_epoch": net.result.best_epoch}}
+    evaluation = None
+    if keep_candidates:
+        scorers = {f: best[f][GATE_TASK][3] for f in best} | {MODEL: model, blend_name: blend}
+        evaluation = Evaluation(split, queries, pop, scorers, partner)
     return Fitted(scorer=scorer, index=out_index, attrs=out_attrs, baskets=out_baskets,
                   published=published, choice=choice, gate=decision, metrics=metrics,
                   split=split.info, model=shipped_model, trained=trained,
-                  trained_index=trained_index, history=history, timings=timings)
+                  trained_index=index, history=history, timings=timings,
+                  evaluation=evaluation)
