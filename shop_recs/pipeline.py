@@ -170,8 +170,8 @@ def _save_artifact(run, fitted, cutoff):
                                # the saved model is refit on every order, so no test figure
                                # is its own: shipped_refit is the same recipe without the test
                                # period, shipped the winner as trained on the split
-                               metrics={k: fitted.metrics["test"][k] for k in
-                                        ("shipped", "shipped_refit") if k in fitted.metrics["test"]},
+                               metrics={k: v for k, v in fitted.metrics["test"].items()
+                                        if k in ("shipped", "shipped_refit")},
                                extra={"run": run.pk, "shipped": fitted.choice,
                                       "model_is_shipped": fitted.model is not None})
     shutil.rmtree(final, ignore_errors=True)

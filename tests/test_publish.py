@@ -20,7 +20,8 @@ ORDERS = [[0, 1, 2]] * 4 + [[0, 3, 4]] * 3 + [[1, 3]]
 def products():
     return Product.objects.bulk_create(
         [Product(sku=f"S{i}", name=name, price="2.00")
-         for i, name in enumerate(["Red teapot", "Tea cosy", "Saucer", "Oak tray", "Linen napkin"])])
+         for i, name in enumerate(["Red teapot", "Tea cosy", "Saucer", "Oak tray",
+                                   "Linen napkin"])])
 
 
 def fitted(products, shipped_model):

@@ -232,7 +232,8 @@ def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.nda
         tops.append(order[:, :k])
     ranks_arr = np.asarray(ranks)
     topk = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
-    rows = {"ndcg": ndcg_rows(ranks_arr, k), "multi_ndcg": multi_ndcg_rows(topk, queries.targets, k)}
+    rows = {"ndcg": ndcg_rows(ranks_arr, k),
+            "multi_ndcg": multi_ndcg_rows(topk, queries.targets, k)}
     return {
         "hr": hit_rate_at_k(ranks_arr, k), "ndcg": _mean(rows["ndcg"]), "mrr": mrr(ranks_arr),
         "recall": recall_at_k(topk, queries.targets, k), "multi_ndcg": _mean(rows["multi_ndcg"]),

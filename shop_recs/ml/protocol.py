@@ -46,8 +46,8 @@ from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 
 logger = logging.getLogger("shop_recs.ml.protocol")
 
-__all__ = ["ProtocolConfig", "ConfigError", "SETTINGS", "get_default_config", "configure", "fit_shop",
-           "Fitted", "MODEL", "TASKS", "test_row"]
+__all__ = ["ProtocolConfig", "ConfigError", "SETTINGS", "get_default_config", "configure",
+           "fit_shop", "Fitted", "Evaluation", "OnCatalogue", "MODEL", "TASKS", "scored_on_test"]
 
 TASKS = {"complete": "ndcg", "anchor": "multi_ndcg"}  # task -> per-query metric
 GATE_TASK = "anchor"  # the product page: what published lists and bundles serve
@@ -205,7 +205,7 @@ def _options(cfg: ProtocolConfig) -> dict[str, list[tuple[str, Callable]]]:
     return {f: every[f] for f in cfg.families}
 
 
-def test_row(scorer, queries, pop) -> dict:
+def scored_on_test(scorer, queries, pop) -> dict:
     """Test figures of ``scorer`` on both tasks (the columns of every report)."""
     complete = evaluate(scorer, queries[("test", "complete")], pop)
     anchor = evaluate(scorer, queries[("test", "anchor")], pop)
@@ -281,7 +281,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         val[family] = {t: best[family][t][0] for t in TASKS}
         rows[family] = best[family][GATE_TASK][4]
         # each task's column from the option tuned for that task; shipping uses the gate task's
-        by_task = {t: test_row(best[family][t][3], queries, pop) for t in TASKS}
+        by_task = {t: scored_on_test(best[family][t][3], queries, pop) for t in TASKS}
         test[family] = {k: v for t in TASKS for k, v in by_task[t].items() if k.startswith(t)}
         test[family]["params"] = {t: best[family][t][1] for t in TASKS}
     timings["baselines"] = time.perf_counter() - t0
@@ -304,7 +304,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     mres = {t: evaluate(mscores[t], queries[("val", t)], pop) for t in TASKS}
     val[MODEL] = {t: mres[t][TASKS[t]] for t in TASKS}
     rows[MODEL] = mres[GATE_TASK]["rows"][TASKS[GATE_TASK]]
-    test[MODEL] = test_row(model, queries, pop)
+    test[MODEL] = scored_on_test(model, queries, pop)
     partner = max(best, key=lambda f: val[f][GATE_TASK])  # first of equals: the simplest
     base = best[partner][GATE_TASK][3]
     q_gate = queries[("val", GATE_TASK)]
@@ -320,7 +320,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         cfg.blend_folds, cfg.seed)
     val[blend_name] = {t: evaluate(blend, queries[("val", t)], pop)[TASKS[t]] for t in TASKS}
     val[blend_name][f"{GATE_TASK}_crossfit"] = float(np.mean(rows[blend_name]))
-    test[blend_name] = {**test_row(blend, queries, pop), "weights": weights,
+    test[blend_name] = {**scored_on_test(blend, queries, pop), "weights": weights,
                         "fold_weights": [BlendScorer.pair_weights(w) for w in fold_weights]}
     timings["model"] = time.perf_counter() - t1
 
@@ -357,7 +357,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         train_val = np.concatenate([split.rows["train"], split.rows["val"]])
         refit_eval, _ = recipe("refit_eval", baskets.select(train_val),
                                split.all_baskets.select(np.arange(len(train_val))))
-        test["shipped_refit"] = {**test_row(refit_eval, queries, pop), "choice": choice}
+        test["shipped_refit"] = {**scored_on_test(refit_eval, queries, pop), "choice": choice}
     timings["refit_eval"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()

@@ -161,7 +161,8 @@ def baskets_from_frame(df: pd.DataFrame) -> tuple[Baskets, ItemIndex, ItemAttrib
 
     ``df`` has the columns of ``shop_recs.ml.orders.COLUMNS`` (at least order_id, product_id
     and timestamp). Baskets come out sorted by (timestamp, order_id); items by product id.
-    Each item's name and category are its most recent ones; its price is the median unit price.
+    Each item's name, category and price are its most recent ones (what a shop's product table
+    holds, and what ``shop_recs.data`` reads from it).
     """
     if len(df) == 0:
         raise DataError("no order lines")
@@ -210,7 +211,7 @@ def _attributes(df: pd.DataFrame, frame: pd.DataFrame, n_items: int) -> ItemAttr
             # later rows overwrite earlier ones: the most recent non-empty value wins
             target[items[nonempty]] = values[nonempty]
     if "unit_price" in df:
-        price = pd.to_numeric(df["unit_price"], errors="coerce").to_numpy(dtype=np.float64)
-        med = pd.Series(price).groupby(frame["item"].to_numpy()).median()
-        attrs.prices[med.index.to_numpy()] = med.to_numpy()
+        price = pd.to_numeric(df["unit_price"], errors="coerce").to_numpy(dtype=np.float64)[order]
+        known = np.isfinite(price)
+        attrs.prices[items[known]] = price[known]  # the latest line's price wins
     return attrs
