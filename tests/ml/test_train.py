@@ -80,11 +80,8 @@ def test_time_budget_stops_training(data):
     assert len(s.result.history) < 1000
 
 
-def test_cold_item_gets_scores_from_attributes(fitted, data):
-    # a product with no purchases shares name words with bought ones: its score is finite
-    # and comes from the attribute embeddings alone
-    _, _, attrs = data
-    assert np.isfinite(fitted.score([np.array([0])])[0][1:]).all()
+# A product with no orders: tests/ml/test_protocol.py
+# (test_a_product_with_no_orders_gets_a_finite_attribute_driven_score).
 
 
 def test_warm_start_keeps_shared_rows(fitted, data):
