@@ -193,6 +193,7 @@ def run_training(run_id, task_id="", retries=0):
         cutoff = timezone.now()
         extract = data.extract_baskets(cutoff=cutoff)
         timings["extract"] = round(time.monotonic() - started, 2)
+        t0 = time.monotonic()
         cfg, settings_used = _fit_config(run)
         device = resolve_device(cfg.train.device)
         init_from = _previous_model(run) if (run.config or {}).get("warm_start", True) else None
@@ -200,6 +201,7 @@ def run_training(run_id, task_id="", retries=0):
         TrainingRun.objects.filter(pk=run.pk).update(
             data_cutoff=cutoff, counts=extract.counts, device=str(device),
             config={**(run.config or {}), "fit": settings_used})
+        timings["setup"] = round(time.monotonic() - t0, 2)  # settings, warm-start checkpoint
         t1 = time.monotonic()
         fitted = fit_shop(extract.baskets, extract.index, extract.attrs, cfg,
                           progress=RunProgress(run), init_from=init_from)
