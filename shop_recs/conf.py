@@ -93,6 +93,27 @@ DEFAULTS = {
     # API throttle rates by scope ("number/period"; None: unthrottled).
     "THROTTLE_RATES": {"shop_recs.read": "1200/min", "shop_recs.events": "120/min",
                        "shop_recs.staff": "600/min"},
+    # --- Learning (shop_recs.ml.protocol, the same for training runs and the benchmark) ---
+    # Epochs at most; early stopping on validation and TIME_BUDGET_S usually end sooner.
+    "EPOCHS": 40,
+    # Grids tuned on validation: EASE's L2 weight, item-kNN's neighbours, and the learned
+    # model's weight when blended with the best baseline ("inf": the model alone).
+    "EASE_LAMBDAS": (3, 10, 30, 100, 300, 1000, 3000, 10000),
+    "KNN_KS": (20, 50, 200),
+    "BLEND_WEIGHTS": (0, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, "inf"),
+    # EASE lambda of the model's item-item prior; None: the lambda EASE was tuned to.
+    "PRIOR_LAMBDA": None,
+    # Catalogue limits: orders a product needs to be evaluated and published (every active
+    # product is in the model's catalogue regardless), and the largest catalogue that gets
+    # the dense item-item prior (n x n floats, three while training).
+    "MIN_PRODUCT_ORDERS": 2,
+    "MAX_PRIOR_ITEMS": 8000,
+    # The gate ships a more complex candidate only when the lower end of the paired-bootstrap
+    # interval (this confidence) of its validation gain exceeds GATE_MIN_GAIN (0.01 = 1 %).
+    "GATE_CONFIDENCE": 0.95,
+    "GATE_MIN_GAIN": 0.0,
+    # Also refit the winner on train + validation and score it on test (one more fit).
+    "EVALUATE_REFIT": True,
 }
 
 # (minimum, maximum) of numeric settings, checked by shop_recs.E002.
@@ -118,6 +139,12 @@ RANGES = {
     "EVENTS_MAX_BATCH": (1, 10_000),
     "MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
     "EVENT_DEDUP_WINDOW": (0, 86_400),
+    # --- Learning ---
+    "EPOCHS": (1, 1000),
+    "MIN_PRODUCT_ORDERS": (1, 1000),
+    "MAX_PRIOR_ITEMS": (0, 50_000),
+    "GATE_CONFIDENCE": (0.5, 0.999),
+    "GATE_MIN_GAIN": (0, 1),
 }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+from shop_recs.ml.types import Baskets, DataError, ItemAttributes, ItemIndex
 from shop_recs.models import Interaction
 from shop_recs.products import get_adapter
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 CHUNK = 50_000
 
 
-class NotEnoughData(ValueError):
+class NotEnoughData(DataError):
     """The shop has too few orders or products to learn from."""
 
 
@@ -39,14 +39,16 @@ class Extract:
     pks: list  # product primary keys, aligned with index.ids
     lines: int
     customers: int
+    bought: int = 0  # the first ``bought`` products of the index have orders
+
 
     def product_pk(self, item):
         return self.pks[int(item)]
 
     @property
     def counts(self):
-        return {"orders": len(self.baskets), "lines": self.lines,
-                "products": len(self.index), "customers": self.customers}
+        return {"orders": len(self.baskets), "lines": self.lines, "products": self.bought,
+                "catalogue": len(self.index), "customers": self.customers}
 
 
 class _Codes:
@@ -69,9 +71,12 @@ def purchases(cutoff=None, exclude_visitors=()):
     return queryset.order_by()
 
 
-def extract_baskets(cutoff=None, queryset=None, min_orders=2, min_products=2):
+def extract_baskets(cutoff=None, queryset=None, min_orders=2, min_products=2,
+                    with_unbought=True):
     """Purchases made before ``cutoff`` as baskets (one per order), with product attributes.
 
+    The catalogue (``index``, ``attrs``, ``pks``) is the bought products, then every other
+    active product (``with_unbought``), so the model can score products with no orders yet.
     Raises :class:`NotEnoughData` when fewer than ``min_orders`` orders or
     ``min_products`` distinct products were bought.
     """
@@ -103,10 +108,49 @@ def extract_baskets(cutoff=None, queryset=None, min_orders=2, min_products=2):
         "ts": np.concatenate(time_parts),
     })
     del order_col, item_col, customer_col, time_parts
-    baskets = _baskets(frame, len(products.codes))
+    # A canonical order, the one ``ml.types.baskets_from_frame`` gives an order file: products
+    # by SKU (bought ones first), orders by (time, order id). Rankings break ties by item
+    # index, so a run and the benchmark on the same orders then compute the same figures.
     pks = list(products.codes)
+    if with_unbought:
+        seen = set(pks)
+        pks += [pk for pk in _active_pks() if pk not in seen]
+    skus = _skus(pks)
+    bought = len(products.codes)
+    order = np.concatenate([np.argsort(skus[:bought], kind="stable"),
+                            bought + np.argsort(skus[bought:], kind="stable")])
+    new_code = np.empty(len(pks), dtype=np.int32)
+    new_code[order] = np.arange(len(pks), dtype=np.int32)
+    frame["item"] = new_code[frame["item"].to_numpy()]
+    pks = [pks[i] for i in order]
+    frame["order_id"] = np.asarray(list(orders.codes), dtype=object)[frame["order"].to_numpy()]
+    baskets = _baskets(frame, len(pks))
     index = ItemIndex([str(pk) for pk in pks])
-    return Extract(baskets, index, product_attributes(pks), pks, lines, len(visitors.codes))
+    return Extract(baskets, index, product_attributes(pks), pks, lines, len(visitors.codes),
+                   bought)
+
+
+def _skus(pks):
+    """The adapter's product code of each pk (the pk itself when unmapped), as text."""
+    adapter = get_adapter()
+    field = adapter.lookup_field()
+    if field == "pk":
+        return np.asarray([str(pk) for pk in pks], dtype=object)
+    found = {}
+    for start in range(0, len(pks), 900):
+        found.update(adapter.model._default_manager.filter(pk__in=pks[start:start + 900])
+                     .values_list("pk", field))
+    return np.asarray([str(found.get(pk, pk)) for pk in pks], dtype=object)
+
+
+def _active_pks():
+    """Primary keys of the active products (the adapter's ``is_active`` field, when mapped)."""
+    adapter = get_adapter()
+    field = adapter.fields["is_active"]
+    queryset = adapter.model._default_manager.order_by("pk")
+    if field:
+        queryset = queryset.filter(**{field: True})
+    return queryset.values_list("pk", flat=True).iterator(chunk_size=CHUNK)
 
 
 def _epoch(timestamps):
@@ -118,10 +162,11 @@ def _epoch(timestamps):
 
 
 def _baskets(frame, n_items):
-    """CSR baskets: distinct items per order, orders sorted by their first timestamp."""
+    """CSR baskets: distinct items per order, orders sorted by (first timestamp, order id)."""
     per_order = frame.groupby("order", sort=False).agg(ts=("ts", "min"),
-                                                       customer=("customer", "first"))
-    per_order = per_order.sort_values("ts", kind="stable")
+                                                       customer=("customer", "first"),
+                                                       order_id=("order_id", "first"))
+    per_order = per_order.sort_values(["ts", "order_id"], kind="stable")
     rank = pd.Series(np.arange(len(per_order)), index=per_order.index)
     lines = frame[["order", "item"]].drop_duplicates()
     lines = lines.assign(pos=rank.reindex(lines["order"]).to_numpy()).sort_values(

@@ -36,6 +36,7 @@ from shop_recs.serving_cache import invalidate
 logger = logging.getLogger(__name__)
 
 COOCCURRENCE, POPULAR = "cooccurrence", "popular"
+TASK_NAME = "shop_recs.refresh_fallbacks"  # shop_recs.tasks.refresh_fallbacks
 ROW_CHUNK = 4096  # anchors whose co-occurrence rows are counted at once
 WRITE_BATCH = 5000
 
@@ -259,10 +260,10 @@ def refresh(extract=None):
 def refresh_soon():
     """Queue a refresh on the worker (after an erasure, for instance); refresh here when the
     broker cannot take it, so the lists never keep counting erased orders."""
-    from shop_recs.tasks import refresh_fallbacks  # noqa: PLC0415 (celery, lazily)
+    from celery import current_app  # noqa: PLC0415 (the host project configures the app)
 
     try:
-        refresh_fallbacks.delay()
+        current_app.send_task(TASK_NAME)  # by name: shop_recs.tasks imports this module
     except Exception:  # noqa: BLE001 (any broker error)
         logger.warning("could not queue a fallback refresh; refreshing now", exc_info=True)
         refresh()

@@ -11,6 +11,7 @@ import hashlib
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from shop_recs.conf import product_model_label
@@ -180,6 +181,14 @@ class TrainingRun(models.Model):
     @property
     def is_finished(self):
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
+
+    def finish(self, status, **fields):
+        """Mark this run finished with ``status`` (and ``fields``), freeing the one-pending-run
+        slot; the row is updated in one query and this instance refreshed."""
+        type(self).objects.filter(pk=self.pk).update(status=status, pending=None,
+                                                     finished_at=timezone.now(), **fields)
+        self.refresh_from_db()
+        return self
 
 
 class Recommendation(models.Model):

@@ -2,8 +2,16 @@
 
 ``run_training(run_id)`` is what the Celery task calls. It is idempotent by run id: a
 finished run is left alone, and a run redelivered after its worker died starts over
-(up to ``TRAINING_MAX_ATTEMPTS`` deliveries). Publishing is one transaction, so the
-previously active run keeps serving until the new rows are all written.
+(up to ``TRAINING_MAX_ATTEMPTS`` lost deliveries; a retry the task schedules itself after a
+database error is not one). Publishing is one transaction, so the previously active run keeps
+serving until the new rows are all written.
+
+Failures: data the learning core cannot learn from (:class:`~shop_recs.ml.types.DataError`,
+``data.NotEnoughData``) fails the run with a message for the shop; database errors propagate
+so that the task retries; anything else is a bug or an environment problem: the run fails
+with the exception's name and the exception is raised again, so the worker logs it.
+
+``run.timings`` holds stages that do not overlap (seconds); their sum is the run's total.
 """
 
 import logging
@@ -21,10 +29,11 @@ from django.utils import timezone
 from shop_recs import data, fallbacks, publish
 from shop_recs.conf import recs_settings
 from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from shop_recs.ml.fit import FitConfig, fit_shop
+from shop_recs.ml.protocol import (SETTINGS, ConfigError, configure, fit_shop,
+                                   get_default_config)
 from shop_recs.ml.train import resolve_device
+from shop_recs.ml.types import DataError
 from shop_recs.models import TrainingRun
-from shop_recs.runs import finish
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +50,7 @@ class RunProgress:
 
     def __call__(self, stage, report):
         if report.kind == "epoch":
-            self.curve[stage]["loss"].append(round(float(report.loss), 5))
+            self.curve.setdefault(stage, {"loss": []})["loss"].append(round(float(report.loss), 5))
             if stage == "evaluate":
                 self.curve[stage]["val_metric"].append(
                     None if report.val_metric is None else round(float(report.val_metric), 5))
@@ -69,38 +78,61 @@ def artifact_root():
     return Path(settings.MEDIA_ROOT) / "shop_recs_artifacts"
 
 
-def _claim(run_id, task_id):
-    """Mark the run running; None when there is nothing to do (finished or gone)."""
+def _claim(run_id, task_id, retries=0):
+    """Mark the run running; None when there is nothing to do (finished or gone).
+
+    ``retries`` is the task's retry count. A retry the task scheduled after a database error
+    arrives with a higher count than the run has seen and is not an attempt; a message
+    redelivered because its worker was lost arrives with the same count and is one.
+    """
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.is_finished:
             logger.info("training run %s: nothing to do (%s)", run_id,
                         "missing" if run is None else run.status)
             return None
-        if run.attempts >= recs_settings.TRAINING_MAX_ATTEMPTS:
-            finish(run, TrainingRun.Status.FAILED, error=(
+        config = run.config or {}
+        retried = run.attempts > 0 and retries > int(config.get("task_retries", 0))
+        if not retried and run.attempts >= recs_settings.TRAINING_MAX_ATTEMPTS:
+            run.finish(TrainingRun.Status.FAILED, error=(
                 f"delivered {run.attempts} times without finishing: the worker was lost each "
                 f"time (killed, or out of memory?)"))
             return None
         run.status = TrainingRun.Status.RUNNING
-        run.attempts += 1
+        if retried:
+            logger.info("training run %s: retry %d after a database error", run_id, retries)
+            run.config = {**config, "task_retries": retries}
+        else:
+            run.attempts += 1
         run.task_id = task_id or run.task_id
         run.started_at = run.heartbeat_at = timezone.now()
         run.error = ""
         run.save(update_fields=["status", "attempts", "task_id", "started_at", "heartbeat_at",
-                                "error"])
+                                "error", "config"])
         return run
 
 
+# run.config key (set by the command, the admin, the API) -> protocol setting
+RUN_CONFIG = {"time_budget_s": "train.time_budget_s", "epochs": "train.epochs",
+              "device": "train.device", "seed": "seed"}
+
+
+def fit_overrides(run=None):
+    """The protocol settings of a run: SHOP_RECS, then the run's own ``config``."""
+    overrides = {path: getattr(recs_settings, key) for key, path in SETTINGS.items()}
+    for key, path in RUN_CONFIG.items():
+        if key in ((run.config or {}) if run is not None else {}):
+            overrides[path] = run.config[key]
+    return overrides
+
+
 def _fit_config(run):
-    config = run.config or {}
-    return FitConfig(
-        time_budget_s=float(config.get("time_budget_s", recs_settings.TIME_BUDGET_S)),
-        epochs=int(config.get("epochs", 40)),
-        device=str(config.get("device", recs_settings.DEVICE)),
-        seed=int(config.get("seed", 0)),
-        init_from=_previous_model(run) if config.get("warm_start", True) else None,
-    )
+    """(protocol config, its overrides as JSON) of ``run``; raises ConfigError."""
+    overrides = fit_overrides(run)
+    cfg = configure(get_default_config(), overrides)
+    as_json = {k: [str(x) if isinstance(x, float) and not np.isfinite(x) else x for x in v]
+               if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
+    return cfg, as_json
 
 
 def _previous_model(run):
@@ -135,7 +167,11 @@ def _save_artifact(run, fitted, cutoff):
         shutil.rmtree(leftover, ignore_errors=True)
     manifest = save_checkpoint(tmp, fitted.trained, fitted.trained_index,
                                data_cutoff=int(cutoff.timestamp()),
-                               metrics=fitted.metrics["test"].get(fitted.choice, {}),
+                               # the saved model is refit on every order, so no test figure
+                               # is its own: shipped_refit is the same recipe without the test
+                               # period, shipped the winner as trained on the split
+                               metrics={k: v for k, v in fitted.metrics["test"].items()
+                                        if k in ("shipped", "shipped_refit")},
                                extra={"run": run.pk, "shipped": fitted.choice,
                                       "model_is_shipped": fitted.model is not None})
     shutil.rmtree(final, ignore_errors=True)
@@ -143,9 +179,12 @@ def _save_artifact(run, fitted, cutoff):
     return str(final), manifest["weights_sha256"]
 
 
-def run_training(run_id, task_id=""):
-    """Train, evaluate, gate and publish run ``run_id``; returns the run's final status."""
-    run = _claim(run_id, task_id)
+def run_training(run_id, task_id="", retries=0):
+    """Train, evaluate, gate and publish run ``run_id``; returns the run's final status.
+
+    ``retries``: the Celery task's retry count (see :func:`_claim`).
+    """
+    run = _claim(run_id, task_id, retries)
     if run is None:
         return None
     timings = {}
@@ -154,19 +193,22 @@ def run_training(run_id, task_id=""):
         cutoff = timezone.now()
         extract = data.extract_baskets(cutoff=cutoff)
         timings["extract"] = round(time.monotonic() - started, 2)
-        cfg = _fit_config(run)
-        device = resolve_device(cfg.device)
+        t0 = time.monotonic()
+        cfg, settings_used = _fit_config(run)
+        device = resolve_device(cfg.train.device)
+        init_from = _previous_model(run) if (run.config or {}).get("warm_start", True) else None
         run.refresh_from_db(fields=["config"])
         TrainingRun.objects.filter(pk=run.pk).update(
             data_cutoff=cutoff, counts=extract.counts, device=str(device),
-            config={**(run.config or {}), "fit": {"time_budget_s": cfg.time_budget_s,
-                                                  "epochs": cfg.epochs, "device": cfg.device,
-                                                  "seed": cfg.seed}})
+            config={**(run.config or {}), "fit": settings_used})
+        timings["setup"] = round(time.monotonic() - t0, 2)  # settings, warm-start checkpoint
         t1 = time.monotonic()
         fitted = fit_shop(extract.baskets, extract.index, extract.attrs, cfg,
-                          progress=RunProgress(run))
+                          progress=RunProgress(run), init_from=init_from)
+        # fit_shop's stages (baselines, model, refit, ...) cover the fit; what is left is setup
         timings.update({k: round(v, 2) for k, v in fitted.timings.items()})
-        timings["fit"] = round(time.monotonic() - t1, 2)
+        timings["fit_other"] = round(max(time.monotonic() - t1 - sum(fitted.timings.values()),
+                                         0.0), 2)
         t2 = time.monotonic()
         path, sha = _save_artifact(run, fitted, cutoff)
         timings["artifact"] = round(time.monotonic() - t2, 2)
@@ -176,7 +218,7 @@ def run_training(run_id, task_id=""):
         timings["search"] = round(time.monotonic() - t3, 2)
         run.refresh_from_db()
         run.metrics = fitted.metrics | {"split": fitted.split}
-        run.gate = {"chosen": fitted.choice, "reason": fitted.reason}
+        run.gate = {"chosen": fitted.choice, **fitted.gate}
         run.shipped_model = fitted.choice[:60]
         run.artifact_path, run.artifact_sha256 = path, sha
         t4 = time.monotonic()
@@ -185,22 +227,26 @@ def run_training(run_id, task_id=""):
         t5 = time.monotonic()
         fallbacks.refresh(extract)
         timings["fallbacks"] = round(time.monotonic() - t5, 2)
-        timings["total"] = round(time.monotonic() - started, 2)
         TrainingRun.objects.filter(pk=run.pk).update(timings=timings)
     except data.NotEnoughData as exc:
-        finish(run, TrainingRun.Status.FAILED, error=f"not enough data: {exc}", timings=timings)
+        run.finish(TrainingRun.Status.FAILED, error=f"not enough data: {exc}", timings=timings)
         return TrainingRun.Status.FAILED
-    except ValueError as exc:  # the learning core's "too few orders" and similar data errors
-        finish(run, TrainingRun.Status.FAILED, error=f"cannot train on this data: {exc}",
-               timings=timings)
+    except DataError as exc:  # the learning core's checks: too few orders to split, ...
+        run.finish(TrainingRun.Status.FAILED, error=f"cannot train on this data: {exc}",
+                   timings=timings)
+        return TrainingRun.Status.FAILED
+    except ConfigError as exc:  # a SHOP_RECS learning setting or the run's config
+        run.finish(TrainingRun.Status.FAILED, error=f"invalid training settings: {exc}",
+                   timings=timings)
         return TrainingRun.Status.FAILED
     except (OperationalError, InterfaceError):
-        # Transient database trouble: the task retries and claims the run again.
+        # Transient database trouble: the task retries and claims the run again (that retry
+        # is not counted as an attempt). The run cannot be written to now anyway.
         raise
     except Exception as exc:
         logger.exception("training run %s failed", run_id)
-        finish(run, TrainingRun.Status.FAILED, error=f"{exc.__class__.__name__}: {exc}",
-               timings=timings)
+        run.finish(TrainingRun.Status.FAILED, error=f"{exc.__class__.__name__}: {exc}",
+                   timings=timings)
         raise
     logger.info("training run %s succeeded: %s", run.pk, run.gate.get("reason"))
     return TrainingRun.Status.SUCCEEDED

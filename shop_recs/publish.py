@@ -3,6 +3,13 @@
 ``build(fitted, pks)`` computes the rows (numpy, no database writes);
 ``activate(run, rows)`` writes them and makes ``run`` the serving run in one
 transaction, so customers see either the old run's rows or the new run's, never a mix.
+
+Bundle numbers (logged by :func:`activate` and stored in ``run.counts``, which the admin shows),
+one set that adds up: ``bundles_found`` distinct bundles the search returned =
+``bundles_proposed`` (awaiting review from this run: ``bundles_new`` + ``bundles_refreshed``,
+earlier proposals found again) + ``bundles_skipped`` (reviewed before and their evidence has not
+grown enough). ``bundles_dropped``: earlier proposals this run no longer makes, deleted.
+Every proposal says which kind of scorer found it (``Bundle.Source.MODEL`` or ``BASELINE``).
 """
 
 import logging
@@ -28,7 +35,8 @@ MIN_BUNDLE_ORDERS = 2
 class Rows:
     fbt: list = field(default_factory=list)  # (product pk, recommended pk, rank, score, evidence)
     bundles: list = field(default_factory=list)  # (anchor pk, [item pks], score, evidence)
-    source: str = ""
+    source: str = ""  # the shipped candidate's name (FBT rows)
+    bundle_source: str = Bundle.Source.MODEL  # MODEL when the learned model takes part
 
 
 def _available(pks):
@@ -48,14 +56,16 @@ def explanation(n_orders, lift):
 
 
 def build(fitted, pks):
-    """FBT lists for every product of the shipped catalogue, and bundles around each."""
-    n = len(fitted.index)
-    allowed = _available(pks)
+    """FBT lists for every published product of the shipped catalogue, and bundles around each."""
+    # every product of the catalogue is scored; only those with enough orders are published
+    allowed = _available(pks) & np.asarray(fitted.published, dtype=bool)
+    anchors_all = np.flatnonzero(fitted.published)
     evidence = Evidence(fitted.baskets)
-    rows = Rows(source=fitted.choice)
+    rows = Rows(source=fitted.choice, bundle_source=(
+        Bundle.Source.MODEL if fitted.model is not None else Bundle.Source.BASELINE))
     top_k = recs_settings.FBT_TOP_K
-    for start in range(0, n, SCORE_CHUNK):
-        anchors = np.arange(start, min(start + SCORE_CHUNK, n))
+    for start in range(0, len(anchors_all), SCORE_CHUNK):
+        anchors = anchors_all[start:start + SCORE_CHUNK]
         scores = fitted.scorer.score([np.asarray([a]) for a in anchors])  # [chunk, n]
         scores = np.where(allowed[None, :], scores, -np.inf)
         scores[np.arange(len(anchors)), anchors] = -np.inf
@@ -95,7 +105,7 @@ def build(fitted, pks):
                                              "model_score": round(float(bundle.score), 4),
                                              "explanation": explanation(bundle.n_orders, lift),
                                          }))
-    logger.info("built %d FBT rows and %d bundle proposals", len(rows.fbt), len(rows.bundles))
+    logger.debug("built %d FBT rows and %d bundle candidates", len(rows.fbt), len(rows.bundles))
     return rows
 
 
@@ -109,33 +119,39 @@ def _propose(run, rows):
     for start in range(0, len(sigs), 900):
         for bundle in Bundle.objects.filter(signature__in=sigs[start:start + 900]):
             existing.setdefault(bundle.signature, []).append(bundle)
-    new_bundles, new_items, updated = [], [], []
+    new_bundles, new_items, updated, skipped = [], [], [], 0
     for sig, (anchor, items, score, evidence) in candidates.items():
         previous = existing.get(sig, [])
         proposed = [b for b in previous if b.status == Bundle.Status.PROPOSED]
         if proposed:
             bundle = proposed[0]
             bundle.run, bundle.score, bundle.evidence = run, score, evidence
+            bundle.source = rows.bundle_source
             updated.append(bundle)
             continue
         reviewed = [b.evidence.get("orders_with_all", 0) for b in previous]
         if reviewed and evidence["orders_with_all"] < growth * max(reviewed):
+            skipped += 1
             continue
         bundle = Bundle(anchor_id=anchor, run=run, score=score, evidence=evidence, signature=sig,
-                        source=Bundle.Source.MODEL)
+                        source=rows.bundle_source)
         new_bundles.append(bundle)
         new_items.append(items)
-    Bundle.objects.bulk_update(updated, ["run", "score", "evidence"], batch_size=500)
+    Bundle.objects.bulk_update(updated, ["run", "score", "evidence", "source"], batch_size=500)
     Bundle.objects.bulk_create(new_bundles, batch_size=1000)
     BundleItem.objects.bulk_create(
         [BundleItem(bundle=b, product_id=pk, position=pos)
          for b, items in zip(new_bundles, new_items) for pos, pk in enumerate(items, 1)],
         batch_size=2000)
     # Proposals of earlier runs that this run no longer makes were never reviewed: drop them.
-    stale = Bundle.objects.filter(status=Bundle.Status.PROPOSED, source=Bundle.Source.MODEL
-                                  ).exclude(run=run)
-    dropped, _ = stale.delete()
-    return len(new_bundles), len(updated), dropped
+    stale = Bundle.objects.filter(
+        status=Bundle.Status.PROPOSED, source__in=[Bundle.Source.MODEL, Bundle.Source.BASELINE]
+    ).exclude(run=run)
+    dropped = stale.count()
+    stale.delete()  # (delete()'s count would include the cascaded BundleItem rows)
+    return {"bundles_found": len(candidates), "bundles_proposed": len(new_bundles) + len(updated),
+            "bundles_new": len(new_bundles), "bundles_refreshed": len(updated),
+            "bundles_skipped": skipped, "bundles_dropped": dropped}
 
 
 @transaction.atomic
@@ -151,7 +167,7 @@ def activate(run, rows):
         [Recommendation(run=run, product_id=p, recommended_id=r, rank=rank, score=score,
                         source=rows.source, evidence=ev)
          for p, r, rank, score, ev in rows.fbt], batch_size=2000)
-    created, updated, dropped = _propose(run, rows)
+    bundle_counts = _propose(run, rows)
     # With FBT_PUBLISHING = "approval" the run waits for staff ("Serve this run").
     serve = recs_settings.FBT_PUBLISHING == "auto" or previous is None
     if previous and serve:
@@ -159,11 +175,12 @@ def activate(run, rows):
     # Keep the rows of this run and of the one serving before it (for a roll-back).
     keep = [run.pk] + ([previous.pk] if previous else [])
     Recommendation.objects.exclude(run__in=keep).delete()
-    run.counts = {**(run.counts or {}), "fbt_rows": len(rows.fbt), "bundles_proposed": created,
-                  "bundles_updated": updated, "bundles_dropped": dropped}
+    run.counts = {**(run.counts or {}), "fbt_rows": len(rows.fbt), **bundle_counts}
     run.status, run.pending, run.is_active = TrainingRun.Status.SUCCEEDED, None, serve
     run.finished_at = timezone.now()
     run.save()
+    logger.info("run %s: %d FBT rows; %s", run.pk, len(rows.fbt),
+                ", ".join(f"{k.removeprefix('bundles_')} {v}" for k, v in bundle_counts.items()))
     if serve:
         transaction.on_commit(lambda: run_activated.send(sender=TrainingRun, run=run))
     return run

@@ -22,6 +22,8 @@ from shop_recs.models import TrainingRun
 
 logger = logging.getLogger(__name__)
 
+TRAIN_TASK = "shop_recs.train_bundle_model"  # the name shop_recs.tasks registers
+
 
 class TrainingAlreadyPending(Exception):
     """Another run is queued or running; it is available as ``.run``."""
@@ -50,12 +52,8 @@ def check_broker(timeout=3):
 
 
 def finish(run, status, **fields):
-    """Mark ``run`` finished with ``status`` and free the one-pending-run slot."""
-    now = timezone.now()
-    TrainingRun.objects.filter(pk=run.pk).update(status=status, pending=None, finished_at=now,
-                                                 **fields)
-    run.refresh_from_db()
-    return run
+    """Mark ``run`` finished with ``status``; see :meth:`TrainingRun.finish`."""
+    return run.finish(status, **fields)
 
 
 def reap_stale_runs(now=None):
@@ -87,11 +85,13 @@ def abandon_unfinished_runs(reason):
 
 
 def _enqueue(run_id):
-    from shop_recs.tasks import train_bundle_model  # noqa: PLC0415 (Celery import is lazy)
+    # Sent by name, not imported: shop_recs.tasks imports this module (the retrain task), and
+    # the worker applies the task's own options (acks_late, retries) to the message.
+    from celery import current_app  # noqa: PLC0415 (the host project configures the app)
 
     try:
-        result = train_bundle_model.apply_async(
-            (run_id,), queue=recs_settings.TRAINING_QUEUE,
+        result = current_app.send_task(
+            TRAIN_TASK, (run_id,), queue=recs_settings.TRAINING_QUEUE,
             soft_time_limit=recs_settings.TRAINING_SOFT_TIME_LIMIT,
             time_limit=recs_settings.TRAINING_TIME_LIMIT, retry=False,
         )

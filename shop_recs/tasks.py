@@ -30,7 +30,9 @@ def train_bundle_model(self, run_id):
     """Train, evaluate, gate and publish training run ``run_id`` (idempotent by id)."""
     from shop_recs import pipeline  # noqa: PLC0415 (keeps torch out of web processes)
 
-    return pipeline.run_training(run_id, task_id=self.request.id or "")
+    # the retry count tells a retry after a database error from a redelivery (pipeline._claim)
+    return pipeline.run_training(run_id, task_id=self.request.id or "",
+                                 retries=self.request.retries or 0)
 
 
 @shared_task(base=DjangoTask, name="shop_recs.retrain")

@@ -37,7 +37,8 @@ def test_orders_become_time_ordered_baskets_of_distinct_items(shop):
                                         for d in (1, 2, 3)]
     # o2 and o3 share a customer; o1 is anonymous.
     assert baskets.customers[0] == -1 and baskets.customers[1] == baskets.customers[2] >= 0
-    assert extract.counts == {"orders": 3, "lines": 5, "products": 4, "customers": 1}
+    assert extract.counts == {"orders": 3, "lines": 5, "products": 4, "catalogue": 4,
+                              "customers": 1}
     j = index.index_of(pk["C"])
     assert extract.product_pk(j) == shop["C"].pk
     assert extract.attrs.names[j] == "Name C" and extract.attrs.prices[j] == 2.5
@@ -55,3 +56,15 @@ def test_too_little_data_is_a_clear_error(shop):
     with pytest.raises(NotEnoughData, match="1 product"):
         extract_baskets()
 
+
+
+def test_active_products_without_orders_join_the_catalogue_with_their_attributes(shop):
+    new = Product.objects.create(sku="N", name="Name N", category="cat", price="4.00")
+    Product.objects.create(sku="X", name="Retired", price="1.00", is_active=False)
+    extract = extract_baskets()
+    assert extract.counts["products"] == 4 and extract.counts["catalogue"] == 5
+    j = extract.index.index_of(str(new.pk))
+    assert j == 4 and extract.product_pk(j) == new.pk  # after the bought products
+    assert extract.attrs.names[j] == "Name N" and extract.attrs.prices[j] == 4.0
+    assert extract.baskets.n_items == 5 and extract.baskets.item_counts()[j] == 0
+    assert len(extract_baskets(with_unbought=False).index) == 4

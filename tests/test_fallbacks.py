@@ -216,6 +216,7 @@ def test_the_cache_holds_two_entries_per_product_served_plus_a_fixed_set():
 
 def test_an_erasure_recomputes_the_lists_without_the_erased_orders(
         django_capture_on_commit_callbacks, django_user_model, monkeypatch):
+    from celery import current_app  # noqa: PLC0415
     from kombu.exceptions import OperationalError as BrokerError  # noqa: PLC0415
 
     from shop_recs import privacy, tasks  # noqa: PLC0415
@@ -228,16 +229,16 @@ def test_an_erasure_recomputes_the_lists_without_the_erased_orders(
     fallbacks.refresh()
     assert (p[1].pk, "cooccurrence") in [(pk, m) for pk, m, _ in stored(p[0])]
     queued = []
-    monkeypatch.setattr(tasks.refresh_fallbacks, "delay", lambda: queued.append(1))
+    monkeypatch.setattr(current_app, "send_task", lambda name, *a, **k: queued.append(name))
     with django_capture_on_commit_callbacks(execute=True):
         privacy.erase_user(user=alice)
-    assert queued == [1]  # the worker recomputes them
+    assert queued == [tasks.refresh_fallbacks.name]  # the worker recomputes them
 
-    def broker_down():
+    def broker_down(name, *args, **kwargs):
         raise BrokerError("no broker")
 
     record_order("A2", [{"product": p[0]}, {"product": p[3]}], user=alice)
-    monkeypatch.setattr(tasks.refresh_fallbacks, "delay", broker_down)
+    monkeypatch.setattr(current_app, "send_task", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         privacy.erase_user(user=alice)
     assert [(pk, m) for pk, m, _ in stored(p[0])] == [(p[2].pk, "cooccurrence")]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError
 from django.utils import timezone
 
 from shop_recs import pipeline
@@ -38,13 +39,31 @@ def train(**config):
 
 def test_a_run_publishes_fbt_lists_and_bundles_with_provenance(artifacts):
     products = planted_shop()
+    unsold = Product.objects.create(sku="ZZ", name="Kettle spoon", price="3.00", category="odd")
     run, status = train()
     assert status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.is_active and run.pending is None and run.finished_at
     assert run.counts["orders"] == 400 and run.counts["fbt_rows"] > 0
+    assert run.counts["products"] == 30 and run.counts["catalogue"] == 31
     assert run.gate["chosen"] and "validation anchor-NDCG@10" in run.gate["reason"]
+    # the gate's paired-bootstrap intervals are on the run, for the run page
+    comparisons = run.gate["comparisons"]
+    assert [c["candidate"] for c in comparisons][0] == "bundle_model"
+    assert all(c["interval"][0] <= c["gain"] <= c["interval"][1] for c in comparisons)
     assert "bundle_model" in run.metrics["validation"] and "ease" in run.metrics["test"]
-    assert run.progress["loss"] and all(k in run.timings for k in ("extract", "fit", "publish"))
+    for row in ("shipped", "shipped_refit"):
+        assert run.metrics["test"][row]["choice"] == run.gate["chosen"]
+        assert 0 < run.metrics["test"][row]["anchor_ndcg10"] <= 1
+    assert run.config["fit"]["train.epochs"] == 3 and run.config["fit"]["blend_weights"][-1] == (
+        "inf")
+    # a product nobody bought is in the model's catalogue but gets no list of its own
+    assert not Recommendation.objects.filter(run=run, product=unsold).exists()
+    assert not Recommendation.objects.filter(run=run, recommended=unsold).exists()
+    assert run.progress["loss"]
+    # stages that do not overlap, so the run page's sum is the run's total
+    assert {"extract", "baselines", "model", "refit", "search", "publish"} <= set(run.timings)
+    assert not {"total", "fit"} & set(run.timings)
+    assert sum(run.timings.values()) <= (run.finished_at - run.started_at).total_seconds() + 1
     # The planted pair: P01 is P00's first complement.
     first = Recommendation.objects.filter(run=run, product=products[0]).order_by("rank").first()
     assert first.recommended == products[1] and first.source == run.gate["chosen"]
@@ -56,7 +75,9 @@ def test_a_run_publishes_fbt_lists_and_bundles_with_provenance(artifacts):
         "explanation"]
     weights = Path(run.artifact_path) / "model.safetensors"
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == run.artifact_sha256
-    _, _, manifest = load_checkpoint(run.artifact_path)  # verifies the checksum
+    _, index, manifest = load_checkpoint(run.artifact_path)  # verifies the checksum
+    assert str(unsold.pk) in index and len(index) == 31
+    assert manifest["metrics"]["shipped_refit"] == run.metrics["test"]["shipped_refit"]
     assert manifest["extra"] == {"run": run.pk, "shipped": run.gate["chosen"],
                                  "model_is_shipped": "bundle_model" in run.gate["chosen"]}
     assert [p.name for p in artifacts.iterdir()] == [f"run-{run.pk}"]
@@ -89,6 +110,70 @@ def test_one_product_only_fails_with_a_message():
     Interaction.objects.exclude(product=products[0]).delete()
     run, _ = train()
     assert run.status == TrainingRun.Status.FAILED and "1 product" in run.error
+
+
+def test_too_few_orders_to_split_fails_with_a_message_not_an_exception():
+    planted_shop(n_orders=4)
+    run, status = train()
+    assert status == TrainingRun.Status.FAILED and run.pending is None
+    assert run.error.startswith("cannot train on this data: too few orders (4)")
+
+
+def test_bad_learning_settings_fail_the_run_with_a_message(settings):
+    planted_shop(n_orders=40)
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "EASE_LAMBDAS": []}
+    run, status = train()
+    assert status == TrainingRun.Status.FAILED
+    assert run.error.startswith("invalid training settings: ease_lambdas must be a non-empty")
+
+
+def test_learning_settings_reach_the_protocol(settings):
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "EPOCHS": 7, "GATE_CONFIDENCE": 0.8,
+                          "BLEND_WEIGHTS": [0, 1, "inf"], "MIN_PRODUCT_ORDERS": 3}
+    run = request_training(trigger="t", config={"time_budget_s": 9, "seed": 4},
+                           broker_check=False, enqueue=False)
+    cfg, as_json = pipeline._fit_config(run)
+    assert (cfg.train.epochs, cfg.gate.confidence, cfg.min_orders) == (7, 0.8, 3)
+    assert cfg.blend_weights == (0, 1, float("inf")) and as_json["blend_weights"][-1] == "inf"
+    assert cfg.train.time_budget_s == 9 and cfg.seed == 4  # the run's own config wins
+
+
+def test_a_programming_error_fails_the_run_and_is_raised(monkeypatch):
+    planted_shop(n_orders=60)
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")  # a numpy bug, say
+
+    monkeypatch.setattr(pipeline, "fit_shop", broken)
+    run = request_training(trigger="t", config=FAST, broker_check=False, enqueue=False)
+    with pytest.raises(ValueError, match="broadcast"):
+        pipeline.run_training(run.pk)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and run.pending is None
+    assert run.error == "ValueError: operands could not be broadcast together"
+    assert "extract" in run.timings
+
+
+def test_database_retries_do_not_use_up_attempts(monkeypatch, settings):
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "TRAINING_MAX_ATTEMPTS": 2}
+
+    def blip(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(pipeline.data, "extract_baskets", blip)
+    run = request_training(trigger="t", config=FAST, broker_check=False, enqueue=False)
+    for retries in range(4):  # the first delivery, then three retries of the task
+        with pytest.raises(OperationalError):
+            pipeline.run_training(run.pk, retries=retries)
+        run.refresh_from_db()
+        assert run.status == TrainingRun.Status.RUNNING and run.attempts == 1
+    with pytest.raises(OperationalError):  # retry 3 redelivered: its worker was lost
+        pipeline.run_training(run.pk, retries=3)
+    run.refresh_from_db()
+    assert run.attempts == 2
+    assert pipeline.run_training(run.pk, retries=3) is None  # lost twice: given up
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and "delivered 2 times" in run.error
 
 
 def test_only_one_pending_run_per_database():

@@ -227,10 +227,11 @@ def test_postgresql_restarted_requests_recover(postgres_cluster):
 
     assert pg_ctl("stop", "-m", "fast") == 0
     started = time.monotonic()
-    down = answers(p)
-    # Answered from the cache where it can be (the warm API answer), else a clean error
-    # page; never a hang.
-    assert all(code == 200 or code >= 500 for code in down)
+    page, api = answers(p)
+    # The warm API answer comes from the cache and needs no database: 200, not an error.
+    # The product page reads its product from the database: a clean error page, never a hang.
+    assert api == 200
+    assert page in (200, 500, 503)
     assert time.monotonic() - started < 30
     pg_start()
     for _ in range(10):

@@ -1,13 +1,17 @@
-"""Benchmark CLI: baselines vs the learned bundle model under the honest protocol.
+"""Benchmark CLI: what a shop would ship for an order file, beside the baselines.
 
     python -m shop_recs.ml.benchmark --orders FILE [--orders FILE2] [--format online_retail]
-        [--device auto|cpu|cuda] [--seeds 3] [--time-budget S] [--json OUT]
+        [--device auto|cpu|cuda] [--seeds 3] [--time-budget S] [--setting KEY=VALUE ...]
+        [--history] [--json OUT]
 
-Steps: read and clean the orders (``shop_recs.ml.orders``), temporal split (``evaluate``), tune
-every baseline's hyper-parameters per task on validation, train the model once per seed, tune
-its blend weight with the best linear model on validation, let the gate pick what would ship
-(validation only), then report test figures. Prints a table and writes the JSON described in
-issue 3. The ``runner`` module does the work; this module only parses arguments and prints.
+Steps: read and clean the orders (``shop_recs.ml.orders``), then per seed the protocol a
+training run uses (``shop_recs.ml.protocol``): tune every baseline on validation, train the
+model, cross-fit its blend weight, gate with a paired bootstrap, score the winner on test as
+trained (``shipped``) and refit on train + validation (``shipped_refit``). ``--setting`` takes
+the SHOP_RECS learning keys (``EPOCHS=20``, ``EASE_LAMBDAS=[10,100]``, ...), so the figures are
+those of a shop with those settings. ``--history`` adds research rows (models that read
+customers' earlier orders; never shipped). The ``runner`` module does the work; this module
+only parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import sys
 from pathlib import Path
 
 from shop_recs.ml.orders import FORMATS, CleaningReport, OrderFileError, read_orders
+from shop_recs.ml.protocol import SETTINGS, ConfigError, configure, get_default_config
 from shop_recs.ml.runner import BenchConfig, run_benchmark
 from shop_recs.ml.train import EpochReport
+from shop_recs.ml.types import DataError
 
 COLUMNS = ("complete_hr10", "complete_ndcg10", "complete_mrr", "anchor_recall10",
-           "anchor_ndcg10", "coverage10", "bundle_precision", "train_s", "peak_mem_mb")
+           "anchor_ndcg10", "coverage10", "bundle_precision", "train_s")
 
 
 def _progress(seed: int):
@@ -44,13 +50,15 @@ def format_table(results: list[dict]) -> str:
             v, sd = r.get(c), r.get(c + "_std")
             if v is None:
                 cells.append(f"{'-':>16}")
-            elif c in ("train_s", "peak_mem_mb"):
+            elif c == "train_s":
                 cells.append(f"{v:>16.1f}")
             elif sd is not None:
                 cells.append(f"{f'{v:.4f}±{sd:.4f}':>16}")
             else:
                 cells.append(f"{v:>16.4f}")
         lines.append(f"{r['model'][:40]:<40} {r['role']:<8} " + " ".join(cells))
+        if r["role"] == "shipped":
+            lines[-1] += f"  ({', '.join(dict.fromkeys(r.get('choice', [])))})"
     return "\n".join(lines)
 
 
@@ -61,15 +69,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="generic", choices=FORMATS)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seeds", type=int, default=3, help="seeds of the learned model (mean ± std)")
-    p.add_argument("--time-budget", type=float, default=BenchConfig.time_budget_s,
-                   help="seconds of training per seed (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=BenchConfig.epochs)
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds of training per model fit (default: TIME_BUDGET_S, "
+                        f"{get_default_config().train.time_budget_s:g})")
+    p.add_argument("--epochs", type=int, default=None, help="default: EPOCHS")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-history", action="store_true",
-                   help="the model ignores customers' earlier orders")
+    p.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a SHOP_RECS learning setting, VALUE as JSON (" + ", ".join(SETTINGS)
+                        + ")")
+    p.add_argument("--history", action="store_true",
+                   help="add research rows: a model reading customers' earlier orders")
+    p.add_argument("--no-history", action="store_true", help=argparse.SUPPRESS)  # the default
     p.add_argument("--json", metavar="OUT", help="write the results as JSON here")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def _overrides(args) -> dict:
+    """Protocol overrides from --setting KEY=VALUE and the shorthand options."""
+    out = {}
+    for item in args.setting:
+        key, sep, text = item.partition("=")
+        if not sep or key not in SETTINGS:
+            raise ConfigError(f"--setting {item!r}: use KEY=VALUE with KEY one of "
+                              + ", ".join(SETTINGS))
+        try:
+            out[SETTINGS[key]] = json.loads(text)
+        except json.JSONDecodeError:
+            out[SETTINGS[key]] = text  # a bare word such as cpu
+    for path, value in (("train.time_budget_s", args.time_budget), ("train.epochs", args.epochs),
+                        ("train.threads", args.threads)):
+        if value is not None:
+            out[path] = value
+    out["train.device"] = args.device
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         print("error: --seeds must be at least 1", file=sys.stderr)
         return 2
+    try:
+        protocol = configure(get_default_config(), _overrides(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     report = CleaningReport()
     try:
         frame = read_orders(args.orders, args.format, report=report)
@@ -87,21 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"read {report.read} lines, kept {report.kept}; skipped: "
           + (", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none"))
-    cfg = BenchConfig(seeds=args.seeds, time_budget_s=args.time_budget, epochs=args.epochs,
-                      device=args.device, threads=args.threads, use_history=not args.no_history)
+    cfg = BenchConfig(seeds=args.seeds, protocol=protocol, use_history=args.history)
     try:
         out = run_benchmark(frame, cfg, progress=_progress, log=print)
-    except ValueError as exc:  # too few orders, no repeated products, ...
+    except DataError as exc:  # too few orders, no repeated products, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out["dataset"] = ", ".join(Path(p).name for p in args.orders)
     out["cleaning"] = {"read": report.read, "kept": report.kept, "skipped": dict(report.skipped)}
     print()
     print(format_table(out["results"]))
-    for task, g in out["gate"].items():
-        print(f"gate[{task}]: {g['reason']}")
-    for line in out.get("goals", []):
-        print(line)
+    for g in out["gate"]:
+        print(f"gate[seed {g['seed']}]: {g['reason']}")
+    print(f"peak memory {out['peak_mem_mb']:,.0f} MB on {out['device']}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))
         print(f"wrote {args.json}")

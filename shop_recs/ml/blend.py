@@ -1,13 +1,14 @@
-"""Blending scorers and the validation gate (numpy only).
+"""Blending scorers (numpy only).
 
 A blend adds the per-row standardised scores of its components with fixed weights; the
 weights are chosen on the *validation* split only (:func:`tune_weight`), never on test::
 
-    w, val = tune_weight(val_scores_model, val_scores_ease, queries, pop, "ndcg")
-    blend = BlendScorer([model, ease], [1.0, w], name="bundle_model+ease")
+    w, val, _ = tune_weight(val_scores_ease, val_scores_model, queries, pop, "multi_ndcg")
+    blend = BlendScorer([ease, model], BlendScorer.pair_weights(w), name="bundle_model+ease")
 
-:func:`gate` picks what to ship from validation figures and says why; since every baseline is
-itself a candidate, the shipped scorer is never below the best baseline on validation.
+A weight tuned on the validation queries makes the blend look at least as good as its partner
+there by construction. :func:`crossfit_weight` gives the figures the gate may compare: the
+weight is tuned on one half of the queries and scored on the other, and the other way round.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Sequence
 
 import numpy as np
 
-from shop_recs.ml.evaluate import Queries, Scorer, evaluate
+from shop_recs.ml.evaluate import Queries, Scorer, evaluate, subset
 
 logger = logging.getLogger("shop_recs.ml.blend")
 
-__all__ = ["standardise", "BlendScorer", "tune_weight", "gate", "WEIGHT_GRID"]
+__all__ = ["standardise", "BlendScorer", "tune_weight", "crossfit_weight", "WEIGHT_GRID"]
 
 # Weight of the second component relative to the first; inf = the second alone.
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, float("inf"))
@@ -85,20 +86,24 @@ def tune_weight(first: np.ndarray, second: np.ndarray, queries: Queries, popular
     return best, values[best], values
 
 
-def gate(val_metrics: dict[str, float], baselines: Sequence[str], metric_name: str
-         ) -> tuple[str, str]:
-    """Pick the candidate with the best validation figure; returns (name, reason)."""
-    if not val_metrics:
-        raise ValueError("the gate needs at least one candidate")
-    choice = max(val_metrics, key=lambda k: val_metrics[k])
-    best_base = max((b for b in baselines if b in val_metrics), key=lambda k: val_metrics[k],
-                    default=None)
-    if best_base is None:
-        return choice, f"{choice}: best validation {metric_name} {val_metrics[choice]:.4f}"
-    base = val_metrics[best_base]
-    gain = (val_metrics[choice] / base - 1) * 100 if base > 0 else float("inf")
-    verdict = ("the best baseline itself" if choice == best_base
-               else f"{gain:+.1f}% over the best baseline {best_base} ({base:.4f})")
-    return choice, (f"{choice}: validation {metric_name} {val_metrics[choice]:.4f}, {verdict}; "
-                    f"candidates: " + ", ".join(f"{k}={v:.4f}" for k, v in
-                                                sorted(val_metrics.items(), key=lambda kv: -kv[1])))
+def crossfit_weight(first: np.ndarray, second: np.ndarray, queries: Queries,
+                    popularity: np.ndarray, metric: str, grid: Sequence[float] = WEIGHT_GRID,
+                    folds: int = 2, seed: int = 0) -> tuple[np.ndarray, list[float]]:
+    """Out-of-fold per-query ``metric`` of the blend, and the weight each fold chose.
+
+    The queries are split into ``folds`` seeded parts; each part is scored with the weight tuned
+    on the others, so no query's figure comes from a weight that saw it.
+    """
+    n = len(queries.contexts)
+    part = np.random.default_rng(seed).permutation(n) % folds
+    za, zb = standardise(first), standardise(second)
+    rows, chosen = np.zeros(n), []
+    for f in range(folds):
+        fit, held = np.flatnonzero(part != f), np.flatnonzero(part == f)
+        if len(fit) == 0 or len(held) == 0:
+            continue
+        w, _, _ = tune_weight(za[fit], zb[fit], subset(queries, fit), popularity, metric, grid)
+        rows[held] = evaluate(_mix(za[held], zb[held], w), subset(queries, held),
+                              popularity)["rows"][metric]
+        chosen.append(float(w))
+    return rows, chosen

@@ -27,12 +27,12 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+from shop_recs.ml.types import Baskets, DataError, ItemAttributes, ItemIndex
 
 __all__ = [
     "Scorer", "Split", "Queries", "temporal_split", "complete_queries", "anchor_queries",
     "customer_histories", "evaluate", "rank_items", "hit_rate_at_k", "ndcg_at_k", "mrr",
-    "recall_at_k", "multi_ndcg_at_k",
+    "recall_at_k", "multi_ndcg_at_k", "ndcg_rows", "multi_ndcg_rows", "subset",
 ]
 
 
@@ -58,6 +58,8 @@ class Split:
     attrs: ItemAttributes
     all_baskets: Baskets  # every order remapped to the catalogue (histories are drawn from it)
     info: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)  # part -> rows of the input baskets, by time
+    items: np.ndarray | None = None  # catalogue item -> item of the input index
 
 
 @dataclass
@@ -75,13 +77,13 @@ def temporal_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes,
     n_test, n_val = int(round(n * test_frac)), int(round(n * val_frac))
     n_train = n - n_test - n_val
     if n_train < 1 or n_val < 1 or n_test < 1:
-        raise ValueError(f"too few orders ({n}) for a train/validation/test split")
+        raise DataError(f"too few orders ({n}) for a train/validation/test split")
     rows = {"train": order[:n_train], "val": order[n_train:n_train + n_val],
             "test": order[n_train + n_val:]}
     counts = baskets.select(rows["train"]).item_counts()
     keep = np.flatnonzero(counts >= min_count)
     if len(keep) < 2:
-        raise ValueError("fewer than two products were bought at least "
+        raise DataError("fewer than two products were bought at least "
                          f"{min_count} times in the training period")
     mapping = np.full(baskets.n_items, -1, dtype=np.int64)
     mapping[keep] = np.arange(len(keep))
@@ -95,9 +97,10 @@ def temporal_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes,
     ts = remapped.timestamps
     info = {"orders": n, "train_orders": len(parts["train"]), "val_orders": len(parts["val"]),
             "test_orders": len(parts["test"]), "catalogue": len(keep), "min_count": min_count,
+            "train_val_orders": n_train + n_val,  # rows of all_baskets before the test period
             "val_from": int(ts[n_train]), "test_from": int(ts[n_train + n_val])}
     return Split(parts["train"], parts["val"], parts["test"], ItemIndex(index.ids[keep]),
-                 attrs.take(keep), remapped, info)
+                 attrs.take(keep), remapped, info, rows, keep)
 
 
 def customer_histories(baskets: Baskets, history_pool: Baskets, max_items: int = 256,
@@ -150,6 +153,13 @@ def anchor_queries(baskets: Baskets, seed: int = 0,
     return Queries(contexts, targets, histories)
 
 
+def subset(queries: Queries, rows: np.ndarray) -> Queries:
+    """The queries at positions ``rows`` (for cross-fitting on parts of a split)."""
+    pick = [int(r) for r in rows]
+    return Queries([queries.contexts[r] for r in pick], [queries.targets[r] for r in pick],
+                   None if queries.histories is None else [queries.histories[r] for r in pick])
+
+
 def rank_items(scores: np.ndarray, contexts: Sequence[np.ndarray]) -> np.ndarray:
     """Items by decreasing score, context items last; ties broken by item index. int [n, n_items]."""
     scores = np.array(scores, dtype=np.float64, copy=True)
@@ -165,10 +175,14 @@ def hit_rate_at_k(ranks: np.ndarray, k: int = 10) -> float:
     return float(np.mean(np.asarray(ranks) < k))
 
 
-def ndcg_at_k(ranks: np.ndarray, k: int = 10) -> float:
+def ndcg_rows(ranks: np.ndarray, k: int = 10) -> np.ndarray:
     """Single relevant item at 0-based ``rank``: 1/log2(rank+2) inside the top k, else 0."""
     ranks = np.asarray(ranks, dtype=np.float64)
-    return float(np.mean(np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0)))
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0)
+
+
+def ndcg_at_k(ranks: np.ndarray, k: int = 10) -> float:
+    return float(np.mean(ndcg_rows(ranks, k)))
 
 
 def mrr(ranks: np.ndarray) -> float:
@@ -181,14 +195,18 @@ def recall_at_k(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) ->
     return float(np.mean(vals))
 
 
-def multi_ndcg_at_k(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> float:
+def multi_ndcg_rows(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> np.ndarray:
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     vals = []
     for row, t in zip(topk, targets):
         hits = np.isin(row[:k], t)  # a catalogue smaller than k gives shorter lists
         dcg = float(disc[:len(hits)][hits].sum())
         vals.append(dcg / float(disc[:min(k, len(t))].sum()))
-    return float(np.mean(vals))
+    return np.asarray(vals, dtype=np.float64)
+
+
+def multi_ndcg_at_k(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> float:
+    return float(np.mean(multi_ndcg_rows(topk, targets, k)))
 
 
 def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.ndarray,
@@ -196,7 +214,8 @@ def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.nda
     """Full-ranking metrics of ``scorer`` (or of precomputed scores [n, n_items]) on ``queries``.
 
     Returns hr, ndcg, mrr (the single-target view), recall (multi-target view), plus the
-    top-k lists (``"topk"``, int [n, k]) for coverage and popularity figures.
+    top-k lists (``"topk"``, int [n, k]) for coverage and popularity figures and the per-query
+    values (``"rows"``: {"ndcg", "multi_ndcg"} float [n]) that paired comparisons resample.
     """
     n_items = len(popularity)
     ranks, tops = [], []
@@ -213,12 +232,17 @@ def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.nda
         tops.append(order[:, :k])
     ranks_arr = np.asarray(ranks)
     topk = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
+    rows = {"ndcg": ndcg_rows(ranks_arr, k),
+            "multi_ndcg": multi_ndcg_rows(topk, queries.targets, k)}
     return {
-        "hr": hit_rate_at_k(ranks_arr, k), "ndcg": ndcg_at_k(ranks_arr, k), "mrr": mrr(ranks_arr),
-        "recall": recall_at_k(topk, queries.targets, k),
-        "multi_ndcg": multi_ndcg_at_k(topk, queries.targets, k),
-        "topk": topk,
+        "hr": hit_rate_at_k(ranks_arr, k), "ndcg": _mean(rows["ndcg"]), "mrr": mrr(ranks_arr),
+        "recall": recall_at_k(topk, queries.targets, k), "multi_ndcg": _mean(rows["multi_ndcg"]),
+        "topk": topk, "rows": rows,
     }
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def coverage_and_popularity(topks: Sequence[np.ndarray], popularity: np.ndarray) -> tuple[float, float]:

@@ -41,11 +41,12 @@ class BundleScorer:
 
     def __init__(self, model_config: BundleModelConfig | None = None,
                  train_config: TrainConfig | None = None, max_context_eval: int = 128,
-                 prior_lambda: float = 10.0) -> None:
+                 prior_lambda: float = 10.0, max_prior_items: int = MAX_PRIOR_ITEMS) -> None:
         self.model_config = model_config or BundleModelConfig(n_items=0)
         self.train_config = train_config or TrainConfig()
         self.max_context_eval = max_context_eval
         self.prior_lambda = prior_lambda  # EASE lambda of the item-item prior (use_prior)
+        self.max_prior_items = max_prior_items  # larger catalogues train without the prior
         self.model: BundleModel | None = None
         self.vocab: FeatureVocab | None = None
         self.result: TrainResult | None = None
@@ -60,10 +61,10 @@ class BundleScorer:
             self.model_config, n_items=len(attrs), n_words=len(self.vocab.words),
             max_words=self.vocab.max_words, n_categories=len(self.vocab.categories),
             n_price_bands=self.vocab.n_bands)
-        if cfg.use_prior and cfg.n_items > MAX_PRIOR_ITEMS:
+        if cfg.use_prior and cfg.n_items > self.max_prior_items:
             # the prior is a dense n x n matrix (three of them while training)
             logger.warning("catalogue of %d items: item-item prior disabled (limit %d)",
-                           cfg.n_items, MAX_PRIOR_ITEMS)
+                           cfg.n_items, self.max_prior_items)
             cfg = dataclasses.replace(cfg, use_prior=False)
         self.model_config = cfg
         self.model = BundleModel(cfg)

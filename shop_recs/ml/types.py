@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["ItemIndex", "ItemAttributes", "Baskets", "baskets_from_frame"]
+__all__ = ["DataError", "ItemIndex", "ItemAttributes", "Baskets", "baskets_from_frame"]
+
+
+class DataError(ValueError):
+    """The orders cannot be learned from (too few orders, no repeated products, ...).
+
+    A message for the shop owner, not a bug: callers show it and stop. Every other exception
+    of the learning core is a programming or environment error and should surface as one.
+    """
 
 
 class ItemIndex:
@@ -153,10 +161,11 @@ def baskets_from_frame(df: pd.DataFrame) -> tuple[Baskets, ItemIndex, ItemAttrib
 
     ``df`` has the columns of ``shop_recs.ml.orders.COLUMNS`` (at least order_id, product_id
     and timestamp). Baskets come out sorted by (timestamp, order_id); items by product id.
-    Each item's name and category are its most recent ones; its price is the median unit price.
+    Each item's name, category and price are its most recent ones (what a shop's product table
+    holds, and what ``shop_recs.data`` reads from it).
     """
     if len(df) == 0:
-        raise ValueError("no order lines")
+        raise DataError("no order lines")
     frame = pd.DataFrame({
         "order_id": df["order_id"].astype(str).to_numpy(),
         "product_id": df["product_id"].astype(str).to_numpy(),
@@ -202,7 +211,7 @@ def _attributes(df: pd.DataFrame, frame: pd.DataFrame, n_items: int) -> ItemAttr
             # later rows overwrite earlier ones: the most recent non-empty value wins
             target[items[nonempty]] = values[nonempty]
     if "unit_price" in df:
-        price = pd.to_numeric(df["unit_price"], errors="coerce").to_numpy(dtype=np.float64)
-        med = pd.Series(price).groupby(frame["item"].to_numpy()).median()
-        attrs.prices[med.index.to_numpy()] = med.to_numpy()
+        price = pd.to_numeric(df["unit_price"], errors="coerce").to_numpy(dtype=np.float64)[order]
+        known = np.isfinite(price)
+        attrs.prices[items[known]] = price[known]  # the latest line's price wins
     return attrs

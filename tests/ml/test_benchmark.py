@@ -1,4 +1,4 @@
-"""The benchmark CLI on a small generated CSV writes the JSON schema of issue 3."""
+"""The benchmark CLIs on a small generated CSV: what ships, settings, bad input."""
 
 import json
 
@@ -7,12 +7,15 @@ import torch
 
 from shop_recs.ml.benchmark import main
 from shop_recs.ml.benchmark_speed import main as speed_main
+from shop_recs.ml.orders import read_orders
+from shop_recs.ml.protocol import configure, fit_shop, get_default_config
+from shop_recs.ml.types import baskets_from_frame
 
 from .conftest import planted_frame
 
 ROW_KEYS = {"model", "role", "complete_hr10", "complete_ndcg10", "complete_mrr",
-            "anchor_recall10", "anchor_ndcg10", "coverage10", "bundle_precision", "train_s",
-            "peak_mem_mb"}
+            "anchor_recall10", "anchor_ndcg10", "bundle_precision"}
+FAST = ["--device", "cpu", "--time-budget", "3", "--epochs", "2", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +28,40 @@ def csv_path(tmp_path_factory):
     return path
 
 
-def test_cli_writes_json_schema(csv_path, tmp_path, capsys):
+def test_cli_reports_what_the_protocol_ships(csv_path, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = main(["--orders", str(csv_path), "--format", "generic", "--device", "cpu",
-               "--seeds", "2", "--time-budget", "3", "--epochs", "2", "--threads", "1",
+    rc = main(["--orders", str(csv_path), "--format", "generic", "--seeds", "2", *FAST,
+               "--setting", "EASE_LAMBDAS=[5, 50]", "--setting", "GATE_CONFIDENCE=0.9",
                "--json", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
-    assert {"dataset", "split", "device", "results"} <= set(data)
-    roles = {r["role"] for r in data["results"]}
-    assert roles == {"baseline", "model", "shipped"}
+    rows = {r["model"]: r for r in data["results"]}
     for row in data["results"]:
         assert ROW_KEYS <= set(row), row["model"]
-    shipped = [r for r in data["results"] if r["role"] == "shipped"][0]
-    assert shipped["choice"]["complete"] and shipped["choice"]["anchor"]
-    assert "gate[complete]" in capsys.readouterr().out
+    assert {r["role"] for r in data["results"]} == {"baseline", "model", "shipped"}
+    # the settings reached the protocol
+    assert rows["ease"]["params"]["anchor"] in ("lambda=5", "lambda=50")
+    assert [g["config"]["confidence"] for g in data["gate"]] == [0.9, 0.9]
+    # the shipped rows are exactly what fit_shop gives for this file and these settings
+    frame = read_orders([csv_path], "generic")
+    cfg = configure(get_default_config(), {"ease_lambdas": [5, 50], "gate.confidence": 0.9,
+                                           "train.time_budget_s": 3, "train.epochs": 2,
+                                           "train.threads": 1, "train.device": "cpu"})
+    fitted = fit_shop(*baskets_from_frame(frame), cfg)
+    assert rows["shipped"]["choice"][0] == fitted.choice
+    for name in ("shipped", "shipped_refit"):
+        assert data["per_seed"][0]["rows"][name]["anchor_ndcg10"] == pytest.approx(
+            fitted.metrics["test"][name]["anchor_ndcg10"], abs=1e-12)
+        assert data["per_seed"][0]["rows"][name]["complete_ndcg10"] == pytest.approx(
+            fitted.metrics["test"][name]["complete_ndcg10"], abs=1e-12)
+    assert "gate[seed 0]" in capsys.readouterr().out
+
+
+def test_cli_refuses_unknown_settings(csv_path, capsys):
+    assert main(["--orders", str(csv_path), "--setting", "EPOCH=3"]) == 2
+    assert "use KEY=VALUE with KEY one of" in capsys.readouterr().err
+    assert main(["--orders", str(csv_path), "--setting", "EASE_LAMBDAS=[]"]) == 2
+    assert "ease_lambdas must be a non-empty list" in capsys.readouterr().err
 
 
 def test_cli_bad_input_fails_clearly(tmp_path, capsys):

@@ -2,20 +2,13 @@
 
 import numpy as np
 
-from shop_recs.ml.blend import BlendScorer, gate, standardise
+from shop_recs.ml.blend import BlendScorer, standardise
 
 
 def test_standardise_handles_masked_entries():
     z = standardise(np.array([[1.0, -np.inf, 3.0], [2.0, 2.0, 2.0]]))
     assert np.isfinite(z).all()
     assert z[0, 2] > z[0, 0] >= z[0, 1]
-
-
-def test_gate_never_ships_below_the_best_baseline():
-    choice, reason = gate({"ease": 0.2, "cooc": 0.18, "model": 0.19}, ["ease", "cooc"], "ndcg")
-    assert choice == "ease" and "best baseline itself" in reason
-    choice, reason = gate({"ease": 0.2, "model": 0.25}, ["ease"], "ndcg")
-    assert choice == "model" and "+25.0%" in reason
 
 
 def test_blend_weights():

@@ -53,9 +53,13 @@ def test_evaluate_perfect_and_constant_scorer():
     q = complete_queries(b, seed=0)
     res = evaluate(Oracle(q.targets), q, popularity=np.ones(5))
     assert res["hr"] == 1.0 and res["ndcg"] == 1.0 and res["mrr"] == 1.0
-    # a constant scorer gets index order; context items never count
+    # a constant scorer gets index order, context items left out: the first order hides
+    # item 2 behind context {0, 1} (rank 0), the second hides 4 behind {3} (0, 1, 2, 4: rank 3)
+    assert [c.tolist() for c in q.contexts] == [[0, 1], [3]]
     const = evaluate(np.zeros((2, 5), dtype=np.float32), q, popularity=np.ones(5))
-    assert 0 <= const["ndcg"] <= 1
+    assert const["ndcg"] == pytest.approx((1 + 1 / np.log2(5)) / 2)
+    assert const["mrr"] == pytest.approx((1 + 1 / 4) / 2) and const["hr"] == 1.0
+    assert const["topk"][1].tolist() == [0, 1, 2, 4, 3]
 
 
 def _toy(n=50, n_items=6):

@@ -1,5 +1,10 @@
-"""One check on the real Online Retail file, when it is present (no training)."""
+"""One check on the real Online Retail file, when it is present (no training).
 
+The file is found the way ``shop_demo.datasets`` finds it (this package imports no Django):
+``$SHOP_RECS_DATA_DIR``, else ``shared/data/online_retail`` beside the repository.
+"""
+
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +15,9 @@ from shop_recs.ml.evaluate import anchor_queries, evaluate, temporal_split
 from shop_recs.ml.orders import read_orders
 from shop_recs.ml.types import baskets_from_frame
 
-DATA = Path("/work/shared/data/online_retail/online_retail_2010-12_2011-12.csv.gz")
+REPO = Path(__file__).resolve().parents[2]
+DATA = (Path(os.environ.get("SHOP_RECS_DATA_DIR") or REPO.parent / "shared" / "data"
+             / "online_retail") / "online_retail_2010-12_2011-12.csv.gz")
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """The learned model: planted signal, one-epoch smoke, determinism, time budget, warm start."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -31,6 +33,19 @@ def test_planted_pair_ranks_first(fitted, data):
     scores = fitted.score([np.array([a])])[0]
     assert np.isneginf(scores[a])  # the context item is never recommended
     assert int(np.argmax(scores)) == b
+
+
+def test_the_network_alone_learns_the_planted_pair(data):
+    # without the EASE prior, so the pair cannot come from the linear model
+    baskets, index, attrs = data
+    s = BundleScorer(dataclasses.replace(TINY, use_prior=False), tiny_train()).fit(baskets, attrs)
+    assert not s.model_config.use_prior
+    a, b = index.index_of("P00"), index.index_of("P01")
+    assert int(np.argmax(s.score([np.array([a])])[0])) == b
+    # and the group structure: a MUG's top 5 are mostly other MUGs (P00-P05)
+    mugs = index.lookup([f"P{i:02d}" for i in range(6)])
+    top = np.argsort(-s.score([np.array([index.index_of("P03")])])[0])[:5]
+    assert np.isin(top, mugs).sum() >= 4
 
 
 def test_one_epoch_smoke_reports_progress(data):
@@ -65,11 +80,8 @@ def test_time_budget_stops_training(data):
     assert len(s.result.history) < 1000
 
 
-def test_cold_item_gets_scores_from_attributes(fitted, data):
-    # a product with no purchases shares name words with bought ones: its score is finite
-    # and comes from the attribute embeddings alone
-    _, _, attrs = data
-    assert np.isfinite(fitted.score([np.array([0])])[0][1:]).all()
+# A product with no orders: tests/ml/test_protocol.py
+# (test_a_product_with_no_orders_gets_a_finite_attribute_driven_score).
 
 
 def test_warm_start_keeps_shared_rows(fitted, data):

@@ -47,5 +47,5 @@ class Command(BaseCommand):
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"training run {run.pk} failed: {run.error}")
         self.stdout.write(self.style.SUCCESS(
-            f"Run {run.pk} succeeded in {run.timings.get('total', 0):.0f} s: "
+            f"Run {run.pk} succeeded in {sum(run.timings.values()):.0f} s: "
             f"{run.gate.get('reason', '')}"))

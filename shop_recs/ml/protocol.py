@@ -1,0 +1,289 @@
+"""The one evaluation protocol: split -> tune -> gate -> refit, for the pipeline and the benchmark.
+
+``shop_recs.pipeline`` publishes what :func:`fit_shop` returns and the benchmark CLI reports it
+(its ``shipped`` and ``shipped_refit`` rows), so the figures describe what a shop is served::
+
+    cfg = configure(get_default_config(), {"train.epochs": 20, "ease_lambdas": [10, 100]})
+    fitted = fit_shop(baskets, index, attrs, cfg, progress=cb)
+    fitted.choice, fitted.gate["reason"]     # what ships, and the validation interval
+    fitted.metrics["test"]["shipped"]        # the winner as trained on the training split
+    fitted.metrics["test"]["shipped_refit"]  # the same recipe refit on train + validation
+    fitted.scorer.score([[j]])               # the shipped scorer, refit on every order
+
+Protocol: orders sorted by time; the last ``test_frac`` are test, the ``val_frac`` before them
+validation. On validation: each baseline's hyper-parameter, early stopping of the model, and
+(cross-fitted) the blend weight. The gate (``shop_recs.ml.gate``) then ships a more complex
+candidate only when its gain over the simpler one is larger than noise. Test is only reported.
+The winner is refit on all orders with the chosen settings (the model for the epochs early
+stopping picked) over the whole catalogue: every product in ``index``, bought or not, so the
+model scores new products from their attributes. Products with fewer than ``min_orders`` orders
+are scored but not evaluated, used as context or published (``Fitted.published``).
+
+Configuration is one tree (``shop_recs.ml.config``, re-exported here): ``ProtocolConfig`` with
+the defaults each component contributes; ``configure`` applies dotted overrides and checks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from shop_recs.ml.baselines import EASE, CoOccurrence, ItemKNN, Popularity, cooccurrence_counts
+from shop_recs.ml.blend import BlendScorer, crossfit_weight, tune_weight
+from shop_recs.ml.config import (SETTINGS, ConfigError, ProtocolConfig, configure,
+                                 get_default_config)
+from shop_recs.ml.evaluate import (Split, anchor_queries, complete_queries, evaluate,
+                                   temporal_split)
+from shop_recs.ml.gate import decide
+from shop_recs.ml.scorer import BundleScorer
+from shop_recs.ml.train import EpochReport, TrainConfig
+from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+
+logger = logging.getLogger("shop_recs.ml.protocol")
+
+__all__ = ["ProtocolConfig", "ConfigError", "SETTINGS", "get_default_config", "configure",
+           "fit_shop", "Fitted", "Evaluation", "OnCatalogue", "MODEL", "TASKS",
+           "scored_on_test"]
+
+TASKS = {"complete": "ndcg", "anchor": "multi_ndcg"}  # task -> per-query metric
+GATE_TASK = "anchor"  # the product page: what published lists and bundles serve
+MODEL = "bundle_model"
+
+
+@dataclass
+class Evaluation:
+    """What the benchmark reads besides the figures: the split and the candidates on it."""
+
+    split: Split
+    queries: dict  # (part, task) -> Queries
+    popularity: np.ndarray  # training counts
+    scorers: dict  # candidate -> scorer fitted on the training split (baselines: gate-tuned)
+    partner: str  # the baseline the model is blended with
+
+
+@dataclass
+class Fitted:
+    scorer: object  # the shipped scorer (Scorer protocol), over ``index``
+    index: ItemIndex  # the shipped catalogue
+    attrs: ItemAttributes
+    baskets: Baskets  # every order, on ``index`` (for evidence)
+    published: np.ndarray  # bool [len(index)]: products with enough orders to publish
+    choice: str
+    gate: dict  # shop_recs.ml.gate.decide's decision
+    metrics: dict  # {"validation": {name: {task: v}}, "test": {name: row}, "params": {...}}
+    split: dict
+    model: BundleScorer | None  # the neural model inside the shipped scorer, if any
+    trained: BundleScorer | None = None  # the latest neural model (shipped or not)
+    trained_index: ItemIndex | None = None  # its catalogue
+    history: list[EpochReport] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    evaluation: Evaluation | None = None  # with fit_shop(keep_candidates=True): the benchmark's
+
+    @property
+    def reason(self) -> str:
+        return self.gate["reason"]
+
+
+def _options(cfg: ProtocolConfig) -> dict[str, list[tuple[str, Callable]]]:
+    """family -> [(label, make(counts) -> unfitted scorer)], in order of complexity."""
+    every = {
+        "popularity": [("", lambda c: Popularity())],
+        "cooc_count": [("", lambda c: CoOccurrence("count", c))],
+        "cooc_confidence": [("", lambda c: CoOccurrence("confidence", c))],
+        "cooc_lift": [("", lambda c: CoOccurrence("lift", c))],
+        "item_knn": [(f"k={k}", lambda c, k=k: ItemKNN(int(k), 10.0, c)) for k in cfg.knn_ks],
+        "ease": [(f"lambda={lam:g}", lambda c, lam=lam: EASE(float(lam), c))
+                 for lam in cfg.ease_lambdas],
+    }
+    return {f: every[f] for f in cfg.families}
+
+
+def scored_on_test(scorer, queries, pop) -> dict:
+    """Test figures of ``scorer`` on both tasks (the columns of every report)."""
+    complete = evaluate(scorer, queries[("test", "complete")], pop)
+    anchor = evaluate(scorer, queries[("test", "anchor")], pop)
+    return {"complete_hr10": complete["hr"], "complete_ndcg10": complete["ndcg"],
+            "complete_mrr": complete["mrr"], "anchor_recall10": anchor["recall"],
+            "anchor_ndcg10": anchor["multi_ndcg"]}
+
+
+class OnCatalogue:
+    """A scorer over the whole index, seen through the split's catalogue (evaluation space).
+
+    The model is trained over every product (so it knows the ones the evaluation leaves out);
+    evaluation, blends and bundle search read it through ``items`` (catalogue -> index).
+    """
+
+    def __init__(self, scorer, items: np.ndarray) -> None:
+        self.scorer, self.items, self.name = scorer, np.asarray(items, np.int64), scorer.name
+
+    def fit(self, train, attrs=None) -> "OnCatalogue":
+        return self
+
+    def score(self, contexts, histories=None) -> np.ndarray:
+        full = self.scorer.score([self.items[np.asarray(c, dtype=np.int64)] for c in contexts],
+                                 None if histories is None else
+                                 [self.items[np.asarray(h, dtype=np.int64)] for h in histories])
+        return full[:, self.items]
+
+
+def _model(cfg: ProtocolConfig, train_cfg: TrainConfig, prior_lambda: float) -> BundleScorer:
+    return BundleScorer(dataclasses.replace(cfg.model), train_cfg, prior_lambda=prior_lambda,
+                        max_prior_items=cfg.max_prior_items)
+
+
+def _warm(init_from, index: ItemIndex) -> dict:
+    """``fit`` keyword arguments that start from ``init_from`` (scorer, index) on ``index``."""
+    if init_from is None:
+        return {}
+    old, old_index = init_from
+    return {"init_from": old, "old_to_new": index.lookup(old_index.ids)}
+
+
+def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: ProtocolConfig,
+             progress: Callable[[str, EpochReport], None] | None = None,
+             init_from: tuple[BundleScorer, ItemIndex] | None = None,
+             keep_candidates: bool = False) -> Fitted:
+    """Evaluate every candidate, gate on validation, report test, refit the winner.
+
+    ``progress(stage, report)`` is called during training; ``stage`` is ``"evaluate"``,
+    ``"refit_eval"`` (train + validation) or ``"refit"``. ``init_from`` warm-starts every model
+    fit from an earlier (scorer, index); ``keep_candidates`` keeps the split and every
+    candidate in ``Fitted.evaluation``. Raises ``DataError`` when there are too few orders.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    split = temporal_split(baskets, index, attrs, cfg.val_frac, cfg.test_frac, cfg.min_orders)
+    pop = split.train.item_counts()
+    queries = {(part, task): make(getattr(split, part), cfg.query_seed)
+               for part in ("val", "test")
+               for task, make in (("complete", complete_queries), ("anchor", anchor_queries))}
+    counts = cooccurrence_counts(split.train)
+    val: dict[str, dict] = {}
+    rows: dict[str, np.ndarray] = {}  # candidate -> per-query validation figures (gate task)
+    test: dict[str, dict] = {}
+    best: dict[str, dict] = {}  # family -> task -> (value, label, make, scorer, rows)
+    by_gate_task: dict[str, dict] = {}  # family -> test figures of its gate-task setting
+    for family, options in _options(cfg).items():
+        best[family] = {}
+        for label, make in options:
+            scorer = make(counts).fit(split.train, split.attrs)
+            for task, metric in TASKS.items():
+                res = evaluate(scorer, queries[("val", task)], pop)
+                if task not in best[family] or res[metric] > best[family][task][0]:
+                    best[family][task] = (res[metric], label, make, scorer, res["rows"][metric])
+        val[family] = {t: best[family][t][0] for t in TASKS}
+        rows[family] = best[family][GATE_TASK][4]
+        # each task's column from the option tuned for that task; shipping uses the gate task's
+        by_task = {t: scored_on_test(best[family][t][3], queries, pop) for t in TASKS}
+        test[family] = {k: v for t in TASKS for k, v in by_task[t].items() if k.startswith(t)}
+        test[family]["params"] = {t: best[family][t][1] for t in TASKS}
+        by_gate_task[family] = by_task[GATE_TASK]
+    timings["baselines"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    prior_lambda = cfg.prior_lambda
+    if prior_lambda is None:
+        prior_lambda = best["ease"]["complete"][3].lam if "ease" in best else 10.0
+    train_cfg = dataclasses.replace(cfg.train, seed=cfg.seed)
+    # the network is trained over every product of ``index`` (bought or not), on the training
+    # orders, and evaluated through the split's catalogue
+    net_val = baskets.select(split.rows["val"])
+    net = _model(cfg, train_cfg, prior_lambda).fit(
+        baskets.select(split.rows["train"]), attrs, val=net_val.select(net_val.sizes >= 2),
+        callback=(lambda r: progress("evaluate", r)) if progress else None,
+        **_warm(init_from, index))
+    model = OnCatalogue(net, split.items)
+    history = list(net.result.history)
+    mscores = {t: model.score(queries[("val", t)].contexts) for t in TASKS}
+    mres = {t: evaluate(mscores[t], queries[("val", t)], pop) for t in TASKS}
+    val[MODEL] = {t: mres[t][TASKS[t]] for t in TASKS}
+    rows[MODEL] = mres[GATE_TASK]["rows"][TASKS[GATE_TASK]]
+    test[MODEL] = scored_on_test(model, queries, pop)
+    partner = max(best, key=lambda f: val[f][GATE_TASK])  # first of equals: the simplest
+    base = best[partner][GATE_TASK][3]
+    q_gate = queries[("val", GATE_TASK)]
+    bscores = base.score(q_gate.contexts)
+    weight, _, _ = tune_weight(bscores, mscores[GATE_TASK], q_gate, pop, TASKS[GATE_TASK],
+                               cfg.blend_weights)
+    weights = BlendScorer.pair_weights(weight)
+    blend_name = f"{MODEL}+{partner}"
+    blend = BlendScorer([base, model], weights, blend_name, personal=[False, False])
+    # the gate compares cross-fitted figures: a weight never scores the queries it was tuned on
+    rows[blend_name], fold_weights = crossfit_weight(
+        bscores, mscores[GATE_TASK], q_gate, pop, TASKS[GATE_TASK], cfg.blend_weights,
+        cfg.blend_folds, cfg.seed)
+    val[blend_name] = {t: evaluate(blend, queries[("val", t)], pop)[TASKS[t]] for t in TASKS}
+    val[blend_name][f"{GATE_TASK}_crossfit"] = float(np.mean(rows[blend_name]))
+    test[blend_name] = {**scored_on_test(blend, queries, pop), "weights": weights,
+                        "fold_weights": [BlendScorer.pair_weights(w) for w in fold_weights]}
+    timings["model"] = time.perf_counter() - t1
+
+    decision = decide(rows, list(best), [MODEL, blend_name], cfg.gate,
+                      f"{GATE_TASK}-NDCG@10")
+    choice = decision["choice"]
+    logger.info("gate: %s", decision["reason"])
+    # what ships serves both tasks: a baseline with the setting tuned for the gate's task
+    shipped = by_gate_task[choice] if choice in best else test[choice]
+    test["shipped"] = {**{k: v for k, v in shipped.items() if k.startswith(tuple(TASKS))},
+                       "choice": choice}
+
+    def recipe(stage: str, full: Baskets, cat: Baskets | None = None):
+        """The winner refit with the settings validation chose: baselines on ``cat`` (the
+        same orders in catalogue space; None: on ``full``), the network on ``full`` over the
+        whole index (seen through the catalogue when ``cat`` is given).
+        Returns (scorer, network or None)."""
+        base_on, base_attrs = (full, attrs) if cat is None else (cat, split.attrs)
+        make_base = best[choice if choice in best else partner][GATE_TASK][2]
+        base = (make_base(cooccurrence_counts(base_on)).fit(base_on, base_attrs)
+                if choice != MODEL else None)
+        if choice in best:
+            return base, None
+        epochs = max(net.result.best_epoch, 1)
+        refit_cfg = dataclasses.replace(train_cfg, epochs=epochs, patience=epochs + 1)
+        fitted_net = _model(cfg, refit_cfg, prior_lambda).fit(
+            full, attrs, callback=(lambda r: progress(stage, r)) if progress else None,
+            **_warm(init_from, index))
+        seen = fitted_net if cat is None else OnCatalogue(fitted_net, split.items)
+        if choice == MODEL:
+            return seen, fitted_net
+        return BlendScorer([base, seen], weights, blend_name, personal=[False, False]), fitted_net
+
+    t2 = time.perf_counter()
+    if cfg.evaluate_refit:
+        train_val = np.concatenate([split.rows["train"], split.rows["val"]])
+        refit_eval, _ = recipe("refit_eval", baskets.select(train_val),
+                               split.all_baskets.select(np.arange(len(train_val))))
+        test["shipped_refit"] = {**scored_on_test(refit_eval, queries, pop), "choice": choice}
+    timings["refit_eval"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    if cfg.refit:
+        scorer, shipped_model = recipe("refit", baskets)
+        out_index, out_attrs, out_baskets = index, attrs, baskets
+        published = baskets.item_counts() >= cfg.min_orders
+    else:
+        scorer = {MODEL: model, blend_name: blend}.get(choice) or best[choice][GATE_TASK][3]
+        shipped_model = net if choice in (MODEL, blend_name) else None
+        out_index, out_attrs, out_baskets = split.index, split.attrs, split.all_baskets
+        published = np.ones(len(split.index), dtype=bool)
+    timings["refit"] = time.perf_counter() - t3
+    # the latest network (for the checkpoint and the next warm start) covers every product
+    trained = shipped_model if shipped_model is not None and cfg.refit else net
+    metrics = {"validation": val, "test": test,
+               "params": {"prior_lambda": prior_lambda, "blend_weights": weights,
+                          "blend_partner": partner, "best_epoch": net.result.best_epoch}}
+    evaluation = None
+    if keep_candidates:
+        scorers = {f: best[f][GATE_TASK][3] for f in best} | {MODEL: model, blend_name: blend}
+        evaluation = Evaluation(split, queries, pop, scorers, partner)
+    return Fitted(scorer=scorer, index=out_index, attrs=out_attrs, baskets=out_baskets,
+                  published=published, choice=choice, gate=decision, metrics=metrics,
+                  split=split.info, model=shipped_model, trained=trained,
+                  trained_index=index, history=history, timings=timings,
+                  evaluation=evaluation)

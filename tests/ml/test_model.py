@@ -1,0 +1,65 @@
+"""BundleModel unit behaviour: shapes, masking, padding, the prior, order invariance."""
+
+import numpy as np
+import pytest
+import torch
+
+from shop_recs.ml.model import BundleModel, BundleModelConfig
+from shop_recs.ml.train import pad_batch, set_seed
+
+CFG = BundleModelConfig(n_items=12, n_words=5, n_categories=3, n_price_bands=4, d_model=16,
+                        n_heads=2, n_layers=1, dropout=0.0, use_prior=False)
+
+
+@pytest.fixture
+def model():
+    set_seed(0)
+    m = BundleModel(CFG)
+    g = torch.Generator().manual_seed(0)
+    m.set_features(torch.randint(0, 6, (12, CFG.max_words), generator=g),
+                   torch.randint(0, 4, (12,), generator=g), torch.randint(0, 4, (12,), generator=g))
+    return m.eval()
+
+
+def test_logits_cover_every_row_and_mask_padding_and_context(model):
+    ctx = pad_batch([np.array([0, 3]), np.array([5])])  # rows 1, 4 and 6; padding 0
+    logits = model(ctx)
+    assert logits.shape == (2, 13)
+    assert torch.isneginf(logits[:, 0]).all()  # padding row
+    assert torch.isneginf(logits[0, [1, 4]]).all() and torch.isneginf(logits[1, 6])
+    assert torch.isfinite(logits[0, 2]) and torch.isfinite(logits[1, 1])
+    probs = model.full_sort_predict(ctx).exp()
+    assert probs.shape == (2, 12)
+    torch.testing.assert_close(probs.sum(1), torch.ones(2))
+
+
+def test_a_basket_is_a_set_and_padding_changes_nothing(model):
+    a = model.full_sort_predict(pad_batch([np.array([2, 7, 9])]))
+    b = model.full_sort_predict(pad_batch([np.array([9, 2, 7])]))
+    c = model.full_sort_predict(pad_batch([np.array([2, 7, 9])], width=6))
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+
+
+def test_attributes_change_an_items_score(model):
+    ctx = pad_batch([np.array([0])])
+    before = model(ctx)[0, 5].item()
+    words = model.item_words.clone()
+    words[5] = 0  # item 4 (row 5) loses its name words
+    model.item_words.copy_(words)
+    assert model(ctx)[0, 5].item() != pytest.approx(before)
+
+
+def test_the_prior_adds_its_rows_for_the_context():
+    set_seed(0)
+    cfg = BundleModelConfig(**{**CFG.to_dict(), "use_prior": True})
+    m = BundleModel(cfg).eval()
+    ctx = pad_batch([np.array([0])])
+    without = m(ctx)
+    prior = torch.zeros(12, 12)
+    prior[0, 7] = 1.0  # item 0 -> item 7
+    m.set_prior(prior)
+    with_prior = m(ctx)
+    diff = (with_prior - without)[0, 1:]
+    torch.testing.assert_close(diff[7], m.prior_scale.detach())  # row 8 = item 7
+    assert torch.count_nonzero(diff[torch.isfinite(diff)]) == 1

@@ -1,0 +1,157 @@
+"""The protocol: configuration tree, what ships, shipped_refit, the catalogue, new products."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from shop_recs.ml.protocol import (MODEL, ConfigError, OnCatalogue, configure, fit_shop,
+                                   get_default_config)
+from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+
+TINY = {"train.epochs": 15, "train.time_budget_s": None, "train.threads": 1,
+        "train.device": "cpu", "train.batch_size": 64, "train.lr": 5e-3, "model.d_model": 32,
+        "model.n_heads": 2, "model.n_layers": 1, "ease_lambdas": [10, 100], "knn_ks": [20]}
+NEW = ["PINK MUG STYLE 99", "QWERTY ZORB 77"]  # a new mug, and a product like nothing sold
+
+
+@pytest.fixture(scope="module")
+def shop(data):
+    """The planted orders plus two products nobody has bought yet."""
+    baskets, index, attrs = data
+    n = len(index)
+    return (Baskets(baskets.indptr, baskets.items, baskets.timestamps, baskets.customers, n + 2),
+            ItemIndex(list(index.ids) + ["NEWMUG", "NEWODD"]),
+            ItemAttributes(np.append(attrs.names, NEW), np.append(attrs.categories, ["", ""]),
+                           np.append(attrs.prices, [2.0, 2.0])))
+
+
+@pytest.fixture(scope="module")
+def fitted(shop):
+    return fit_shop(*shop, configure(get_default_config(), TINY))
+
+
+def test_configure_applies_dotted_overrides_to_a_copy():
+    default = get_default_config()
+    cfg = configure(default, {"train.epochs": 3, "gate.confidence": 0.9,
+                              "blend_weights": [0, 1, "inf"], "model.d_model": 16})
+    assert cfg.train.epochs == 3 and cfg.gate.confidence == 0.9 and cfg.model.d_model == 16
+    assert cfg.blend_weights == (0, 1, float("inf"))
+    assert default.train.epochs == 40 and default.model.d_model == 64  # untouched
+    assert not default.model.use_history  # the protocol trains what it ships
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train.epoch": 3}, "unknown setting 'train.epoch'"),
+    ({"nope.x": 1}, "unknown setting 'nope.x'"),
+    ({"ease_lambdas": []}, "ease_lambdas must be a non-empty list"),
+    ({"ease_lambdas": [10, -1]}, "ease_lambdas must be"),
+    ({"blend_weights": [0, "lots"]}, "'lots' is not a number"),
+    ({"gate.confidence": 1.0}, "gate.confidence"),
+    ({"min_orders": 0}, "min_orders"),
+    ({"prior_lambda": 0}, "prior_lambda"),
+])
+def test_configure_refuses_bad_settings_clearly(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        configure(get_default_config(), overrides)
+
+
+def test_what_ships_is_gated_and_scored_as_trained_and_as_refit(fitted, shop):
+    test, gate = fitted.metrics["test"], fitted.gate
+    choice = fitted.choice
+    assert gate["choice"] == choice and choice in test
+    shipped = {k: v for k, v in test["shipped"].items() if k != "choice"}
+    assert set(shipped) == {"complete_hr10", "complete_ndcg10", "complete_mrr",
+                            "anchor_recall10", "anchor_ndcg10"}
+    if choice.startswith(MODEL):
+        assert shipped == {k: v for k, v in test[choice].items() if k in shipped}
+    else:  # one setting serves both tasks: the one tuned for the product page (anchor)
+        assert shipped["anchor_ndcg10"] == test[choice]["anchor_ndcg10"]
+    assert test["shipped_refit"]["choice"] == choice and 0 < test["shipped_refit"][
+        "anchor_ndcg10"] <= 1
+    # both rungs of the ladder were tested against a baseline, with an interval
+    names = [c["candidate"] for c in gate["comparisons"]]
+    assert names == [MODEL, f"{MODEL}+{fitted.metrics['params']['blend_partner']}"]
+    for c in gate["comparisons"]:
+        low, high = c["interval"]
+        assert low <= c["gain"] <= high and c["ships"] == (low > 0)
+    assert f"{MODEL}+" in next(k for k in fitted.metrics["validation"] if "+" in k)
+
+
+def test_every_product_is_in_the_catalogue_and_only_bought_ones_are_published(fitted, shop):
+    baskets, index, _ = shop
+    assert fitted.index is index and len(fitted.trained_index) == len(index)
+    counts = baskets.item_counts()
+    np.testing.assert_array_equal(fitted.published, counts >= 2)
+    assert not fitted.published[-2:].any()
+    assert fitted.scorer.score([np.array([0])]).shape == (1, len(index))
+
+
+def test_a_product_with_no_orders_gets_a_finite_attribute_driven_score(fitted, shop):
+    _, index, attrs = shop
+    net = fitted.trained
+    new_mug, new_odd = len(index) - 2, len(index) - 1
+    mugs = index.lookup([f"P{i:02d}" for i in range(6)])
+    scores = net.score([np.array([a]) for a in mugs])
+    assert np.isfinite(scores[:, [new_mug, new_odd]]).all()
+    # its name's words (learned from the mugs that sell) lift it above an unknown product
+    assert (scores[:, new_mug] > scores[:, new_odd]).all()
+    # and the score comes from the attributes: the same row with other attributes scores
+    # differently
+    swapped = dataclasses.replace(attrs, names=np.append(attrs.names[:-2], NEW[::-1]))
+    feats = net.vocab.encode(swapped)
+    import torch
+    net.model.set_features(torch.from_numpy(feats.words), torch.from_numpy(feats.category),
+                           torch.from_numpy(feats.price_band))
+    try:
+        again = net.score([np.array([a]) for a in mugs])
+    finally:
+        feats = net.vocab.encode(attrs)
+        net.model.set_features(torch.from_numpy(feats.words), torch.from_numpy(feats.category),
+                               torch.from_numpy(feats.price_band))
+    assert (again[:, new_odd] > again[:, new_mug]).all()
+
+
+def test_without_refit_the_split_trained_winner_ships_on_the_catalogue(shop):
+    cfg = configure(get_default_config(), {**TINY, "refit": False, "evaluate_refit": False,
+                                           "train.epochs": 2})
+    f = fit_shop(*shop, cfg)
+    assert "shipped_refit" not in f.metrics["test"] and f.published.all()
+    assert len(f.index) == f.split["catalogue"] < len(shop[1])
+    assert f.scorer.score([np.array([0])]).shape == (1, len(f.index))
+    assert len(f.trained_index) == len(shop[1])  # the network still covers every product
+
+
+def test_on_catalogue_maps_contexts_and_columns():
+    class Echo:
+        name = "echo"
+
+        def score(self, contexts, histories=None):
+            out = np.zeros((len(contexts), 5), np.float32)
+            for r, c in enumerate(contexts):
+                out[r, c] = 1.0
+            out[:, 4] = 7.0
+            return out
+
+    seen = OnCatalogue(Echo(), np.array([4, 1]))
+    np.testing.assert_array_equal(seen.score([np.array([1])]), [[7.0, 1.0]])
+
+
+def test_a_shipped_baseline_is_scored_with_its_one_setting_on_both_tasks(data):
+    from shop_recs.ml.baselines import EASE
+    from shop_recs.ml.evaluate import anchor_queries, complete_queries, evaluate, temporal_split
+
+    # two lambdas that the two tasks prefer differently; only baselines can ship
+    cfg = configure(get_default_config(), {**TINY, "families": ["popularity", "ease"],
+                                           "ease_lambdas": [1, 10000], "evaluate_refit": False,
+                                           "train.epochs": 1, "gate.min_gain": 10.0})
+    f = fit_shop(*data, cfg)
+    assert f.choice == "ease"
+    lam = float(f.metrics["test"]["ease"]["params"]["anchor"].split("=")[1])
+    split = temporal_split(*data)
+    ease = EASE(lam).fit(split.train)
+    pop = split.train.item_counts()
+    assert f.metrics["test"]["shipped"]["complete_ndcg10"] == pytest.approx(
+        evaluate(ease, complete_queries(split.test, 0), pop)["ndcg"])
+    assert f.metrics["test"]["shipped"]["anchor_ndcg10"] == pytest.approx(
+        evaluate(ease, anchor_queries(split.test, 0), pop)["multi_ndcg"])

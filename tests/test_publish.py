@@ -1,0 +1,84 @@
+"""publish: rows from a fitted scorer, the provenance of proposals, one set of bundle numbers."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from shop_recs import publish
+from shop_recs.ml.baselines import CoOccurrence
+from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
+from shop_recs.models import Bundle, Product, Recommendation, TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+# Five products; {0, 1, 2} bought together four times, {0, 3, 4} three times.
+ORDERS = [[0, 1, 2]] * 4 + [[0, 3, 4]] * 3 + [[1, 3]]
+
+
+@pytest.fixture
+def products():
+    return Product.objects.bulk_create(
+        [Product(sku=f"S{i}", name=name, price="2.00")
+         for i, name in enumerate(["Red teapot", "Tea cosy", "Saucer", "Oak tray",
+                                   "Linen napkin"])])
+
+
+def fitted(products, shipped_model):
+    baskets = Baskets(np.cumsum([0] + [len(o) for o in ORDERS]),
+                      np.concatenate(ORDERS).astype(np.int32), np.arange(len(ORDERS)),
+                      np.full(len(ORDERS), -1), 5)
+    attrs = ItemAttributes(np.asarray([p.name for p in products], dtype=object),
+                           np.asarray([""] * 5, dtype=object), np.full(5, 2.0))
+    scorer = CoOccurrence("count").fit(baskets)
+    return SimpleNamespace(
+        scorer=scorer, index=ItemIndex([str(p.pk) for p in products]), attrs=attrs,
+        baskets=baskets, choice="bundle_model+ease" if shipped_model else "ease",
+        model=object() if shipped_model else None, published=np.ones(5, dtype=bool))
+
+
+def publish_run(products, shipped_model):
+    run = TrainingRun.objects.create(trigger="test")
+    rows = publish.build(fitted(products, shipped_model), [p.pk for p in products])
+    return publish.activate(run, rows), rows
+
+
+@pytest.mark.parametrize("shipped_model, source", [(True, Bundle.Source.MODEL),
+                                                   (False, Bundle.Source.BASELINE)])
+def test_proposals_say_which_kind_of_scorer_found_them(products, shipped_model, source):
+    run, rows = publish_run(products, shipped_model)
+    bundles = Bundle.objects.filter(run=run)
+    assert bundles.exists() and {b.source for b in bundles} == {source}
+    assert set(Recommendation.objects.filter(run=run).values_list("source", flat=True)) == {
+        rows.source}
+
+
+def test_bundle_numbers_add_up_and_match_what_is_stored(products, caplog):
+    caplog.set_level("INFO", logger="shop_recs.publish")
+    first, _ = publish_run(products, True)
+    c = first.counts
+    assert c["bundles_found"] > 0 and c["bundles_new"] == c["bundles_proposed"] == c[
+        "bundles_found"]
+    assert Bundle.objects.filter(run=first, status=Bundle.Status.PROPOSED).count() == c[
+        "bundles_proposed"]
+    rejected = Bundle.objects.filter(run=first).first()
+    rejected.status = Bundle.Status.REJECTED
+    rejected.save()
+    second, _ = publish_run(products, False)
+    c = second.counts
+    assert c["bundles_skipped"] == 1 and c["bundles_refreshed"] == c["bundles_found"] - 1
+    assert c["bundles_found"] == c["bundles_proposed"] + c["bundles_skipped"]
+    assert Bundle.objects.filter(status=Bundle.Status.PROPOSED).count() == c["bundles_proposed"]
+    # a refreshed proposal takes the new run's provenance
+    assert {b.source for b in Bundle.objects.filter(run=second)} == {Bundle.Source.BASELINE}
+    assert f"proposed {c['bundles_proposed']}," in caplog.records[-1].getMessage()
+
+
+def test_stale_proposals_of_baseline_runs_are_dropped(products):
+    first, _ = publish_run(products, False)
+    stale = Bundle.objects.filter(run=first).first()
+    stale.signature = "gone"  # a proposal the next run will not make again
+    stale.save()
+    second, _ = publish_run(products, True)
+    assert not Bundle.objects.filter(pk=stale.pk).exists()
+    assert second.counts["bundles_dropped"] == 1
