@@ -61,10 +61,10 @@ DEFAULTS = {
     # Highest bundle discount, in percent, that staff may set in the admin.
     "MAX_BUNDLE_DISCOUNT": 30,
     # --- Serving: widgets and API (shop_recs.ranking, shop_recs.api) ---
-    # Fill short lists with co-occurrence, then products popular in the same category;
-    # False shows nothing rather than filler.
+    # After a product's bundles and FBT list, its stored fallback list (shop_recs.fallbacks:
+    # bought together in recent orders, then its category's bestsellers); False: nothing.
     "FALLBACK": True,
-    # Candidates kept per product in the serving cache (before stock and cart filters).
+    # Candidates per product (before stock and cart filters); the fallback lists' length.
     "CANDIDATES": 30,
     # Most recent orders of a product read to compute its co-occurrence fallback.
     "FALLBACK_ORDERS": 500,
@@ -72,7 +72,7 @@ DEFAULTS = {
     "POPULAR_LINES": 20_000,
     # Re-rank with the visitor's past purchases (demote owned, boost related) when known.
     "PERSONALISE": True,
-    # Seconds a candidate list stays cached (run_activated/bundles_changed clear it sooner).
+    # Seconds a candidate list or answer stays cached (invalidation clears it sooner).
     "CACHE_TIMEOUT": 600,
     # Cache alias of the serving cache and of the event de-duplication keys.
     "CACHE_ALIAS": "default",
@@ -195,9 +195,6 @@ recs_settings = RecsSettings()
 def reload_recs_settings(*, setting, **kwargs):
     if setting in ("SHOP_RECS", "SHOP_RECS_PRODUCT_MODEL"):
         recs_settings.reload()
-        from shop_recs import products  # noqa: PLC0415 (avoids a cycle at import)
-
-        products.get_adapter.cache_clear()
 
 
 setting_changed.connect(reload_recs_settings)

@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
@@ -228,3 +229,11 @@ def get_adapter():
     """The configured :class:`ProductAdapter`, built once per settings."""
     adapter_class = import_string(recs_settings.PRODUCT_ADAPTER)
     return adapter_class(overrides=recs_settings.PRODUCT_FIELDS)
+
+
+def _settings_changed(*, setting, **kwargs):
+    if setting in ("SHOP_RECS", "SHOP_RECS_PRODUCT_MODEL"):
+        get_adapter.cache_clear()
+
+
+setting_changed.connect(_settings_changed, dispatch_uid="shop_recs.products.adapter")
