@@ -286,9 +286,16 @@ def read_orders(
     paths: Iterable[Path | str], fmt: str = "generic", report: CleaningReport | None = None,
     non_product_codes: Iterable[str] = (),
 ) -> pd.DataFrame:
-    """All clean lines of ``paths`` in one frame (columns as in ``COLUMNS``)."""
+    """All clean lines of ``paths`` in one frame (columns as in ``COLUMNS``).
+
+    Product codes are folded to upper case, as ``shop_recs_import_orders`` folds them
+    (the UCI files write some codes in two cases for one product), so that a benchmark on
+    the file and a training run on the imported orders see the same catalogue.
+    """
     chunks = [chunk for _, chunk in iter_clean_chunks(
         paths, fmt, report=report, non_product_codes=non_product_codes)]
     if not chunks:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
-    return pd.concat(chunks, ignore_index=True)
+    frame = pd.concat(chunks, ignore_index=True)
+    frame["product_id"] = frame["product_id"].astype(str).str.upper()
+    return frame
