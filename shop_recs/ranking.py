@@ -460,15 +460,17 @@ def _stored_rows(anchor_pks):
     b_pk, t_pk = quote(b._meta.pk.column), quote(t._meta.pk.column)
     # Only quoted table and column names are interpolated; values are parameters.
     parts = [
-        f"SELECT 0, {col(i, 'bundle', 'i')}, {col(b, 'anchor', 'b')}, {col(i, 'product', 'i')}, "
-        f"{col(i, 'position', 'i')}, {col(b, 'score', 'b')}, {col(b, 'source', 'b')}, "
+        f"SELECT 0, {col(i, 'bundle', 'i')}, {col(b, 'anchor', 'b')}, "  # nosec B608
+        f"{col(i, 'product', 'i')}, {col(i, 'position', 'i')}, {col(b, 'score', 'b')}, "
+        f"{col(b, 'source', 'b')}, "
         f"{col(b, 'evidence', 'b')}, {col(b, 'discount_percent', 'b')}, "
         f"CASE WHEN {col(b, 'status', 'b')} = %s THEN 1 ELSE 0 END "
         f"FROM {table(i)} i INNER JOIN {table(b)} b ON {col(i, 'bundle', 'i')} = b.{b_pk} "
         f"WHERE {col(b, 'anchor', 'b')} IN ({marks}) "
         f"AND {col(b, 'status', 'b')} IN ({', '.join(['%s'] * len(statuses))})",
-        f"SELECT 1, {col(r, 'run', 'r')}, {col(r, 'product', 'r')}, {col(r, 'recommended', 'r')}, "
-        f"{col(r, 'rank', 'r')}, {col(r, 'score', 'r')}, {col(r, 'source', 'r')}, "
+        f"SELECT 1, {col(r, 'run', 'r')}, {col(r, 'product', 'r')}, "  # nosec B608
+        f"{col(r, 'recommended', 'r')}, {col(r, 'rank', 'r')}, {col(r, 'score', 'r')}, "
+        f"{col(r, 'source', 'r')}, "
         f"{col(r, 'evidence', 'r')}, NULL, 1 "
         f"FROM {table(r)} r INNER JOIN {table(t)} t ON {col(r, 'run', 'r')} = t.{t_pk} "
         f"WHERE {col(r, 'product', 'r')} IN ({marks}) AND {col(t, 'is_active', 't')} = %s",
@@ -477,13 +479,14 @@ def _stored_rows(anchor_pks):
               *anchors, True]
     if recs_settings.FALLBACK:
         parts.append(
-            f"SELECT 2, NULL, {col(f, 'product', 'f')}, {col(f, 'recommended', 'f')}, "
-            f"{col(f, 'rank', 'f')}, {col(f, 'score', 'f')}, {col(f, 'method', 'f')}, "
+            f"SELECT 2, NULL, {col(f, 'product', 'f')}, "  # nosec B608
+            f"{col(f, 'recommended', 'f')}, {col(f, 'rank', 'f')}, {col(f, 'score', 'f')}, "
+            f"{col(f, 'method', 'f')}, "
             f"{col(f, 'evidence', 'f')}, NULL, 1 FROM {table(f)} f "
             f"WHERE {col(f, 'product', 'f')} IN ({marks}) AND {col(f, 'rank', 'f')} <= %s")
         params += [*anchors, recs_settings.CANDIDATES]
     with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(parts), params)  # nosec B608
+        cursor.execute(" UNION ALL ".join(parts), params)
         fetched = cursor.fetchall()
     columns = ("kind", "ref", "anchor", "item", "pos", "score", "method", "evidence",
                "discount", "approved")
