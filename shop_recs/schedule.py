@@ -1,9 +1,15 @@
-"""The periodic retraining schedule, shipped disabled, for django-celery-beat.
+"""The periodic tasks of shop_recs, for django-celery-beat.
 
-When ``django_celery_beat`` is installed, ``migrate`` creates the periodic task
-"shop_recs: retrain" (Sundays 03:00, task ``shop_recs.retrain``) **disabled**. Staff
-enable it or change its crontab in the admin (Periodic tasks); a worker started with
-``celery -A yourproject beat -S django`` then queues a run on schedule.
+When ``django_celery_beat`` is installed, ``migrate`` creates two periodic tasks once (an
+edited or deleted one is never touched again):
+
+* "shop_recs: retrain" (Sundays 03:00, task ``shop_recs.retrain``), **disabled**: staff
+  enable it or change its crontab in the admin (Periodic tasks);
+* "shop_recs: refresh fallbacks" (daily 02:30, task ``shop_recs.refresh_fallbacks``),
+  enabled: it is cheap, and keeps the stored fallback lists of products sold since the last
+  run or import current.
+
+A worker started with ``celery -A yourproject beat -S django`` then runs them on schedule.
 """
 
 from django.apps import apps
@@ -12,34 +18,29 @@ TASK_NAME = "shop_recs: retrain"
 FALLBACKS_TASK_NAME = "shop_recs: refresh fallbacks"
 
 
-def ensure_retrain_schedule(**kwargs):
-    """post_migrate receiver: create the disabled schedule once; never touch an edited one."""
+def _ensure(name, task, crontab, enabled, description):
     if not apps.is_installed("django_celery_beat"):
         return
     from django_celery_beat.models import CrontabSchedule, PeriodicTask  # noqa: PLC0415
 
-    if PeriodicTask.objects.filter(name=TASK_NAME).exists():
+    if PeriodicTask.objects.filter(name=name).exists():
         return
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute="0", hour="3", day_of_week="0", day_of_month="*", month_of_year="*")
-    PeriodicTask.objects.create(
-        name=TASK_NAME, task="shop_recs.retrain", crontab=crontab, enabled=False,
-        description="Retrain the bundle model and publish new FBT lists and proposals. "
-                    "Shipped disabled: enable it here.")
+    minute, hour, day_of_week = crontab
+    schedule, _ = CrontabSchedule.objects.get_or_create(
+        minute=minute, hour=hour, day_of_week=day_of_week, day_of_month="*", month_of_year="*")
+    PeriodicTask.objects.create(name=name, task=task, crontab=schedule, enabled=enabled,
+                                description=description)
+
+
+def ensure_retrain_schedule(**kwargs):
+    """post_migrate receiver: the weekly retraining, created disabled."""
+    _ensure(TASK_NAME, "shop_recs.retrain", ("0", "3", "0"), False,
+            "Retrain the bundle model and publish new FBT lists and proposals. "
+            "Shipped disabled: enable it here.")
 
 
 def ensure_fallbacks_schedule(**kwargs):
-    """post_migrate receiver: the daily refresh of the stored fallback lists (enabled: it is
-    cheap, and keeps lists of products sold since the last run or import current)."""
-    if not apps.is_installed("django_celery_beat"):
-        return
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask  # noqa: PLC0415
-
-    if PeriodicTask.objects.filter(name=FALLBACKS_TASK_NAME).exists():
-        return
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute="30", hour="2", day_of_week="*", day_of_month="*", month_of_year="*")
-    PeriodicTask.objects.create(
-        name=FALLBACKS_TASK_NAME, task="shop_recs.refresh_fallbacks", crontab=crontab,
-        enabled=True, description="Recompute the fallback lists (products bought together "
-                                  "in recent orders, category bestsellers) from the orders.")
+    """post_migrate receiver: the daily refresh of the stored fallback lists, enabled."""
+    _ensure(FALLBACKS_TASK_NAME, "shop_recs.refresh_fallbacks", ("30", "2", "*"), True,
+            "Recompute the fallback lists (products bought together in recent orders, "
+            "category bestsellers) from the orders.")
