@@ -56,22 +56,18 @@ class Lists:
         return len(self.rank)
 
 
-def _recent_orders_per_item(baskets, keep):
+def _recent_orders_per_item(orders_items, keep):
     """Items x orders incidence (CSR, 0/1) keeping each item's ``keep`` latest orders.
 
-    Orders in ``baskets`` are sorted by time, so the latest are the highest indices.
+    ``orders_items`` is the orders x items incidence; orders are sorted by time, so the
+    latest are the highest indices.
     """
-    n_orders = len(baskets)
-    order_of_line = np.repeat(np.arange(n_orders), np.diff(baskets.indptr))
-    by_item = sparse.csr_matrix(
-        (np.ones(len(baskets.items), dtype=np.int32), (baskets.items, order_of_line)),
-        shape=(baskets.n_items, n_orders))
-    by_item.sum_duplicates()
+    by_item = orders_items.T.tocsr()
     by_item.sort_indices()
-    ends = np.repeat(by_item.indptr[1:], np.diff(by_item.indptr))
-    position = np.arange(by_item.nnz)
-    mask = (ends - position) <= keep
-    rows = np.repeat(np.arange(baskets.n_items), np.diff(by_item.indptr))[mask]
+    counts = np.diff(by_item.indptr)
+    ends = np.repeat(by_item.indptr[1:], counts)
+    mask = (ends - np.arange(by_item.nnz)) <= keep
+    rows = np.repeat(np.arange(by_item.shape[0]), counts)[mask]
     return sparse.csr_matrix((np.ones(int(mask.sum()), dtype=np.int32),
                               (rows, by_item.indices[mask])), shape=by_item.shape)
 
@@ -91,7 +87,7 @@ def _cooccurrence(baskets, keep, limit, allowed):
     orders_items.sum_duplicates()
     orders_items.data[:] = 1  # a product twice in an order counts once
     support = np.asarray(orders_items.sum(axis=0)).ravel()
-    recent = _recent_orders_per_item(baskets, keep)
+    recent = _recent_orders_per_item(orders_items, keep)
     scale = int(support.max(initial=0)) + 1
     anchors, items, together = [], [], []
     for start in range(0, n, ROW_CHUNK):
@@ -173,7 +169,7 @@ def compute(extract, catalogue, *, limit=None, keep=None, window=None):
         popular = np.zeros(0, dtype=np.int64)
     # Category bestsellers, for every active product with a category.
     best = {}
-    ranked = np.lexsort((np.arange(len(pks)), -popular)) if len(pks) else []
+    ranked = np.argsort(-popular, kind="stable")  # ties: the lower index first
     for j in ranked:
         if popular[j] <= 0:
             break
