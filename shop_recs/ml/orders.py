@@ -153,6 +153,9 @@ def _normalise(raw: pd.DataFrame, mapping: dict[str, str], first_line: int) -> p
     frame["timestamp"] = pd.to_datetime(
         frame["timestamp"].str.strip(), format="ISO8601", errors="coerce", utc=True
     )
+    # Before year 1 in UTC ("0000-…", or year 1 with a positive offset) no Python or
+    # database datetime can hold it: a bad timestamp like any unparseable one.
+    frame["timestamp"] = frame["timestamp"].where(frame["timestamp"].dt.year >= 1)
     frame["quantity"] = (
         pd.to_numeric(frame["quantity"], errors="coerce") if "quantity" in mapping.values()
         else 1.0

@@ -144,3 +144,14 @@ def test_line_keys_are_stable_and_distinct(tmp_path):
     again, _ = read([write(tmp_path, "b.csv.gz", lines)])
     assert first["line_key"].tolist() == again["line_key"].tolist()
     assert first["line_key"].nunique() == 2 and (first["line_key"] >= 0).all()
+
+
+def test_timestamps_before_year_one_in_utc_are_bad_not_a_crash(tmp_path):
+    path = write(tmp_path, "g.csv", [
+        "order_id,product_id,timestamp",
+        "o1,p1,0001-01-01T00:30:00+01:00",  # year 0 in UTC: no datetime can hold it
+        "o2,p2,0001-01-01T02:00:00+01:00",
+    ])
+    frame, report = read([path], "generic")
+    assert frame["order_id"].tolist() == ["o2"]
+    assert [(n, r) for _, n, r in report.bad_lines] == [(2, "bad_timestamp")]
