@@ -48,6 +48,20 @@ def make_token(widget, bundle=None, run=None):
     return signing.dumps(payload, salt=SALT, compress=False)
 
 
+def token_maker(widget):
+    """``make_token`` for one answer: ``token(bundle, run)``, signed once per distinct pair
+    (an answer's items mostly share a run, and signing dominates a cold answer's tokens)."""
+    tokens = {}
+
+    def token(bundle=None, run=None):
+        key = (bundle, run)
+        if key not in tokens:
+            tokens[key] = make_token(widget, bundle, run)
+        return tokens[key]
+
+    return token
+
+
 def _ref(value):
     if value is None:
         return None

@@ -46,7 +46,8 @@ from shop_recs.conf import recs_settings
 from shop_recs.models import Interaction, Recommendation
 from shop_recs.products import get_adapter
 from shop_recs.serving_queries import (  # noqa: F401 (re-exported: ranking's public API)
-    BUNDLE, FALLBACK, MODEL, _compiled_products, _products_queryset, compute_candidates)
+    BUNDLE, FALLBACK, MODEL, _compiled_products, _products_queryset, compute_candidates,
+    evidence_of)
 from shop_recs.serving_cache import (  # noqa: F401 (re-exported: ranking's public API)
     GENERATION_KEY, _cache, _product_versions, begin_tracking, cache_key, cached_answer,
     candidates_cached, connect_receivers, current_generation, invalidate, lookup_answer,
@@ -181,6 +182,8 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     if history:
         items = _personalise(items)
     items = items[:limit]
+    for item in items:  # decoded for the items shown only
+        item.evidence = evidence_of(item.evidence)
     if versions is not None and not history:
         versions = track_answer(stamp, versions,
                                 [*anchor_pks, *(i.product.pk for i in items)], hidden)

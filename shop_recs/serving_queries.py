@@ -20,12 +20,18 @@ from django.db.models import Q
 from shop_recs.conf import recs_settings
 from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Recommendation,
                               TrainingRun)
+from shop_recs.products import ProductAdapter
 
 BUNDLE, MODEL, FALLBACK = "bundle", "model", "fallback"
 
 
 def compute_candidates(anchor_pks):
-    """Bundles, FBT rows and stored fallback rows of the anchors: one indexed query."""
+    """Bundles, FBT rows and stored fallback rows of the anchors: one indexed query.
+
+    A candidate is ``(pk, source, method, score, run, bundle, evidence)``; ``evidence`` is
+    left as the database returned it (JSON text on some drivers): :func:`evidence_of`
+    decodes it for the few items an answer shows.
+    """
     limit = recs_settings.CANDIDATES
     anchors = {str(pk) for pk in anchor_pks}
     seen, candidates, bundles = set(anchors), [], {}
@@ -37,15 +43,24 @@ def compute_candidates(anchor_pks):
         if str(row["item"]) not in seen:
             seen.add(str(row["item"]))
             candidates.append((row["item"], BUNDLE, row["method"], row["score"] or 0.0, None,
-                               row["ref"], row["evidence"] or {}))
+                               row["ref"], row["evidence"]))
     for source, rows in ((MODEL, fbt_rows), (FALLBACK, fallback_rows)):
+        if len(candidates) >= limit:
+            break
         for row, score in _fuse(rows, single=len(anchors) == 1):
             if str(row["item"]) not in seen:
                 seen.add(str(row["item"]))
                 candidates.append((row["item"], source, row["method"], score,
                                    row["ref"] if source == MODEL else None, None,
-                                   row["evidence"] or {}))
+                                   row["evidence"]))
     return candidates[:limit], bundles
+
+
+def evidence_of(raw):
+    """A candidate's evidence as a dict, whatever form the driver returned it in."""
+    if isinstance(raw, (str, bytes)):
+        return json.loads(raw)
+    return raw or {}
 
 
 def _fuse(rows, single):
@@ -68,11 +83,47 @@ def _stored_rows(anchor_pks):
     statuses = [Bundle.Status.APPROVED]
     if not recs_settings.REQUIRE_APPROVAL:
         statuses.append(Bundle.Status.PROPOSED)
-    connection = connections[router.db_for_read(Recommendation)]
-    quote = connection.ops.quote_name
+    using = router.db_for_read(Recommendation)
+    connection = connections[using]
     prep = Recommendation._meta.get_field("product").get_db_prep_value
     anchors = [prep(pk, connection) for pk in anchor_pks]
-    marks = ", ".join(["%s"] * len(anchors))
+    shape = (using, len(anchors), len(statuses), bool(recs_settings.FALLBACK))
+    sql = _ROWS_SQL.get(shape)
+    if sql is None:
+        if len(_ROWS_SQL) >= _COMPILED_MAX:
+            _ROWS_SQL.clear()
+        sql = _ROWS_SQL[shape] = _rows_sql(connection, *shape[1:])
+    params = [Bundle.Status.APPROVED.value, *anchors, *(st.value for st in statuses),
+              *anchors, True]
+    if recs_settings.FALLBACK:
+        params += [*anchors, recs_settings.CANDIDATES]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    columns = ("kind", "ref", "anchor", "item", "pos", "score", "method", "evidence",
+               "discount", "approved")
+    rows = [dict(zip(columns, row)) for row in fetched]
+    # Keys typed like the product's pk, as the ORM would give them (a UUID arrives as text
+    # on SQLite); evidence stays as the driver returned it (see ``evidence_of``).
+    key = Recommendation._meta.get_field("product").target_field.to_python
+    for row in rows:
+        row["anchor"], row["item"] = key(row["anchor"]), key(row["item"])
+    bundles = sorted((r for r in rows if r["kind"] == 0),
+                     key=lambda r: (-r["approved"], -(r["score"] or 0.0), r["ref"], r["pos"]))
+    for row in bundles:
+        row["discount"] = str(Decimal(str(row["discount"] or 0)).quantize(Decimal("0.1")))
+    fbt = sorted((r for r in rows if r["kind"] == 1), key=lambda r: (r["pos"], -r["score"]))
+    fallback = sorted((r for r in rows if r["kind"] == 2), key=lambda r: (r["pos"], -r["score"]))
+    return bundles, fbt, fallback
+
+
+_ROWS_SQL = {}  # the UNION ALL by shape: (database, anchors, statuses, fallback on)
+
+
+def _rows_sql(connection, n_anchors, n_statuses, fallback):
+    """The ``UNION ALL`` of :func:`_stored_rows` for one shape of parameters."""
+    quote = connection.ops.quote_name
+    marks = ", ".join(["%s"] * n_anchors)
 
     def table(model):
         return quote(model._meta.db_table)
@@ -91,7 +142,7 @@ def _stored_rows(anchor_pks):
         f"CASE WHEN {col(b, 'status', 'b')} = %s THEN 1 ELSE 0 END "
         f"FROM {table(i)} i INNER JOIN {table(b)} b ON {col(i, 'bundle', 'i')} = b.{b_pk} "
         f"WHERE {col(b, 'anchor', 'b')} IN ({marks}) "
-        f"AND {col(b, 'status', 'b')} IN ({', '.join(['%s'] * len(statuses))})",
+        f"AND {col(b, 'status', 'b')} IN ({', '.join(['%s'] * n_statuses)})",
         f"SELECT 1, {col(r, 'run', 'r')}, {col(r, 'product', 'r')}, "  # nosec B608
         f"{col(r, 'recommended', 'r')}, {col(r, 'rank', 'r')}, {col(r, 'score', 'r')}, "
         f"{col(r, 'source', 'r')}, "
@@ -99,36 +150,14 @@ def _stored_rows(anchor_pks):
         f"FROM {table(r)} r INNER JOIN {table(t)} t ON {col(r, 'run', 'r')} = t.{t_pk} "
         f"WHERE {col(r, 'product', 'r')} IN ({marks}) AND {col(t, 'is_active', 't')} = %s",
     ]
-    params = [Bundle.Status.APPROVED.value, *anchors, *(st.value for st in statuses),
-              *anchors, True]
-    if recs_settings.FALLBACK:
+    if fallback:
         parts.append(
             f"SELECT 2, NULL, {col(f, 'product', 'f')}, "  # nosec B608
             f"{col(f, 'recommended', 'f')}, {col(f, 'rank', 'f')}, {col(f, 'score', 'f')}, "
             f"{col(f, 'method', 'f')}, "
             f"{col(f, 'evidence', 'f')}, NULL, 1 FROM {table(f)} f "
             f"WHERE {col(f, 'product', 'f')} IN ({marks}) AND {col(f, 'rank', 'f')} <= %s")
-        params += [*anchors, recs_settings.CANDIDATES]
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(parts), params)
-        fetched = cursor.fetchall()
-    columns = ("kind", "ref", "anchor", "item", "pos", "score", "method", "evidence",
-               "discount", "approved")
-    rows = [dict(zip(columns, row)) for row in fetched]
-    # Raw values as the ORM would give them: keys typed like the product's pk (a UUID
-    # arrives as text on SQLite), JSON decoded where the driver leaves it as text.
-    key = Recommendation._meta.get_field("product").target_field.to_python
-    for row in rows:
-        row["anchor"], row["item"] = key(row["anchor"]), key(row["item"])
-        if isinstance(row["evidence"], (str, bytes)):
-            row["evidence"] = json.loads(row["evidence"])
-    bundles = sorted((r for r in rows if r["kind"] == 0),
-                     key=lambda r: (-r["approved"], -(r["score"] or 0.0), r["ref"], r["pos"]))
-    for row in bundles:
-        row["discount"] = str(Decimal(str(row["discount"] or 0)).quantize(Decimal("0.1")))
-    fbt = sorted((r for r in rows if r["kind"] == 1), key=lambda r: (r["pos"], -r["score"]))
-    fallback = sorted((r for r in rows if r["kind"] == 2), key=lambda r: (r["pos"], -r["score"]))
-    return bundles, fbt, fallback
+    return " UNION ALL ".join(parts)
 
 
 def _products_queryset(adapter, pks, anchor_pks):
@@ -158,14 +187,19 @@ def _sentinel(field, k):
 
 
 def _compiled_products(adapter, pks, anchor_pks):
-    """``_products_queryset`` as a raw query compiled once per shape (numbers of keys,
-    adapter, database, availability filter), its keys filled in per call. Falls back to
-    the queryset for key types it cannot stand in for or managers that filter."""
+    """``_products_queryset``'s instances from its SQL compiled once per shape (numbers of
+    keys, adapter, database, availability filter), its keys filled in per call, the rows
+    converted and turned into instances the way the ORM does. Falls back to the queryset
+    for key types it cannot stand in for, managers that filter, or selects that are not
+    the model's own columns."""
     model = adapter.model
     using = router.db_for_read(model)
     manager = type(model._default_manager)
-    available = adapter.available_q()
-    shape = (id(adapter), using, len(pks), len(anchor_pks), repr(available))
+    # The adapter itself is in the key (kept alive, so its id is never reused by another).
+    # The base adapter's filter depends on its fields only; another's may vary per call.
+    base = type(adapter).available_q is ProductAdapter.available_q
+    shape = (adapter, using, len(pks), len(anchor_pks),
+             None if base else repr(adapter.available_q()))
     compiled = _COMPILED.get(shape)
     if compiled is None:
         field = model._meta.pk
@@ -173,10 +207,15 @@ def _compiled_products(adapter, pks, anchor_pks):
         if (None in stand_ins or manager.get_queryset is not models.Manager.get_queryset):
             return _products_queryset(adapter, pks, anchor_pks)
         queryset = _products_queryset(adapter, stand_ins[:len(pks)], stand_ins[len(pks):])
+        compiler = queryset.order_by().query.get_compiler(using)
         try:
-            sql, params = queryset.order_by().query.sql_with_params()
+            sql, params = compiler.as_sql()
         except EmptyResultSet:
             return []
+        columns = [expression for expression, _sql, _alias in compiler.select]
+        names = [getattr(getattr(c, "target", None), "attname", None) for c in columns]
+        if names != [f.attname for f in model._meta.concrete_fields]:
+            return _products_queryset(adapter, pks, anchor_pks)
         connection = connections[using]
         prepared = [field.get_db_prep_value(v, connection) for v in stand_ins]
         slots = {i: prepared.index(value) for i, value in enumerate(params)
@@ -185,11 +224,25 @@ def _compiled_products(adapter, pks, anchor_pks):
             return _products_queryset(adapter, pks, anchor_pks)
         if len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.clear()
-        compiled = _COMPILED[shape] = (sql, list(params), slots)
-    sql, params, slots = compiled
+        converters = list(compiler.get_converters(columns).items())
+        compiled = _COMPILED[shape] = (sql, list(params), slots, names, converters)
+    sql, params, slots, names, converters = compiled
     params = list(params)  # the cached list is shared by every thread
+    connection = connections[using]
     prep = model._meta.pk.get_db_prep_value
-    keys = [prep(pk, connections[using]) for pk in [*pks, *anchor_pks]]
+    keys = [prep(pk, connection) for pk in [*pks, *anchor_pks]]
     for i, k in slots.items():
         params[i] = keys[k]
-    return model._default_manager.db_manager(using).raw(sql, params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    instances = []
+    for row in rows:
+        values = list(row)
+        for position, (functions, expression) in converters:
+            value = values[position]
+            for convert in functions:
+                value = convert(value, expression, connection)
+            values[position] = value
+        instances.append(model.from_db(using, names, values))
+    return instances

@@ -179,3 +179,31 @@ def test_a_visitor_without_purchases_is_remembered_and_served_the_plain_query(
                                order_id="n1", timestamp="2024-01-01T00:00Z")
     result = ranking.frequently_bought_together(p[0], limit=8, visitor=nobody)
     assert result.personalised and pks(result)[-1] == p[1].pk
+
+
+def test_the_compiled_product_fetch_returns_what_the_orm_returns():
+    p, _run, _bundle = serving_shop()
+    Product.objects.filter(pk=p[3].pk).update(in_stock=False)
+    adapter = ranking.get_adapter()
+    wanted, anchors = [p[i].pk for i in range(1, 9)], [p[0].pk]
+    compiled = ranking._compiled_products(adapter, wanted, anchors)
+    expected = list(ranking._products_queryset(adapter, wanted, anchors).order_by())
+    fields = [f.attname for f in Product._meta.concrete_fields]
+
+    def values(products):
+        return sorted(tuple(getattr(product, name) for name in fields) for product in products)
+
+    assert values(compiled) == values(expected) and len(compiled) == 8  # p3 filtered out
+    assert all(isinstance(product, Product) and product._state.db == "default"
+               and not product._state.adding for product in compiled)
+    # The same shape with other keys reuses the compiled SQL and fills in the new keys.
+    again = ranking._compiled_products(adapter, [p[i].pk for i in range(2, 10)], [p[1].pk])
+    assert sorted(product.pk for product in again) == sorted(
+        [p[1].pk, *(p[i].pk for i in range(2, 10) if i != 3)])
+
+
+def test_evidence_is_decoded_for_the_items_shown():
+    p, _run, _bundle = serving_shop()
+    result = ranking.frequently_bought_together(p[0], limit=4)
+    assert result.items[0].evidence == {"orders_with_all": 7, "lift": 3.0}
+    assert result.items[2].evidence == {"orders_together": 9, "lift": 2.0, "confidence": 0.1}

@@ -296,3 +296,13 @@ def test_cached_widget_sees_stock_changes_and_skips_personalised_visitors(django
     # p[1] is owned: it moves behind the other model items (personalised, not the cache).
     assert str(p[1].pk) in anonymous
     assert str(p[1].pk) not in re.findall(r'data-product-id="([^"]+)"', mine)
+
+
+def test_token_maker_signs_each_bundle_and_run_pair_once():
+    from shop_recs.attribution import read_token, token_maker
+
+    token = token_maker("fbt")
+    first, same, other = token(None, 7), token(None, 7), token(12, 7)
+    assert first is same and first != other
+    assert read_token(first).as_dict() == {"widget": "fbt", "bundle": None, "run": 7}
+    assert read_token(other).as_dict() == {"widget": "fbt", "bundle": 12, "run": 7}

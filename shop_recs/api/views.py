@@ -27,7 +27,7 @@ from shop_recs.api.parsers import LimitedJSONParser
 from shop_recs.api.permissions import IsReviewer, can_record_trusted_events
 from shop_recs.api.schema import SchemaGenerator
 from shop_recs.api.throttling import EventsThrottle, ReadThrottle, StaffThrottle
-from shop_recs.attribution import make_token, read_token
+from shop_recs.attribution import read_token, token_maker
 from shop_recs.conf import recs_settings
 from shop_recs.ingest import pseudonymise, record_events
 from shop_recs.models import Bundle, BundleItem, TrainingRun
@@ -69,6 +69,7 @@ def parse_product_id(raw, field="product"):
 def present(result, *, widget=API_WIDGET, anchor=True):
     """The response body of a :class:`ranking.Recommendations`."""
     bundle = result.bundle
+    token = token_maker(widget)
     return {
         "product": result.anchors[0] if anchor and result.anchors else None,
         "run": result.run,
@@ -79,7 +80,7 @@ def present(result, *, widget=API_WIDGET, anchor=True):
             "rank": rank, "product": item.product, "source": item.source,
             "method": item.method, "score": item.score, "run": item.run,
             "bundle": item.bundle, "evidence": item.evidence,
-            "attribution": make_token(widget, item.bundle, item.run),
+            "attribution": token(item.bundle, item.run),
         } for rank, item in enumerate(result.items, 1)],
     }
 

@@ -51,7 +51,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import get_language, gettext
 
 from shop_recs import ranking
-from shop_recs.attribution import make_token
+from shop_recs.attribution import token_maker
 from shop_recs.conf import recs_settings
 from shop_recs.formats import money
 from shop_recs.products import get_adapter
@@ -117,8 +117,9 @@ def _link(url, params):
     return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
 
 
-def _entry(product, item=None, *, widget):
-    """What the partial needs of one product (the anchor has no ``item``)."""
+def _entry(product, item=None, *, widget, token):
+    """What the partial needs of one product (the anchor has no ``item``); ``token`` is the
+    answer's :func:`~shop_recs.attribution.token_maker`."""
     adapter = get_adapter()
     price = adapter.price(product)
     fields = recs_settings.CART_FIELDS
@@ -126,7 +127,7 @@ def _entry(product, item=None, *, widget):
     run = item.run if item else None
     params = {k: v for k, v in ((fields["widget"], widget), (fields["bundle"], bundle),
                                 (fields["run"], run)) if v not in (None, "")}
-    params[fields["token"]] = make_token(widget, bundle, run)
+    params[fields["token"]] = token(bundle, run)
     name = adapter.name(product)
     return {
         "product": product, "pk": str(product.pk), "name": name,
@@ -167,8 +168,9 @@ def _context(context, result, *, widget, anchor=None, limit=None):
     adapter = get_adapter()
     currency = (adapter.get(anchor or result.items[0].product, "currency")
                 or recs_settings.DEFAULT_CURRENCY)
-    entries = [_entry(item.product, item, widget=widget) for item in result.items]
-    first = _entry(anchor, widget=widget) if anchor is not None else None
+    token = token_maker(widget)
+    entries = [_entry(item.product, item, widget=widget, token=token) for item in result.items]
+    first = _entry(anchor, widget=widget, token=token) if anchor is not None else None
     offer = _offer(result, first, entries, currency)
     # The ticked choices: the anchor and every product not already in the bundle offer.
     others = [e for e in entries if offer is None or e["bundle"] != offer["bundle"]][:limit]
@@ -187,8 +189,8 @@ def _context(context, result, *, widget, anchor=None, limit=None):
         "total": total, "total_text": money(total, currency),
         "cart_url": _reverse(recs_settings.CART_URL_NAME), "fields": recs_settings.CART_FIELDS,
         # The bundle offer's adds are attributed to the bundle; the choices' to the widget.
-        "token": make_token(widget, bundle, result.run),
-        "choices_token": make_token(widget, None, result.run),
+        "token": token(bundle, result.run),
+        "choices_token": token(None, result.run),
         "events_url": _reverse("shop_recs:api-events"),
         "csrf_token": str(CSRF_MARKER),
     }
