@@ -299,8 +299,8 @@ def has_history(visitor):
 
 def shared_answer(parts, anchor_pks, visitor):
     """The answer stored for ``parts`` (:func:`store_answer`) if still valid and meant for
-    ``visitor``: anonymous, or known to have no purchase history. A ``get`` and a
-    ``get_many``; for a visitor not seen lately, one query more, asked only when the
+    ``visitor``: anonymous, or known to have no purchase history. One cache round trip
+    (see ``lookup_answer``); for a visitor not seen lately, one query more, asked only when the
     candidate lists are cached too, so that a personalised call stays within three."""
     keys = (no_history_keys(visitor.user_id, visitor.visitor_id)
             if visitor and recs_settings.PERSONALISE else [])

@@ -4,7 +4,8 @@
 them at the right time. Candidate lists are keyed by a *generation* that
 ``run_activated``, ``bundles_changed``, fallback refreshes, Bundle and BundleItem saves and
 ``SHOP_RECS`` changes bump. A finished answer (API body, widget HTML) records the cache
-values it depends on, checked together on every hit (one ``get`` and one ``get_many``):
+values it depends on, checked together on every hit (one ``get_many`` with Redis,
+Memcached or the database cache; a ``get`` and a ``get_many`` with local memory):
 
 - the generation;
 - the *version token* of the shard of every product it shows (anchors and items) and of
@@ -34,6 +35,7 @@ import uuid
 from functools import partial
 
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
 from django.db import router, transaction
 from django.db.models.signals import post_delete, post_save
@@ -166,17 +168,35 @@ def lookup_answer(parts, also=()):
         return None, (), None
     try:
         cache = _cache()
-        entry = cache.get(answer_key(parts))
+        stored = answer_key(parts)
+        if _native_get_many(cache):
+            # One round trip: what an answer depends on is always among the generation and
+            # the shard tokens, so all of them are read with it.
+            found = cache.get_many([stored, GENERATION_KEY, *_ALL_VERSION_KEYS, *also])
+            entry = found.get(stored)
+        else:  # a loop of ``get`` (LocMemCache): read only what the answer names
+            entry = cache.get(stored)
+            found = None
         if entry is None:
             return None, (), None
         depends, payload = entry
-        found = cache.get_many([*depends, *also])
+        if found is None:
+            found = cache.get_many([*depends, *also])
         if any(found.get(key) != value for key, value in depends.items()):
             return None, (), None  # invalidated (or something it depends on was evicted)
         return payload, [key for key in also if key in found], depends[GENERATION_KEY]
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
         return None, (), None
+
+
+_ALL_VERSION_KEYS = tuple(f"{VERSION_PREFIX}{shard}" for shard in range(SHARDS))
+
+
+def _native_get_many(cache):
+    """Whether ``cache.get_many`` is one round trip (Redis, Memcached, the database)
+    rather than :class:`BaseCache`'s loop of ``get``."""
+    return type(cache).get_many is not BaseCache.get_many
 
 
 def cached_answer(parts):
