@@ -23,6 +23,8 @@ from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Recomm
 from shop_recs.products import ProductAdapter
 
 BUNDLE, MODEL, FALLBACK = "bundle", "model", "fallback"
+# The columns of a stored row (see ``_rows_sql``).
+KIND, REF, ANCHOR, ITEM, POS, SCORE, METHOD, EVIDENCE, DISCOUNT, APPROVED = range(10)
 
 
 def compute_candidates(anchor_pks):
@@ -36,24 +38,38 @@ def compute_candidates(anchor_pks):
     anchors = {str(pk) for pk in anchor_pks}
     seen, candidates, bundles = set(anchors), [], {}
     bundle_rows, fbt_rows, fallback_rows = _stored_rows(anchor_pks)
+    key = _key_converter()
     for row in bundle_rows:
-        info = bundles.setdefault(row["ref"], {"discount_percent": row["discount"],
-                                                "anchor": row["anchor"], "items": []})
-        info["items"].append(row["item"])
-        if str(row["item"]) not in seen:
-            seen.add(str(row["item"]))
-            candidates.append((row["item"], BUNDLE, row["method"], row["score"] or 0.0, None,
-                               row["ref"], row["evidence"]))
+        ref, item = row[REF], key(row[ITEM])
+        if ref not in bundles:
+            bundles[ref] = {"discount_percent": _discount(row[DISCOUNT]),
+                            "anchor": key(row[ANCHOR]), "items": []}
+        bundles[ref]["items"].append(item)
+        if str(item) not in seen:
+            seen.add(str(item))
+            candidates.append((item, BUNDLE, row[METHOD], row[SCORE] or 0.0, None, ref,
+                               row[EVIDENCE]))
     for source, rows in ((MODEL, fbt_rows), (FALLBACK, fallback_rows)):
         if len(candidates) >= limit:
             break
         for row, score in _fuse(rows, single=len(anchors) == 1):
-            if str(row["item"]) not in seen:
-                seen.add(str(row["item"]))
-                candidates.append((row["item"], source, row["method"], score,
-                                   row["ref"] if source == MODEL else None, None,
-                                   row["evidence"]))
+            item = key(row[ITEM])
+            if str(item) not in seen:
+                seen.add(str(item))
+                candidates.append((item, source, row[METHOD], score,
+                                   row[REF] if source == MODEL else None, None, row[EVIDENCE]))
     return candidates[:limit], bundles
+
+
+def _key_converter():
+    """Raw key -> the product pk's Python value, as the ORM would give it (a UUID arrives
+    as text on SQLite); integers pass through."""
+    to_python = Recommendation._meta.get_field("product").target_field.to_python
+    return lambda value: value if type(value) is int else to_python(value)
+
+
+def _discount(value):
+    return str(Decimal(str(value or 0)).quantize(Decimal("0.1")))
 
 
 def evidence_of(raw):
@@ -65,17 +81,20 @@ def evidence_of(raw):
 
 def _fuse(rows, single):
     """One anchor: its list in order. Several: reciprocal-rank fusion of their lists."""
+    if single:
+        return [(row, float(row[SCORE])) for row in rows]
     fused = {}
     for row in rows:
-        entry = fused.setdefault(str(row["item"]), [row, 0.0])
-        entry[1] += 1.0 / row["pos"]
-    ordered = sorted(fused.values(), key=lambda e: (-e[1], e[0]["pos"]))
-    return [(row, float(row["score"] if single else fusion)) for row, fusion in ordered]
+        entry = fused.setdefault(str(row[ITEM]), [row, 0.0])
+        entry[1] += 1.0 / row[POS]
+    ordered = sorted(fused.values(), key=lambda e: (-e[1], e[0][POS]))
+    return [(row, fusion) for row, fusion in ordered]
 
 
 def _stored_rows(anchor_pks):
     """``(bundle rows, FBT rows, fallback rows)`` of the anchors, from one UNION ALL of
-    indexed lookups by anchor (no aggregate over interactions).
+    indexed lookups by anchor (no aggregate over interactions); rows are tuples indexed
+    by ``KIND`` ... ``APPROVED``, keys and evidence as the driver returned them.
 
     Plain SQL over shop_recs's own tables: the ORM spent several times longer building and
     compiling the three annotated querysets than the database spent answering them.
@@ -100,20 +119,13 @@ def _stored_rows(anchor_pks):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
-    columns = ("kind", "ref", "anchor", "item", "pos", "score", "method", "evidence",
-               "discount", "approved")
-    rows = [dict(zip(columns, row)) for row in fetched]
-    # Keys typed like the product's pk, as the ORM would give them (a UUID arrives as text
-    # on SQLite); evidence stays as the driver returned it (see ``evidence_of``).
-    key = Recommendation._meta.get_field("product").target_field.to_python
-    for row in rows:
-        row["anchor"], row["item"] = key(row["anchor"]), key(row["item"])
-    bundles = sorted((r for r in rows if r["kind"] == 0),
-                     key=lambda r: (-r["approved"], -(r["score"] or 0.0), r["ref"], r["pos"]))
-    for row in bundles:
-        row["discount"] = str(Decimal(str(row["discount"] or 0)).quantize(Decimal("0.1")))
-    fbt = sorted((r for r in rows if r["kind"] == 1), key=lambda r: (r["pos"], -r["score"]))
-    fallback = sorted((r for r in rows if r["kind"] == 2), key=lambda r: (r["pos"], -r["score"]))
+    lists = ([], [], [])  # by the first column: bundle, FBT and fallback rows
+    for row in fetched:
+        lists[row[KIND]].append(row)
+    bundles, fbt, fallback = lists
+    bundles.sort(key=lambda r: (-r[APPROVED], -(r[SCORE] or 0.0), r[REF], r[POS]))
+    fbt.sort(key=lambda r: (r[POS], -r[SCORE]))
+    fallback.sort(key=lambda r: (r[POS], -r[SCORE]))
     return bundles, fbt, fallback
 
 
