@@ -18,6 +18,17 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # runs in a subprocess. tests/test_serving_checks.py tests both with nothing silenced.
 SILENCED_SYSTEM_CHECKS = ["shop_recs.W020", "shop_recs.W021"]
 SHOP_RECS_TEST_TMP = tempfile.mkdtemp(prefix="shop_recs_tests_")
+if CELERY_BROKER_URL == "filesystem://":  # noqa: F405
+    # Messages the suite queues (a fallback refresh after an erasure, say) go to a throw-away
+    # folder, never to the demo's var/broker, where the next `make demo` worker would run them.
+    _broker = Path(SHOP_RECS_TEST_TMP) / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {  # noqa: F405
+        **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
+        **{name: str(_broker / folder) for name, folder in (
+            ("data_folder_in", "queue"), ("data_folder_out", "queue"),
+            ("processed_folder", "processed"), ("control_folder", "control"))}}
+    for _folder in ("queue", "processed", "control"):
+        (_broker / _folder).mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not ":memory:": the Celery worker that tests/celery_helpers.py starts in
     # another process (tests/test_faults.py) must see the test database. WAL and a busy
