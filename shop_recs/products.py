@@ -151,6 +151,11 @@ class ProductAdapter:
                 return ""
         return ""
 
+    def prepare(self, products):
+        """Load, for the ``products`` an answer shows, what reading them needs from other
+        tables, in a few queries for all of them rather than a few per product (an answer
+        is rendered from these instances; see the Oscar adapter). Nothing to load here."""
+
     def available_q(self):
         """Q object selecting products that may be recommended (active and in stock)."""
         q = Q()

@@ -184,6 +184,7 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     items = items[:limit]
     for item in items:  # decoded for the items shown only
         item.evidence = evidence_of(item.evidence)
+    get_adapter().prepare([*anchors, *(item.product for item in items)])
     if versions is not None and not history:
         versions = track_answer(stamp, versions,
                                 [*anchor_pks, *(i.product.pk for i in items)], hidden)

@@ -235,6 +235,26 @@ def test_stock_set_to_zero_leaves_the_widget_on_the_next_request(shop, client):
     assert int(pks[0]) not in [i["product"]["id"] for i in api["items"]]
 
 
+@pytest.mark.django_db
+def test_a_cold_answer_loads_oscars_related_rows_once_not_per_item(shop, client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    anchor = shop["bundle"].anchor
+    url = reverse("shop_recs:api-fbt", args=[anchor.pk])
+    counts = {}
+    for limit in (2, 6):
+        cache.clear()
+        with CaptureQueriesContext(connection) as queries:
+            items = client.get(url, {"limit": limit}).json()["items"]
+        assert len(items) == limit
+        assert all(i["product"]["in_stock"] and i["product"]["category"] for i in items)
+        counts[limit] = len(queries)
+    # The answer's queries plus one per related table (stock records, images, categories,
+    # product class), whatever the number of items: four items more, no query more.
+    assert counts[6] == counts[2] <= 8, counts
+
+
 # --- basket and checkout --------------------------------------------------------------------
 
 def add_all(client, products, bundle=None, run=None, referer="/catalogue/"):

@@ -24,7 +24,7 @@ different availability rule overrides it.
 import contextvars
 from decimal import Decimal
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, prefetch_related_objects
 from django.db.models.functions import Coalesce
 from django.utils.text import slugify
 from oscar.core.loading import get_class, get_model
@@ -90,9 +90,18 @@ class OscarProductAdapter(ProductAdapter):
         if key == "image_url" and self.fields[key] is None:
             return self.image_url(product)
         if key == "category" and self.fields[key] is None:
-            category = product.categories.order_by("path").first()
-            return category.name if category else ""
+            # In Python: ``all()`` is what ``prepare`` loaded; an ``order_by`` would query.
+            categories = sorted(product.categories.all(), key=lambda c: c.path)
+            return categories[0].name if categories else ""
         return super().get(product, key)
+
+    # What the strategy, ``primary_image`` and the category read, loaded for all the
+    # products of an answer at once (Oscar's ``base_queryset`` prefetches the same way).
+    related = ("product_class", "parent__product_class", "stockrecords", "images",
+               "parent__images", "categories")
+
+    def prepare(self, products):
+        prefetch_related_objects([p for p in products if p is not None], *self.related)
 
     def price(self, product):
         value = self.get(product, "price")
