@@ -153,6 +153,9 @@ class TrainingRun(models.Model):
     metrics = models.JSONField(_("metrics"), default=dict, blank=True)
     gate = models.JSONField(_("gate decision"), default=dict, blank=True)
     shipped_model = models.CharField(_("shipped model"), max_length=60, blank=True)
+    # How the widget treats what a returning visitor bought before (shop_recs.ml.policy):
+    # {"mode": "off" | "boost" | "demote", "weight", "half_life", "top_k", validation figures}.
+    serving_policy = models.JSONField(_("returning-visitor policy"), default=dict, blank=True)
     timings = models.JSONField(_("timings (s)"), default=dict, blank=True)
     artifact_path = models.CharField(_("artifact path"), max_length=500, blank=True)
     artifact_sha256 = models.CharField(_("artifact sha256"), max_length=64, blank=True)

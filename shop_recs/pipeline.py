@@ -218,6 +218,7 @@ def run_training(run_id, task_id="", retries=0):
         timings["search"] = round(time.monotonic() - t3, 2)
         run.refresh_from_db()
         run.metrics = fitted.metrics | {"split": fitted.split}
+        run.serving_policy = fitted.metrics.get("serving_policy") or {}
         run.gate = {"chosen": fitted.choice, **fitted.gate}
         run.shipped_model = fitted.choice[:60]
         run.artifact_path, run.artifact_sha256 = path, sha

@@ -17,10 +17,14 @@ orders, then bestsellers of its category; see ``shop_recs.fallbacks``). Inactive
 out-of-stock, priceless and deleted products, the anchors themselves and ``exclude`` are
 removed at request time.
 
-Personalisation: the stored rows are per product, so the visitor's past purchases
-(by user, else by the pseudonymous session id) re-rank each source's items: products
-the visitor already bought move to the end, products in the FBT lists of what the
-visitor bought move up. The source order itself never changes.
+Personalisation follows the serving run's returning-visitor policy (``serving_policy``,
+measured per shop on validation by ``shop_recs.ml.policy``; ``SHOP_RECS["PERSONALISE"]``
+False turns it off). *boost*: the visitor's past purchases (by user, else by the
+pseudonymous session id) join the candidates with a recency- and frequency-weighted bonus,
+the formula the run evaluated (``_boosted``), so a wholesale customer sees what they re-order.
+*demote* (also runs that recorded no policy): products the visitor already bought move to
+the end of each source, products in the FBT lists of what they bought move up. *off*: the
+anonymous list.
 
 Cost: candidate lists are cached (key = anchors + a generation number that
 ``run_activated``, ``bundles_changed``, Bundle/BundleItem saves and ``SHOP_RECS``
@@ -46,8 +50,8 @@ from shop_recs.conf import recs_settings
 from shop_recs.models import Interaction, Recommendation
 from shop_recs.products import get_adapter
 from shop_recs.serving_queries import (  # noqa: F401 (re-exported: ranking's public API)
-    BUNDLE, FALLBACK, MODEL, _compiled_products, _products_queryset, compute_candidates,
-    evidence_of)
+    BUNDLE, FALLBACK, HISTORY, MODEL, _compiled_products, _products_queryset,
+    compute_candidates, evidence_of)
 from shop_recs.serving_cache import (  # noqa: F401 (re-exported: ranking's public API)
     GENERATION_KEY, _cache, _product_versions, begin_tracking, cache_key, cached_answer,
     candidates_cached, connect_receivers, current_generation, invalidate, lookup_answer,
@@ -57,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 COOCCURRENCE, POPULAR = "cooccurrence", "popular"
 HISTORY_SIZE = 50
+BOOST_HISTORY = 256  # purchase lines the boost reads (shop_recs.ml.policy.max_history)
+OFF, BOOST, DEMOTE = "off", "boost", "demote"  # returning-visitor policies (ml.policy)
 MAX_ANCHORS = 50
 
 
@@ -156,11 +162,19 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     if not anchor_pks:
         return Recommendations([], [])
     stamp = begin_tracking() if track else None
-    candidates, bundles = cached_candidates(anchor_pks)
-    visitor = _personal(visitor)
+    candidates, bundles, policy = cached_candidates(anchor_pks)
     skip = {str(pk) for pk in anchor_pks} | {str(pk) for pk in exclude}
+    mode = policy.get("mode", DEMOTE) if recs_settings.PERSONALISE else OFF
+    boosted = None
+    if mode == BOOST:
+        purchased = _purchases(visitor)
+        visitor = Visitor()  # the fetch stays the plain query: the order is decided here
+        if purchased:
+            boosted = _boosted(candidates, purchased, policy, skip)
+    else:
+        visitor = _personal(visitor) if mode == DEMOTE else Visitor()
     # Three times the limit survives the stock filter in practice and keeps the query small.
-    wanted = [c for c in candidates if str(c[0]) not in skip][:limit * 3]
+    wanted = (boosted or [c for c in candidates if str(c[0]) not in skip])[:limit * 3]
     versions = (_product_versions([*anchor_pks, *(c[0] for c in wanted)])
                 if stamp is not None else None)
     products, found_anchors = _fetch(wanted, anchor_pks if anchors is None else [], visitor)
@@ -181,6 +195,7 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
                           owned=bool(getattr(product, "shop_recs_owned", False))))
     if history:
         items = _personalise(items)
+    history = history or boosted is not None
     items = items[:limit]
     for item in items:  # decoded for the items shown only
         item.evidence = evidence_of(item.evidence)
@@ -214,6 +229,45 @@ def _personal(visitor):
         return visitor
     remember_no_history(keys)
     return Visitor()
+
+
+def _purchases(visitor):
+    """The products ``visitor`` bought, most recent order first, once per order
+    (:func:`purchased_items`, one query that also answers "any history?"); ``[]`` when
+    personalisation does not apply or they bought nothing (remembered, as ``_personal``)."""
+    if not visitor or not recs_settings.PERSONALISE:
+        return []
+    keys = no_history_keys(visitor.user_id, visitor.visitor_id)
+    try:
+        if len(_cache().get_many(keys)) == len(keys):
+            return []
+    except Exception:  # noqa: BLE001 (cache down: ask the database)
+        logger.warning("shop_recs cache unavailable", exc_info=True)
+    purchased = purchased_items(visitor)
+    if not purchased:
+        remember_no_history(keys)
+    return purchased
+
+
+def _boosted(candidates, purchased, policy, skip):
+    """The candidates and the visitor's purchases in the order of the *boost* policy, the
+    formula ``shop_recs.ml.policy.served_topk`` evaluated: the published rank's base
+    ``1 - rank / top_k`` plus ``weight * 0.5 ** (position / half_life)`` per past order."""
+    top_k = max(int(policy.get("top_k") or recs_settings.FBT_TOP_K), 1)
+    weight, half_life = float(policy.get("weight") or 0.0), float(policy.get("half_life") or 1.0)
+    score, entries = {}, {}
+    for rank, candidate in enumerate(candidates):
+        key = str(candidate[0])
+        score[key] = max(1.0 - rank / top_k, 0.0)
+        entries[key] = candidate
+    for position, pk in enumerate(purchased[:BOOST_HISTORY]):
+        key = str(pk)
+        score[key] = score.get(key, 0.0) + weight * 0.5 ** (position / max(half_life, 1e-9))
+        entries.setdefault(key, (pk, HISTORY, "bought before", 0.0, None, None, {}))
+    order = {key: i for i, key in enumerate(entries)}  # ties: published order, then recency
+    ranked = sorted((key for key in entries if key not in skip),
+                    key=lambda key: (-score[key], order[key]))
+    return [entries[key] for key in ranked]
 
 
 def _personalise(items):
@@ -273,6 +327,40 @@ def _who(visitor):
 
 # Candidates and their cache ----------------------------------------------------------
 
+def purchased_items(visitor, limit=None):
+    """The products ``visitor`` bought, most recent first, once per order: one indexed
+    query over their latest ``limit`` purchase lines (``BOOST_HISTORY``), plain SQL as in
+    :func:`has_history`."""
+    connection = connections[router.db_for_read(Interaction)]
+    meta, quote = Interaction._meta, connection.ops.quote_name
+    where, params = [], []
+    for name, value in (("user", visitor.user_id), ("visitor_id", visitor.visitor_id or None)):
+        if value is not None:
+            field = meta.get_field(name)
+            where.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_value(value, connection))
+    if not where:
+        return []
+    def column(name):
+        return quote(meta.get_field(name).column)
+
+    # Only quoted table and column names are interpolated; values are parameters.
+    sql = (f"SELECT {column('product')}, {column('order_id')} "  # nosec B608
+           f"FROM {quote(meta.db_table)} "
+           f"WHERE {column('kind')} = %s AND ({' OR '.join(where)}) "
+           f"ORDER BY {column('timestamp')} DESC, {quote(meta.pk.column)} DESC LIMIT %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Interaction.Kind.PURCHASE.value, *params, limit or BOOST_HISTORY])
+        rows = cursor.fetchall()
+    key = meta.get_field("product").target_field.to_python
+    seen, items = set(), []
+    for product, order in rows:
+        if (product, order) not in seen:  # once per order (an order may repeat a line)
+            seen.add((product, order))
+            items.append(key(product))
+    return items
+
+
 def has_history(visitor):
     """Whether ``visitor`` has purchases that personalisation would use (one query).
 
@@ -315,7 +403,8 @@ def shared_answer(parts, anchor_pks, visitor):
 
 
 def cached_candidates(anchor_pks):
-    """``(candidates, bundles)`` for the anchors, from the cache when it has them.
+    """``(candidates, bundles, policy)`` for the anchors (``compute_candidates``), from the
+    cache when it has them.
 
     A cache that fails (Redis down) is logged and bypassed: pages keep working.
     """

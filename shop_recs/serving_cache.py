@@ -87,7 +87,7 @@ def candidates_cached(anchor_pks, generation=None):
 def cache_key(anchor_pks, generation):
     text = "\x1f".join(sorted(str(pk) for pk in anchor_pks))
     digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-    return f"shop_recs:candidates:{generation}:{digest}"
+    return f"shop_recs:candidates:v2:{generation}:{digest}"  # v2: with the run's policy
 
 
 # Finished answers ---------------------------------------------------------------------

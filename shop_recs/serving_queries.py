@@ -22,13 +22,14 @@ from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Recomm
                               TrainingRun)
 from shop_recs.products import ProductAdapter
 
-BUNDLE, MODEL, FALLBACK = "bundle", "model", "fallback"
+BUNDLE, MODEL, FALLBACK, HISTORY = "bundle", "model", "fallback", "history"
 # The columns of a stored row (see ``_rows_sql``).
 KIND, REF, ANCHOR, ITEM, POS, SCORE, METHOD, EVIDENCE, DISCOUNT, APPROVED = range(10)
 
 
 def compute_candidates(anchor_pks):
-    """Bundles, FBT rows and stored fallback rows of the anchors: one indexed query.
+    """Bundles, FBT rows and stored fallback rows of the anchors, and the serving run's
+    returning-visitor policy: one indexed query. Returns ``(candidates, bundles, policy)``.
 
     A candidate is ``(pk, source, method, score, run, bundle, evidence)``; ``evidence`` is
     left as the database returned it (JSON text on some drivers): :func:`evidence_of`
@@ -37,7 +38,8 @@ def compute_candidates(anchor_pks):
     limit = recs_settings.CANDIDATES
     anchors = {str(pk) for pk in anchor_pks}
     seen, candidates, bundles = set(anchors), [], {}
-    bundle_rows, fbt_rows, fallback_rows = _stored_rows(anchor_pks)
+    bundle_rows, fbt_rows, fallback_rows, policy_rows = _stored_rows(anchor_pks)
+    policy = evidence_of(policy_rows[0][EVIDENCE]) if policy_rows else {}
     key = _key_converter()
     for row in bundle_rows:
         ref, item = row[REF], key(row[ITEM])
@@ -58,7 +60,7 @@ def compute_candidates(anchor_pks):
                 seen.add(str(item))
                 candidates.append((item, source, row[METHOD], score,
                                    row[REF] if source == MODEL else None, None, row[EVIDENCE]))
-    return candidates[:limit], bundles
+    return candidates[:limit], bundles, policy
 
 
 def _key_converter():
@@ -92,9 +94,10 @@ def _fuse(rows, single):
 
 
 def _stored_rows(anchor_pks):
-    """``(bundle rows, FBT rows, fallback rows)`` of the anchors, from one UNION ALL of
-    indexed lookups by anchor (no aggregate over interactions); rows are tuples indexed
-    by ``KIND`` ... ``APPROVED``, keys and evidence as the driver returned them.
+    """``(bundle rows, FBT rows, fallback rows, policy rows)`` of the anchors, from one
+    UNION ALL of indexed lookups by anchor (no aggregate over interactions); rows are
+    tuples indexed by ``KIND`` ... ``APPROVED``, keys and evidence as the driver returned
+    them. The serving run's ``serving_policy`` comes as a row of its own (in ``EVIDENCE``).
 
     Plain SQL over shop_recs's own tables: the ORM spent several times longer building and
     compiling the three annotated querysets than the database spent answering them.
@@ -113,20 +116,20 @@ def _stored_rows(anchor_pks):
             _ROWS_SQL.clear()
         sql = _ROWS_SQL[shape] = _rows_sql(connection, *shape[1:])
     params = [Bundle.Status.APPROVED.value, *anchors, *(st.value for st in statuses),
-              *anchors, True]
+              *anchors, True, True]
     if recs_settings.FALLBACK:
         params += [*anchors, recs_settings.CANDIDATES]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
-    lists = ([], [], [])  # by the first column: bundle, FBT and fallback rows
+    lists = ([], [], [], [])  # by the first column: bundle, FBT, policy and fallback rows
     for row in fetched:
         lists[row[KIND]].append(row)
-    bundles, fbt, fallback = lists
+    bundles, fbt, policy, fallback = lists
     bundles.sort(key=lambda r: (-r[APPROVED], -(r[SCORE] or 0.0), r[REF], r[POS]))
     fbt.sort(key=lambda r: (r[POS], -r[SCORE]))
     fallback.sort(key=lambda r: (r[POS], -r[SCORE]))
-    return bundles, fbt, fallback
+    return bundles, fbt, fallback, policy
 
 
 _ROWS_SQL = {}  # the UNION ALL by shape: (database, anchors, statuses, fallback on)
@@ -161,10 +164,13 @@ def _rows_sql(connection, n_anchors, n_statuses, fallback):
         f"{col(r, 'evidence', 'r')}, NULL, 1 "
         f"FROM {table(r)} r INNER JOIN {table(t)} t ON {col(r, 'run', 'r')} = t.{t_pk} "
         f"WHERE {col(r, 'product', 'r')} IN ({marks}) AND {col(t, 'is_active', 't')} = %s",
+        f"SELECT 2, t.{t_pk}, NULL, NULL, 0, 0.0, NULL, "  # nosec B608
+        f"{col(t, 'serving_policy', 't')}, NULL, 1 "
+        f"FROM {table(t)} t WHERE {col(t, 'is_active', 't')} = %s",
     ]
     if fallback:
         parts.append(
-            f"SELECT 2, NULL, {col(f, 'product', 'f')}, "  # nosec B608
+            f"SELECT 3, NULL, {col(f, 'product', 'f')}, "  # nosec B608
             f"{col(f, 'recommended', 'f')}, {col(f, 'rank', 'f')}, {col(f, 'score', 'f')}, "
             f"{col(f, 'method', 'f')}, "
             f"{col(f, 'evidence', 'f')}, NULL, 1 FROM {table(f)} f "

@@ -289,3 +289,24 @@ def test_interaction_changelist_says_more_than_the_cap_and_offers_no_facet_count
     # Only the timestamp sorts (by index); any other column would sort the whole table.
     assert html.count('class="sortable column-') == 1
     assert 'class="sortable column-timestamp sorted descending"' in html
+
+
+def test_run_page_shows_the_returning_visitor_policy_and_its_figures(admin_client):
+    run = finished_run()
+    run.serving_policy = {
+        "mode": "boost", "weight": 0.4, "half_life": 16.0, "top_k": 10,
+        "reason": "boost: gain over off +30.1% to +41.2% (95% interval)",
+        "validation": {"queries": 812, "off_ndcg10": 0.2101, "boost_ndcg10": 0.2905,
+                       "demote_ndcg10": 0.2050,
+                       "interval_pct": {"boost": [30.1, 41.2], "demote": [-4.0, 1.0]}},
+        "test": {"queries": 790, "off_ndcg10": 0.2, "boost_ndcg10": 0.28, "demote_ndcg10": 0.19}}
+    run.save()
+    html = admin_client.get(reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+                            ).content.decode()
+    assert "Returning visitors" in html and "weight 0.40, half-life 16 items" in html
+    assert "812 validation orders" in html and "790 test orders" in html
+    assert "boost (serving)" in html and "0.2905" in html and "30.1% … 41.2%" in html
+    run.serving_policy = {"mode": ["not", "a", "mode"], "validation": "?"}
+    run.save()
+    url = reverse("admin:shop_recs_trainingrun_change", args=[run.pk])
+    assert admin_client.get(url).status_code == 200

@@ -177,7 +177,7 @@ def test_a_normal_list_is_never_short_of_candidates():
     p, _run, _bundle = serving_shop()
     purchases({f"o{i}": [p[0], p[i % 11 + 1]] for i in range(30)})
     fallbacks.refresh()
-    candidates, _ = ranking.compute_candidates([p[0].pk])
+    candidates, _, _ = ranking.compute_candidates([p[0].pk])
     sources = [c[1] for c in candidates]
     assert sources[:2] == ["bundle", "bundle"] and "model" in sources and "fallback" in sources
     assert len(candidates) == len({c[0] for c in candidates})  # nothing twice

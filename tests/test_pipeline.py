@@ -56,6 +56,9 @@ def test_a_run_publishes_fbt_lists_and_bundles_with_provenance(artifacts):
         assert 0 < run.metrics["test"][row]["anchor_ndcg10"] <= 1
     assert run.config["fit"]["train.epochs"] == 3 and run.config["fit"]["blend_weights"][-1] == (
         "inf")
+    # the returning-visitor policy the widget will apply, decided on validation
+    assert run.serving_policy["mode"] in ("off", "boost", "demote")
+    assert run.serving_policy == run.metrics["serving_policy"] and "policy" in run.timings
     # a product nobody bought is in the model's catalogue but gets no list of its own
     assert not Recommendation.objects.filter(run=run, product=unsold).exists()
     assert not Recommendation.objects.filter(run=run, recommended=unsold).exists()

@@ -153,10 +153,39 @@ def timings(run):
     return {"rows": rows, "total": sum(s for _, s in rows)} if rows else None
 
 
+POLICY_LABELS = {"off": _("off: the anonymous list"),
+                 "boost": _("boost: what the visitor bought before comes first"),
+                 "demote": _("demote: what the visitor bought before goes last")}
+
+
+def policy(run):
+    """The returning-visitor policy the run recorded, with its figures, or None."""
+    data = _dict(run.serving_policy)
+    if not isinstance(data.get("mode"), str) or data["mode"] not in POLICY_LABELS:
+        return None
+    validation, test = _dict(data.get("validation")), _dict(data.get("test"))
+    intervals = _dict(validation.get("interval_pct"))
+    rows = []
+    for mode in ("off", "boost", "demote"):
+        interval = intervals.get(mode)
+        rows.append({
+            "mode": mode, "chosen": mode == data["mode"],
+            "validation": _number(validation.get(f"{mode}_ndcg10")),
+            "test": _number(test.get(f"{mode}_ndcg10")),
+            "interval": ([_number(v) for v in interval]
+                         if isinstance(interval, list) and len(interval) == 2 else None),
+        })
+    return {"mode": data["mode"], "label": POLICY_LABELS[data["mode"]],
+            "weight": _number(data.get("weight")), "half_life": _number(data.get("half_life")),
+            "reason": str(data.get("reason", "")), "queries": _number(validation.get("queries")),
+            "test_queries": _number(test.get("queries")), "rows": rows}
+
+
 def report(run):
     return {
         "progress": progress(run),
         "tables": metrics_tables(run),
+        "policy": policy(run),
         "gate": _dict(run.gate),
         "charts": charts(run),
         "timings": timings(run),

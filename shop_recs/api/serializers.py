@@ -50,9 +50,10 @@ class RecommendedItemSerializer(serializers.Serializer):
     rank = serializers.IntegerField()
     product = ProductSerializer()
     source = serializers.ChoiceField(
-        choices=["bundle", "model", "fallback"],
+        choices=["bundle", "model", "fallback", "history"],
         help_text=_("bundle: a reviewed bundle; model: the serving run's FBT list; "
-                    "fallback: co-occurrence or popular in the category."))
+                    "fallback: co-occurrence or popular in the category; history: bought "
+                    "before by this visitor (the run's returning-visitor policy)."))
     method = serializers.CharField(
         help_text=_("The bundle's source, the run's shipped model, cooccurrence or popular."))
     score = serializers.FloatField()

@@ -40,6 +40,7 @@ from shop_recs.ml.config import (SETTINGS, ConfigError, ProtocolConfig, configur
 from shop_recs.ml.evaluate import (Split, anchor_queries, complete_queries, evaluate,
                                    temporal_split)
 from shop_recs.ml.gate import decide
+from shop_recs.ml.policy import PolicyConfig, shop_policy
 from shop_recs.ml.scorer import BundleScorer
 from shop_recs.ml.train import EpochReport, TrainConfig
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
@@ -278,6 +279,12 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     metrics = {"validation": val, "test": test,
                "params": {"prior_lambda": prior_lambda, "blend_weights": weights,
                           "blend_partner": partner, "best_epoch": net.result.best_epoch}}
+    t4 = time.perf_counter()
+    winner = {MODEL: model, blend_name: blend}.get(choice) or best[choice][GATE_TASK][3]
+    metrics["serving_policy"] = shop_policy(
+        winner, split, cfg.query_seed,
+        PolicyConfig(top_k=getattr(cfg, "top_k", 10), seed=cfg.seed))
+    timings["policy"] = time.perf_counter() - t4
     evaluation = None
     if keep_candidates:
         scorers = {f: best[f][GATE_TASK][3] for f in best} | {MODEL: model, blend_name: blend}
