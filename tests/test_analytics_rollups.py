@@ -178,3 +178,13 @@ def test_roll_ups_hold_aggregates_only_and_follow_an_erasure(shop):
     rollups.rollup_day(DAY)
     assert counts(stat("widget", "fbt")) == expect(0, 0, 1, 1, 1, 1, 10, 10)
     assert WidgetDayStat.objects.filter(day=DAY).aggregate(n=Sum("clicks"))["n"] == 0
+
+
+def test_migrate_schedules_the_hourly_roll_up_enabled():
+    from django_celery_beat.models import PeriodicTask
+
+    from shop_recs.schedule import ROLLUP_TASK_NAME
+
+    task = PeriodicTask.objects.get(name=ROLLUP_TASK_NAME)
+    assert task.task == "shop_recs.rollup_analytics" and task.enabled is True
+    assert (str(task.crontab.minute), str(task.crontab.hour)) == ("10", "*")

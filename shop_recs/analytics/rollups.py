@@ -151,8 +151,8 @@ def _attributed_counts(start, end, window_days, using):
         inner = ", ".join(f"a.{q(c)}" for c in columns)
         where = f"WHERE a.{q('bundle_ref')} IS NOT NULL" if grain == Grain.BUNDLE else ""
         # Only quoted column names and the ORM's own compiled SQL are interpolated.
-        sql = (  # nosec B608
-            f"SELECT {outer + ', ' if columns else ''}COUNT(*), SUM(l.n_lines), "
+        sql = (
+            f"SELECT {outer + ', ' if columns else ''}COUNT(*), SUM(l.n_lines), "  # nosec B608
             f"SUM(l.units), SUM(l.revenue), SUM(o.{q('value')}) "
             f"FROM (SELECT {inner + ', ' if columns else ''}a.{q('order_id')} AS order_id, "
             f"COUNT(*) AS n_lines, SUM(a.{q('quantity')}) AS units, "
