@@ -2,8 +2,11 @@
 
     python -m benchmarks.rollups [--events 1000000] [--days 365] [--repeat 3] [--json PATH]
                                  [--keep PATH]
+    scripts/services.sh run -- sh -c \
+        '.venv/bin/python -m benchmarks.rollups --database-url "$PG_DATABASE_URL"'
 
-Builds a throw-away SQLite database with plain-SQL bulk inserts: ``--events`` interactions
+Builds a throw-away SQLite database (or fills the empty PostgreSQL database of
+``--database-url``) with plain-SQL bulk inserts: ``--events`` interactions
 spread over ``--days`` days, generated as shopping sessions (views; FBT, cart and API widget
 impressions of three successive training runs, some with one of 200 bundles; clicks; adds to
 cart, some from a widget; orders of about a third of the sessions, whose lines carry the
@@ -113,7 +116,8 @@ def build(n_events, days):
                 chunk = []
         if chunk:
             cursor.executemany(sql, chunk)
-        cursor.execute("ANALYZE")
+        if connection.vendor == "sqlite":
+            cursor.execute("ANALYZE")
 
 
 def timed(client, url, repeat):
@@ -185,6 +189,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", type=Path, help="build the database here and keep it")
+    parser.add_argument("--database-url", help="an empty PostgreSQL database to use instead")
     args = parser.parse_args(argv)
     if min(args.events, args.days, args.repeat) < 1:
         parser.error("--events, --days and --repeat must be positive")
@@ -196,19 +201,26 @@ def main(argv=None):
     os.environ["DJANGO_DEBUG"] = "0"
     for name in ("DATABASE_URL", "REDIS_URL"):
         os.environ.pop(name, None)
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop_demo.settings")
     import django
 
     django.setup()
     from django.core.management import call_command
+    from django.db import connection
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     build(args.events, args.days)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
     build_s = time.perf_counter() - started
     print(f"built {args.events:,} events over {args.days} days in {build_s:.0f} s",
           file=sys.stderr, flush=True)
-    figures = {"args": vars(args), "build_s": build_s, **measure(args.repeat)}
+    figures = {"args": {**vars(args), "database_url": bool(args.database_url)},
+               "database": connection.vendor, "build_s": build_s, **measure(args.repeat)}
     print(f"events {figures['events']:,}; roll-up of {figures['days']} days into "
           f"{figures['rollup_rows']:,} rows: {figures['rollup_s']:.1f} s "
           f"({figures['events'] / figures['rollup_s']:,.0f} events/s); "

@@ -48,6 +48,7 @@ def test_the_page_shows_widgets_runs_bundles_days_and_the_window(admin_client, r
     content = response.content.decode()
     assert "at most 7 days before" in content
     assert "<svg" in content and 'aria-label="Attributed revenue' in content
+    assert ">10 Mar</text>" in content  # the charts' x axis is labelled with days
     assert reverse("admin:shop_recs_trainingrun_change", args=[7]) in content
     assert "2026-03-10" in content
 

@@ -81,7 +81,6 @@ def build(first, last, widget=""):
     _describe_bundles(bundles)
     return {
         "first": first, "last": last, "widget": widget,
-        "widgets": sorted(w for w in per_widget if w) if not widget else [widget],
         "shop": shop, "summary": summary,
         "total": metrics(total, shop_orders, shop_revenue) if total else None,
         "runs": runs, "bundles": bundles,
