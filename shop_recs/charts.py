@@ -81,8 +81,11 @@ def line_chart(series, *, title, y_label="", x_label="epoch", width=420, height=
         return escape(x_ticks[i]) if x_ticks is not None and i < len(x_ticks) else i + 1
 
     for i in sorted({0, n - 1, (n - 1) // 2}):
+        # Named ticks are wider than numbers: the first and last stay inside the chart.
+        anchor = ("middle" if x_ticks is None or 0 < i < n - 1 or n == 1
+                  else "start" if i == 0 else "end")
         parts.append(f'<text x="{x(i):.1f}" y="{bottom + 14}" font-size="10" '
-                     f'text-anchor="middle">{tick(i)}</text>')
+                     f'text-anchor="{anchor}">{tick(i)}</text>')
     parts.append(f'<text x="{MARGIN["left"] + plot_w / 2:.1f}" y="{height - 4}" font-size="10" '
                  f'text-anchor="middle">{escape(x_label)}</text>')
     if y_label:

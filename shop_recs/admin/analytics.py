@@ -60,7 +60,7 @@ class AnalyticsFilterForm(forms.Form):
 
 def _chart(title, series, ticks, y_label=""):
     return line_chart(series, title=title, y_label=y_label, x_label=_("day"), x_ticks=ticks,
-                      width=460)
+                      width=420)
 
 
 @admin.register(WidgetDayStat)
