@@ -131,44 +131,51 @@ def _key(grain, values):
     return (grain, values.get("widget", ""), values.get("run_ref"), values.get("bundle_ref"))
 
 
+def _grouping_sql(grain, columns, q):
+    """One grain's SELECT over ``l`` (attributed lines per key and order) joined to ``o``
+    (the value of each order): an order with two lines of a key counts once."""
+    keyed = [f"l.{q(c)}" for c in columns]
+    picked = {c: (f"x.{q(c)}" if c in columns else "''" if c == "widget"
+                  else "CAST(NULL AS BIGINT)") for c in ("widget", "run_ref", "bundle_ref")}
+    where = f"WHERE l.{q('bundle_ref')} IS NOT NULL" if grain == Grain.BUNDLE else ""
+    group = ", ".join(f"x.{q(c)}" for c in columns)
+    # Only quoted column names and this module's grain constants are interpolated.
+    return (
+        f"SELECT '{grain.value}', {picked['widget']}, {picked['run_ref']}, "  # nosec B608
+        f"{picked['bundle_ref']}, COUNT(*), SUM(x.n_lines), SUM(x.units), SUM(x.revenue), "
+        f"SUM(o.order_value) FROM (SELECT {''.join(k + ', ' for k in keyed)}"
+        f"l.{q('order_id')} AS order_id, SUM(l.n_lines) AS n_lines, SUM(l.units) AS units, "
+        f"SUM(l.revenue) AS revenue FROM l {where} "
+        f"GROUP BY {''.join(k + ', ' for k in keyed)}l.{q('order_id')}) x "
+        f"JOIN o ON o.order_id = x.order_id {'GROUP BY ' + group if group else ''}")
+
+
 def _attributed_counts(start, end, window_days, using):
-    """``{grain key: counters}`` of attributed orders: one GROUP BY per grain in SQL, so that
-    an order with two attributed lines of a key counts once."""
-    lines = attributed_lines(start, end, window_days)
-    if not lines.exists():
-        return {}
-    line_sql, line_params = (lines.annotate(value=_value())
+    """``{grain key: counters}`` of attributed orders, every grain in one statement: the
+    attributed lines (``a``, the window's EXISTS) are found once, grouped per key and
+    order (``l``), then per grain."""
+    q = connections[using].ops.quote_name
+    line_sql, line_params = (attributed_lines(start, end, window_days).annotate(value=_value())
                              .values("order_id", "widget", "run_ref", "bundle_ref", "quantity",
                                      "value").query.sql_with_params())
-    order_sql, order_params = (_purchases(start, end)
-                               .filter(order_id__in=lines.values("order_id"))
-                               .values("order_id").annotate(value=Sum(_value()))
-                               .values("order_id", "value").query.sql_with_params())
-    q = connections[using].ops.quote_name
+    order_sql, order_params = (_purchases(start, end).values("order_id")
+                               .annotate(order_value=Sum(_value()))
+                               .values("order_id", "order_value").query.sql_with_params())
+    columns = ", ".join(f"a.{q(c)}" for c in ("widget", "run_ref", "bundle_ref", "order_id"))
+    sql = (  # the ORM's own compiled SQL, quoted names and constants only
+        f"WITH a AS ({line_sql}), "  # nosec B608
+        f"l AS (SELECT {columns}, COUNT(*) AS n_lines, SUM(a.{q('quantity')}) AS units, "
+        f"SUM(a.{q('value')}) AS revenue FROM a GROUP BY {columns}), "
+        f"o AS ({order_sql}) "
+        + " UNION ALL ".join(_grouping_sql(grain, cols, q) for grain, cols in GROUPINGS))
     stats = {}
-    for grain, columns in GROUPINGS:
-        outer = ", ".join(f"l.{q(c)}" for c in columns)
-        inner = ", ".join(f"a.{q(c)}" for c in columns)
-        where = f"WHERE a.{q('bundle_ref')} IS NOT NULL" if grain == Grain.BUNDLE else ""
-        # Only quoted column names and the ORM's own compiled SQL are interpolated.
-        sql = (
-            f"SELECT {outer + ', ' if columns else ''}COUNT(*), SUM(l.n_lines), "  # nosec B608
-            f"SUM(l.units), SUM(l.revenue), SUM(o.{q('value')}) "
-            f"FROM (SELECT {inner + ', ' if columns else ''}a.{q('order_id')} AS order_id, "
-            f"COUNT(*) AS n_lines, SUM(a.{q('quantity')}) AS units, "
-            f"SUM(a.{q('value')}) AS revenue FROM ({line_sql}) a {where} "
-            f"GROUP BY {inner + ', ' if columns else ''}a.{q('order_id')}) l "
-            f"JOIN ({order_sql}) o ON o.{q('order_id')} = l.order_id "
-            f"{'GROUP BY ' + outer if columns else ''}")
-        with connections[using].cursor() as cursor:
-            cursor.execute(sql, [*line_params, *order_params])
-            for row in cursor.fetchall():
-                *values, orders, n_lines, units, revenue, order_value = row
-                if not orders:
-                    continue
-                stats[_key(grain, dict(zip(columns, values)))] = {
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [*line_params, *order_params])
+        for grain, widget, run, bundle, orders, n_lines, units, revenue, value in cursor:
+            if orders:
+                stats[(grain, widget or "", run, bundle)] = {
                     "orders": orders, "lines": n_lines, "units": units or 0,
-                    "revenue": _money(revenue), "order_value": _money(order_value)}
+                    "revenue": _money(revenue), "order_value": _money(value)}
     return stats
 
 
