@@ -1,7 +1,7 @@
 """Benchmark: the analytics roll-up over N events, and the analytics page over its result.
 
     python -m benchmarks.rollups [--events 1000000] [--days 365] [--repeat 3] [--json PATH]
-                                 [--keep PATH]
+                                 [--keep PATH] [--db PATH]
     scripts/services.sh run -- sh -c \
         '.venv/bin/python -m benchmarks.rollups --database-url "$PG_DATABASE_URL"'
 
@@ -15,7 +15,9 @@ every day (``rollups.rollup_days(rollups.pending_days())``, what the periodic ta
 its first run), samples the process's resident memory while it runs, times a re-run of one
 day, and times the admin analytics page (median of ``--repeat`` after a warm-up, and its
 query count) for the default 30 days, the whole range, a widget filter and the CSV export.
-Prints figures (and writes JSON); asserts nothing.
+``--db`` times the roll-up and the page of a database kept earlier with ``--keep``
+(its roll-ups are deleted first, so the first roll-up is timed again). Prints figures
+(and writes JSON); asserts nothing.
 """
 
 import argparse
@@ -151,9 +153,9 @@ def measure(repeat):
         samples.append(rss_mib())
 
     rss_before = rss_mib()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     summary = rollups.rollup_days(days, progress=progress)
-    rollup_s = time.perf_counter() - started
+    rollup_s, rollup_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     busiest = (ShopDayStat.objects.order_by("-orders").values_list("day", flat=True)[0])
     started = time.perf_counter()
     rollups.rollup_day(busiest)
@@ -172,7 +174,8 @@ def measure(repeat):
     return {
         "events": Interaction.objects.count(),
         "days": summary["days"], "rollup_rows": WidgetDayStat.objects.count(),
-        "rollup_s": rollup_s,
+        "rollup_s": rollup_s, "rollup_cpu_s": rollup_cpu_s,
+        "load_average": os.getloadavg(),
         "rerun_busiest_day_s": one_day_s,
         "rss_mib": {"before": rss_before, "after_10pct": samples[len(samples) // 10],
                     "after_50pct": samples[len(samples) // 2], "after": samples[-1],
@@ -189,15 +192,18 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", type=Path, help="build the database here and keep it")
+    parser.add_argument("--db", type=Path, help="time this database kept with --keep")
     parser.add_argument("--database-url", help="an empty PostgreSQL database to use instead")
     args = parser.parse_args(argv)
     if min(args.events, args.days, args.repeat) < 1:
         parser.error("--events, --days and --repeat must be positive")
     if args.keep and args.keep.exists():
         parser.error(f"{args.keep} exists; give a new path")
+    if args.db and not args.db.exists():
+        parser.error(f"{args.db} does not exist")
     tmp = tempfile.TemporaryDirectory()
     os.environ["SHOP_DEMO_VAR_DIR"] = tmp.name
-    os.environ["SHOP_DEMO_SQLITE"] = str(args.keep or Path(tmp.name) / "rollups.sqlite3")
+    os.environ["SHOP_DEMO_SQLITE"] = str(args.db or args.keep or Path(tmp.name) / "rollups.sqlite3")
     os.environ["DJANGO_DEBUG"] = "0"
     for name in ("DATABASE_URL", "REDIS_URL"):
         os.environ.pop(name, None)
@@ -212,17 +218,24 @@ def main(argv=None):
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
-    build(args.events, args.days)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE")
+    if args.db:
+        from shop_recs.analytics.models import ShopDayStat, WidgetDayStat
+
+        WidgetDayStat.objects.all().delete()
+        ShopDayStat.objects.all().delete()
+    else:
+        build(args.events, args.days)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE")
+        print(f"built {args.events:,} events over {args.days} days in "
+              f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     build_s = time.perf_counter() - started
-    print(f"built {args.events:,} events over {args.days} days in {build_s:.0f} s",
-          file=sys.stderr, flush=True)
     figures = {"args": {**vars(args), "database_url": bool(args.database_url)},
                "database": connection.vendor, "build_s": build_s, **measure(args.repeat)}
     print(f"events {figures['events']:,}; roll-up of {figures['days']} days into "
           f"{figures['rollup_rows']:,} rows: {figures['rollup_s']:.1f} s "
+          f"(CPU {figures['rollup_cpu_s']:.1f} s, load {figures['load_average'][0]:.1f}) "
           f"({figures['events'] / figures['rollup_s']:,.0f} events/s); "
           f"re-run of the busiest day: {1000 * figures['rerun_busiest_day_s']:.0f} ms")
     rss = figures["rss_mib"]
