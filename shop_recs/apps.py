@@ -15,7 +15,8 @@ class ShopRecsConfig(AppConfig):
         from shop_recs import checks  # noqa: F401  (registers the checks)
         from shop_recs import serving_cache
         from shop_recs.conf import DEFAULT_PRODUCT_MODEL
-        from shop_recs.schedule import ensure_fallbacks_schedule, ensure_retrain_schedule
+        from shop_recs.schedule import (ensure_fallbacks_schedule, ensure_retrain_schedule,
+                                        ensure_rollup_schedule)
 
         # Django resolves swappable dependencies through the setting itself, so a shop
         # that keeps the default product model need not write it down.
@@ -23,6 +24,7 @@ class ShopRecsConfig(AppConfig):
             settings.SHOP_RECS_PRODUCT_MODEL = DEFAULT_PRODUCT_MODEL
         post_migrate.connect(ensure_retrain_schedule, sender=self)
         post_migrate.connect(ensure_fallbacks_schedule, sender=self)
+        post_migrate.connect(ensure_rollup_schedule, sender=self)
         # Every process, the training worker included, clears the serving cache when a
         # run activates or a bundle changes.
         serving_cache.connect_receivers()

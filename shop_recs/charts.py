@@ -36,8 +36,11 @@ def _fmt(value):
     return f"{value:.4g}"
 
 
-def line_chart(series, *, title, y_label="", x_label="epoch", width=420, height=220):
-    """An SVG line chart of ``series``; an empty string when there is nothing to draw."""
+def line_chart(series, *, title, y_label="", x_label="epoch", width=420, height=220,
+               x_ticks=None):
+    """An SVG line chart of ``series``; an empty string when there is nothing to draw.
+
+    ``x_ticks`` names the points (e.g. days); by default they are numbered from 1."""
     series = [(str(label), _clean(values)) for label, values in series]
     points = [v for _, values in series for v in values if v is not None]
     if not points:
@@ -74,9 +77,15 @@ def line_chart(series, *, title, y_label="", x_label="epoch", width=420, height=
                      f'text-anchor="end">{_fmt(value)}</text>')
         parts.append(f'<line x1="{MARGIN["left"]}" x2="{right}" y1="{y(value):.1f}" '
                      f'y2="{y(value):.1f}" stroke="#ddd" stroke-width="1"/>')
+    def tick(i):
+        return escape(x_ticks[i]) if x_ticks is not None and i < len(x_ticks) else i + 1
+
     for i in sorted({0, n - 1, (n - 1) // 2}):
+        # Named ticks are wider than numbers: the first and last stay inside the chart.
+        anchor = ("middle" if x_ticks is None or 0 < i < n - 1 or n == 1
+                  else "start" if i == 0 else "end")
         parts.append(f'<text x="{x(i):.1f}" y="{bottom + 14}" font-size="10" '
-                     f'text-anchor="middle">{i + 1}</text>')
+                     f'text-anchor="{anchor}">{tick(i)}</text>')
     parts.append(f'<text x="{MARGIN["left"] + plot_w / 2:.1f}" y="{height - 4}" font-size="10" '
                  f'text-anchor="middle">{escape(x_label)}</text>')
     if y_label:
@@ -99,7 +108,7 @@ def line_chart(series, *, title, y_label="", x_label="epoch", width=420, height=
                              f'stroke-width="2"/>')
             for i, value in run:
                 parts.append(f'<circle cx="{x(i):.1f}" cy="{y(value):.1f}" r="3" fill="{colour}">'
-                             f"<title>{escape(name)}, {escape(x_label)} {i + 1}: {_fmt(value)}"
+                             f"<title>{escape(name)}, {escape(x_label)} {tick(i)}: {_fmt(value)}"
                              f"</title></circle>")
         if len(series) > 1:
             lx = MARGIN["left"] + 8 + 110 * index

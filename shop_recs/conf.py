@@ -85,6 +85,10 @@ DEFAULTS = {
                     "bundle": "bundle", "run": "run", "token": "attribution"},  # nosec B105 # a field name
     # Seconds a signed attribution token (widget, bundle, run) stays valid.
     "ATTRIBUTION_MAX_AGE": 7 * 24 * 3600,
+    # Analytics (shop_recs.analytics): a purchase line carrying a widget's attribution counts
+    # for the widget when the same visitor clicked or added that product from that widget at
+    # most this many days before the order.
+    "ATTRIBUTION_WINDOW_DAYS": 7,
     # Events API: most events per request, largest request body in bytes, and the window
     # (seconds) in which identical anonymous events are stored once (0: no de-duplication).
     "EVENTS_MAX_BATCH": 500,
@@ -136,6 +140,7 @@ RANGES = {
     "WIDGET_LIMIT": (1, 20),
     "MAX_LIMIT": (1, 100),
     "ATTRIBUTION_MAX_AGE": (60, 365 * 24 * 3600),
+    "ATTRIBUTION_WINDOW_DAYS": (1, 365),
     "EVENTS_MAX_BATCH": (1, 10_000),
     "MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
     "EVENT_DEDUP_WINDOW": (0, 86_400),

@@ -331,3 +331,6 @@ class FallbackRecommendation(models.Model):
 
     def __str__(self):
         return f"{self.product_id} → {self.recommended_id} (fallback #{self.rank})"
+
+
+from shop_recs.analytics.models import ShopDayStat, WidgetDayStat  # noqa: E402,F401

@@ -21,6 +21,11 @@ Models cannot un-learn: every training run that had already read the erased purc
 succeeded run that never saw the data (or none). The next training run reads the database
 after the deletion, so it excludes the erased rows by construction.
 
+The analytics roll-ups (``shop_recs.analytics.models``) hold daily aggregates only, no
+visitor, user or order id, so there is nothing of the person to delete there; the hourly
+roll-up recomputes recent days from the remaining rows, and ``manage.py shop_recs_rollup
+--since D`` recomputes older ones.
+
 What is recorded about an erasure holds no personal data: counts and a time, in the
 ``shop_recs.privacy`` log and, when a staff member did it, in the admin log.
 """

@@ -58,3 +58,18 @@ def refresh_fallbacks():
     from shop_recs import fallbacks  # noqa: PLC0415
 
     return fallbacks.refresh()
+
+
+@shared_task(
+    base=DjangoTask,
+    name="shop_recs.rollup_analytics",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    max_retries=3,
+)
+def rollup_analytics():
+    """Recompute the analytics roll-ups of the days not final yet (scheduled hourly; each
+    day is replaced whole, so a retry or a second worker does no harm)."""
+    from shop_recs.analytics import rollups  # noqa: PLC0415
+
+    return rollups.rollup_pending()
