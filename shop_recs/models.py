@@ -328,3 +328,6 @@ class FallbackRecommendation(models.Model):
 
     def __str__(self):
         return f"{self.product_id} → {self.recommended_id} (fallback #{self.rank})"
+
+
+from shop_recs.analytics.experiment_models import Arm, Experiment, Exposure  # noqa: E402,F401

@@ -24,12 +24,15 @@ from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Recomm
 BUNDLE, MODEL, FALLBACK = "bundle", "model", "fallback"
 
 
-def compute_candidates(anchor_pks):
-    """Bundles, FBT rows and stored fallback rows of the anchors: one indexed query."""
+def compute_candidates(anchor_pks, run=None):
+    """Bundles, FBT rows and stored fallback rows of the anchors: one indexed query.
+
+    ``run``: the FBT rows of that training run instead of the serving one (an experiment's
+    arm)."""
     limit = recs_settings.CANDIDATES
     anchors = {str(pk) for pk in anchor_pks}
     seen, candidates, bundles = set(anchors), [], {}
-    bundle_rows, fbt_rows, fallback_rows = _stored_rows(anchor_pks)
+    bundle_rows, fbt_rows, fallback_rows = _stored_rows(anchor_pks, run)
     for row in bundle_rows:
         info = bundles.setdefault(row["ref"], {"discount_percent": row["discount"],
                                                 "anchor": row["anchor"], "items": []})
@@ -58,7 +61,7 @@ def _fuse(rows, single):
     return [(row, float(row["score"] if single else fusion)) for row, fusion in ordered]
 
 
-def _stored_rows(anchor_pks):
+def _stored_rows(anchor_pks, run=None):
     """``(bundle rows, FBT rows, fallback rows)`` of the anchors, from one UNION ALL of
     indexed lookups by anchor (no aggregate over interactions).
 
@@ -97,10 +100,11 @@ def _stored_rows(anchor_pks):
         f"{col(r, 'source', 'r')}, "
         f"{col(r, 'evidence', 'r')}, NULL, 1 "
         f"FROM {table(r)} r INNER JOIN {table(t)} t ON {col(r, 'run', 'r')} = t.{t_pk} "
-        f"WHERE {col(r, 'product', 'r')} IN ({marks}) AND {col(t, 'is_active', 't')} = %s",
+        f"WHERE {col(r, 'product', 'r')} IN ({marks}) AND "
+        + (f"t.{t_pk} = %s" if run is not None else f"{col(t, 'is_active', 't')} = %s"),
     ]
     params = [Bundle.Status.APPROVED.value, *anchors, *(st.value for st in statuses),
-              *anchors, True]
+              *anchors, True if run is None else run]
     if recs_settings.FALLBACK:
         parts.append(
             f"SELECT 2, NULL, {col(f, 'product', 'f')}, "  # nosec B608

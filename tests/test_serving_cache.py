@@ -115,12 +115,13 @@ def interaction_queries(queries):
 
 def test_a_warm_api_answer_is_one_get_and_one_get_many(counted, shop,
                                                        django_assert_num_queries):
+    """Plus the experiments' serving plans (one get_many: the generation and the plans)."""
     api = APIClient()
     _, first = fbt(api, shop[0])
     counted.clear()
     with django_assert_num_queries(0):
         assert fbt(api, shop[0])[1] == first
-    assert counted == ["get", "get_many"]
+    assert counted == ["get_many", "get", "get_many"]
 
 
 def test_a_warm_widget_is_one_get_and_one_get_many(counted, shop, django_assert_num_queries):
@@ -128,7 +129,7 @@ def test_a_warm_widget_is_one_get_and_one_get_many(counted, shop, django_assert_
     counted.clear()
     with django_assert_num_queries(0):
         assert widget(shop[0]).count("data-product-id") == html.count("data-product-id")
-    assert counted == ["get", "get_many"]
+    assert counted == ["get_many", "get", "get_many"]  # the experiments, then the answer
 
 
 def test_a_visitor_without_history_is_asked_once(counted, shop, django_user_model):
@@ -142,7 +143,7 @@ def test_a_visitor_without_history_is_asked_once(counted, shop, django_user_mode
     with CaptureQueriesContext(connection) as again:
         widget(shop[0], user)
     assert not interaction_queries(again.captured_queries)
-    assert counted == ["get", "get_many"]
+    assert counted == ["get_many", "get", "get_many"]  # the experiments, then the answer
 
 
 @pytest.mark.parametrize("how", ["record_order", "save"])
