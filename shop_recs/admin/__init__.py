@@ -5,9 +5,10 @@
 * ``bundles``: the bundle list with evidence, bulk approve / reject / retire, editing
   and manual bundles; ``anchor_review`` is its one-product-at-a-time review screen.
 * ``runs``: read-only training run reports, "Train now", progress and comparison.
+* ``experiments``: A/B experiments: arms, start / pause / stop, results, "ship this arm".
 
 Decisions need the ``shop_recs.review_bundle`` permission and go through
 ``shop_recs.review``, which records them in the admin log. Nothing here imports torch.
 """
 
-from shop_recs.admin import bundles, catalogue, runs  # noqa: F401 (registers the ModelAdmins)
+from shop_recs.admin import bundles, catalogue, experiments, runs  # noqa: F401 (registers the ModelAdmins)
