@@ -9,11 +9,11 @@ Usage::
     retired = privacy.retire_runs_with_erased_data(user=request.user)
     retired.message
 
-``erase_user`` deletes every ``Interaction`` of the person (and their A/B experiment
-``Exposure`` rows, under the same pseudonyms and the keyed hash of the user id): those linked to the user account,
+``erase_user`` deletes every ``Interaction`` of the person: those linked to the user account,
 those under the pseudonyms (keyed hashes) of the given customer number, session key or visitor
 id, and those under any pseudonym that appears on the user's own rows (the sessions they
-shopped in). Once the transaction commits it forgets the serving cache and, when purchases
+shopped in); and their A/B experiment ``Exposure`` rows, under the same pseudonyms and the
+keyed hash of the user id. Once the transaction commits it forgets the serving cache and, when purchases
 were erased, has the stored fallback lists recomputed without them (``fallbacks.refresh_soon``).
 
 Models cannot un-learn: every training run that had already read the erased purchases (its

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 FBT, CART, API = Experiment.Placement.FBT, Experiment.Placement.CART, Experiment.Placement.API
 PLANS_KEY = "shop_recs:experiments"
-TOKEN_SALT = "shop_recs.experiments.exposure"
+SIGNING_SALT = "shop_recs.experiments.exposure"  # nosec B105 # a signing namespace
 HASH_SALT = "shop_recs.experiments.assign"
 
 
@@ -206,7 +206,7 @@ def assign(placement, visitor):
 # Exposure -----------------------------------------------------------------------------
 
 def exposure_token(arm):
-    return signing.dumps({"e": arm.experiment, "a": arm.pk}, salt=TOKEN_SALT, compress=False)
+    return signing.dumps({"e": arm.experiment, "a": arm.pk}, salt=SIGNING_SALT, compress=False)
 
 
 def read_exposure_token(token):
@@ -214,7 +214,7 @@ def read_exposure_token(token):
     if not token or not isinstance(token, str) or len(token) > 300:
         return None
     try:
-        payload = signing.loads(token, salt=TOKEN_SALT,
+        payload = signing.loads(token, salt=SIGNING_SALT,
                                 max_age=recs_settings.ATTRIBUTION_MAX_AGE)
         experiment, arm = payload["e"], payload["a"]
     except (signing.BadSignature, KeyError, TypeError):
@@ -345,8 +345,8 @@ def connect_receivers():
     """Experiment and Arm changes start a new serving generation (idempotent)."""
     for model in (Experiment, Arm):
         for signal in (post_save, post_delete):
-            signal.connect(_changed, sender=model,
-                           dispatch_uid=f"shop_recs.experiments.{model.__name__}.{signal is post_save}")
+            uid = f"shop_recs.experiments.{model.__name__}.{signal is post_save}"
+            signal.connect(_changed, sender=model, dispatch_uid=uid)
 
 
 def _changed(sender, using=None, **kwargs):
