@@ -238,3 +238,13 @@ def test_erasure_removes_the_visitors_exposures():
     report = privacy.erase_user(user=user)
     assert report.exposures == 1
     assert list(Exposure.objects.values_list("experiment", flat=True)) == [exp.pk]
+
+
+def test_check_reports_a_running_arm_that_lost_its_run():
+    p, _, _ = serving_shop()
+    run = other_run(p)
+    experiment([("a", Arm.Kind.ACTIVE_RUN, None), ("b", Arm.Kind.RUN, run)])
+    assert not [e for e in checks.run_checks(databases=["default"]) if e.id == "shop_recs.E031"]
+    run.delete()  # the arm's run is set to NULL
+    errors = [e for e in checks.run_checks(databases=["default"]) if e.id == "shop_recs.E031"]
+    assert len(errors) == 1 and "succeeded training run" in errors[0].msg
