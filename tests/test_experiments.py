@@ -248,3 +248,27 @@ def test_check_reports_a_running_arm_that_lost_its_run():
     run.delete()  # the arm's run is set to NULL
     errors = [e for e in checks.run_checks(databases=["default"]) if e.id == "shop_recs.E031"]
     assert len(errors) == 1 and "succeeded training run" in errors[0].msg
+
+
+def test_the_cart_widget_serves_its_placement_arm():
+    from django.template import Context, Template
+    from django.test import RequestFactory
+
+    p, run, _ = serving_shop()
+    exp = experiment([("model", Arm.Kind.ACTIVE_RUN, None), ("ease", Arm.Kind.RUN, other_run(p))],
+                     placement=Experiment.Placement.CART)
+    tag = Template("{% load shop_recs %}{% complete_the_cart products %}")
+    kinds = set()
+    for _ in range(12):
+        client = Client()
+        page(client, p[0])  # a session; the product page is another placement
+        request = RequestFactory().get("/")
+        request.session = client.session
+        html = tag.render(Context({"request": request, "products": [p[0]]}))
+        arm = arm_of(client, exp)
+        kinds.add(arm.kind)
+        ids = re.findall(r'data-product-id="([^"]+)"', html)
+        assert (str(p[11].pk) in ids) == (arm.kind == Arm.Kind.RUN)
+        assert experiments.read_exposure_token(
+            re.search(r'data-exposure="([^"]+)"', html).group(1)) == (exp.pk, arm.pk)
+    assert kinds == {Arm.Kind.ACTIVE_RUN, Arm.Kind.RUN}
