@@ -197,6 +197,10 @@ def test_staff_create_start_read_results_and_ship_in_the_admin(staff):
     add = reverse("admin:shop_recs_experiment_add")
     one_arm = {**form, f"{prefix}-TOTAL_FORMS": "1"}
     assert "at least two arms" in staff.post(add, one_arm).content.decode()
+    lonely = experiment([("a", Arm.Kind.ACTIVE_RUN, None)], start=False)
+    response = staff.get(reverse("admin:shop_recs_experiment_results", args=[lonely.pk]))
+    assert response.status_code == 302
+    lonely.delete()
     assert staff.post(add, form).status_code == 302
     exp = Experiment.objects.get()
     change = staff.get(reverse("admin:shop_recs_experiment_change", args=[exp.pk])).content

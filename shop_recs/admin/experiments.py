@@ -167,6 +167,10 @@ class ExperimentAdmin(admin.ModelAdmin):
             raise PermissionDenied
         from shop_recs.analytics import results, stats  # noqa: PLC0415 (SciPy)
 
+        if experiment.arms.count() < 2:
+            messages.error(request, _("An experiment needs at least two arms."))
+            return HttpResponseRedirect(
+                reverse("admin:shop_recs_experiment_change", args=[pk]))
         report = results.report(experiment)
         arms = list(experiment.arms.all())
         rows = [{**row, "arm": arm} for row, arm in zip(report.arms, arms)]
