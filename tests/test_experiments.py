@@ -276,3 +276,42 @@ def test_the_cart_widget_serves_its_placement_arm():
         assert experiments.read_exposure_token(
             re.search(r'data-exposure="([^"]+)"', html).group(1)) == (exp.pk, arm.pk)
     assert kinds == {Arm.Kind.ACTIVE_RUN, Arm.Kind.RUN}
+
+
+def test_results_count_each_visitors_outcomes_after_their_first_exposure():
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from shop_recs.analytics import results
+    from shop_recs.models import Interaction
+
+    p, _, _ = serving_shop()
+    exp = experiment([("a", Arm.Kind.NO_WIDGET, None), ("b", Arm.Kind.ACTIVE_RUN, None)])
+    a, b = exp.arms.order_by("position")
+    user = get_user_model().objects.create_user("buyer")
+    now = timezone.now()
+    Exposure.objects.bulk_create([
+        Exposure(experiment=exp, arm=a, unit="visitor-a", first_exposed_at=now),
+        Exposure(experiment=exp, arm=b, unit=experiments.user_unit(user.pk), first_exposed_at=now),
+        Exposure(experiment=exp, arm=b, unit="visitor-idle", first_exposed_at=now)])
+
+    def line(order, product, price, when, widget="", **who):
+        Interaction.objects.create(product=product, kind=Interaction.Kind.PURCHASE,
+                                   order_id=order, quantity=2, unit_price=Decimal(price),
+                                   timestamp=when, widget=widget, **who)
+
+    later = now + timedelta(minutes=5)
+    line("before", p[1], "100", now - timedelta(seconds=1), visitor_id="visitor-a")
+    line("o1", p[1], "3", later, visitor_id="visitor-a")
+    line("o1", p[2], "4", later, visitor_id="visitor-a")
+    line("o2", p[3], "5", later, widget="fbt", user=user, visitor_id="some-session")
+    line("o3", p[4], "1", later, user=user)
+    line("stranger", p[5], "9", later, visitor_id="not-exposed")
+    Interaction.objects.create(product=p[3], kind=Interaction.Kind.WIDGET_CLICK,
+                               timestamp=later, user=user)
+    arm_a, arm_b = results.arm_data(exp)
+    assert list(arm_a.revenue) == [14.0] and list(arm_a.orders) == [1]
+    assert sorted(arm_b.revenue) == [0.0, 12.0] and sorted(arm_b.orders) == [0, 2]
+    assert sorted(arm_b.widget_revenue) == [0.0, 10.0] and sorted(arm_b.clicks) == [0, 1]
