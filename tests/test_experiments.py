@@ -291,7 +291,7 @@ def test_results_count_each_visitors_outcomes_after_their_first_exposure():
     exp = experiment([("a", Arm.Kind.NO_WIDGET, None), ("b", Arm.Kind.ACTIVE_RUN, None)])
     a, b = exp.arms.order_by("position")
     user = get_user_model().objects.create_user("buyer")
-    now = timezone.now()
+    now = timezone.now() + timedelta(minutes=1)  # exposed a minute after the start
     Exposure.objects.bulk_create([
         Exposure(experiment=exp, arm=a, unit="visitor-a", first_exposed_at=now),
         Exposure(experiment=exp, arm=b, unit=experiments.user_unit(user.pk), first_exposed_at=now),
@@ -303,7 +303,8 @@ def test_results_count_each_visitors_outcomes_after_their_first_exposure():
                                    timestamp=when, widget=widget, **who)
 
     later = now + timedelta(minutes=5)
-    line("before", p[1], "100", now - timedelta(seconds=1), visitor_id="visitor-a")
+    # During the experiment but before this visitor's exposure: not theirs to count.
+    line("before", p[1], "100", now - timedelta(seconds=30), visitor_id="visitor-a")
     line("o1", p[1], "3", later, visitor_id="visitor-a")
     line("o1", p[2], "4", later, visitor_id="visitor-a")
     line("o2", p[3], "5", later, widget="fbt", user=user, visitor_id="some-session")
