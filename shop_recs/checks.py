@@ -13,6 +13,8 @@
   reversed without arguments, or its view does not accept POST)
 * W020 the serving cache is per process while ``DEBUG`` is off (saves elsewhere go unseen)
 * W021 the serving cache holds fewer entries than the catalogue's answers need
+* E030 two experiments run (or are paused) on the same placement at once (``--database``)
+* E031 a running experiment has fewer than two arms or an arm without its training run
 """
 
 import importlib.util
@@ -204,10 +206,10 @@ def check_cache_is_shared(app_configs=None, **kwargs):
 
 def answer_entries_needed(products):
     """Cache entries for every product's answers: its candidate list, its widget and its
-    API answer, plus the version tokens and the generation."""
+    API answer, plus the version tokens, the generation and the experiments' plans."""
     from shop_recs.serving_cache import SHARDS  # noqa: PLC0415
 
-    return 3 * products + SHARDS + 1
+    return 3 * products + SHARDS + 2
 
 
 @checks.register(checks.Tags.caches)
@@ -236,3 +238,38 @@ def check_cache_size(app_configs=None, **kwargs):
              f"(one indexed query): correct, only slower.",
         obj="SHOP_RECS", id="shop_recs.W021",
     )]
+
+
+@checks.register(checks.Tags.database)
+def check_experiments(app_configs=None, databases=None, **kwargs):
+    """Overlapping experiments and broken arms (asks the database: ``check --database``)."""
+    if not databases:
+        return []
+    from shop_recs.analytics import experiments  # noqa: PLC0415 (models are loaded by now)
+    from shop_recs.models import Experiment  # noqa: PLC0415
+
+    errors = []
+    try:
+        held = list(Experiment.objects.filter(status__in=[Experiment.Status.RUNNING,
+                                                          Experiment.Status.PAUSED])
+                    .prefetch_related("arms__run").order_by("placement", "pk"))
+    except Exception:  # noqa: BLE001 (no table yet: migrate first)
+        return []
+    by_placement = {}
+    for experiment in held:
+        by_placement.setdefault(experiment.placement, []).append(experiment)
+        problems = experiments.arm_problems(list(experiment.arms.all()))
+        if problems and experiment.status == Experiment.Status.RUNNING:
+            errors.append(checks.Error(
+                f"Experiment {experiment.name!r} runs with broken arms: {' '.join(problems)}",
+                hint="Pause it in the admin, fix its arms, and resume it.",
+                obj=experiment, id="shop_recs.E031"))
+    for placement, group in by_placement.items():
+        if len(group) > 1:
+            errors.append(checks.Error(
+                f"{len(group)} experiments hold the {group[0].get_placement_display()} at once: "
+                f"{', '.join(repr(e.name) for e in group)}. Visitors get the arms of the "
+                f"oldest only and the others' results mean nothing.",
+                hint="Stop all but one of them in the admin (Experiments).",
+                obj=group[-1], id="shop_recs.E030"))
+    return errors

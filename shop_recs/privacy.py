@@ -12,7 +12,8 @@ Usage::
 ``erase_user`` deletes every ``Interaction`` of the person: those linked to the user account,
 those under the pseudonyms (keyed hashes) of the given customer number, session key or visitor
 id, and those under any pseudonym that appears on the user's own rows (the sessions they
-shopped in). Once the transaction commits it forgets the serving cache and, when purchases
+shopped in); and their A/B experiment ``Exposure`` rows, under the same pseudonyms and the
+keyed hash of the user id. Once the transaction commits it forgets the serving cache and, when purchases
 were erased, has the stored fallback lists recomputed without them (``fallbacks.refresh_soon``).
 
 Models cannot un-learn: every training run that had already read the erased purchases (its
@@ -40,8 +41,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from shop_recs import fallbacks, ranking
+from shop_recs.analytics.experiments import user_unit
 from shop_recs.ingest import pseudonymise
-from shop_recs.models import Interaction, TrainingRun
+from shop_recs.models import Exposure, Interaction, TrainingRun
 from shop_recs.signals import run_activated
 
 logger = logging.getLogger(__name__)
@@ -58,9 +60,11 @@ class ErasureReport:
     pseudonyms: int = 0
     runs_flagged: list = field(default_factory=list)
     erased_at: object = None
+    exposures: int = 0
 
     def as_dict(self):
         return {"interactions": self.interactions, "purchases": self.purchases,
+                "exposures": self.exposures,
                 "pseudonyms": self.pseudonyms, "runs_flagged": list(self.runs_flagged),
                 "erased_at": self.erased_at}
 
@@ -113,6 +117,8 @@ def erase_user(user=None, customer_id=None, session_key=None, visitor_id=None, *
         report.purchases = trained_on.count()
         report.pseudonyms = len(visitors)
         report.interactions, _ = rows.order_by().delete()
+        units = visitors | ({user_unit(user_id)} if user_id not in (None, "") else set())
+        report.exposures, _ = Exposure.objects.filter(unit__in=sorted(units)).delete()
         if earliest is not None:
             report.runs_flagged = _flag_runs(earliest, report)
         transaction.on_commit(ranking.invalidate)

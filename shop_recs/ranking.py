@@ -131,16 +131,19 @@ def visitor_for(request):
     return Visitor(user_id, pseudonymise("session", key) if key else "")
 
 
-def frequently_bought_together(product, *, limit=None, exclude=(), visitor=None, track=False):
-    """The recommendations shown next to ``product`` (an instance)."""
+def frequently_bought_together(product, *, limit=None, exclude=(), visitor=None, track=False,
+                               **arm):
+    """The recommendations shown next to ``product`` (an instance); ``arm``: the ``run``
+    and ``sources`` of :func:`recommend`."""
     return recommend([product.pk], anchors=[product], limit=limit, exclude=exclude,
-                     visitor=visitor, track=track)
+                     visitor=visitor, track=track, **arm)
 
 
-def complete_the_cart(products, *, limit=None, visitor=None):
+def complete_the_cart(products, *, limit=None, visitor=None, **arm):
     """Products that complete a cart of ``products`` (instances), none already in it."""
     products = list(products)[:MAX_ANCHORS]
-    return recommend([p.pk for p in products], anchors=products, limit=limit, visitor=visitor)
+    return recommend([p.pk for p in products], anchors=products, limit=limit, visitor=visitor,
+                     **arm)
 
 
 def clamp_limit(limit):
@@ -149,20 +152,24 @@ def clamp_limit(limit):
 
 
 def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
-              strict=True, track=False):
+              strict=True, track=False, run=None, sources=None):
     """Recommendations for ``anchor_pks``; anchors not given are fetched with the items.
 
     When ``anchors`` is None and an anchor does not exist or is not active, raises
     ``LookupError`` if ``strict`` (the API answers 404), else leaves it out. With
     ``track``, the result carries what :func:`store_answer` needs (no query; a few
-    cache reads).
+    cache reads). An experiment's arm may ask for the FBT list of another ``run`` than
+    the serving one, or only some ``sources`` (e.g. ``(FALLBACK,)``).
     """
     limit = clamp_limit(limit)
     anchor_pks = list(dict.fromkeys(anchor_pks))[:MAX_ANCHORS]
     if not anchor_pks:
         return Recommendations([], [])
     stamp = begin_tracking() if track else None
-    candidates, bundles, policy = cached_candidates(anchor_pks)
+    candidates, bundles, policy = cached_candidates(anchor_pks, run=run)
+    if sources is not None:
+        candidates = [c for c in candidates if c[1] in sources]
+        bundles = bundles if BUNDLE in sources else {}
     skip = {str(pk) for pk in anchor_pks} | {str(pk) for pk in exclude}
     mode = policy.get("mode", DEMOTE) if recs_settings.PERSONALISE else OFF
     boosted = None
@@ -402,21 +409,23 @@ def shared_answer(parts, anchor_pks, visitor):
     return payload
 
 
-def cached_candidates(anchor_pks):
+def cached_candidates(anchor_pks, run=None):
     """``(candidates, bundles, policy)`` for the anchors (``compute_candidates``), from the
-    cache when it has them.
+    cache when it has them (``run``: another run's FBT rows, cached apart).
 
     A cache that fails (Redis down) is logged and bypassed: pages keep working.
     """
     try:
         cache = _cache()
         key = cache_key(anchor_pks, current_generation(cache))
+        if run is not None:
+            key = f"{key}:run{int(run)}"
         value = cache.get(key)
     except Exception:  # noqa: BLE001 (any cache backend error)
         logger.warning("shop_recs cache unavailable; computing recommendations", exc_info=True)
-        return compute_candidates(anchor_pks)
+        return compute_candidates(anchor_pks, run)
     if value is None:
-        value = compute_candidates(anchor_pks)
+        value = compute_candidates(anchor_pks, run)
         try:
             cache.set(key, value, recs_settings.CACHE_TIMEOUT)
         except Exception:  # noqa: BLE001

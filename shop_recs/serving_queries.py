@@ -27,18 +27,19 @@ BUNDLE, MODEL, FALLBACK, HISTORY = "bundle", "model", "fallback", "history"
 KIND, REF, ANCHOR, ITEM, POS, SCORE, METHOD, EVIDENCE, DISCOUNT, APPROVED = range(10)
 
 
-def compute_candidates(anchor_pks):
-    """Bundles, FBT rows and stored fallback rows of the anchors, and the serving run's
+def compute_candidates(anchor_pks, run=None):
+    """Bundles, FBT rows and stored fallback rows of the anchors, and the run's
     returning-visitor policy: one indexed query. Returns ``(candidates, bundles, policy)``.
 
-    A candidate is ``(pk, source, method, score, run, bundle, evidence)``; ``evidence`` is
-    left as the database returned it (JSON text on some drivers): :func:`evidence_of`
-    decodes it for the few items an answer shows.
+    ``run``: the FBT rows (and policy) of that training run instead of the serving one (an
+    experiment's arm). A candidate is ``(pk, source, method, score, run, bundle, evidence)``;
+    ``evidence`` is left as the database returned it (JSON text on some drivers):
+    :func:`evidence_of` decodes it for the few items an answer shows.
     """
     limit = recs_settings.CANDIDATES
     anchors = {str(pk) for pk in anchor_pks}
     seen, candidates, bundles = set(anchors), [], {}
-    bundle_rows, fbt_rows, fallback_rows, policy_rows = _stored_rows(anchor_pks)
+    bundle_rows, fbt_rows, fallback_rows, policy_rows = _stored_rows(anchor_pks, run)
     policy = evidence_of(policy_rows[0][EVIDENCE]) if policy_rows else {}
     key = _key_converter()
     for row in bundle_rows:
@@ -93,11 +94,12 @@ def _fuse(rows, single):
     return [(row, fusion) for row, fusion in ordered]
 
 
-def _stored_rows(anchor_pks):
+def _stored_rows(anchor_pks, run=None):
     """``(bundle rows, FBT rows, fallback rows, policy rows)`` of the anchors, from one
     UNION ALL of indexed lookups by anchor (no aggregate over interactions); rows are
     tuples indexed by ``KIND`` ... ``APPROVED``, keys and evidence as the driver returned
-    them. The serving run's ``serving_policy`` comes as a row of its own (in ``EVIDENCE``).
+    them. The run's ``serving_policy`` comes as a row of its own (in ``EVIDENCE``); the run
+    is the serving one, or ``run`` (an experiment's arm).
 
     Plain SQL over shop_recs's own tables: the ORM spent several times longer building and
     compiling the three annotated querysets than the database spent answering them.
@@ -109,14 +111,15 @@ def _stored_rows(anchor_pks):
     connection = connections[using]
     prep = Recommendation._meta.get_field("product").get_db_prep_value
     anchors = [prep(pk, connection) for pk in anchor_pks]
-    shape = (using, len(anchors), len(statuses), bool(recs_settings.FALLBACK))
+    shape = (using, len(anchors), len(statuses), bool(recs_settings.FALLBACK), run is not None)
     sql = _ROWS_SQL.get(shape)
     if sql is None:
         if len(_ROWS_SQL) >= _COMPILED_MAX:
             _ROWS_SQL.clear()
         sql = _ROWS_SQL[shape] = _rows_sql(connection, *shape[1:])
+    which = True if run is None else int(run)  # the serving run, or the arm's
     params = [Bundle.Status.APPROVED.value, *anchors, *(st.value for st in statuses),
-              *anchors, True, True]
+              *anchors, which, which]
     if recs_settings.FALLBACK:
         params += [*anchors, recs_settings.CANDIDATES]
     with connection.cursor() as cursor:
@@ -132,10 +135,10 @@ def _stored_rows(anchor_pks):
     return bundles, fbt, fallback, policy
 
 
-_ROWS_SQL = {}  # the UNION ALL by shape: (database, anchors, statuses, fallback on)
+_ROWS_SQL = {}  # the UNION ALL by shape: (database, anchors, statuses, fallback on, run given)
 
 
-def _rows_sql(connection, n_anchors, n_statuses, fallback):
+def _rows_sql(connection, n_anchors, n_statuses, fallback, by_run):
     """The ``UNION ALL`` of :func:`_stored_rows` for one shape of parameters."""
     quote = connection.ops.quote_name
     marks = ", ".join(["%s"] * n_anchors)
@@ -148,6 +151,7 @@ def _rows_sql(connection, n_anchors, n_statuses, fallback):
 
     b, i, r, t, f = Bundle, BundleItem, Recommendation, TrainingRun, FallbackRecommendation
     b_pk, t_pk = quote(b._meta.pk.column), quote(t._meta.pk.column)
+    run_filter = f"t.{t_pk} = %s" if by_run else f"{col(t, 'is_active', 't')} = %s"
     # Only quoted table and column names are interpolated; values are parameters.
     parts = [
         f"SELECT 0, {col(i, 'bundle', 'i')}, {col(b, 'anchor', 'b')}, "  # nosec B608
@@ -163,10 +167,10 @@ def _rows_sql(connection, n_anchors, n_statuses, fallback):
         f"{col(r, 'source', 'r')}, "
         f"{col(r, 'evidence', 'r')}, NULL, 1 "
         f"FROM {table(r)} r INNER JOIN {table(t)} t ON {col(r, 'run', 'r')} = t.{t_pk} "
-        f"WHERE {col(r, 'product', 'r')} IN ({marks}) AND {col(t, 'is_active', 't')} = %s",
+        f"WHERE {col(r, 'product', 'r')} IN ({marks}) AND {run_filter}",
         f"SELECT 2, t.{t_pk}, NULL, NULL, 0, 0.0, NULL, "  # nosec B608
         f"{col(t, 'serving_policy', 't')}, NULL, 1 "
-        f"FROM {table(t)} t WHERE {col(t, 'is_active', 't')} = %s",
+        f"FROM {table(t)} t WHERE {run_filter}",
     ]
     if fallback:
         parts.append(

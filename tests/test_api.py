@@ -279,7 +279,7 @@ def test_schema_has_every_endpoint_and_no_warnings(api):
     assert response.status_code == 200
     assert not GENERATOR_STATS, (GENERATOR_STATS._warn_cache, GENERATOR_STATS._error_cache)
     paths = json.loads(response.content)["paths"]
-    assert len(paths) == 13  # 12 + privacy/erase/
+    assert len(paths) == 14  # 12 + privacy/erase/ + experiments/exposure/
     for operations in paths.values():
         for operation in operations.values():
             assert "429" in operation["responses"]

@@ -73,6 +73,9 @@ class RecommendationsSerializer(serializers.Serializer):
                                                 allow_null=True)
     personalised = serializers.BooleanField()
     items = RecommendedItemSerializer(many=True)
+    exposure = serializers.CharField(allow_blank=True, default="", help_text=_(
+        "In an A/B experiment: a signed token to post to the exposure endpoint when these "
+        "items are shown (even when there are none: the \"no widget\" arm). Else empty."))
 
     def to_representation(self, data):
         """The declared fields, written out: DRF's per-field dispatch over the nested items
@@ -94,6 +97,7 @@ class RecommendationsSerializer(serializers.Serializer):
                 "evidence": {str(key): value for key, value in item["evidence"].items()},
                 "attribution": str(item["attribution"]),
             } for item in data["items"]],
+            "exposure": str(data.get("exposure") or ""),
         }
 
 

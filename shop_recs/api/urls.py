@@ -1,7 +1,7 @@
 """URL patterns of the API (mounted under ``api/shop-recs/v1/`` by ``shop_recs.urls``).
 
 Names (namespace ``shop_recs``): ``api-fbt``, ``api-bundles``, ``api-cart-complete``,
-``api-events``, ``api-runs``, ``api-run``, ``api-run-activate``, ``api-staff-bundles``,
+``api-events``, ``api-exposure``, ``api-runs``, ``api-run``, ``api-run-activate``, ``api-staff-bundles``,
 ``api-staff-bundle``, ``api-bundle-approve``, ``api-bundle-reject``,
 ``api-bundle-retire``, ``api-privacy-erase`` and ``api-schema``.
 """
@@ -12,7 +12,7 @@ from shop_recs import review
 from shop_recs.api.schema import spectacular_decorators
 
 with spectacular_decorators():  # the schema works whatever the host's DEFAULT_SCHEMA_CLASS
-    from shop_recs.api import privacy, staff, views
+    from shop_recs.api import experiments, privacy, staff, views
 
 
 class IdConverter:
@@ -36,6 +36,7 @@ urlpatterns = [
          name="api-bundles"),
     path("cart/complete/", views.CartCompleteView.as_view(), name="api-cart-complete"),
     path("events/", views.EventsView.as_view(), name="api-events"),
+    path("experiments/exposure/", experiments.ExposureView.as_view(), name="api-exposure"),
     path("runs/", staff.RunListView.as_view(), name="api-runs"),
     path("runs/<shop_recs_id:pk>/", staff.RunDetailView.as_view(), name="api-run"),
     path("runs/<shop_recs_id:pk>/activate/", staff.RunActivateView.as_view(), name="api-run-activate"),

@@ -21,6 +21,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from shop_recs import ranking, review
+from shop_recs.analytics import experiments
 from shop_recs.api import serializers as api
 from shop_recs.api.pagination import StaffPagination
 from shop_recs.api.parsers import LimitedJSONParser
@@ -66,11 +67,16 @@ def parse_product_id(raw, field="product"):
     return value
 
 
-def present(result, *, widget=API_WIDGET, anchor=True):
-    """The response body of a :class:`ranking.Recommendations`."""
+def present(result, *, widget=API_WIDGET, anchor=True, assigned=None):
+    """The response body of a :class:`ranking.Recommendations` (``assigned``: the
+    visitor's experiment arm, whose *no widget* shows no items)."""
+    exposure = assigned.exposure if assigned is not None and result else ""
+    if assigned is not None and assigned.hides_widget:
+        result = ranking.Recommendations(result.anchors, [])
     bundle = result.bundle
     token = token_maker(widget)
     return {
+        "exposure": exposure,
         "product": result.anchors[0] if anchor and result.anchors else None,
         "run": result.run,
         "bundle": bundle,
@@ -128,20 +134,23 @@ class FrequentlyBoughtTogetherView(PublicView):
         pk = parse_product_id(product_id)
         limit = ranking.clamp_limit(self.limit(request))
         visitor = ranking.visitor_for(request)
+        assigned = experiments.assign(experiments.API, visitor)
         renderer, media_type = request.accepted_renderer, request.accepted_media_type
         # Plain JSON is cached rendered; anything else (the browsable API, ``indent``) as
         # data, rendered per request.
         rendered = isinstance(renderer, JSONRenderer) and media_type == renderer.media_type
         kind = type(renderer)
         parts = ("api-fbt", pk, limit, get_language(),
-                 f"{kind.__module__}.{kind.__qualname__}" if rendered else "data")
+                 f"{kind.__module__}.{kind.__qualname__}" if rendered else "data",
+                 assigned.key if assigned else "")
         payload = ranking.shared_answer(parts, [pk], visitor)
         if payload is None:
             try:
-                result = ranking.recommend([pk], limit=limit, visitor=visitor, track=True)
+                result = ranking.recommend([pk], limit=limit, visitor=visitor, track=True,
+                                           **(assigned.recommend_kwargs() if assigned else {}))
             except LookupError:
                 raise NotFound(_("No such product.")) from None
-            payload = self.get_serializer(present(result)).data
+            payload = self.get_serializer(present(result, assigned=assigned)).data
             if rendered:
                 payload = renderer.render(payload, media_type, self.get_renderer_context())
             ranking.store_answer(parts, result, payload)

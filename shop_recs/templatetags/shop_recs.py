@@ -24,6 +24,12 @@ A product without an image gets a placeholder tile with its initials
 An approved bundle whose products are all shown is offered as its own box (bundle price,
 saving, one button); the other products are ticked choices with a total and an add-all button.
 
+Experiments (``shop_recs.analytics.experiments``): a running experiment on the widget's
+placement decides, per visitor, which arm's items it shows; the widget then carries the
+arm's signed exposure token (``data-exposure``), posted by ``widget.js`` once it is seen. The
+*no widget* arm renders only an empty, invisible spot with that token, and only where the
+widget would have shown something, so that both arms count exposures alike.
+
 Caching: for visitors without purchase history the FBT widget's HTML is cached whole
 (``ranking.shared_answer``; invalidated by new runs, bundle changes and product saves).
 The only per-request parts, the CSRF token, the element id and the stylesheet link (once
@@ -51,6 +57,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import get_language, gettext
 
 from shop_recs import ranking
+from shop_recs.analytics import experiments
 from shop_recs.attribution import token_maker
 from shop_recs.conf import recs_settings
 from shop_recs.formats import money
@@ -224,6 +231,24 @@ def _fill(html, context, request):
     return mark_safe(html.replace(str(ID_MARKER), uuid.uuid4().hex[:8]))  # nosec B308 B703
 
 
+def _holdout(context, widget, assigned):
+    """The *no widget* arm: an empty spot that logs the exposure (HTML; "" when shipped)."""
+    if not assigned.exposure:
+        return ""
+    return render_to_string("shop_recs/experiment_holdout.html", {
+        "widget": widget, "exposure": assigned.exposure,
+        "exposure_url": _reverse("shop_recs:api-exposure"), "csrf_token": str(CSRF_MARKER),
+    }, request=context.get("request"))
+
+
+def _exposure(extra, assigned):
+    """Put the arm's exposure token into a widget's context."""
+    if assigned is not None and assigned.exposure:
+        extra["exposure"] = assigned.exposure
+        extra["exposure_url"] = _reverse("shop_recs:api-exposure")
+    return extra
+
+
 def _render(name, context, template_name, build):
     """``build()`` returns None (nothing), rendered HTML (from the cache) or a context;
     a context may hold ``"shop_recs_store"``, called with the HTML rendered from it."""
@@ -259,21 +284,25 @@ def frequently_bought_together(context, product, limit=None, template=None):
             return None
         request = context.get("request")
         visitor = ranking.visitor_for(request)
+        assigned = experiments.assign(experiments.FBT, visitor)
         shown = ranking.clamp_limit(limit)
-        parts = ("widget-fbt", template_name, product.pk, shown, get_language())
+        parts = ("widget-fbt", template_name, product.pk, shown, get_language(),
+                 assigned.key if assigned else "")
         html = ranking.shared_answer(parts, [product.pk], visitor)
         if html is not None:
             return html  # "" when there is nothing to show
         # A bundle offer shows its items apart: ask for enough to fill the choices too.
+        hidden = assigned is not None and assigned.hides_widget
         result = ranking.frequently_bought_together(
             product, limit=ranking.clamp_limit(shown + BUNDLE_EXTRA), visitor=visitor,
-            track=True)
-        if not result:
-            ranking.store_answer(parts, result, "")
-            return None
+            track=True, **(assigned.recommend_kwargs() if assigned else {}))
+        if not result or hidden:
+            html = _holdout(context, FBT_WIDGET, assigned) if result else ""
+            ranking.store_answer(parts, result, html)
+            return html or None
         extra = _context(context, result, widget=FBT_WIDGET, anchor=product, limit=shown)
         extra["shop_recs_store"] = lambda rendered: ranking.store_answer(parts, result, rendered)
-        return extra
+        return _exposure(extra, assigned)
 
     return _render(FBT_WIDGET, context, template_name, build)
 
@@ -290,12 +319,16 @@ def complete_the_cart(context, cart_items, limit=None, template=None):
         products = [getattr(i, "product", i) for i in (cart_items or ())]
         if not products:
             return None
+        visitor = ranking.visitor_for(context.get("request"))
+        assigned = experiments.assign(experiments.CART, visitor)
         result = ranking.complete_the_cart(
-            products, limit=limit or recs_settings.WIDGET_LIMIT + 1,
-            visitor=ranking.visitor_for(context.get("request")))
+            products, limit=limit or recs_settings.WIDGET_LIMIT + 1, visitor=visitor,
+            **(assigned.recommend_kwargs() if assigned else {}))
         if not result:
             return None
-        return _context(context, result, widget=CART_WIDGET)
+        if assigned is not None and assigned.hides_widget:
+            return _holdout(context, CART_WIDGET, assigned) or None
+        return _exposure(_context(context, result, widget=CART_WIDGET), assigned)
 
     return _render(CART_WIDGET, context, template or "shop_recs/complete_the_cart.html", build)
 

@@ -21,6 +21,22 @@
     } catch (e) { /* a beacon never breaks the page */ }
   }
 
+  /* An A/B experiment's exposure: the widget (or the empty spot of the "no widget" arm)
+   * was seen. Posted once per widget; the server checks the token is this visitor's arm. */
+  function expose(root) {
+    var url = root.getAttribute("data-exposure-url");
+    var token = root.getAttribute("data-exposure");
+    if (!url || !token || !window.fetch) { return; }
+    try {
+      window.fetch(url, {
+        method: "POST", keepalive: true, credentials: "same-origin",
+        headers: { "Content-Type": "application/json",
+                   "X-CSRFToken": root.getAttribute("data-csrf") || "" },
+        body: JSON.stringify({ token: token })
+      }).catch(function () {});
+    } catch (e) { /* a beacon never breaks the page */ }
+  }
+
   function formatter(root) {
     var currency = root.getAttribute("data-currency") || "";
     try {
@@ -71,11 +87,13 @@
         if (entries.some(function (e) { return e.isIntersecting; })) {
           observer.disconnect();
           send(root, "widget_impression", ids);
+          expose(root);
         }
       });
       observer.observe(root);
     } else {
       send(root, "widget_impression", ids);
+      expose(root);
     }
   }
 

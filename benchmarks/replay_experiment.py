@@ -1,0 +1,289 @@
+"""Replay real held-out Online Retail orders as shoppers through an A/B experiment.
+
+    python -m benchmarks.replay_experiment [--file NAME] [--holdout 0.1] [--shoppers N]
+        [--adopt 0.5] [--aa-seeds 200] [--epochs 2] [--seed 0] [--log PATH]
+
+What it does, end to end, with the code staff use:
+
+1. imports the order file (default: the 2010-12..2011-12 year, found like the demo finds its
+   data: ``shop_demo.datasets.fetch_online_retail``) into a temporary SQLite shop, holds out
+   the last ``--holdout`` of the orders by time (deleted from the database, kept as
+   shoppers), trains a run on the rest (``pipeline.run_training``, ``--epochs``) and serves it;
+2. creates an experiment *no widget* (control) vs *the serving run* (weights 1:1) through the
+   models the admin writes, and starts it (``experiments.start``);
+3. replays every held-out order as one new shopper (a fresh Django test client: a session)
+   through the real views: the product page of the order's first product (the widget tag
+   assigns the arm and renders it), the exposure and impression beacons ``widget.js`` would
+   send, then the cart and the checkout of the demo storefront;
+4. reads the results with ``shop_recs.analytics.results`` (exposures, attribution, stats).
+
+Behaviour model (documented, deliberately simple): a shopper shown the widget examines it
+top-down; the item at position k (1-based) that is in their real basket is clicked and added
+from the widget (its signed attribution travels with it) with probability ``adopt / k``;
+every other product of the real basket is added to the cart as they really bought it (the
+demo cart takes quantity 1 per product). A shopper never buys what they did not really buy,
+so the widget moves *attribution*, not the basket: the attributed revenue differs between
+the arms, total revenue per visitor should not. Prices are the catalogue's.
+
+A/A: the visitors of the *serving run* arm all saw the same thing, so re-splitting them with
+``--aa-seeds`` other salts (``experiments.choose``, 1:1) gives A/A experiments on real
+outcomes; the rate of "significant" differences at alpha = 5 % is the false-positive rate.
+SRM: all exposed visitors split 45/55 by the same hash (a planted broken assignment),
+analysed as if the weights were 1:1.
+
+Prints a table and writes it to ``--log`` (default ``/work/notes/s3/replay_<time>.log`` when
+that folder exists). Timings are figures, never asserted.
+"""
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+NOTES = Path("/work/notes/s3")
+PRODUCT_ID = re.compile(r'data-product-id="([^"]+)"')
+
+
+def parse_widget(html):
+    """``(ids in display order, events token, choices token, exposure token, run)``."""
+    section = re.search(r'<section class="shop-recs shop-recs-fbt".*?</section>', html, re.S)
+    exposure = re.search(r'data-exposure="([^"]+)"', html)
+    if section is None:
+        return [], "", "", exposure.group(1) if exposure else "", None
+    text = section.group(0)
+    token = re.search(r'data-token="([^"]+)"', text).group(1)
+    forms = re.findall(r'name="attribution" value="([^"]+)"', text)
+    run = re.search(r'data-run-id="(\d+)"', text)
+    return (PRODUCT_ID.findall(text), token, forms[-1] if forms else token,
+            exposure.group(1) if exposure else "", int(run.group(1)) if run else None)
+
+
+def shop_with_holdout(args, log):
+    """Import, hold out the last orders, train and serve; return the held-out orders."""
+    from django.db.models import Min
+
+    from shop_demo.datasets import fetch_online_retail
+    from shop_recs import fallbacks, pipeline
+    from shop_recs.importer import import_orders
+    from shop_recs.models import Interaction, TrainingRun
+    from shop_recs.runs import request_training
+
+    paths = fetch_online_retail(download_if_missing=False)
+    paths = [p for p in paths if args.file in p.name] or paths[-1:]
+    started = time.monotonic()
+    result = import_orders(paths, fmt="online_retail")
+    log(f"imported {result.report.read:,} lines of {', '.join(p.name for p in paths)} "
+        f"in {time.monotonic() - started:.0f} s")
+    purchases = Interaction.objects.filter(kind=Interaction.Kind.PURCHASE).exclude(order_id="")
+    firsts = sorted(purchases.values("order_id").annotate(t=Min("timestamp"))
+                    .values_list("t", "order_id"))
+    cut = firsts[int(len(firsts) * (1 - args.holdout))][0]
+    held = defaultdict(list)
+    for order_id, product, quantity in (purchases.filter(timestamp__gte=cut)
+                                        .order_by("order_id", "pk")
+                                        .values_list("order_id", "product_id", "quantity")):
+        held[order_id].append((product, quantity))
+    purchases.filter(timestamp__gte=cut).delete()
+    log(f"held out {len(held):,} orders from {cut:%Y-%m-%d %H:%M} on; training on "
+        f"{purchases.values('order_id').distinct().count():,}")
+    started = time.monotonic()
+    run = request_training(trigger="benchmark", config={"device": "cpu"}, broker_check=False,
+                           enqueue=False)
+    pipeline.run_training(run.pk)
+    fallbacks.refresh()
+    run.refresh_from_db()
+    serving = TrainingRun.objects.filter(is_active=True).first()
+    log(f"run {run.pk}: {run.status}, shipped {run.shipped_model or '-'}, serving "
+        f"{serving.pk if serving else None}, {time.monotonic() - started:.0f} s")
+    if serving is None:
+        raise SystemExit(f"no run serves (gate: {run.gate}); nothing to test")
+    return [items for _, items in sorted(held.items())]
+
+
+def replay(orders, args, log):
+    """Each held-out order as a shopper through the views; returns counters."""
+    from django.test import Client
+    from django.urls import reverse
+
+    from shop_demo.forms import MAX_PRODUCTS_PER_ADD, purchasable_products
+
+    rng = np.random.default_rng(args.seed)
+    # The cart refuses a whole add with one product it cannot sell (no price, inactive).
+    sellable = {str(pk) for pk in purchasable_products().values_list("pk", flat=True)}
+    cart_add, checkout = reverse("shop_demo:cart_add"), reverse("shop_demo:checkout")
+    exposure_url = reverse("shop_recs:api-exposure")
+    events_url = reverse("shop_recs:api-events")
+    counts = defaultdict(int)
+    started = time.monotonic()
+    for number, items in enumerate(orders[:args.shoppers or None], 1):
+        client = Client()
+        basket = {str(pk) for pk, _ in items} & sellable
+        anchor = items[0][0]
+        response = client.get(reverse("shop_demo:product", args=[anchor]))
+        if response.status_code != 200:
+            counts["anchor unavailable"] += 1
+            continue
+        ids, token, choices, exposure, run = parse_widget(response.content.decode())
+        if exposure:  # the widget (or the empty spot of "no widget") scrolled into view
+            client.post(exposure_url, {"token": exposure}, content_type="application/json")
+            counts["exposed"] += 1
+        if ids:
+            client.post(events_url, {"events": [
+                {"kind": "widget_impression", "product": pk, "attribution": token}
+                for pk in ids]}, content_type="application/json")
+        adopted = [pk for k, pk in enumerate(ids, 1)
+                   if pk in basket and rng.random() < args.adopt / k]
+        for pk in adopted:
+            client.post(events_url, {"events": [{"kind": "widget_click", "product": pk,
+                                                 "attribution": token}]},
+                        content_type="application/json")
+            form = {"product": pk, "quantity": 1, "widget": "fbt", "attribution": choices}
+            if run:
+                form["run"] = run
+            client.post(cart_add, form)
+        counts["adopted"] += len(adopted)
+        rest = sorted(pk for pk in basket if pk not in adopted)
+        for start in range(0, len(rest), MAX_PRODUCTS_PER_ADD):
+            client.post(cart_add, {"product": rest[start:start + MAX_PRODUCTS_PER_ADD],
+                                   "quantity": 1})
+        response = client.post(checkout, {"name": "", "email": ""})
+        counts["orders"] += response.headers.get("Location", "").endswith(
+            reverse("shop_demo:checkout_done"))
+        if number % 500 == 0:
+            log(f"  {number:,} shoppers, {time.monotonic() - started:.0f} s")
+    counts["seconds"] = time.monotonic() - started
+    return counts
+
+
+def fmt(d, money=True):
+    if d.diff is None:
+        return "-"
+    f = "{:,.3f}" if money else "{:.4f}"
+    return (f"{f.format(d.diff)} [{f.format(d.low)} … {f.format(d.high)}] "
+            f"p={d.p_value:.3g}")
+
+
+def report_ab(experiment, log):
+    from shop_recs.analytics import results
+
+    data = results.arm_data(experiment)
+    report = results.report(experiment)
+    log("\nA/B: arm | visitors | orders | conversion | revenue/visitor | widget revenue/visitor"
+        " | AOV | widget CTR")
+    for row in report.arms:
+        log(f"  {row['name']:<12} | {row['visitors']:>6,} | {row['orders']:>6,} | "
+            f"{row['conversion'] or 0:.4f} | {row['rpv'] or 0:>9,.2f} | "
+            f"{row['widget_rpv'] or 0:>7,.2f} | {row['aov'] or 0:>8,.2f} | "
+            f"{row['ctr'] if row['ctr'] is not None else float('nan'):.4f}")
+    comparison = report.comparisons[0]
+    for key, label in (("widget_rpv", "widget-attributed revenue / visitor"),
+                       ("rpv", "revenue / visitor"), ("conversion", "conversion"),
+                       ("aov", "average order value")):
+        log(f"  difference, {label}: {fmt(comparison.metrics[key], key != 'conversion')}")
+    log(f"  SRM p = {report.srm.p_value:.3g} ({'flagged' if report.srm.flagged else 'ok'}); "
+        f"planned {report.planned:,} per arm; verdict [{report.verdict.level}]: "
+        f"{report.verdict.text}")
+    return data
+
+
+def aa_and_srm(data, seeds, log):
+    """Re-split the treatment arm's visitors (A/A) and all visitors 45/55 (SRM)."""
+    from shop_recs.analytics import experiments, stats
+
+    arm = data[1]
+    units = np.arange(arm.visitors)
+    halves = [experiments.ArmPlan(1, 0, "A", "active_run", None, 1),
+              experiments.ArmPlan(2, 0, "A'", "active_run", None, 1)]
+    hits = defaultdict(int)
+    for seed in range(seeds):
+        first = np.array([experiments.choose(f"aa-{seed}", f"u{u}", halves).pk == 1
+                          for u in units])
+        parts = [stats.ArmData(name, 1, arm.revenue[mask], arm.orders[mask],
+                               arm.widget_revenue[mask], arm.clicks[mask], arm.impressions[mask])
+                 for name, mask in (("A", first), ("A'", ~first))]
+        report = stats.analyse(parts, planned=1)
+        for key in ("rpv", "widget_rpv", "conversion"):
+            hits[key] += report.comparisons[0].metrics[key].significant
+        hits["srm"] += report.srm.flagged
+    log(f"\nA/A over {seeds} re-splits of the {arm.visitors:,} visitors of {arm.name!r}: "
+        f"'significant' at alpha 5 %: revenue/visitor {hits['rpv'] / seeds:.1%}, widget "
+        f"revenue/visitor {hits['widget_rpv'] / seeds:.1%}, conversion "
+        f"{hits['conversion'] / seeds:.1%}; SRM flagged {hits['srm'] / seeds:.1%}")
+    everyone = sum(a.visitors for a in data)
+    cut = np.array([experiments.bucket("planted", f"u{u}") < 0.45 for u in range(everyone)])
+    srm = stats.srm_check([int(cut.sum()), int((~cut).sum())], [1, 1])
+    log(f"planted 45/55 split of {everyone:,} visitors: {srm.observed} -> SRM p = "
+        f"{srm.p_value:.2g}, {'flagged' if srm.flagged else 'NOT flagged'}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", default="2010-12_2011-12")
+    parser.add_argument("--holdout", type=float, default=0.1)
+    parser.add_argument("--shoppers", type=int, default=0, help="at most this many (0: all)")
+    parser.add_argument("--adopt", type=float, default=0.5)
+    parser.add_argument("--aa-seeds", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log", type=Path)
+    args = parser.parse_args(argv)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    log_path = args.log or (NOTES / f"replay_{stamp}.log" if NOTES.is_dir() else None)
+    lines = []
+
+    def log(text):
+        print(text, flush=True)
+        lines.append(text)
+
+    tmp = tempfile.TemporaryDirectory()
+    os.environ["SHOP_DEMO_VAR_DIR"] = tmp.name
+    os.environ["SHOP_DEMO_SQLITE"] = str(Path(tmp.name) / "replay.sqlite3")
+    os.environ.pop("DATABASE_URL", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "shop_demo.settings"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test.utils import override_settings, setup_test_environment
+
+    django.setup()
+    setup_test_environment()  # the test client's ALLOWED_HOSTS and in-memory e-mail
+    call_command("migrate", verbosity=0)
+    recs = {**getattr(settings, "SHOP_RECS", {}), "EPOCHS": args.epochs,
+            "EVALUATE_REFIT": False,
+            # One loopback client stands for every shopper: no per-client throttles.
+            "THROTTLE_RATES": {"shop_recs.read": None, "shop_recs.events": None,
+                               "shop_recs.staff": None}}
+    with override_settings(SHOP_RECS=recs):
+        from shop_recs.analytics import experiments
+        from shop_recs.models import Arm, Experiment
+
+        log(f"replay_experiment {' '.join(argv or sys.argv[1:])} at {stamp} UTC")
+        orders = shop_with_holdout(args, log)
+        experiment = Experiment.objects.create(name="trained run vs no widget",
+                                               placement=Experiment.Placement.FBT)
+        Arm.objects.create(experiment=experiment, name="no widget", position=0,
+                           kind=Arm.Kind.NO_WIDGET)
+        Arm.objects.create(experiment=experiment, name="trained run", position=1,
+                           kind=Arm.Kind.ACTIVE_RUN)
+        experiment = experiments.start(experiment)
+        counts = replay(orders, args, log)
+        experiment = experiments.stop(experiment)
+        log(f"replayed {counts['orders']:,} orders ({counts['exposed']:,} exposed, "
+            f"{counts['adopted']:,} items added from the widget) in {counts['seconds']:.0f} s")
+        data = report_ab(experiment, log)
+        aa_and_srm(data, args.aa_seeds, log)
+    if log_path is not None:
+        log_path.write_text("\n".join(lines) + "\n")
+        print(f"written to {log_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""A/B experiments at request time: who gets which arm, and what was seen.
+
+Usage (the template tags and the API do this)::
+
+    from shop_recs.analytics import experiments
+
+    assigned = experiments.assign(experiments.FBT, ranking.visitor_for(request))
+    if assigned is None: ...                  # no experiment: serve as usual
+    assigned.arm.kind, assigned.recommend_kwargs(), assigned.exposure  # signed token or ""
+
+Assignment: a visitor's *unit* is a keyed hash of their user id when logged in (sticky
+across sessions, devices and web processes) else of their session (the pseudonymous
+``visitor_id`` of ``shop_recs.ingest``). ``bucket`` is an HMAC (key derived from
+``SECRET_KEY``) of the experiment's salt and the unit, read as a number in [0, 1) and cut
+by the arms' cumulative weights: the same unit always lands in the same arm, and nothing
+is stored to remember it. A visitor with neither a login nor a session is not in the
+experiment (served as usual, never exposed).
+
+No query on the request path: the running experiments and the shipped arms are cached
+with the serving cache's generation (``serving_cache.current_generation``), which every
+Experiment and Arm save or delete bumps; one ``get_many`` reads both, and after a bump the
+first request reads the experiments again (one query).
+
+Exposure: the widget carries a signed token of its experiment and arm; ``widget.js`` posts
+it to the exposure endpoint when the widget (or, for the *no widget* arm, the empty spot
+where it would have been) scrolls into view. ``log_exposure`` recomputes the visitor's arm
+and records the first exposure only if the token's arm is theirs.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from shop_recs.conf import recs_settings
+from shop_recs.ingest import pseudonymise
+from shop_recs.models import Arm, Experiment, Exposure, TrainingRun
+from shop_recs.serving_cache import GENERATION_KEY, _cache, current_generation, invalidate
+from shop_recs.serving_queries import FALLBACK
+
+logger = logging.getLogger(__name__)
+
+FBT, CART, API = Experiment.Placement.FBT, Experiment.Placement.CART, Experiment.Placement.API
+PLANS_KEY = "shop_recs:experiments"
+SIGNING_SALT = "shop_recs.experiments.exposure"  # nosec B105 # a signing namespace
+HASH_SALT = "shop_recs.experiments.assign"
+
+
+class ExperimentError(ValueError):
+    """A state change that is not allowed; the message says why, for staff."""
+
+
+@dataclass(frozen=True)
+class ArmPlan:
+    """What the request path needs of an arm (plain values: cached)."""
+
+    pk: int
+    experiment: int
+    name: str
+    kind: str
+    run: int | None
+    weight: int
+
+    def recommend_kwargs(self):
+        """Keyword arguments of ``ranking.recommend`` that serve this arm."""
+        if self.kind == Arm.Kind.RUN:
+            return {"run": self.run}
+        if self.kind == Arm.Kind.FALLBACK:
+            return {"sources": (FALLBACK,)}
+        return {}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A placement's serving plan: a running experiment's arms, or one shipped arm."""
+
+    experiment: int | None
+    salt: str
+    arms: tuple
+
+    @property
+    def shipped(self):
+        return self.experiment is None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    arm: ArmPlan
+    exposure: str = ""  # signed token; "" for a shipped arm (nothing to measure)
+
+    @property
+    def key(self):
+        """Part of cache keys: answers differ per arm."""
+        return f"arm{self.arm.pk}"
+
+    @property
+    def hides_widget(self):
+        return self.arm.kind == Arm.Kind.NO_WIDGET
+
+    def recommend_kwargs(self):
+        return self.arm.recommend_kwargs()
+
+
+# Assignment ---------------------------------------------------------------------------
+
+def unit_for(visitor):
+    """The pseudonymous unit of a ``ranking.Visitor``: the user's when logged in, else the
+    session's visitor id; "" when it has neither."""
+    if visitor is None:
+        return ""
+    if visitor.user_id is not None:
+        return pseudonymise("user", visitor.user_id)
+    return visitor.visitor_id or ""
+
+
+def user_unit(user_id):
+    return pseudonymise("user", user_id)
+
+
+def bucket(salt, unit):
+    """A number in [0, 1), the same for the same salt and unit in every process."""
+    digest = salted_hmac(HASH_SALT, f"{salt}\x1f{unit}", algorithm="sha256").digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def choose(salt, unit, arms):
+    """The arm of ``unit`` among ``arms`` (with ``weight``), by cumulative weight."""
+    total = sum(arm.weight for arm in arms)
+    point = bucket(salt, unit) * total
+    for arm in arms:
+        point -= arm.weight
+        if point < 0:
+            return arm
+    return arms[-1]
+
+
+def _plan_arm(arm):
+    return ArmPlan(arm.pk, arm.experiment_id, arm.name, arm.kind, arm.run_id, arm.weight)
+
+
+def load_plans():
+    """``{placement: Plan}`` from the database (one query): a running experiment's arms,
+    else the arm shipped last on that placement."""
+    plans, shipped = {}, {}
+    rows = (Arm.objects.select_related("experiment")
+            .filter(Q(experiment__status=Experiment.Status.RUNNING) | Q(shipped_at__isnull=False))
+            .order_by("position", "pk"))
+    for arm in rows:
+        experiment = arm.experiment
+        if experiment.status == Experiment.Status.RUNNING:
+            plan = plans.setdefault(experiment.placement,
+                                    Plan(experiment.pk, experiment.salt, ()))
+            if plan.experiment == experiment.pk:  # overlapping ones: check E030 says so
+                plans[experiment.placement] = Plan(plan.experiment, plan.salt,
+                                                   (*plan.arms, _plan_arm(arm)))
+        if arm.shipped_at is not None:
+            latest = shipped.get(experiment.placement)
+            if latest is None or arm.shipped_at > latest.shipped_at:
+                shipped[experiment.placement] = arm
+    for placement, arm in shipped.items():
+        plans.setdefault(placement, Plan(None, "", (_plan_arm(arm),)))
+    return plans
+
+
+def plans():
+    """The cached serving plans: one ``get_many`` (the generation and the plans, stored
+    with the generation they were read at); no query unless an experiment changed since."""
+    try:
+        cache = _cache()
+        found = cache.get_many([GENERATION_KEY, PLANS_KEY])
+        generation, entry = found.get(GENERATION_KEY), found.get(PLANS_KEY)
+        if generation is not None and entry is not None and entry[0] == generation:
+            return entry[1]
+        # Read before the plans: a change from now on makes the stored entry stale.
+        generation = generation if generation is not None else current_generation(cache)
+    except Exception:  # noqa: BLE001 (cache down: ask the database)
+        logger.warning("shop_recs cache unavailable; reading experiments", exc_info=True)
+        return load_plans()
+    value = load_plans()
+    try:
+        cache.set(PLANS_KEY, (generation, value), None)
+    except Exception:  # noqa: BLE001
+        logger.warning("could not cache the experiments", exc_info=True)
+    return value
+
+
+def assign(placement, visitor):
+    """The :class:`Assignment` of ``visitor`` on ``placement``, or None (serve as usual)."""
+    plan = plans().get(placement)
+    if plan is None or not plan.arms:
+        return None
+    if plan.shipped:
+        return Assignment(plan.arms[0])
+    unit = unit_for(visitor)
+    if not unit:
+        return None
+    arm = choose(plan.salt, unit, plan.arms)
+    return Assignment(arm, exposure_token(arm))
+
+
+# Exposure -----------------------------------------------------------------------------
+
+def exposure_token(arm):
+    return signing.dumps({"e": arm.experiment, "a": arm.pk}, salt=SIGNING_SALT, compress=False)
+
+
+def read_exposure_token(token):
+    """``(experiment pk, arm pk)`` of a valid token, else None."""
+    if not token or not isinstance(token, str) or len(token) > 300:
+        return None
+    try:
+        payload = signing.loads(token, salt=SIGNING_SALT,
+                                max_age=recs_settings.ATTRIBUTION_MAX_AGE)
+        experiment, arm = payload["e"], payload["a"]
+    except (signing.BadSignature, KeyError, TypeError):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (experiment, arm)):
+        return None
+    return experiment, arm
+
+
+def log_exposure(token, visitor, when=None):
+    """Record the first exposure of ``visitor`` to the token's arm; True when the token
+    is valid and the arm is theirs in a running experiment (stored now or before)."""
+    ids = read_exposure_token(token)
+    unit = unit_for(visitor)
+    if ids is None or not unit:
+        return False
+    experiment, arm_pk = ids
+    plan = next((p for p in plans().values() if p.experiment == experiment), None)
+    if plan is None:
+        return False  # paused, stopped or unknown: nothing is measured
+    if choose(plan.salt, unit, plan.arms).pk != arm_pk:
+        return False  # a token copied from another visitor's page
+    try:
+        with transaction.atomic():
+            Exposure.objects.bulk_create(
+                [Exposure(experiment_id=experiment, arm_id=arm_pk, unit=unit,
+                          first_exposed_at=when or timezone.now())],
+                ignore_conflicts=True)
+    except IntegrityError:  # the experiment was deleted meanwhile
+        return False
+    return True
+
+
+# Staff actions ------------------------------------------------------------------------
+
+def arm_problems(arms):
+    """What is wrong with an experiment's arms (``Arm`` instances), as sentences."""
+    problems = []
+    if len(arms) < 2:
+        problems.append("An experiment needs at least two arms.")
+    for arm in arms:
+        if arm.kind == Arm.Kind.RUN and (
+                arm.run is None or arm.run.status != TrainingRun.Status.SUCCEEDED):
+            problems.append(f"Arm {arm.name!r} needs a succeeded training run.")
+        if arm.weight < 1:
+            problems.append(f"Arm {arm.name!r} needs a traffic weight of at least 1.")
+    return problems
+
+
+def holders(placement, exclude=None):
+    """Running or paused experiments on ``placement`` (but ``exclude``)."""
+    queryset = Experiment.objects.filter(
+        placement=placement, status__in=[Experiment.Status.RUNNING, Experiment.Status.PAUSED])
+    return queryset.exclude(pk=exclude) if exclude is not None else queryset
+
+
+def planned_visitors(experiment):
+    """The fixed horizon of ``experiment``: its own figure, else the calculator's."""
+    if experiment.planned_visitors:
+        return experiment.planned_visitors
+    from shop_recs.analytics import stats  # noqa: PLC0415 (SciPy: staff pages only)
+
+    return stats.sample_size(experiment.baseline_conversion, experiment.minimum_effect,
+                             arms=max(2, experiment.arms.count()))
+
+
+def start(experiment):
+    """Start (or resume) ``experiment``; ``ExperimentError`` says why not."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.status == Experiment.Status.STOPPED:
+            raise ExperimentError("A stopped experiment cannot run again: copy it instead.")
+        other = holders(experiment.placement, exclude=experiment.pk).first()
+        if other is not None:
+            raise ExperimentError(
+                f"{other.name!r} already runs on the {experiment.get_placement_display()} "
+                f"(or is paused there): stop it first. One experiment per placement.")
+        problems = arm_problems(list(experiment.arms.select_related("run")))
+        if problems:
+            raise ExperimentError(" ".join(problems))
+        experiment.planned_visitors = planned_visitors(experiment)
+        experiment.started_at = experiment.started_at or timezone.now()
+        experiment.status = Experiment.Status.RUNNING
+        experiment.save()
+    return experiment
+
+
+def pause(experiment):
+    """Serve as usual and measure nothing until resumed (the placement stays held)."""
+    return _move(experiment, {Experiment.Status.RUNNING}, Experiment.Status.PAUSED)
+
+
+def stop(experiment):
+    """End ``experiment`` for good; its results stay."""
+    return _move(experiment, {Experiment.Status.RUNNING, Experiment.Status.PAUSED},
+                 Experiment.Status.STOPPED)
+
+
+def _move(experiment, allowed, status):
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.status not in allowed:
+            raise ExperimentError(f"A {experiment.get_status_display()} experiment cannot "
+                                  f"become {Experiment.Status(status).label}.")
+        experiment.status = status
+        if status == Experiment.Status.STOPPED:
+            experiment.stopped_at = timezone.now()
+        experiment.save()
+    return experiment
+
+
+def ship(arm):
+    """Make ``arm`` what every visitor of its placement gets; stops its experiment."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=arm.experiment_id)
+        if experiment.status == Experiment.Status.DRAFT:
+            raise ExperimentError("Start the experiment and read its results before shipping.")
+        if experiment.holds_placement:
+            experiment.status = Experiment.Status.STOPPED
+            experiment.stopped_at = timezone.now()
+            experiment.save()
+        arm.shipped_at = timezone.now()
+        arm.save(update_fields=["shipped_at"])
+    return arm
+
+
+def connect_receivers():
+    """Experiment and Arm changes start a new serving generation (idempotent)."""
+    for model in (Experiment, Arm):
+        for signal in (post_save, post_delete):
+            uid = f"shop_recs.experiments.{model.__name__}.{signal is post_save}"
+            signal.connect(_changed, sender=model, dispatch_uid=uid)
+
+
+def _changed(sender, using=None, **kwargs):
+    # Now, for this process, and after the commit, for requests that read before it.
+    invalidate()
+    transaction.on_commit(invalidate, using=using)
