@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('shop_recs', '0004_admin_indexes'),
+        ('shop_recs', '0005_analytics_rollups'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('shop_recs', '0004_admin_indexes'),
+        ('shop_recs', '0006_experiments'),
     ]
 
     operations = [
