@@ -393,14 +393,15 @@ def has_history(visitor):
         return cursor.fetchone() is not None
 
 
-def shared_answer(parts, anchor_pks, visitor):
+def shared_answer(parts, anchor_pks, visitor, values=None):
     """The answer stored for ``parts`` (:func:`store_answer`) if still valid and meant for
     ``visitor``: anonymous, or known to have no purchase history. One cache round trip
-    (see ``lookup_answer``); for a visitor not seen lately, one query more, asked only when the
-    candidate lists are cached too, so that a personalised call stays within three."""
+    (see ``lookup_answer``, which also reads the keys of ``values`` into it); for a visitor
+    not seen lately, one query more, asked only when the candidate lists are cached too, so
+    that a personalised call stays within three."""
     keys = (no_history_keys(visitor.user_id, visitor.visitor_id)
             if visitor and recs_settings.PERSONALISE else [])
-    payload, known, generation = lookup_answer(parts, keys)
+    payload, known, generation = lookup_answer(parts, keys, values)
     if payload is None or len(known) == len(keys):
         return payload
     if not candidates_cached(anchor_pks, generation) or has_history(visitor):

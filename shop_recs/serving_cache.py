@@ -160,10 +160,15 @@ def answer_key(parts):
     return f"{ANSWER_PREFIX}{digest}"
 
 
-def lookup_answer(parts, also=()):
+def lookup_answer(parts, also=(), values=None):
     """``(payload, found, generation)``: the payload stored for ``parts`` if still valid
     (else None), those of the keys ``also`` that the cache holds (read in the same round
-    trip) and the answer's generation. Never raises."""
+    trip) and the answer's generation. With ``values`` (a dict), the cache's values of its
+    keys are read in the same round trip too and put in it (a key it lacks maps to None).
+    Never raises."""
+    extra = list(values or ())
+    if values is not None:
+        values.update(dict.fromkeys(extra))
     if answer_timeout() <= 0:
         return None, (), None
     try:
@@ -172,22 +177,31 @@ def lookup_answer(parts, also=()):
         if _native_get_many(cache):
             # One round trip: what an answer depends on is always among the generation and
             # the shard tokens, so all of them are read with it.
-            found = cache.get_many([stored, GENERATION_KEY, *_ALL_VERSION_KEYS, *also])
+            found = cache.get_many([stored, GENERATION_KEY, *_ALL_VERSION_KEYS, *also, *extra])
             entry = found.get(stored)
         else:  # a loop of ``get`` (LocMemCache): read only what the answer names
             entry = cache.get(stored)
             found = None
         if entry is None:
+            if found is None and extra:
+                found = cache.get_many(extra)
+            _fill(values, found)
             return None, (), None
         depends, payload = entry
         if found is None:
-            found = cache.get_many([*depends, *also])
+            found = cache.get_many([*depends, *also, *extra])
+        _fill(values, found)
         if any(found.get(key) != value for key, value in depends.items()):
             return None, (), None  # invalidated (or something it depends on was evicted)
         return payload, [key for key in also if key in found], depends[GENERATION_KEY]
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
         return None, (), None
+
+
+def _fill(values, found):
+    if values is not None and found:
+        values.update({key: found.get(key) for key in values})
 
 
 _ALL_VERSION_KEYS = tuple(f"{VERSION_PREFIX}{shard}" for shard in range(SHARDS))

@@ -151,8 +151,9 @@ def test_a_local_memory_cache_reads_only_the_keys_an_answer_names(shop):
         _, first = fbt(api, shop[0])
         LoopingCountingCache.calls.clear()
         assert fbt(api, shop[0])[1] == first
-        # The answer, the generation and the shards of four products: not all 64 shards.
-        assert 3 <= len(LoopingCountingCache.calls) <= 6
+        # The answer, the experiments' plans and generation, and the shards of four
+        # products: not all 64 shards.
+        assert 4 <= len(LoopingCountingCache.calls) <= 8
         caches[RECS].clear()
 
 
@@ -173,7 +174,8 @@ def test_a_warm_answer_from_redis_is_one_mget_and_sees_changes(shop, redis_serve
         reads.clear()
         with django_assert_num_queries(0):
             assert fbt(api, shop[0])[1] == first
-        assert reads == [2 + serving_cache.SHARDS]  # answer, generation, every shard token
+        # the answer, the generation, every shard token and the experiments' plans
+        assert reads == [3 + serving_cache.SHARDS + 1]
         save(first[0], in_stock=False)
         assert first[0] not in fbt(api, shop[0])[1]
         cache.clear()

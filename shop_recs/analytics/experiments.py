@@ -167,12 +167,20 @@ def load_plans():
     return plans
 
 
-def plans():
+def plan_keys():
+    """``{key: None}`` for the cache values :func:`plans` reads: a caller that reads them in
+    its own round trip (``ranking.shared_answer(..., values=...)``) passes them as ``read``."""
+    return {GENERATION_KEY: None, PLANS_KEY: None}
+
+
+def plans(read=None):
     """The cached serving plans: one ``get_many`` (the generation and the plans, stored
-    with the generation they were read at); no query unless an experiment changed since."""
+    with the generation they were read at), none when ``read`` holds what it would read;
+    no query unless an experiment changed since."""
     try:
         cache = _cache()
-        found = cache.get_many([GENERATION_KEY, PLANS_KEY])
+        found = read if read and read.get(GENERATION_KEY) is not None else cache.get_many(
+            [GENERATION_KEY, PLANS_KEY])
         generation, entry = found.get(GENERATION_KEY), found.get(PLANS_KEY)
         if generation is not None and entry is not None and entry[0] == generation:
             return entry[1]
@@ -189,9 +197,28 @@ def plans():
     return value
 
 
-def assign(placement, visitor):
-    """The :class:`Assignment` of ``visitor`` on ``placement``, or None (serve as usual)."""
-    plan = plans().get(placement)
+def shared_answer(placement, parts, anchor_pks, visitor):
+    """``(payload, assigned, parts)``: the visitor's :class:`Assignment` on ``placement``
+    (or None), the answer cached for it (``ranking.shared_answer``, else None) and the parts
+    of its cache key. The plans are read in the same round trip as the answer served
+    without an experiment, so that a page without one costs no round trip more; a visitor
+    in an experiment costs a second one, for their arm's answer."""
+    from shop_recs import ranking  # noqa: PLC0415 (ranking is heavier; request path only)
+
+    read = plan_keys()
+    plain = (*parts, "")
+    payload = ranking.shared_answer(plain, anchor_pks, visitor, values=read)
+    assigned = assign(placement, visitor, read)
+    if assigned is None:
+        return payload, None, plain
+    keyed = (*parts, assigned.key)
+    return ranking.shared_answer(keyed, anchor_pks, visitor), assigned, keyed
+
+
+def assign(placement, visitor, read=None):
+    """The :class:`Assignment` of ``visitor`` on ``placement``, or None (serve as usual);
+    ``read``: see :func:`plans`."""
+    plan = plans(read).get(placement)
     if plan is None or not plan.arms:
         return None
     if plan.shipped:

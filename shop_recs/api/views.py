@@ -134,16 +134,15 @@ class FrequentlyBoughtTogetherView(PublicView):
         pk = parse_product_id(product_id)
         limit = ranking.clamp_limit(self.limit(request))
         visitor = ranking.visitor_for(request)
-        assigned = experiments.assign(experiments.API, visitor)
         renderer, media_type = request.accepted_renderer, request.accepted_media_type
         # Plain JSON is cached rendered; anything else (the browsable API, ``indent``) as
         # data, rendered per request.
         rendered = isinstance(renderer, JSONRenderer) and media_type == renderer.media_type
         kind = type(renderer)
         parts = ("api-fbt", pk, limit, get_language(),
-                 f"{kind.__module__}.{kind.__qualname__}" if rendered else "data",
-                 assigned.key if assigned else "")
-        payload = ranking.shared_answer(parts, [pk], visitor)
+                 f"{kind.__module__}.{kind.__qualname__}" if rendered else "data")
+        payload, assigned, parts = experiments.shared_answer(experiments.API, parts, [pk],
+                                                             visitor)
         if payload is None:
             try:
                 result = ranking.recommend([pk], limit=limit, visitor=visitor, track=True,

@@ -284,11 +284,10 @@ def frequently_bought_together(context, product, limit=None, template=None):
             return None
         request = context.get("request")
         visitor = ranking.visitor_for(request)
-        assigned = experiments.assign(experiments.FBT, visitor)
         shown = ranking.clamp_limit(limit)
-        parts = ("widget-fbt", template_name, product.pk, shown, get_language(),
-                 assigned.key if assigned else "")
-        html = ranking.shared_answer(parts, [product.pk], visitor)
+        parts = ("widget-fbt", template_name, product.pk, shown, get_language())
+        html, assigned, parts = experiments.shared_answer(experiments.FBT, parts, [product.pk],
+                                                          visitor)
         if html is not None:
             return html  # "" when there is nothing to show
         # A bundle offer shows its items apart: ask for enough to fill the choices too.
