@@ -206,10 +206,11 @@ def check_cache_is_shared(app_configs=None, **kwargs):
 
 def answer_entries_needed(products):
     """Cache entries for every product's answers: its candidate list, its widget and its
-    API answer, plus the version tokens, the generation and the experiments' plans."""
+    API answer, plus the version tokens, the generation, and the experiments' plans and
+    their counter."""
     from shop_recs.serving_cache import SHARDS  # noqa: PLC0415
 
-    return 3 * products + SHARDS + 2
+    return 3 * products + SHARDS + 3
 
 
 @checks.register(checks.Tags.caches)

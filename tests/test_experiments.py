@@ -132,6 +132,30 @@ def test_a_warm_widget_in_an_experiment_costs_no_query(django_assert_num_queries
         "data-product-id")
 
 
+def test_a_new_run_leaves_the_plans_cached_and_a_cold_answer_within_three_queries(
+        django_assert_max_num_queries):
+    from shop_recs import ranking
+
+    p, _, _ = serving_shop()
+    exp = experiment([("a", Arm.Kind.ACTIVE_RUN, None), ("b", Arm.Kind.NO_WIDGET, None)],
+                     placement=Experiment.Placement.API)
+    client = Client()
+    page(client, p[0])  # a session: the visitor is in the experiment
+    url = f"/api/shop-recs/v1/products/{p[0].pk}/frequently-bought-together/"
+    assert client.get(url).json()["exposure"]
+    ranking.invalidate()  # what a new run, a bundle decision or a fallback refresh does
+    with django_assert_max_num_queries(3):  # the session, the candidates, the products
+        assert client.get(url).json()["exposure"]
+    # An experiment change is seen at once: the plans are read again.
+    for name, weight in (("a", 0), ("b", 1)):
+        arm = Arm.objects.get(experiment=exp, name=name)
+        arm.weight = weight
+        arm.save()
+    token = client.get(url).json()["exposure"]
+    assert experiments.read_exposure_token(token)[1] == Arm.objects.get(experiment=exp,
+                                                                        name="b").pk
+
+
 def test_api_serves_the_arm_with_its_exposure_token():
     p, _, _ = serving_shop()
     exp = experiment([("none", Arm.Kind.NO_WIDGET, None), ("none too", Arm.Kind.NO_WIDGET, None)],

@@ -17,9 +17,11 @@ is stored to remember it. A visitor with neither a login nor a session is not in
 experiment (served as usual, never exposed).
 
 No query on the request path: the running experiments and the shipped arms are cached
-with the serving cache's generation (``serving_cache.current_generation``), which every
-Experiment and Arm save or delete bumps; one ``get_many`` reads both, and after a bump the
-first request reads the experiments again (one query).
+with a counter of their own (``PLANS_GENERATION_KEY``), which every Experiment and Arm save
+or delete bumps (with the serving generation, since answers differ per arm); the plans and
+their counter are read in the answer's round trip (``shared_answer``), and after a change the
+first request reads the experiments again (one query). New runs, bundle decisions and
+fallback refreshes leave the plans cached, so a cold answer stays within its queries.
 
 Exposure: the widget carries a signed token of its experiment and arm; ``widget.js`` posts
 it to the exposure endpoint when the widget (or, for the *no widget* arm, the empty spot
@@ -40,13 +42,14 @@ from django.utils.crypto import salted_hmac
 from shop_recs.conf import recs_settings
 from shop_recs.ingest import pseudonymise
 from shop_recs.models import Arm, Experiment, Exposure, TrainingRun
-from shop_recs.serving_cache import GENERATION_KEY, _cache, current_generation, invalidate
+from shop_recs.serving_cache import _bump, _cache, _counter, invalidate
 from shop_recs.serving_queries import FALLBACK
 
 logger = logging.getLogger(__name__)
 
 FBT, CART, API = Experiment.Placement.FBT, Experiment.Placement.CART, Experiment.Placement.API
 PLANS_KEY = "shop_recs:experiments"
+PLANS_GENERATION_KEY = "shop_recs:experiments:generation"
 SIGNING_SALT = "shop_recs.experiments.exposure"  # nosec B105 # a signing namespace
 HASH_SALT = "shop_recs.experiments.assign"
 
@@ -170,7 +173,7 @@ def load_plans():
 def plan_keys():
     """``{key: None}`` for the cache values :func:`plans` reads: a caller that reads them in
     its own round trip (``ranking.shared_answer(..., values=...)``) passes them as ``read``."""
-    return {GENERATION_KEY: None, PLANS_KEY: None}
+    return {PLANS_GENERATION_KEY: None, PLANS_KEY: None}
 
 
 def plans(read=None):
@@ -179,13 +182,14 @@ def plans(read=None):
     no query unless an experiment changed since."""
     try:
         cache = _cache()
-        found = read if read and read.get(GENERATION_KEY) is not None else cache.get_many(
-            [GENERATION_KEY, PLANS_KEY])
-        generation, entry = found.get(GENERATION_KEY), found.get(PLANS_KEY)
+        found = (read if read and read.get(PLANS_GENERATION_KEY) is not None
+                 else cache.get_many([PLANS_GENERATION_KEY, PLANS_KEY]))
+        generation, entry = found.get(PLANS_GENERATION_KEY), found.get(PLANS_KEY)
         if generation is not None and entry is not None and entry[0] == generation:
             return entry[1]
         # Read before the plans: a change from now on makes the stored entry stale.
-        generation = generation if generation is not None else current_generation(cache)
+        generation = (generation if generation is not None
+                      else _counter(cache, PLANS_GENERATION_KEY))
     except Exception:  # noqa: BLE001 (cache down: ask the database)
         logger.warning("shop_recs cache unavailable; reading experiments", exc_info=True)
         return load_plans()
@@ -378,5 +382,15 @@ def connect_receivers():
 
 def _changed(sender, using=None, **kwargs):
     # Now, for this process, and after the commit, for requests that read before it.
+    _forget_plans()
+    transaction.on_commit(_forget_plans, using=using)
+
+
+def _forget_plans():
+    """A new plans counter (the cached plans are stale) and a new serving generation (the
+    answers cached per arm are)."""
+    try:
+        _bump(_cache(), PLANS_GENERATION_KEY)
+    except Exception:  # noqa: BLE001 (a cache that is down holds nothing stale)
+        logger.warning("could not invalidate the cached experiments", exc_info=True)
     invalidate()
-    transaction.on_commit(invalidate, using=using)
