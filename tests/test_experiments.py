@@ -232,10 +232,14 @@ def test_staff_create_start_read_results_and_ship_in_the_admin(staff):
     staff.post(reverse("admin:shop_recs_experiment_start", args=[exp.pk]))
     exp.refresh_from_db()
     assert exp.status == "running" and exp.planned_visitors > 1000
-    for _ in range(6):
+    arms_seen, shoppers = set(), 0
+    while len(arms_seen) < 2 or shoppers < 6:  # new sessions land in either arm at random
         shopper = Client()
         token = re.search(r'data-exposure="([^"]+)"', page(shopper, p[0])).group(1)
         shopper.post(EXPOSURE_URL, {"token": token}, content_type="application/json")
+        arms_seen.add(experiments.read_exposure_token(token)[1])
+        shoppers += 1
+        assert shoppers < 60
     results = staff.get(reverse("admin:shop_recs_experiment_results", args=[exp.pk]))
     html = results.content.decode()
     assert 'data-verdict="early"' in html and "<svg" in html and "Keep it running" in html
