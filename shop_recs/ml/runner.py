@@ -65,8 +65,10 @@ def _bundle_precision(scorer, ev, size: int, chunk: int = 256) -> float:
     return bundle_precision(bundles, baskets, anchors, size)
 
 
-def _coverage(scorer, ev) -> float:
-    tops = [evaluate(scorer, ev.queries[("test", t)], ev.popularity)["topk"] for t in TASKS]
+def _coverage(name, ev) -> float:
+    """Share of the catalogue on the served top 10 of either test task."""
+    tops = [evaluate(ev.served[name], ev.queries[("test", t)], ev.popularity)["topk"]
+            for t in TASKS]
     return coverage_and_popularity(tops, ev.popularity)[0]
 
 
@@ -88,7 +90,7 @@ def run_benchmark(frame, cfg: BenchConfig, progress: Callable | None = None,
         run = {name: dict(test[name]) for name in (MODEL, blend, "shipped", "shipped_refit")
                if name in test}
         for name in (MODEL, blend):
-            run[name].update(val=val[name], coverage10=_coverage(ev.scorers[name], ev),
+            run[name].update(val=val[name], coverage10=_coverage(name, ev),
                              bundle_precision=_bundle_precision(ev.scorers[name], ev,
                                                                 cfg.bundle_size),
                              train_s=fitted.timings["model"], epochs=len(fitted.history),
@@ -129,7 +131,7 @@ def _baseline_rows(fitted, cfg: BenchConfig) -> list[dict]:
             continue
         row = {"model": family, "role": "baseline", **fitted.metrics["test"][family],
                "val": fitted.metrics["validation"][family],
-               "coverage10": _coverage(scorer, ev),
+               "coverage10": _coverage(family, ev),
                "bundle_precision": _bundle_precision(scorer, ev, cfg.bundle_size)}
         rows.append(row)
     return rows
