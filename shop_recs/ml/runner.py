@@ -26,9 +26,10 @@ import numpy as np
 
 from shop_recs.ml.blend import BlendScorer, standardise, tune_weight
 from shop_recs.ml.bundles import BundleRules, bundle_precision, search_bundles
+from shop_recs.ml.coldstart import KINDS, ColdConfig, cold_split, tune_and_score
 from shop_recs.ml.evaluate import coverage_and_popularity, customer_histories, evaluate
-from shop_recs.ml.protocol import (MODEL, TASKS, ProtocolConfig, configure, fit_shop,
-                                   get_default_config)
+from shop_recs.ml.protocol import (MODEL, TASKS, OnCatalogue, ProtocolConfig, configure,
+                                   fit_shop, get_default_config)
 from shop_recs.ml.repeat import RepeatBoost, tune_repeat
 from shop_recs.ml.scorer import BundleScorer
 from shop_recs.ml.train import resolve_device
@@ -46,6 +47,7 @@ class BenchConfig:
     protocol: ProtocolConfig = field(default_factory=get_default_config)
     use_history: bool = False  # research rows: a model that reads customers' earlier orders
     bundle_size: int = 3
+    cold: ColdConfig = field(default_factory=ColdConfig)  # the cold-start protocol (run_cold)
 
 
 def peak_mem_mb() -> float:
@@ -218,3 +220,55 @@ def _figures(res: dict[str, dict]) -> dict:
 def _short(res: dict[str, dict]) -> str:
     return f"complete {res['complete']['ndcg']:.4f} anchor {res['anchor']['multi_ndcg']:.4f}"
 
+
+
+COLD_FIGURES = ("cold_anchor_ndcg10", "cold_anchor_recall10", "cold_target_ndcg10",
+                "cold_target_hr10")
+CONTENT = f"{MODEL} (content for new products)"
+
+
+def run_cold(frame, cfg: BenchConfig, progress: Callable | None = None,
+             log: Callable[[str], None] = logger.info) -> dict:
+    """The cold-start protocol (``shop_recs.ml.coldstart``) once per seed: a new masked set
+    and a new model seed each time. The model is trained over every product on the masked
+    training orders; its content variant scores products without orders from their name,
+    category and price alone (``BundleScorer.for_new_products``, bias quantile tuned on
+    validation like the baselines' settings)."""
+    baskets, index, attrs = baskets_from_frame(frame)
+    p, per_seed = cfg.protocol, []
+    for seed in range(cfg.seeds):
+        ccfg = dataclasses.replace(cfg.cold, seed=cfg.cold.seed + seed)
+        split = cold_split(baskets, index, attrs, p.val_frac, p.test_frac, p.min_orders, ccfg)
+        t0 = time.perf_counter()
+        net = BundleScorer(dataclasses.replace(p.model), dataclasses.replace(
+            p.train, seed=p.seed + seed), prior_lambda=p.prior_lambda or 10.0,
+            max_prior_items=p.max_prior_items).fit(
+            split.train_full, attrs, val=split.val_full.select(split.val_full.sizes >= 2),
+            callback=progress(seed) if progress else None)
+        train_s = time.perf_counter() - t0
+        unseen = np.flatnonzero(split.train_full.item_counts() == 0)
+        extra = {MODEL: [("as trained", lambda: OnCatalogue(net, split.items))],
+                 CONTENT: [(f"bias quantile {q:g}", lambda q=q: OnCatalogue(
+                     net.for_new_products(unseen, q), split.items)) for q in (0.25, 0.5, 0.75)]}
+        rows = tune_and_score(split, ccfg, extra)
+        per_seed.append({"seed": ccfg.seed, "split": split.info, "rows": rows,
+                         "train_s": train_s, "epochs": len(net.result.history)})
+        log(f"cold seed {ccfg.seed}: {split.info}; " + "; ".join(
+            f"{name} {r['masked'].get('cold_anchor_ndcg10', 0):.4f}/"
+            f"{r['masked'].get('cold_target_ndcg10', 0):.4f}" for name, r in rows.items()))
+    results = []
+    for name in per_seed[0]["rows"]:
+        for kind in KINDS:
+            runs = [s["rows"][name][kind] for s in per_seed]
+            row = {"model": name, "kind": kind, "seeds": len(runs),
+                   "queries": [r["queries"] for r in runs],
+                   "params": [s["rows"][name]["params"] for s in per_seed]}
+            for key in COLD_FIGURES:
+                vals = [r[key] for r in runs if key in r]
+                if vals:
+                    row[key], row[key + "_std"] = float(np.mean(vals)), float(np.std(vals))
+            results.append(row)
+    return {"cold_results": results, "cold_per_seed": per_seed,
+            "cold_config": _jsonable(dataclasses.asdict(cfg.cold)),
+            "cold_epochs": [s["epochs"] for s in per_seed],
+            "cold_train_s": [s["train_s"] for s in per_seed]}

@@ -57,6 +57,21 @@ def test_cli_reports_what_the_protocol_ships(csv_path, tmp_path, capsys):
     assert "gate[seed 0]" in capsys.readouterr().out
 
 
+def test_cli_cold_start_table(csv_path, tmp_path, capsys):
+    out = tmp_path / "cold.json"
+    assert main(["--orders", str(csv_path), "--format", "generic", "--seeds", "1", *FAST,
+                 "--cold", "only", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    names = {r["model"] for r in data["cold_results"]}
+    assert names == {"popularity", "category_bestsellers", "borrowed_lists", "bundle_model",
+                     "bundle_model (content for new products)"}
+    masked = next(r for r in data["cold_results"]
+                  if r["model"] == "borrowed_lists" and r["kind"] == "masked")
+    assert masked["queries"][0] > 0 and 0 < masked["cold_anchor_ndcg10"] <= 1
+    assert data["results"] == [] and data["cold_epochs"] == [2]
+    assert "cold start" in capsys.readouterr().out
+
+
 def test_cli_refuses_unknown_settings(csv_path, capsys):
     assert main(["--orders", str(csv_path), "--setting", "EPOCH=3"]) == 2
     assert "use KEY=VALUE with KEY one of" in capsys.readouterr().err
