@@ -213,7 +213,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         opt = best[family]
         val[family], rows[family] = opt.val, opt.rows
         test[family] = {**scored_on_test(opt.served, queries, pop),
-                        "params": {"published": opt.label}}
+                        "params": opt.label}  # the one published setting
     timings["baselines"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()

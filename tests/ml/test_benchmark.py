@@ -40,7 +40,7 @@ def test_cli_reports_what_the_protocol_ships(csv_path, tmp_path, capsys):
         assert ROW_KEYS <= set(row), row["model"]
     assert {r["role"] for r in data["results"]} == {"baseline", "model", "shipped"}
     # the settings reached the protocol
-    assert rows["ease"]["params"]["published"] in ("lambda=5", "lambda=50")
+    assert rows["ease"]["params"] in ("lambda=5", "lambda=50")
     assert [g["config"]["confidence"] for g in data["gate"]] == [0.9, 0.9]
     # the shipped rows are exactly what fit_shop gives for this file and these settings
     frame = read_orders([csv_path], "generic")

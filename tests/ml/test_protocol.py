@@ -148,7 +148,7 @@ def test_a_shipped_baseline_is_scored_with_its_one_setting_on_both_tasks(data):
                                            "train.epochs": 1, "gate.min_gain": 10.0})
     f = fit_shop(*data, cfg)
     assert f.choice == "ease"
-    lam = float(f.metrics["test"]["ease"]["params"]["published"].split("=")[1])
+    lam = float(f.metrics["test"]["ease"]["params"].split("=")[1])
     split = temporal_split(*data)
     ease = EASE(lam).fit(split.train)
     pop = split.train.item_counts()
