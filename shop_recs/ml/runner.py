@@ -240,19 +240,30 @@ def run_cold(frame, cfg: BenchConfig, progress: Callable | None = None,
         ccfg = dataclasses.replace(cfg.cold, seed=cfg.cold.seed + seed)
         split = cold_split(baskets, index, attrs, p.val_frac, p.test_frac, p.min_orders, ccfg)
         t0 = time.perf_counter()
-        net = BundleScorer(dataclasses.replace(p.model), dataclasses.replace(
-            p.train, seed=p.seed + seed), prior_lambda=p.prior_lambda or 10.0,
-            max_prior_items=p.max_prior_items).fit(
-            split.train_full, attrs, val=split.val_full.select(split.val_full.sizes >= 2),
-            callback=progress(seed) if progress else None)
+
+        def train(model_cfg, seed=seed):
+            return BundleScorer(model_cfg, dataclasses.replace(p.train, seed=p.seed + seed),
+                                prior_lambda=p.prior_lambda or 10.0,
+                                max_prior_items=p.max_prior_items).fit(
+                split.train_full, attrs, val=split.val_full.select(split.val_full.sizes >= 2),
+                callback=progress(seed) if progress else None)
+
+        nets = {MODEL: train(dataclasses.replace(p.model))}
         train_s = time.perf_counter() - t0
+        d = ccfg.content_dropout
+        if d > 0:
+            nets[f"{MODEL} (content-trained, id dropout {d:g})"] = train(dataclasses.replace(
+                p.model, id_dropout=d, out_id_dropout=d))
         unseen = np.flatnonzero(split.train_full.item_counts() == 0)
-        extra = {MODEL: [("as trained", lambda: OnCatalogue(net, split.items))],
-                 CONTENT: [(f"bias quantile {q:g}", lambda q=q: OnCatalogue(
-                     net.for_new_products(unseen, q), split.items)) for q in (0.25, 0.5, 0.75)]}
+        extra = {MODEL: [("as trained", lambda: OnCatalogue(nets[MODEL], split.items))]}
+        for name, net in nets.items():
+            extra[CONTENT if name == MODEL else name] = [
+                (f"bias quantile {q:g}", lambda q=q, net=net: OnCatalogue(
+                    net.for_new_products(unseen, q), split.items)) for q in (0.25, 0.5, 0.75)]
         rows = tune_and_score(split, ccfg, extra)
         per_seed.append({"seed": ccfg.seed, "split": split.info, "rows": rows,
-                         "train_s": train_s, "epochs": len(net.result.history)})
+                         "train_s": train_s,
+                         "epochs": {name: len(net.result.history) for name, net in nets.items()}})
         log(f"cold seed {ccfg.seed}: {split.info}; " + "; ".join(
             f"{name} {r['masked'].get('cold_anchor_ndcg10', 0):.4f}/"
             f"{r['masked'].get('cold_target_ndcg10', 0):.4f}" for name, r in rows.items()))
