@@ -2,7 +2,7 @@
 
     python -m shop_recs.ml.benchmark --orders FILE [--orders FILE2] [--format online_retail]
         [--device auto|cpu|cuda] [--seeds 3] [--time-budget S] [--setting KEY=VALUE ...]
-        [--history] [--json OUT]
+        [--history] [--cold off|on|only] [--json OUT]
 
 Steps: read and clean the orders (``shop_recs.ml.orders``), then per seed the protocol a
 training run uses (``shop_recs.ml.protocol``): tune every baseline on validation, train the
@@ -10,8 +10,10 @@ model, cross-fit its blend weight, gate with a paired bootstrap, score the winne
 trained (``shipped``) and refit on train + validation (``shipped_refit``). ``--setting`` takes
 the SHOP_RECS learning keys (``EPOCHS=20``, ``EASE_LAMBDAS=[10,100]``, ...), so the figures are
 those of a shop with those settings. ``--history`` adds research rows (models that read
-customers' earlier orders; never shipped). The ``runner`` module does the work; this module
-only parses arguments and prints.
+customers' earlier orders; never shipped); ``--cold`` the cold-start table (products nobody
+has bought: masked and truly new). Every figure is of what is served: published per-product
+lists, merged for a cart the way the widget merges them. The ``runner`` module does the work;
+this module only parses arguments and prints.
 """
 
 from __future__ import annotations

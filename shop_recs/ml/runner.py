@@ -3,8 +3,13 @@
 Every figure but the research rows comes from ``shop_recs.ml.protocol.fit_shop``, the function
 a training run calls, with the same settings: the ``shipped`` row is what the gate picked on
 validation, scored on test as trained on the training split; ``shipped_refit`` is that recipe
-refit on train + validation. Baseline rows show each family tuned per task on validation;
-model rows the learned model and its blend (mean ± sd over seeds).
+refit on train + validation. Baseline rows show each family with the one setting it would
+publish (tuned on validation); model rows the learned model and its blend (mean ± sd over
+seeds). Every row is scored as served (``shop_recs.ml.served``): the product page shows a
+product's published top-K list, the cart merges the lists of its items.
+
+``run_cold`` runs the cold-start protocol (``shop_recs.ml.coldstart``): masked and truly new
+products, their baselines, and the model with and without content-only scoring.
 
 Research rows (``role="research"``, ``use_history``) are never shipped: a model that reads
 customers' earlier orders, the history-aware baseline (``shop_recs.ml.repeat``) and their blend.
