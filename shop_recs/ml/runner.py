@@ -31,7 +31,8 @@ import numpy as np
 
 from shop_recs.ml.blend import BlendScorer, standardise, tune_weight
 from shop_recs.ml.bundles import BundleRules, bundle_precision, search_bundles
-from shop_recs.ml.coldstart import KINDS, ColdConfig, cold_split, tune_and_score
+from shop_recs.ml.coldstart import (KINDS, ColdConfig, cold_split, name_similarity,
+                                    tune_and_score)
 from shop_recs.ml.evaluate import coverage_and_popularity, customer_histories, evaluate
 from shop_recs.ml.protocol import (MODEL, TASKS, OnCatalogue, ProtocolConfig, configure,
                                    fit_shop, get_default_config)
@@ -259,12 +260,17 @@ def run_cold(frame, cfg: BenchConfig, progress: Callable | None = None,
         if d > 0:
             nets[f"{MODEL} (content-trained, id dropout {d:g})"] = train(dataclasses.replace(
                 p.model, id_dropout=d, out_id_dropout=d))
-        unseen = np.flatnonzero(split.train_full.item_counts() == 0)
+        bought = split.train_full.item_counts() > 0
+        unseen = np.flatnonzero(~bought)
+        nbrs, sims = name_similarity(attrs, unseen, np.flatnonzero(bought), 5)
+        borrow = (nbrs, np.maximum(sims, 1e-6) / np.maximum(sims, 1e-6).sum(1, keepdims=True))
         extra = {MODEL: [("as trained", lambda: OnCatalogue(nets[MODEL], split.items))]}
         for name, net in nets.items():
             extra[CONTENT if name == MODEL else name] = [
-                (f"bias quantile {q:g}", lambda q=q, net=net: OnCatalogue(
-                    net.for_new_products(unseen, q), split.items)) for q in (0.25, 0.5, 0.75)]
+                (f"bias quantile {q:g}" + (", prior borrowed from 5 similar" if b else ""),
+                 lambda q=q, net=net, b=b: OnCatalogue(net.for_new_products(
+                     unseen, q, borrow if b else None), split.items))
+                for q in (0.25, 0.5, 0.75) for b in (False, True)]
         rows = tune_and_score(split, ccfg, extra)
         per_seed.append({"seed": ccfg.seed, "split": split.info, "rows": rows,
                          "train_s": train_s,

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from shop_recs.ml.baselines import EASE
 from shop_recs.ml.coldstart import (BorrowedLists, CategoryBestsellers, ColdConfig, cold_queries,
@@ -145,3 +146,20 @@ def test_for_new_products_is_a_copy_with_content_only_rows():
     assert content.model.out_bias[5].item() == pytest.approx(bias[1:5].max().item())
     assert (net.model.item_emb.weight == before).all() and net.model is not content.model
     assert (content.model.item_emb.weight[1:5] == before[1:5]).all()
+
+
+def test_for_new_products_can_borrow_the_prior_of_similar_bought_products():
+    baskets = _teapot_orders(np.random.default_rng(3), 100)
+    cfg = BundleModelConfig(n_items=0, d_model=16, n_heads=2, n_layers=1, use_history=False)
+    net = BundleScorer(cfg, TrainConfig(epochs=1, time_budget_s=None, threads=1, device="cpu",
+                                        batch_size=64, seed=0)).fit(baskets, ATTRS)
+    prior = net.model.prior
+    assert (prior[5] == 0).all() and (prior[:, 5] == 0).all()  # the new teapot (item 4)
+    content = net.for_new_products(np.array([4]), borrow=(np.array([[0, 2]]),
+                                                          np.array([[0.75, 0.25]])))
+    got = content.model.prior
+    expected_row = 0.75 * prior[1] + 0.25 * prior[3]
+    assert torch.allclose(got[5, 1:5], expected_row[1:5])
+    assert torch.allclose(got[1:5, 5], 0.75 * prior[1:5, 1] + 0.25 * prior[1:5, 3])
+    assert got[2, 5] > 0  # the cosy's row now leads to the new teapot
+    assert (net.model.prior[:, 5] == 0).all()  # the original is untouched
