@@ -45,7 +45,8 @@ def test_a_run_publishes_fbt_lists_and_bundles_with_provenance(artifacts):
     assert run.is_active and run.pending is None and run.finished_at
     assert run.counts["orders"] == 400 and run.counts["fbt_rows"] > 0
     assert run.counts["products"] == 30 and run.counts["catalogue"] == 31
-    assert run.gate["chosen"] and "validation anchor-NDCG@10" in run.gate["reason"]
+    assert run.gate["chosen"] and "validation served NDCG@10 (mean of cart and product page)" in (
+        run.gate["reason"])
     # the gate's paired-bootstrap intervals are on the run, for the run page
     comparisons = run.gate["comparisons"]
     assert [c["candidate"] for c in comparisons][0] == "bundle_model"

@@ -82,3 +82,42 @@ def test_stale_proposals_of_baseline_runs_are_dropped(products):
     second, _ = publish_run(products, True)
     assert not Bundle.objects.filter(pk=stale.pk).exists()
     assert second.counts["bundles_dropped"] == 1
+
+
+class _Matrix:
+    """A scorer with fixed, distinct scores (so that no tie leaves the order to the DB)."""
+
+    name = "matrix"
+
+    def __init__(self, n, seed=0):
+        self.m = np.random.default_rng(seed).permutation(n * n).reshape(n, n).astype(np.float32)
+
+    def score(self, contexts, histories=None):
+        return np.stack([self.m[np.asarray(c)].sum(axis=0) for c in contexts])
+
+
+@pytest.mark.parametrize("cart", [[0], [0, 1], [2, 5, 7], [1, 3, 4, 6]])
+def test_the_benchmark_cart_is_what_the_cart_widget_serves(cart, settings):
+    """ml.served merges published lists the way ranking.complete_the_cart does."""
+    from shop_recs import ranking
+    from shop_recs.ml.served import PublishedLists
+
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "FBT_TOP_K": 3, "BUNDLES_PER_PRODUCT": 0,
+                          "FALLBACK": False, "PERSONALISE": False, "MAX_LIMIT": 20}
+    n = 9
+    products = Product.objects.bulk_create(
+        [Product(sku=f"M{i}", name=f"Item {i}", price="2.00") for i in range(n)])
+    scorer = _Matrix(n)
+    baskets = Baskets(np.array([0, 2]), np.array([0, 1], np.int32), np.zeros(1), np.full(1, -1), n)
+    attrs = ItemAttributes(np.asarray([p.name for p in products], dtype=object),
+                           np.asarray([""] * n, dtype=object), np.full(n, 2.0))
+    fit = SimpleNamespace(scorer=scorer, index=ItemIndex([str(p.pk) for p in products]),
+                          attrs=attrs, baskets=baskets, choice="matrix", model=None,
+                          published=np.ones(n, dtype=bool))
+    publish.activate(TrainingRun.objects.create(trigger="test"),
+                     publish.build(fit, [p.pk for p in products]))
+    served = ranking.complete_the_cart([products[i] for i in cart], limit=20)
+    expected = [i for i in PublishedLists(scorer, n, top_k=3).merge(np.array(cart))
+                if i not in cart]
+    assert [item.product.pk for item in served.items] == [products[i].pk for i in expected]
+    assert len(expected) >= (3 if len(cart) == 1 else 4)  # lists were actually merged

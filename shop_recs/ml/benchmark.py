@@ -2,7 +2,7 @@
 
     python -m shop_recs.ml.benchmark --orders FILE [--orders FILE2] [--format online_retail]
         [--device auto|cpu|cuda] [--seeds 3] [--time-budget S] [--setting KEY=VALUE ...]
-        [--history] [--json OUT]
+        [--history] [--cold off|on|only] [--json OUT]
 
 Steps: read and clean the orders (``shop_recs.ml.orders``), then per seed the protocol a
 training run uses (``shop_recs.ml.protocol``): tune every baseline on validation, train the
@@ -10,8 +10,10 @@ model, cross-fit its blend weight, gate with a paired bootstrap, score the winne
 trained (``shipped``) and refit on train + validation (``shipped_refit``). ``--setting`` takes
 the SHOP_RECS learning keys (``EPOCHS=20``, ``EASE_LAMBDAS=[10,100]``, ...), so the figures are
 those of a shop with those settings. ``--history`` adds research rows (models that read
-customers' earlier orders; never shipped). The ``runner`` module does the work; this module
-only parses arguments and prints.
+customers' earlier orders; never shipped); ``--cold`` the cold-start table (products nobody
+has bought: masked and truly new). Every figure is of what is served: published per-product
+lists, merged for a cart the way the widget merges them. The ``runner`` module does the work;
+this module only parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from shop_recs.ml.orders import FORMATS, CleaningReport, OrderFileError, read_orders
 from shop_recs.ml.protocol import SETTINGS, ConfigError, configure, get_default_config
-from shop_recs.ml.runner import BenchConfig, run_benchmark
+from shop_recs.ml.runner import COLD_FIGURES, BenchConfig, peak_mem_mb, run_benchmark, run_cold
 from shop_recs.ml.train import EpochReport
 from shop_recs.ml.types import DataError
 
@@ -62,6 +64,16 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_cold_table(results: list[dict]) -> str:
+    head = f"{'cold start':<40} {'kind':<7} " + " ".join(f"{c:>22}" for c in COLD_FIGURES)
+    lines = [head, "-" * len(head)]
+    for r in results:
+        cells = [f"{r[c]:.4f}±{r[c + '_std']:.4f}".rjust(22) if c in r else "-".rjust(22)
+                 for c in COLD_FIGURES]
+        lines.append(f"{r['model'][:40]:<40} {r['kind']:<7} " + " ".join(cells))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m shop_recs.ml.benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--orders", action="append", required=True, metavar="PATH",
@@ -80,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", action="store_true",
                    help="add research rows: a model reading customers' earlier orders")
     p.add_argument("--no-history", action="store_true", help=argparse.SUPPRESS)  # the default
+    p.add_argument("--cold", default="off", choices=("off", "on", "only"),
+                   help="the cold-start protocol (masked and truly new products): beside the "
+                        "warm table, or alone")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON here")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -127,17 +142,25 @@ def main(argv: list[str] | None = None) -> int:
           + (", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none"))
     cfg = BenchConfig(seeds=args.seeds, protocol=protocol, use_history=args.history)
     try:
-        out = run_benchmark(frame, cfg, progress=_progress, log=print)
+        out = ({"results": [], "gate": []} if args.cold == "only" else
+               run_benchmark(frame, cfg, progress=_progress, log=print))
+        if args.cold != "off":
+            out.update(run_cold(frame, cfg, progress=_progress, log=print))
     except DataError as exc:  # too few orders, no repeated products, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out["dataset"] = ", ".join(Path(p).name for p in args.orders)
     out["cleaning"] = {"read": report.read, "kept": report.kept, "skipped": dict(report.skipped)}
     print()
-    print(format_table(out["results"]))
+    if out["results"]:
+        print(format_table(out["results"]))
     for g in out["gate"]:
         print(f"gate[seed {g['seed']}]: {g['reason']}")
-    print(f"peak memory {out['peak_mem_mb']:,.0f} MB on {out['device']}")
+    if "cold_results" in out:
+        print(format_cold_table(out["cold_results"]))
+        print(f"cold-start model epochs per seed: {out['cold_epochs']}")
+    out.setdefault("peak_mem_mb", peak_mem_mb())
+    print(f"peak memory {out['peak_mem_mb']:,.0f} MB on {out.get('device', args.device)}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))
         print(f"wrote {args.json}")

@@ -22,7 +22,8 @@ from shop_recs.ml.evaluate import Queries, Scorer, evaluate, subset
 
 logger = logging.getLogger("shop_recs.ml.blend")
 
-__all__ = ["standardise", "BlendScorer", "tune_weight", "crossfit_weight", "WEIGHT_GRID"]
+__all__ = ["standardise", "BlendScorer", "tune_weight", "crossfit_weight", "crossfit_rows",
+           "best_weight", "WEIGHT_GRID"]
 
 # Weight of the second component relative to the first; inf = the second alone.
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, float("inf"))
@@ -105,5 +106,32 @@ def crossfit_weight(first: np.ndarray, second: np.ndarray, queries: Queries,
         w, _, _ = tune_weight(za[fit], zb[fit], subset(queries, fit), popularity, metric, grid)
         rows[held] = evaluate(_mix(za[held], zb[held], w), subset(queries, held),
                               popularity)["rows"][metric]
+        chosen.append(float(w))
+    return rows, chosen
+
+
+def best_weight(rows_by_weight: dict[float, np.ndarray], part: np.ndarray | None = None) -> float:
+    """The weight with the highest mean of its per-query rows (on ``part``); ties: smaller."""
+    mean = {w: float(np.mean(r if part is None else r[part])) for w, r in rows_by_weight.items()}
+    return max(mean, key=lambda w: (mean[w], -w))
+
+
+def crossfit_rows(rows_by_weight: dict[float, np.ndarray], folds: int = 2,
+                  seed: int = 0) -> tuple[np.ndarray, list[float]]:
+    """:func:`crossfit_weight` on precomputed per-query figures ``{weight: rows}``.
+
+    For objectives that are not one metric of one score matrix (the published lists of a
+    blend, judged on two tasks): each fold is scored with the weight whose rows are best on the
+    other folds. The same seeded parts as :func:`crossfit_weight`.
+    """
+    n = len(next(iter(rows_by_weight.values())))
+    part = np.random.default_rng(seed).permutation(n) % folds
+    rows, chosen = np.zeros(n), []
+    for f in range(folds):
+        fit, held = np.flatnonzero(part != f), np.flatnonzero(part == f)
+        if len(fit) == 0 or len(held) == 0:
+            continue
+        w = best_weight(rows_by_weight, fit)
+        rows[held] = rows_by_weight[w][held]
         chosen.append(float(w))
     return rows, chosen

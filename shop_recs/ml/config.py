@@ -35,7 +35,7 @@ SETTINGS = {"EPOCHS": "train.epochs", "TIME_BUDGET_S": "train.time_budget_s",
             "BLEND_WEIGHTS": "blend_weights", "PRIOR_LAMBDA": "prior_lambda",
             "MIN_PRODUCT_ORDERS": "min_orders", "MAX_PRIOR_ITEMS": "max_prior_items",
             "GATE_CONFIDENCE": "gate.confidence", "GATE_MIN_GAIN": "gate.min_gain",
-            "EVALUATE_REFIT": "evaluate_refit"}
+            "EVALUATE_REFIT": "evaluate_refit", "FBT_TOP_K": "top_k"}
 
 
 class ConfigError(ValueError):
@@ -48,6 +48,7 @@ class ProtocolConfig:
     query_seed: int = 0  # which item of an order is hidden / the anchor
     val_frac: float = 0.1
     test_frac: float = 0.1
+    top_k: int = 10  # published list length (SHOP_RECS FBT_TOP_K): what both tasks are served
     min_orders: int = 2  # catalogue limit: orders a product needs to be evaluated and published
     max_prior_items: int = MAX_PRIOR_ITEMS  # catalogue limit of the dense item-item prior
     families: tuple = FAMILIES  # baselines, simplest first (ties go to the earlier one)
@@ -118,6 +119,8 @@ def _check(cfg: ProtocolConfig) -> None:
     grid("blend_weights", cfg.blend_weights, 0.0, inf_ok=True)
     if cfg.prior_lambda is not None and not cfg.prior_lambda > 0:
         raise ConfigError(f"prior_lambda must be positive or None, not {cfg.prior_lambda!r}")
+    if not (isinstance(cfg.top_k, int) and not isinstance(cfg.top_k, bool) and cfg.top_k >= 1):
+        raise ConfigError(f"top_k must be a whole number >= 1, not {cfg.top_k!r}")
     if not (isinstance(cfg.min_orders, int) and cfg.min_orders >= 1):
         raise ConfigError(f"min_orders must be a whole number >= 1, not {cfg.min_orders!r}")
     if not 0.5 <= cfg.gate.confidence < 1:

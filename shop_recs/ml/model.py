@@ -48,6 +48,9 @@ class BundleModelConfig:
     dropout: float = 0.1  # dropout on the input tokens (the encoder has none: it costs more
     # CPU time in attention masks than it buys in accuracy here)
     id_dropout: float = 0.1  # chance to hide an item's id embedding so attributes must carry it
+    # the same on the output side (the items scored): content alone must rank a product, as
+    # it will for one nobody has bought yet (issue 17's content path; 0 = off)
+    out_id_dropout: float = 0.0
     history_buckets: int = 8  # recency buckets of the repeat head (log2 of the position)
     use_history: bool = True  # read the customer's earlier purchases
     use_prior: bool = True  # add a linear item-item prior (EASE) to the logits, see set_prior()
@@ -182,7 +185,11 @@ class BundleModel(nn.Module):
         """
         table = self.item_table()  # [N+1, d]
         h = self.encode(context, history, table)  # [B, d]
-        logits = h @ table.T + self.out_bias  # [B, N+1]
+        out_table = table
+        if self.training and self.config.out_id_dropout > 0:
+            drop = torch.rand(table.shape[0], 1, device=table.device) < self.config.out_id_dropout
+            out_table = table - drop.to(table.dtype) * self.item_emb.weight
+        logits = h @ out_table.T + self.out_bias  # [B, N+1]
         if self.config.use_prior:
             logits = logits + self.prior_scale * self._prior_logits(context, fold)
             if history is not None and self.config.use_history and history.shape[1] > 0:

@@ -11,9 +11,12 @@
     fitted.scorer.score([[j]])               # the shipped scorer, refit on every order
 
 Protocol: orders sorted by time; the last ``test_frac`` are test, the ``val_frac`` before them
-validation. On validation: each baseline's hyper-parameter, early stopping of the model, and
-(cross-fitted) the blend weight. The gate (``shop_recs.ml.gate``) then ships a more complex
-candidate only when its gain over the simpler one is larger than noise. Test is only reported.
+validation. Every candidate is judged as served (``shop_recs.ml.served``): its per-product
+top-``top_k`` lists, which the product page shows and the cart widget merges; no model runs at
+request time. On validation: each baseline's one published setting, early stopping of the
+model and (cross-fitted) the blend weight, all on one objective, the mean of each order's cart
+and product-page NDCG@10. The gate (``shop_recs.ml.gate``) then ships a more complex
+candidate only when its gain on that objective is larger than noise. Test is only reported.
 The winner is refit on all orders with the chosen settings (the model for the epochs early
 stopping picked) over the whole catalogue: every product in ``index``, bought or not, so the
 model scores new products from their attributes. Products with fewer than ``min_orders`` orders
@@ -34,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from shop_recs.ml.baselines import EASE, CoOccurrence, ItemKNN, Popularity, cooccurrence_counts
-from shop_recs.ml.blend import BlendScorer, crossfit_weight, tune_weight
+from shop_recs.ml.blend import BlendScorer, best_weight, crossfit_rows
 from shop_recs.ml.config import (SETTINGS, ConfigError, ProtocolConfig, configure,
                                  get_default_config)
 from shop_recs.ml.evaluate import (Split, anchor_queries, complete_queries, evaluate,
@@ -42,6 +45,7 @@ from shop_recs.ml.evaluate import (Split, anchor_queries, complete_queries, eval
 from shop_recs.ml.gate import decide
 from shop_recs.ml.policy import PolicyConfig, shop_policy
 from shop_recs.ml.scorer import BundleScorer
+from shop_recs.ml.served import PublishedLists, blend_lists
 from shop_recs.ml.train import EpochReport, TrainConfig
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 
@@ -52,8 +56,31 @@ __all__ = ["ProtocolConfig", "ConfigError", "SETTINGS", "get_default_config", "c
            "scored_on_test"]
 
 TASKS = {"complete": "ndcg", "anchor": "multi_ndcg"}  # task -> per-query metric
-GATE_TASK = "anchor"  # the product page: what published lists and bundles serve
+GATE_METRIC = "served NDCG@10 (mean of cart and product page)"
 MODEL = "bundle_model"
+
+
+@dataclass
+class _Option:
+    """A family's published setting: the option with the best validation objective."""
+
+    value: float  # mean validation objective
+    label: str
+    make: Callable
+    scorer: object  # fitted on the training split
+    served: PublishedLists  # its published lists
+    rows: np.ndarray  # per-order validation objective
+    val: dict  # validation figures per task and "combined"
+
+
+def _judge(served: PublishedLists, queries: dict, pop: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Validation figures of published lists on both tasks, and the per-order objective that
+    tuning and the gate use: the mean of the order's cart and product-page NDCG@10 (both query
+    sets hide or pick one item of the same validation orders, so the rows pair up)."""
+    res = {t: evaluate(served, queries[("val", t)], pop) for t in TASKS}
+    per_order = (res["complete"]["rows"]["ndcg"] + res["anchor"]["rows"]["multi_ndcg"]) / 2
+    figures = {t: res[t][TASKS[t]] for t in TASKS}
+    return {**figures, "combined": float(np.mean(per_order))}, per_order
 
 
 @dataclass
@@ -65,6 +92,7 @@ class Evaluation:
     popularity: np.ndarray  # training counts
     scorers: dict  # candidate -> scorer fitted on the training split (baselines: gate-tuned)
     partner: str  # the baseline the model is blended with
+    served: dict = field(default_factory=dict)  # candidate -> its PublishedLists
 
 
 @dataclass
@@ -161,36 +189,38 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     t0 = time.perf_counter()
     split = temporal_split(baskets, index, attrs, cfg.val_frac, cfg.test_frac, cfg.min_orders)
     pop = split.train.item_counts()
+    n = len(split.index)
     queries = {(part, task): make(getattr(split, part), cfg.query_seed)
                for part in ("val", "test")
                for task, make in (("complete", complete_queries), ("anchor", anchor_queries))}
     counts = cooccurrence_counts(split.train)
     val: dict[str, dict] = {}
-    rows: dict[str, np.ndarray] = {}  # candidate -> per-query validation figures (gate task)
+    rows: dict[str, np.ndarray] = {}  # candidate -> per-order validation objective (the gate's)
     test: dict[str, dict] = {}
-    best: dict[str, dict] = {}  # family -> task -> (value, label, make, scorer, rows)
-    by_gate_task: dict[str, dict] = {}  # family -> test figures of its gate-task setting
+    best: dict[str, _Option] = {}  # family -> its one published setting
+    prior = None  # (cart NDCG with the whole cart as context, lambda): the model's EASE prior
     for family, options in _options(cfg).items():
-        best[family] = {}
         for label, make in options:
             scorer = make(counts).fit(split.train, split.attrs)
-            for task, metric in TASKS.items():
-                res = evaluate(scorer, queries[("val", task)], pop)
-                if task not in best[family] or res[metric] > best[family][task][0]:
-                    best[family][task] = (res[metric], label, make, scorer, res["rows"][metric])
-        val[family] = {t: best[family][t][0] for t in TASKS}
-        rows[family] = best[family][GATE_TASK][4]
-        # each task's column from the option tuned for that task; shipping uses the gate task's
-        by_task = {t: scored_on_test(best[family][t][3], queries, pop) for t in TASKS}
-        test[family] = {k: v for t in TASKS for k, v in by_task[t].items() if k.startswith(t)}
-        test[family]["params"] = {t: best[family][t][1] for t in TASKS}
-        by_gate_task[family] = by_task[GATE_TASK]
+            served = PublishedLists(scorer, n, cfg.top_k)
+            figures, per_order = _judge(served, queries, pop)
+            if family not in best or figures["combined"] > best[family].value:
+                best[family] = _Option(figures["combined"], label, make, scorer, served,
+                                       per_order, figures)
+            if family == "ease" and cfg.prior_lambda is None:
+                whole = evaluate(scorer, queries[("val", "complete")], pop)["ndcg"]
+                if prior is None or whole > prior[0]:
+                    prior = (whole, scorer.lam)
+        opt = best[family]
+        val[family], rows[family] = opt.val, opt.rows
+        test[family] = {**scored_on_test(opt.served, queries, pop),
+                        "params": opt.label}  # the one published setting
     timings["baselines"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
     prior_lambda = cfg.prior_lambda
     if prior_lambda is None:
-        prior_lambda = best["ease"]["complete"][3].lam if "ease" in best else 10.0
+        prior_lambda = prior[1] if prior is not None else 10.0
     train_cfg = dataclasses.replace(cfg.train, seed=cfg.seed)
     # the network is trained over every product of ``index`` (bought or not), on the training
     # orders, and evaluated through the split's catalogue
@@ -201,36 +231,33 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         **_warm(init_from, index))
     model = OnCatalogue(net, split.items)
     history = list(net.result.history)
-    mscores = {t: model.score(queries[("val", t)].contexts) for t in TASKS}
-    mres = {t: evaluate(mscores[t], queries[("val", t)], pop) for t in TASKS}
-    val[MODEL] = {t: mres[t][TASKS[t]] for t in TASKS}
-    rows[MODEL] = mres[GATE_TASK]["rows"][TASKS[GATE_TASK]]
-    test[MODEL] = scored_on_test(model, queries, pop)
-    partner = max(best, key=lambda f: val[f][GATE_TASK])  # first of equals: the simplest
-    base = best[partner][GATE_TASK][3]
-    q_gate = queries[("val", GATE_TASK)]
-    bscores = base.score(q_gate.contexts)
-    weight, _, _ = tune_weight(bscores, mscores[GATE_TASK], q_gate, pop, TASKS[GATE_TASK],
-                               cfg.blend_weights)
-    weights = BlendScorer.pair_weights(weight)
+    served_model = PublishedLists(model, n, cfg.top_k)
+    val[MODEL], rows[MODEL] = _judge(served_model, queries, pop)
+    test[MODEL] = scored_on_test(served_model, queries, pop)
+    partner = max(best, key=lambda f: best[f].value)  # first of equals: the simplest
+    base = best[partner].scorer
     blend_name = f"{MODEL}+{partner}"
+    # the blend's published lists for every weight; the weight is judged like the rest
+    by_weight = blend_lists(base, model, cfg.blend_weights, n, cfg.top_k, blend_name)
+    judged = {w: _judge(lists, queries, pop) for w, lists in by_weight.items()}
+    per_weight = {w: per_order for w, (_, per_order) in judged.items()}
+    weight = best_weight(per_weight)
+    weights = BlendScorer.pair_weights(weight)
     blend = BlendScorer([base, model], weights, blend_name, personal=[False, False])
-    # the gate compares cross-fitted figures: a weight never scores the queries it was tuned on
-    rows[blend_name], fold_weights = crossfit_weight(
-        bscores, mscores[GATE_TASK], q_gate, pop, TASKS[GATE_TASK], cfg.blend_weights,
-        cfg.blend_folds, cfg.seed)
-    val[blend_name] = {t: evaluate(blend, queries[("val", t)], pop)[TASKS[t]] for t in TASKS}
-    val[blend_name][f"{GATE_TASK}_crossfit"] = float(np.mean(rows[blend_name]))
-    test[blend_name] = {**scored_on_test(blend, queries, pop), "weights": weights,
+    served_blend = by_weight[weight]
+    served_blend.scorer = blend
+    # the gate compares cross-fitted figures: a weight never scores the orders it was tuned on
+    rows[blend_name], fold_weights = crossfit_rows(per_weight, cfg.blend_folds, cfg.seed)
+    val[blend_name] = {**judged[weight][0],
+                       "combined_crossfit": float(np.mean(rows[blend_name]))}
+    test[blend_name] = {**scored_on_test(served_blend, queries, pop), "weights": weights,
                         "fold_weights": [BlendScorer.pair_weights(w) for w in fold_weights]}
     timings["model"] = time.perf_counter() - t1
 
-    decision = decide(rows, list(best), [MODEL, blend_name], cfg.gate,
-                      f"{GATE_TASK}-NDCG@10")
+    decision = decide(rows, list(best), [MODEL, blend_name], cfg.gate, GATE_METRIC)
     choice = decision["choice"]
     logger.info("gate: %s", decision["reason"])
-    # what ships serves both tasks: a baseline with the setting tuned for the gate's task
-    shipped = by_gate_task[choice] if choice in best else test[choice]
+    shipped = test[choice]  # one published setting serves both tasks
     test["shipped"] = {**{k: v for k, v in shipped.items() if k.startswith(tuple(TASKS))},
                        "choice": choice}
 
@@ -240,7 +267,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         whole index (seen through the catalogue when ``cat`` is given).
         Returns (scorer, network or None)."""
         base_on, base_attrs = (full, attrs) if cat is None else (cat, split.attrs)
-        make_base = best[choice if choice in best else partner][GATE_TASK][2]
+        make_base = best[choice if choice in best else partner].make
         base = (make_base(cooccurrence_counts(base_on)).fit(base_on, base_attrs)
                 if choice != MODEL else None)
         if choice in best:
@@ -260,7 +287,8 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         train_val = np.concatenate([split.rows["train"], split.rows["val"]])
         refit_eval, _ = recipe("refit_eval", baskets.select(train_val),
                                split.all_baskets.select(np.arange(len(train_val))))
-        test["shipped_refit"] = {**scored_on_test(refit_eval, queries, pop), "choice": choice}
+        test["shipped_refit"] = {**scored_on_test(PublishedLists(refit_eval, n, cfg.top_k),
+                                                  queries, pop), "choice": choice}
     timings["refit_eval"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
@@ -269,7 +297,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         out_index, out_attrs, out_baskets = index, attrs, baskets
         published = baskets.item_counts() >= cfg.min_orders
     else:
-        scorer = {MODEL: model, blend_name: blend}.get(choice) or best[choice][GATE_TASK][3]
+        scorer = {MODEL: model, blend_name: blend}.get(choice) or best[choice].scorer
         shipped_model = net if choice in (MODEL, blend_name) else None
         out_index, out_attrs, out_baskets = split.index, split.attrs, split.all_baskets
         published = np.ones(len(split.index), dtype=bool)
@@ -278,17 +306,19 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     trained = shipped_model if shipped_model is not None and cfg.refit else net
     metrics = {"validation": val, "test": test,
                "params": {"prior_lambda": prior_lambda, "blend_weights": weights,
-                          "blend_partner": partner, "best_epoch": net.result.best_epoch}}
+                          "blend_partner": partner, "best_epoch": net.result.best_epoch,
+                          "top_k": cfg.top_k, "objective": GATE_METRIC}}
     t4 = time.perf_counter()
-    winner = {MODEL: model, blend_name: blend}.get(choice) or best[choice][GATE_TASK][3]
+    winner = {MODEL: model, blend_name: blend}.get(choice) or best[choice].scorer
     metrics["serving_policy"] = shop_policy(
-        winner, split, cfg.query_seed,
-        PolicyConfig(top_k=getattr(cfg, "top_k", 10), seed=cfg.seed))
+        winner, split, cfg.query_seed, PolicyConfig(top_k=cfg.top_k, seed=cfg.seed))
     timings["policy"] = time.perf_counter() - t4
     evaluation = None
     if keep_candidates:
-        scorers = {f: best[f][GATE_TASK][3] for f in best} | {MODEL: model, blend_name: blend}
-        evaluation = Evaluation(split, queries, pop, scorers, partner)
+        scorers = {f: best[f].scorer for f in best} | {MODEL: model, blend_name: blend}
+        served = {f: best[f].served for f in best} | {MODEL: served_model,
+                                                      blend_name: served_blend}
+        evaluation = Evaluation(split, queries, pop, scorers, partner, served)
     return Fitted(scorer=scorer, index=out_index, attrs=out_attrs, baskets=out_baskets,
                   published=published, choice=choice, gate=decision, metrics=metrics,
                   split=split.info, model=shipped_model, trained=trained,

@@ -3,8 +3,13 @@
 Every figure but the research rows comes from ``shop_recs.ml.protocol.fit_shop``, the function
 a training run calls, with the same settings: the ``shipped`` row is what the gate picked on
 validation, scored on test as trained on the training split; ``shipped_refit`` is that recipe
-refit on train + validation. Baseline rows show each family tuned per task on validation;
-model rows the learned model and its blend (mean ± sd over seeds).
+refit on train + validation. Baseline rows show each family with the one setting it would
+publish (tuned on validation); model rows the learned model and its blend (mean ± sd over
+seeds). Every row is scored as served (``shop_recs.ml.served``): the product page shows a
+product's published top-K list, the cart merges the lists of its items.
+
+``run_cold`` runs the cold-start protocol (``shop_recs.ml.coldstart``): masked and truly new
+products, their baselines, and the model with and without content-only scoring.
 
 Research rows (``role="research"``, ``use_history``) are never shipped: a model that reads
 customers' earlier orders, the history-aware baseline (``shop_recs.ml.repeat``) and their blend.
@@ -26,9 +31,11 @@ import numpy as np
 
 from shop_recs.ml.blend import BlendScorer, standardise, tune_weight
 from shop_recs.ml.bundles import BundleRules, bundle_precision, search_bundles
+from shop_recs.ml.coldstart import (KINDS, ColdConfig, cold_split, name_similarity,
+                                    tune_and_score)
 from shop_recs.ml.evaluate import coverage_and_popularity, customer_histories, evaluate
-from shop_recs.ml.protocol import (MODEL, TASKS, ProtocolConfig, configure, fit_shop,
-                                   get_default_config)
+from shop_recs.ml.protocol import (MODEL, TASKS, OnCatalogue, ProtocolConfig, configure,
+                                   fit_shop, get_default_config)
 from shop_recs.ml.repeat import RepeatBoost, tune_repeat
 from shop_recs.ml.scorer import BundleScorer
 from shop_recs.ml.train import resolve_device
@@ -46,6 +53,7 @@ class BenchConfig:
     protocol: ProtocolConfig = field(default_factory=get_default_config)
     use_history: bool = False  # research rows: a model that reads customers' earlier orders
     bundle_size: int = 3
+    cold: ColdConfig = field(default_factory=ColdConfig)  # the cold-start protocol (run_cold)
 
 
 def peak_mem_mb() -> float:
@@ -65,8 +73,10 @@ def _bundle_precision(scorer, ev, size: int, chunk: int = 256) -> float:
     return bundle_precision(bundles, baskets, anchors, size)
 
 
-def _coverage(scorer, ev) -> float:
-    tops = [evaluate(scorer, ev.queries[("test", t)], ev.popularity)["topk"] for t in TASKS]
+def _coverage(name, ev) -> float:
+    """Share of the catalogue on the served top 10 of either test task."""
+    tops = [evaluate(ev.served[name], ev.queries[("test", t)], ev.popularity)["topk"]
+            for t in TASKS]
     return coverage_and_popularity(tops, ev.popularity)[0]
 
 
@@ -88,7 +98,7 @@ def run_benchmark(frame, cfg: BenchConfig, progress: Callable | None = None,
         run = {name: dict(test[name]) for name in (MODEL, blend, "shipped", "shipped_refit")
                if name in test}
         for name in (MODEL, blend):
-            run[name].update(val=val[name], coverage10=_coverage(ev.scorers[name], ev),
+            run[name].update(val=val[name], coverage10=_coverage(name, ev),
                              bundle_precision=_bundle_precision(ev.scorers[name], ev,
                                                                 cfg.bundle_size),
                              train_s=fitted.timings["model"], epochs=len(fitted.history),
@@ -129,7 +139,7 @@ def _baseline_rows(fitted, cfg: BenchConfig) -> list[dict]:
             continue
         row = {"model": family, "role": "baseline", **fitted.metrics["test"][family],
                "val": fitted.metrics["validation"][family],
-               "coverage10": _coverage(scorer, ev),
+               "coverage10": _coverage(family, ev),
                "bundle_precision": _bundle_precision(scorer, ev, cfg.bundle_size)}
         rows.append(row)
     return rows
@@ -216,3 +226,71 @@ def _figures(res: dict[str, dict]) -> dict:
 def _short(res: dict[str, dict]) -> str:
     return f"complete {res['complete']['ndcg']:.4f} anchor {res['anchor']['multi_ndcg']:.4f}"
 
+
+
+COLD_FIGURES = ("cold_anchor_ndcg10", "cold_anchor_recall10", "cold_target_ndcg10",
+                "cold_target_hr10")
+CONTENT = f"{MODEL} (content for new products)"
+
+
+def run_cold(frame, cfg: BenchConfig, progress: Callable | None = None,
+             log: Callable[[str], None] = logger.info) -> dict:
+    """The cold-start protocol (``shop_recs.ml.coldstart``) once per seed: a new masked set
+    and a new model seed each time. The model is trained over every product on the masked
+    training orders; its content variant scores products without orders from their name,
+    category and price alone (``BundleScorer.for_new_products``, bias quantile tuned on
+    validation like the baselines' settings)."""
+    baskets, index, attrs = baskets_from_frame(frame)
+    p, per_seed = cfg.protocol, []
+    for seed in range(cfg.seeds):
+        ccfg = dataclasses.replace(cfg.cold, seed=cfg.cold.seed + seed)
+        split = cold_split(baskets, index, attrs, p.val_frac, p.test_frac, p.min_orders, ccfg)
+        t0 = time.perf_counter()
+
+        def train(model_cfg, seed=seed):
+            return BundleScorer(model_cfg, dataclasses.replace(p.train, seed=p.seed + seed),
+                                prior_lambda=p.prior_lambda or 10.0,
+                                max_prior_items=p.max_prior_items).fit(
+                split.train_full, attrs, val=split.val_full.select(split.val_full.sizes >= 2),
+                callback=progress(seed) if progress else None)
+
+        nets = {MODEL: train(dataclasses.replace(p.model))}
+        train_s = time.perf_counter() - t0
+        d = ccfg.content_dropout
+        if d > 0:
+            nets[f"{MODEL} (content-trained, id dropout {d:g})"] = train(dataclasses.replace(
+                p.model, id_dropout=d, out_id_dropout=d))
+        bought = split.train_full.item_counts() > 0
+        unseen = np.flatnonzero(~bought)
+        nbrs, sims = name_similarity(attrs, unseen, np.flatnonzero(bought), 5)
+        borrow = (nbrs, np.maximum(sims, 1e-6) / np.maximum(sims, 1e-6).sum(1, keepdims=True))
+        extra = {MODEL: [("as trained", lambda: OnCatalogue(nets[MODEL], split.items))]}
+        for name, net in nets.items():
+            extra[CONTENT if name == MODEL else name] = [
+                (f"bias quantile {q:g}" + (", prior borrowed from 5 similar" if b else ""),
+                 lambda q=q, net=net, b=b: OnCatalogue(net.for_new_products(
+                     unseen, q, borrow if b else None), split.items))
+                for q in (0.25, 0.5, 0.75) for b in (False, True)]
+        rows = tune_and_score(split, ccfg, extra)
+        per_seed.append({"seed": ccfg.seed, "split": split.info, "rows": rows,
+                         "train_s": train_s,
+                         "epochs": {name: len(net.result.history) for name, net in nets.items()}})
+        log(f"cold seed {ccfg.seed}: {split.info}; " + "; ".join(
+            f"{name} {r['masked'].get('cold_anchor_ndcg10', 0):.4f}/"
+            f"{r['masked'].get('cold_target_ndcg10', 0):.4f}" for name, r in rows.items()))
+    results = []
+    for name in per_seed[0]["rows"]:
+        for kind in KINDS:
+            runs = [s["rows"][name][kind] for s in per_seed]
+            row = {"model": name, "kind": kind, "seeds": len(runs),
+                   "queries": [r["queries"] for r in runs],
+                   "params": [s["rows"][name]["params"] for s in per_seed]}
+            for key in COLD_FIGURES:
+                vals = [r[key] for r in runs if key in r]
+                if vals:
+                    row[key], row[key + "_std"] = float(np.mean(vals)), float(np.std(vals))
+            results.append(row)
+    return {"cold_results": results, "cold_per_seed": per_seed,
+            "cold_config": _jsonable(dataclasses.asdict(cfg.cold)),
+            "cold_epochs": [s["epochs"] for s in per_seed],
+            "cold_train_s": [s["train_s"] for s in per_seed]}

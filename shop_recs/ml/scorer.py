@@ -14,6 +14,7 @@ rows of products both catalogues share; new products start fresh.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from typing import Callable, Sequence
@@ -115,6 +116,37 @@ class BundleScorer:
         full = EASE(lam).fit(baskets).matrix
         oof = [EASE(lam).fit(baskets.select(folds != f)).matrix for f in (0, 1)]
         self.model.set_prior(torch.from_numpy(full), torch.from_numpy(np.stack(oof)))
+
+    def for_new_products(self, new: np.ndarray, bias_quantile: float = 0.5,
+                         borrow: tuple[np.ndarray, np.ndarray] | None = None) -> "BundleScorer":
+        """A copy that scores the ``new`` products (no orders yet) from their content alone.
+
+        Their id rows and output biases were trained only as negatives of the full softmax,
+        which pushes a product nobody bought to the bottom whatever its name says: the copy
+        clears the id rows and gives them the ``bias_quantile`` of the bought products' biases.
+        ``borrow`` = (neighbours [len(new), k], weights [len(new), k]) also gives each new
+        product the weighted item-item prior rows and columns of similar bought products (the
+        prior knows nothing of it, and adds to every bought product's logit).
+        """
+        assert self.model is not None, "fit() or load a checkpoint first"  # nosec B101 # bug guard
+        out = copy.copy(self)
+        out.model = copy.deepcopy(self.model)
+        new = np.asarray(new, dtype=np.int64)
+        rows = torch.as_tensor(new + 1)
+        with torch.no_grad():
+            bought = torch.ones(len(out.model.out_bias), dtype=torch.bool)
+            bought[0] = False
+            bought[rows] = False
+            bias = torch.quantile(out.model.out_bias[bought].float(), float(bias_quantile))
+            out.model.item_emb.weight[rows] = 0.0
+            out.model.out_bias[rows] = bias.to(out.model.out_bias.dtype)
+            prior = out.model.prior
+            if borrow is not None and prior.numel():
+                nbrs = torch.as_tensor(np.asarray(borrow[0], dtype=np.int64) + 1)
+                w = torch.as_tensor(np.asarray(borrow[1]), dtype=prior.dtype)
+                prior[rows] = torch.einsum("ck,ckn->cn", w, prior[nbrs])
+                prior[:, rows] = torch.einsum("ck,nck->nc", w, prior[:, nbrs])
+        return out
 
     # -- scoring ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -40,7 +40,7 @@ def test_cli_reports_what_the_protocol_ships(csv_path, tmp_path, capsys):
         assert ROW_KEYS <= set(row), row["model"]
     assert {r["role"] for r in data["results"]} == {"baseline", "model", "shipped"}
     # the settings reached the protocol
-    assert rows["ease"]["params"]["anchor"] in ("lambda=5", "lambda=50")
+    assert rows["ease"]["params"] in ("lambda=5", "lambda=50")
     assert [g["config"]["confidence"] for g in data["gate"]] == [0.9, 0.9]
     # the shipped rows are exactly what fit_shop gives for this file and these settings
     frame = read_orders([csv_path], "generic")
@@ -55,6 +55,22 @@ def test_cli_reports_what_the_protocol_ships(csv_path, tmp_path, capsys):
         assert data["per_seed"][0]["rows"][name]["complete_ndcg10"] == pytest.approx(
             fitted.metrics["test"][name]["complete_ndcg10"], abs=1e-12)
     assert "gate[seed 0]" in capsys.readouterr().out
+
+
+def test_cli_cold_start_table(csv_path, tmp_path, capsys):
+    out = tmp_path / "cold.json"
+    assert main(["--orders", str(csv_path), "--format", "generic", "--seeds", "1", *FAST,
+                 "--cold", "only", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    names = {r["model"] for r in data["cold_results"]}
+    assert names == {"popularity", "category_bestsellers", "borrowed_lists", "bundle_model",
+                     "bundle_model (content for new products)",
+                     "bundle_model (content-trained, id dropout 0.3)"}
+    masked = next(r for r in data["cold_results"]
+                  if r["model"] == "borrowed_lists" and r["kind"] == "masked")
+    assert masked["queries"][0] > 0 and 0 < masked["cold_anchor_ndcg10"] <= 1
+    assert data["results"] == [] and list(data["cold_epochs"][0].values()) == [2, 2]
+    assert "cold start" in capsys.readouterr().out
 
 
 def test_cli_refuses_unknown_settings(csv_path, capsys):

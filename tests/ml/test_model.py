@@ -63,3 +63,29 @@ def test_the_prior_adds_its_rows_for_the_context():
     diff = (with_prior - without)[0, 1:]
     torch.testing.assert_close(diff[7], m.prior_scale.detach())  # row 8 = item 7
     assert torch.count_nonzero(diff[torch.isfinite(diff)]) == 1
+
+
+def test_output_id_dropout_scores_items_by_content_alone_while_training():
+    import torch
+
+    from shop_recs.ml.model import BundleModel, BundleModelConfig
+
+    cfg = BundleModelConfig(n_items=4, n_words=3, max_words=2, d_model=8, n_heads=2,
+                            n_layers=1, dropout=0.0, id_dropout=0.0, out_id_dropout=1.0,
+                            use_history=False, use_prior=False)
+    torch.manual_seed(0)
+    model = BundleModel(cfg)
+    model.set_features(torch.tensor([[1, 2], [2, 0], [3, 0], [1, 3]]), torch.zeros(4).long(),
+                       torch.zeros(4).long())
+    with torch.no_grad():
+        model.item_emb.weight.normal_()  # ids that would dominate the scores
+    model.train()
+    context = torch.tensor([[1]])
+    logits = model(context)
+    table = model.item_table()
+    h = model.encode(context, None, table)
+    content = table - model.item_emb.weight  # every id hidden on the output side
+    expected = h @ content.T + model.out_bias
+    torch.testing.assert_close(logits[0, 2:], expected[0, 2:])
+    model.eval()  # scoring keeps the ids
+    torch.testing.assert_close(model(context)[0, 2:], (h @ table.T + model.out_bias)[0, 2:])
