@@ -50,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ShopParams", "SyntheticShop", "write_shop", "planted_recall", "main"]
+__all__ = ["ShopParams", "SyntheticShop", "write_shop", "synthetic_baskets", "planted_recall",
+           "main"]
 
 NOUNS = ("mug", "lamp", "candle", "frame", "cushion", "bag", "card", "tin", "clock", "bowl",
          "plate", "vase", "basket", "box", "sign", "garland", "light", "towel", "apron", "jar")
@@ -233,6 +234,28 @@ class SyntheticShop:
     def truth(self) -> dict:
         return {"params": asdict(self.p),
                 "groups": [[product_id(int(i)) for i in g] for g in self.groups]}
+
+
+def synthetic_baskets(params: ShopParams):
+    """The shop's orders straight into ``Baskets`` (no file): ``(baskets, groups)``.
+
+    Item ``i`` is product ``P{i:07d}``; the catalogue is every product, bought or not.
+    """
+    from shop_recs.ml.types import Baskets  # noqa: PLC0415 # the generator needs no shop_recs
+
+    shop = SyntheticShop(params)
+    items, orders, times, custs = [], [], [], []
+    for chunk in shop.orders():
+        items.append(chunk["product_id"].astype(np.int32))
+        orders.append(chunk["order_id"])
+        first = np.r_[True, chunk["order_id"][1:] != chunk["order_id"][:-1]]
+        times.append(chunk["timestamp"][first].astype(np.int64))
+        custs.append(chunk["customer_id"][first])
+    order_ids = np.concatenate(orders)
+    _, sizes = np.unique(order_ids, return_counts=True)  # ids ascend: orders stay in sequence
+    baskets = Baskets(np.concatenate([[0], np.cumsum(sizes)]), np.concatenate(items),
+                      np.concatenate(times), np.concatenate(custs), params.products)
+    return baskets, shop.groups
 
 
 def _dedupe(basket: np.ndarray, items: np.ndarray):
