@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shop_recs.ml import sparse
+from shop_recs.ml.topk import topk_rows, topk_sparse
 from shop_recs.ml.types import Baskets, ItemAttributes
 
 logger = logging.getLogger("shop_recs.ml.baselines")
@@ -97,8 +98,8 @@ class ItemMatrixScorer:
         """
         if sp.issparse(self.matrix):
             tie = _TIE * self.popularity / max(float(self.popularity.max(initial=0.0)), 1.0)
-            return sparse.topk_sparse(self.matrix, contexts, k, tie)
-        return sparse.topk_rows(self.score, contexts, k, chunk)
+            return topk_sparse(self.matrix, contexts, k, tie)
+        return topk_rows(self.score, contexts, k, chunk)
 
     def _set_popularity(self, train: Baskets) -> None:
         self.popularity = train.item_counts().astype(np.float32)

@@ -76,7 +76,8 @@ class Evidence:
     def __init__(self, baskets: Baskets, counts: np.ndarray | None = None) -> None:
         self.n_orders = len(baskets)
         self.counts = counts if counts is not None else cooccurrence_counts(baskets)
-        self.support = np.diag(self.counts).astype(np.float64)
+        # .diagonal(): a dense array or, above the dense threshold, a SciPy CSR matrix
+        self.support = np.asarray(self.counts.diagonal(), dtype=np.float64)
         # inverted index: for each item, the sorted ids of the orders that contain it
         order = np.argsort(baskets.items, kind="stable")
         starts = np.searchsorted(baskets.items[order], np.arange(baskets.n_items + 1))

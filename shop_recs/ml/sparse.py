@@ -17,18 +17,17 @@ tie-break, so a single anchor's top-``keep`` list is exactly the dense one.
   approximate inverse): SANSA needs scikit-sparse, which PyPI ships only as source that
   compiles against SuiteSparse/CHOLMOD system headers; this machine (and a plain
   ``pip install`` of a shop) has neither, so it cannot be a dependency of a reusable app.
-* :func:`topk_rows` - chunked top-k of any scorer, never ``queries x n`` at once.
+* Top-k of score rows without sorting whole rows: ``shop_recs.ml.topk``.
 
 Usage::
 
     c = sparse_cooccurrence(baskets)                  # csr float32 [n, n], diagonal = support
     m = transform_rows(c, "lift", len(baskets), keep=200)
-    idx, val = topk_rows(scorer, [np.array([a]) for a in anchors], k=10)
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,8 +35,7 @@ import scipy.sparse as sp
 from shop_recs.ml.types import Baskets
 
 __all__ = ["DENSE_MAX_ITEMS", "KEEP", "use_dense", "incidence", "sparse_cooccurrence",
-           "transform_rows", "prune_rows", "tie_term", "head_tail_ease", "topk_rows", "topk_sparse",
-           "context_matrix"]
+           "transform_rows", "prune_rows", "tie_term", "head_tail_ease", "context_matrix"]
 
 DENSE_MAX_ITEMS = 8000  # 24 * 8000^2 bytes = 1.5 GB while counting; EASE inverts in ~10 s
 KEEP = 200  # neighbours kept per item: FBT lists (<= 50) and bundle candidates come from these
@@ -211,78 +209,3 @@ def context_matrix(contexts: Sequence[np.ndarray], n_items: int) -> sp.csr_matri
     m.sum_duplicates()
     m.data[:] = 1.0
     return m
-
-
-def topk_sparse(matrix: sp.csr_matrix, contexts: Sequence[np.ndarray], k: int,
-                tie: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` of ``score = sum of context rows + tie`` without a dense ``chunk x n`` array.
-
-    Exactly the ranking of the dense scores (float32, ties by item index, context excluded):
-    the candidates of a row are its stored entries, and past them the items with no entry
-    score ``tie`` alone, so the next ones come from the popularity order (precomputed once).
-    """
-    n = matrix.shape[1]
-    tie = np.asarray(tie, dtype=np.float32)
-    by_tie = np.lexsort((np.arange(n), -tie))  # popularity order, ties by index
-    kk = min(k, n)
-    idx_out = np.zeros((len(contexts), kk), dtype=np.int64)
-    val_out = np.full((len(contexts), kk), -np.inf, dtype=np.float32)
-    for s in range(0, len(contexts), chunk):
-        ctx = contexts[s:s + chunk]
-        prod = (context_matrix(ctx, n) @ matrix).tocsr()
-        prod.sort_indices()
-        for r, c in enumerate(ctx):
-            a, b = prod.indptr[r], prod.indptr[r + 1]
-            cols = prod.indices[a:b].astype(np.int64)
-            vals = prod.data[a:b].astype(np.float32) + tie[cols]
-            taken = set(cols.tolist()) | set(np.asarray(c, dtype=np.int64).tolist())
-            extra = []
-            for j in by_tie:  # items without an entry: score = tie, popularity order
-                if len(extra) >= kk:
-                    break
-                if int(j) not in taken:
-                    extra.append(int(j))
-            extra_arr = np.asarray(extra, dtype=np.int64)
-            keep = ~np.isin(cols, np.asarray(c, dtype=np.int64))
-            cand = np.concatenate([cols[keep], extra_arr])
-            score = np.concatenate([vals[keep], tie[extra_arr]])
-            order = np.lexsort((cand, -score))[:kk]
-            idx_out[s + r, :len(order)] = cand[order]
-            val_out[s + r, :len(order)] = score[order]
-    return idx_out, val_out
-
-
-def topk_rows(score: Callable[[Sequence[np.ndarray]], np.ndarray],
-              contexts: Sequence[np.ndarray], k: int, chunk: int = 256,
-              exclude_context: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` items per context (best first; ties by item index) in chunks of ``chunk``.
-
-    ``score`` maps a list of contexts to float scores [len, n_items]; only ``chunk x n`` is
-    held at once. Returns int64 [q, k] indices and float32 [q, k] scores (-inf where a
-    context left fewer than k items).
-    """
-    idx_out, val_out = [], []
-    for s in range(0, len(contexts), chunk):
-        ctx = contexts[s:s + chunk]
-        sc = np.asarray(score(ctx), dtype=np.float32).copy()
-        sc[~np.isfinite(sc)] = -np.inf
-        if exclude_context:
-            for r, c in enumerate(ctx):
-                sc[r, np.asarray(c, dtype=np.int64)] = -np.inf
-        kk = min(k, sc.shape[1])
-        part = np.argpartition(-sc, kk - 1, axis=1)[:, :kk] if kk < sc.shape[1] else \
-            np.tile(np.arange(sc.shape[1]), (len(ctx), 1))
-        # the cut of argpartition is arbitrary among ties: widen to every item tied with
-        # the k-th value so ties resolve by index, as a stable full sort would
-        kth = np.take_along_axis(sc, part, 1).min(axis=1)
-        rows = []
-        for r in range(len(ctx)):
-            cand = np.flatnonzero(sc[r] >= kth[r])
-            order = np.lexsort((cand, -sc[r, cand]))[:kk]
-            rows.append(cand[order])
-        top = np.asarray(rows, dtype=np.int64).reshape(len(ctx), kk)
-        idx_out.append(top)
-        val_out.append(np.take_along_axis(sc, top, 1))
-    if not idx_out:
-        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
-    return np.concatenate(idx_out), np.concatenate(val_out)
