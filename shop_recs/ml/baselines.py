@@ -175,8 +175,8 @@ class EASE(ItemMatrixScorer):
         self.lam = lam
         self.name = "ease"
         self._counts = counts
-        # sparse path: exact EASE on this many best sellers (default: half the dense threshold)
-        self.head_items = sparse.DENSE_MAX_ITEMS // 2 if head_items is None else head_items
+        # sparse path: exact EASE on this many best sellers (see sparse.EASE_HEAD_ITEMS)
+        self.head_items = sparse.EASE_HEAD_ITEMS if head_items is None else head_items
         self.keep = keep
 
     def fit(self, train: Baskets, attrs: ItemAttributes | None = None) -> "EASE":

@@ -34,11 +34,16 @@ import scipy.sparse as sp
 
 from shop_recs.ml.types import Baskets
 
-__all__ = ["DENSE_MAX_ITEMS", "KEEP", "use_dense", "incidence", "sparse_cooccurrence",
+__all__ = ["DENSE_MAX_ITEMS", "KEEP", "EASE_HEAD_ITEMS", "use_dense", "incidence", "sparse_cooccurrence",
            "transform_rows", "prune_rows", "tie_term", "head_tail_ease", "context_matrix"]
 
 DENSE_MAX_ITEMS = 8000  # 24 * 8000^2 bytes = 1.5 GB while counting; EASE inverts in ~10 s
 KEEP = 200  # neighbours kept per item: FBT lists (<= 50) and bundle candidates come from these
+# Exact part of head_tail_ease. Measured (benchmarks.scale_ease, 12k-product synthetic shop,
+# catalogue 9,757, lambda 100): head 1,000 fits in 2 s with test recall@10 0.190; head 4,000 in
+# 23 s, 0.179; exact dense EASE in 237 s and 3.4 GB, 0.167. A larger head costs head^3 and did
+# not pay on that data (synthetic baskets have little of the correlation EASE exploits).
+EASE_HEAD_ITEMS = 1000
 BLOCK_NNZ = 20_000_000  # entries of C processed at once (~240 MB of csr + sort keys)
 
 
