@@ -202,10 +202,17 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="0: no API latency")
     parser.add_argument("--json", type=Path, default=Path("scale.json"))
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--max-gb", type=float, default=0,
+                        help="address-space cap of each size's process (0: none)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, in this process
     parser.add_argument("--one-lines", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
+        if args.max_gb:  # a shared machine: fail this size rather than starve the others
+            import resource
+
+            cap = int(args.max_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         workdir = args.keep or Path(tempfile.mkdtemp(prefix="shop_recs_scale_"))
         workdir.mkdir(parents=True, exist_ok=True)
         out = one_size(args.one, args.one_lines, workdir, args)
@@ -225,7 +232,7 @@ def main(argv=None) -> int:
             cmd = [sys.executable, "-m", "benchmarks.scale", "--one", str(n), "--one-lines",
                    str(m), "--json", str(one_json), "--keep", str(work), "--epochs",
                    str(args.epochs), "--time-budget", str(args.time_budget), "--device",
-                   args.device, "--requests", str(args.requests)]
+                   args.device, "--requests", str(args.requests), "--max-gb", str(args.max_gb)]
             print(f"== {n:,} products, {m:,} lines", flush=True)
             started = time.monotonic()
             proc = subprocess.run(cmd, cwd=REPO)  # nosec B603 # this module, fixed argv

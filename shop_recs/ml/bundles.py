@@ -128,9 +128,10 @@ def near_duplicates(names: Sequence[str], threshold: float) -> list[np.ndarray]:
         if not ws:
             out.append(np.zeros(0, dtype=np.int64))
             continue
-        shared = np.bincount(np.concatenate([post[vocab[w]] for w in ws]), minlength=len(words))
-        cand = np.flatnonzero(shared)
-        jac = shared[cand] / (sizes[i] + sizes[cand] - shared[cand])
+        # counts over the postings only: a catalogue-long bincount per item would be O(n^2)
+        cand, shared = np.unique(np.concatenate([post[vocab[w]] for w in ws]),
+                                 return_counts=True)
+        jac = shared / (sizes[i] + sizes[cand] - shared)
         out.append(cand[(jac >= threshold) & (cand != i)])
     return out
 
@@ -146,13 +147,18 @@ def _blocked(items: list[int], keys: np.ndarray, dups: list[np.ndarray], n: int)
 
 def search_bundles(scorer: Scorer, anchors: Sequence[int], index: ItemIndex,
                    attrs: ItemAttributes, rules: BundleRules | None = None,
-                   evidence: Evidence | None = None) -> dict[int, list[Bundle]]:
-    """Beam search per anchor; returns ``{anchor: bundles}`` (best first within each size)."""
+                   evidence: Evidence | None = None,
+                   dups: list[np.ndarray] | None = None) -> dict[int, list[Bundle]]:
+    """Beam search per anchor; returns ``{anchor: bundles}`` (best first within each size).
+
+    ``dups``: ``near_duplicates(attrs.names, rules.name_overlap)``, when the caller searches
+    the catalogue in chunks of anchors and computes it once.
+    """
     rules = rules or BundleRules()
     n = len(index)
     static_ok = _static_mask(attrs, rules, n)
     keys = np.unique(variant_keys(index.ids), return_inverse=True)[1]  # int group per item
-    dups = near_duplicates(attrs.names, rules.name_overlap)
+    dups = near_duplicates(attrs.names, rules.name_overlap) if dups is None else dups
     prices = np.nan_to_num(np.asarray(attrs.prices, dtype=np.float64), nan=0.0)
     beams = {a: [([int(a)], 0.0)] for a in anchors}
     found: dict[int, list[Bundle]] = {int(a): [] for a in anchors}
