@@ -246,7 +246,8 @@ def main(argv=None) -> int:
     growth = {}
     for name in sorted({k for r in ok for k in r["stages"]}):
         pts = [(r["products"], r["stages"][name]) for r in ok if name in r["stages"]]
-        growth[name] = {"time": growth_exponent([p for p, _ in pts], [s["seconds"] for _, s in pts]),
+        growth[name] = {"time": growth_exponent([p for p, _ in pts],
+                                                [s["seconds"] for _, s in pts]),
                         "memory": growth_exponent([p for p, _ in pts],
                                                   [s["peak_rss_mb"] for _, s in pts])}
     growth["run_total"] = {"time": growth_exponent([r["products"] for r in ok],

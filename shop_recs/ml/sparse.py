@@ -34,7 +34,8 @@ import scipy.sparse as sp
 
 from shop_recs.ml.types import Baskets
 
-__all__ = ["DENSE_MAX_ITEMS", "KEEP", "EASE_HEAD_ITEMS", "use_dense", "incidence", "sparse_cooccurrence",
+__all__ = ["DENSE_MAX_ITEMS", "KEEP", "EASE_HEAD_ITEMS", "use_dense", "incidence",
+           "sparse_cooccurrence",
            "transform_rows", "prune_rows", "tie_term", "head_tail_ease", "context_matrix"]
 
 DENSE_MAX_ITEMS = 8000  # 24 * 8000^2 bytes = 1.5 GB while counting; EASE inverts in ~10 s
