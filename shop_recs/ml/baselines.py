@@ -14,6 +14,13 @@ All implement the :class:`shop_recs.ml.evaluate.Scorer` protocol::
 
 A tiny popularity term breaks ties among items a baseline cannot tell apart (e.g. never
 co-bought), so their order is meaningful rather than by index.
+
+Catalogue size: :func:`cooccurrence_counts` returns a dense array up to
+``shop_recs.ml.sparse.DENSE_MAX_ITEMS`` products and a SciPy CSR matrix above (the one rule,
+``sparse.use_dense``); each baseline follows the type of the counts it is given, so above the
+threshold nothing allocates ``n_items²``: item-item matrices are CSR pruned per row to
+``keep`` neighbours, and EASE becomes ``sparse.head_tail_ease`` (exact on the ``head_items``
+best sellers). Sparse and dense give the same single-anchor top-``keep`` lists where both apply.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ import logging
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
+from shop_recs.ml import sparse
+from shop_recs.ml.topk import topk_rows, topk_sparse
 from shop_recs.ml.types import Baskets, ItemAttributes
 
 logger = logging.getLogger("shop_recs.ml.baselines")
@@ -33,13 +43,17 @@ __all__ = ["Popularity", "CoOccurrence", "ItemKNN", "EASE", "cooccurrence_counts
 _TIE = 1e-6
 
 
-def cooccurrence_counts(baskets: Baskets, chunk_pairs: int = 20_000_000) -> np.ndarray:
+def cooccurrence_counts(baskets: Baskets, chunk_pairs: int = 20_000_000,
+                        dense_max_items: int | None = None) -> "np.ndarray | sp.csr_matrix":
     """``C[i, j]`` = number of baskets holding both i and j (diagonal = item support). float32.
 
-    Pairs are accumulated with ``bincount`` in chunks, so memory stays bounded by
-    ``n_items**2`` plus one chunk, without building a basket x item matrix.
+    Dense up to ``dense_max_items`` products (default ``sparse.DENSE_MAX_ITEMS``): pairs are
+    accumulated with ``bincount`` in chunks, memory ``n_items**2`` plus one chunk. Above it,
+    a CSR matrix (``sparse.sparse_cooccurrence``), memory in the number of distinct pairs.
     """
     n = baskets.n_items
+    if not sparse.use_dense(n, dense_max_items):
+        return sparse.sparse_cooccurrence(baskets)
     flat = np.zeros(n * n, dtype=np.float64)
     buf: list[np.ndarray] = []
     pending = 0
@@ -61,16 +75,31 @@ class ItemMatrixScorer:
     """Scores a context as the sum of item-item rows: ``score[j] = sum_{a in ctx} M[a, j]``."""
 
     name = "item_matrix"
-    matrix: np.ndarray  # float32 [n_items, n_items]
+    matrix: "np.ndarray | sp.csr_matrix"  # float32 [n_items, n_items], CSR above the threshold
     popularity: np.ndarray  # float32 [n_items]
 
     def score(self, contexts: Sequence[np.ndarray],
               histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        tie = _TIE * self.popularity / max(float(self.popularity.max(initial=0.0)), 1.0)
+        if sp.issparse(self.matrix):
+            q = sparse.context_matrix(contexts, self.matrix.shape[0])  # [len, n] 0/1
+            return (q @ self.matrix).toarray().astype(np.float32) + tie[None, :]
         out = np.empty((len(contexts), self.matrix.shape[1]), dtype=np.float32)
-        tie = _TIE * self.popularity / max(float(self.popularity.max()), 1.0)
         for row, ctx in enumerate(contexts):
             out[row] = self.matrix[np.asarray(ctx, dtype=np.int64)].sum(axis=0) + tie
         return out
+
+    def topk(self, contexts: Sequence[np.ndarray], k: int, chunk: int = 256
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` items per context, context excluded: int64 [q, k], float32 [q, k].
+
+        Same lists as sorting :meth:`score` (ties by index); never ``q x n`` at once, and on
+        the sparse path never ``chunk x n`` either.
+        """
+        if sp.issparse(self.matrix):
+            tie = _TIE * self.popularity / max(float(self.popularity.max(initial=0.0)), 1.0)
+            return topk_sparse(self.matrix, contexts, k, tie)
+        return topk_rows(self.score, contexts, k, chunk)
 
     def _set_popularity(self, train: Baskets) -> None:
         self.popularity = train.item_counts().astype(np.float32)
@@ -91,16 +120,20 @@ class Popularity(ItemMatrixScorer):
 class CoOccurrence(ItemMatrixScorer):
     KINDS = ("count", "confidence", "lift")
 
-    def __init__(self, kind: str = "count", counts: np.ndarray | None = None) -> None:
+    def __init__(self, kind: str = "count", counts=None, keep: int = sparse.KEEP) -> None:
         if kind not in self.KINDS:
             raise ValueError(f"kind must be one of {self.KINDS}")
         self.kind = kind
         self.name = f"cooc_{kind}"
         self._counts = counts  # reuse a precomputed cooccurrence_counts() between variants
+        self.keep = keep  # neighbours kept per item on the sparse path
 
     def fit(self, train: Baskets, attrs: ItemAttributes | None = None) -> "CoOccurrence":
         self._set_popularity(train)
         c = self._counts if self._counts is not None else cooccurrence_counts(train)
+        if sp.issparse(c):
+            self.matrix = sparse.transform_rows(c, self.kind, len(train), self.keep)
+            return self
         support = np.maximum(np.diag(c).astype(np.float32), 1.0)
         m = c.copy()
         np.fill_diagonal(m, 0.0)
@@ -113,7 +146,7 @@ class CoOccurrence(ItemMatrixScorer):
 
 
 class ItemKNN(ItemMatrixScorer):
-    def __init__(self, k: int = 100, shrink: float = 10.0, counts: np.ndarray | None = None) -> None:
+    def __init__(self, k: int = 100, shrink: float = 10.0, counts=None) -> None:
         self.k, self.shrink = k, shrink
         self.name = "item_knn"
         self._counts = counts
@@ -121,6 +154,9 @@ class ItemKNN(ItemMatrixScorer):
     def fit(self, train: Baskets, attrs: ItemAttributes | None = None) -> "ItemKNN":
         self._set_popularity(train)
         c = self._counts if self._counts is not None else cooccurrence_counts(train)
+        if sp.issparse(c):
+            self.matrix = sparse.transform_rows(c, "cosine", len(train), self.k, self.shrink)
+            return self
         support = np.diag(c).astype(np.float32)
         norm = np.sqrt(support)
         sim = c / (norm[:, None] * norm[None, :] + self.shrink)
@@ -134,14 +170,21 @@ class ItemKNN(ItemMatrixScorer):
 
 
 class EASE(ItemMatrixScorer):
-    def __init__(self, lam: float = 300.0, counts: np.ndarray | None = None) -> None:
+    def __init__(self, lam: float = 300.0, counts=None, head_items: int | None = None,
+                 keep: int = sparse.KEEP) -> None:
         self.lam = lam
         self.name = "ease"
         self._counts = counts
+        # sparse path: exact EASE on this many best sellers (see sparse.EASE_HEAD_ITEMS)
+        self.head_items = sparse.EASE_HEAD_ITEMS if head_items is None else head_items
+        self.keep = keep
 
     def fit(self, train: Baskets, attrs: ItemAttributes | None = None) -> "EASE":
         self._set_popularity(train)
         g = (self._counts if self._counts is not None else cooccurrence_counts(train))
+        if sp.issparse(g):
+            self.matrix = sparse.head_tail_ease(g, self.lam, self.head_items, self.keep)
+            return self
         g = g.astype(np.float64)
         g[np.diag_indices_from(g)] += self.lam
         p = np.linalg.inv(g)

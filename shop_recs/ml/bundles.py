@@ -29,6 +29,7 @@ import numpy as np
 from shop_recs.ml.baselines import cooccurrence_counts
 from shop_recs.ml.evaluate import Scorer
 from shop_recs.ml.features import name_words
+from shop_recs.ml.topk import topk_of_scores
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 
 __all__ = ["BundleRules", "Bundle", "Evidence", "search_bundles", "bundle_precision",
@@ -76,7 +77,8 @@ class Evidence:
     def __init__(self, baskets: Baskets, counts: np.ndarray | None = None) -> None:
         self.n_orders = len(baskets)
         self.counts = counts if counts is not None else cooccurrence_counts(baskets)
-        self.support = np.diag(self.counts).astype(np.float64)
+        # .diagonal(): a dense array or, above the dense threshold, a SciPy CSR matrix
+        self.support = np.asarray(self.counts.diagonal(), dtype=np.float64)
         # inverted index: for each item, the sorted ids of the orders that contain it
         order = np.argsort(baskets.items, kind="stable")
         starts = np.searchsorted(baskets.items[order], np.arange(baskets.n_items + 1))
@@ -127,9 +129,10 @@ def near_duplicates(names: Sequence[str], threshold: float) -> list[np.ndarray]:
         if not ws:
             out.append(np.zeros(0, dtype=np.int64))
             continue
-        shared = np.bincount(np.concatenate([post[vocab[w]] for w in ws]), minlength=len(words))
-        cand = np.flatnonzero(shared)
-        jac = shared[cand] / (sizes[i] + sizes[cand] - shared[cand])
+        # counts over the postings only: a catalogue-long bincount per item would be O(n^2)
+        cand, shared = np.unique(np.concatenate([post[vocab[w]] for w in ws]),
+                                 return_counts=True)
+        jac = shared / (sizes[i] + sizes[cand] - shared)
         out.append(cand[(jac >= threshold) & (cand != i)])
     return out
 
@@ -145,13 +148,18 @@ def _blocked(items: list[int], keys: np.ndarray, dups: list[np.ndarray], n: int)
 
 def search_bundles(scorer: Scorer, anchors: Sequence[int], index: ItemIndex,
                    attrs: ItemAttributes, rules: BundleRules | None = None,
-                   evidence: Evidence | None = None) -> dict[int, list[Bundle]]:
-    """Beam search per anchor; returns ``{anchor: bundles}`` (best first within each size)."""
+                   evidence: Evidence | None = None,
+                   dups: list[np.ndarray] | None = None) -> dict[int, list[Bundle]]:
+    """Beam search per anchor; returns ``{anchor: bundles}`` (best first within each size).
+
+    ``dups``: ``near_duplicates(attrs.names, rules.name_overlap)``, when the caller searches
+    the catalogue in chunks of anchors and computes it once.
+    """
     rules = rules or BundleRules()
     n = len(index)
     static_ok = _static_mask(attrs, rules, n)
     keys = np.unique(variant_keys(index.ids), return_inverse=True)[1]  # int group per item
-    dups = near_duplicates(attrs.names, rules.name_overlap)
+    dups = near_duplicates(attrs.names, rules.name_overlap) if dups is None else dups
     prices = np.nan_to_num(np.asarray(attrs.prices, dtype=np.float64), nan=0.0)
     beams = {a: [([int(a)], 0.0)] for a in anchors}
     found: dict[int, list[Bundle]] = {int(a): [] for a in anchors}
@@ -168,7 +176,8 @@ def search_bundles(scorer: Scorer, anchors: Sequence[int], index: ItemIndex,
             cand = np.flatnonzero(ok & np.isfinite(scores[row]))
             if len(cand) == 0:
                 continue
-            top = cand[np.argsort(-scores[row, cand], kind="stable")[:rules.beam_width]]
+            # = a stable argsort's first beam_width, in O(len(cand)) (issue 15)
+            top = cand[topk_of_scores(scores[row, cand][None, :], rules.beam_width)[0]]
             new_beams.setdefault(a, []).extend(
                 (items + [int(j)], s + float(scores[row, j])) for j in top)
         beams = {}

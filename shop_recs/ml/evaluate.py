@@ -27,6 +27,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from shop_recs.ml.topk import rank_and_topk
 from shop_recs.ml.types import Baskets, DataError, ItemAttributes, ItemIndex
 
 __all__ = [
@@ -217,19 +218,16 @@ def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.nda
     top-k lists (``"topk"``, int [n, k]) for coverage and popularity figures and the per-query
     values (``"rows"``: {"ndcg", "multi_ndcg"} float [n]) that paired comparisons resample.
     """
-    n_items = len(popularity)
     ranks, tops = [], []
     for start in range(0, len(queries.contexts), batch_size):
         ctx = queries.contexts[start:start + batch_size]
         hist = None if queries.histories is None else queries.histories[start:start + batch_size]
         scores = (scorer[start:start + batch_size] if isinstance(scorer, np.ndarray)
                   else scorer.score(ctx, hist))
-        order = rank_items(scores, ctx)  # [b, n_items]
-        position = np.empty_like(order)
-        position[np.arange(len(order))[:, None], order] = np.arange(n_items)[None, :]
-        for row, t in enumerate(queries.targets[start:start + batch_size]):
-            ranks.append(position[row, t].min())  # best-ranked target (single-target view)
-        tops.append(order[:, :k])
+        # the ranks and lists of rank_items' stable sort, in O(n) per query (issue 15)
+        best, top = rank_and_topk(scores, ctx, queries.targets[start:start + batch_size], k)
+        ranks.extend(best.tolist())  # best-ranked target (single-target view)
+        tops.append(top)
     ranks_arr = np.asarray(ranks)
     topk = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
     rows = {"ndcg": ndcg_rows(ranks_arr, k),

@@ -15,6 +15,8 @@ An optional *item-item prior* (``use_prior``; an EASE matrix set by :meth:`set_p
 the logits, so the network learns the residual the linear model misses (Wide & Deep style).
 While training, each basket meets a prior fitted on the *other* half of the training orders
 (out-of-fold), otherwise the network would learn to trust a prior that memorised its targets.
+Above ``MAX_PRIOR_ITEMS`` products the prior is a CSR matrix pruned per row
+(``sparse_prior``, :meth:`set_sparse_prior`): same logits, memory in its entries, not (N+1)².
 
 Index 0 is padding; catalogue item ``j`` (``shop_recs.ml.types``) is row ``j + 1`` here.
 
@@ -54,6 +56,10 @@ class BundleModelConfig:
     history_buckets: int = 8  # recency buckets of the repeat head (log2 of the position)
     use_history: bool = True  # read the customer's earlier purchases
     use_prior: bool = True  # add a linear item-item prior (EASE) to the logits, see set_prior()
+    # large catalogues (issue 15): the prior is a pruned CSR matrix, never (N+1)^2 dense;
+    # prior_nnz is its number of entries (set by set_sparse_prior, saved with the config)
+    sparse_prior: bool = False
+    prior_nnz: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,9 +96,15 @@ class BundleModel(nn.Module):
         # item-item prior [N+1, N+1], row 0 = padding; saved with the weights when used.
         # prior_folds (training only, not saved): out-of-fold priors so the model never learns
         # to trust a prior that has already seen the basket it is asked to complete
+        dense_prior = c.use_prior and not c.sparse_prior
         self.register_buffer("prior", torch.zeros((c.n_items + 1, c.n_items + 1)
-                                                  if c.use_prior else (0, 0)))
+                                                  if dense_prior else (0, 0)))
         self.register_buffer("prior_folds", torch.zeros(0), persistent=False)
+        if c.use_prior and c.sparse_prior:  # CSR of the [N+1, N+1] prior (row 0 = padding)
+            self.register_buffer("prior_crow", torch.zeros(c.n_items + 2, dtype=torch.long))
+            self.register_buffer("prior_col", torch.zeros(c.prior_nnz, dtype=torch.long))
+            self.register_buffer("prior_val", torch.zeros(c.prior_nnz))
+        self.n_sparse_folds = 0  # out-of-fold CSR priors (training only): prior_fold{f}_*
         self.apply(self._init)
 
     @staticmethod
@@ -166,6 +178,48 @@ class BundleModel(nn.Module):
             self.prior_folds = torch.zeros(len(folds), n + 1, n + 1)
             self.prior_folds[:, 1:, 1:] = folds
 
+    def set_sparse_prior(self, full: tuple, folds: list[tuple] | None = None) -> None:
+        """Sparse prior: CSR ``(crow [n+1], col [nnz], val [nnz])`` of the ``[n, n]`` matrix
+        (and out-of-fold ones, training only). Shifted by one row/column for the padding."""
+        crow, col, val = full
+        self.config.prior_nnz = int(len(col))
+        self.prior_crow = torch.cat([torch.zeros(1, dtype=torch.long), crow.long()])
+        self.prior_col = col.long() + 1
+        self.prior_val = val.float()
+        for f, (fc, fi, fv) in enumerate(folds or []):
+            self.register_buffer(f"prior_fold{f}_crow", torch.cat(
+                [torch.zeros(1, dtype=torch.long), fc.long()]), persistent=False)
+            self.register_buffer(f"prior_fold{f}_col", fi.long() + 1, persistent=False)
+            self.register_buffer(f"prior_fold{f}_val", fv.float(), persistent=False)
+        self.n_sparse_folds = len(folds or [])
+
+    def clear_prior_folds(self) -> None:
+        """Drop the out-of-fold priors once training is over (they are never saved)."""
+        self.prior_folds = torch.zeros(0, device=self.prior.device)
+        for f in range(self.n_sparse_folds):
+            for part in ("crow", "col", "val"):
+                delattr(self, f"prior_fold{f}_{part}")
+        self.n_sparse_folds = 0
+
+    def _sparse_prior_logits(self, items: torch.Tensor, fold: int | None,
+                             weights: torch.Tensor | None) -> torch.Tensor:
+        """Sum of CSR prior rows of ``items`` [B, L] -> dense [B, N+1]; memory B·L·row length."""
+        name = f"prior_fold{fold}_" if fold is not None and fold < self.n_sparse_folds else "prior_"
+        crow, col, val = (getattr(self, name + p) for p in ("crow", "col", "val"))
+        flat = items.reshape(-1)
+        start = crow[flat]
+        lens = crow[flat + 1] - start  # padding (row 0) has no entries
+        owner = torch.repeat_interleave(torch.arange(len(flat), device=items.device), lens)
+        offset = torch.arange(len(owner), device=items.device) - torch.repeat_interleave(
+            torch.cumsum(lens, 0) - lens, lens)
+        pos = start[owner] + offset
+        v = val[pos]
+        if weights is not None:
+            v = v * weights.reshape(-1)[owner].to(v.dtype)
+        out = torch.zeros(items.shape[0], self.config.n_items + 1, device=items.device,
+                          dtype=v.dtype)
+        return out.index_put((owner // items.shape[1], col[pos]), v, accumulate=True)
+
     def _prior_logits(self, items: torch.Tensor, fold: int | None,
                       weights: torch.Tensor | None = None) -> torch.Tensor:
         """(Weighted) sum of the prior rows of ``items`` [B, L] -> [B, N+1].
@@ -173,6 +227,8 @@ class BundleModel(nn.Module):
         ``fold`` picks an out-of-fold prior (training); ``embedding_bag`` never builds the
         [B, L, N] intermediate.
         """
+        if self.config.sparse_prior:
+            return self._sparse_prior_logits(items, fold, weights)
         training = fold is not None and self.prior_folds.numel() > 0
         prior = self.prior_folds[fold] if training else self.prior
         return F.embedding_bag(items, prior, mode="sum", padding_idx=0, per_sample_weights=weights)

@@ -22,10 +22,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from shop_recs.ml.baselines import EASE
+from shop_recs.ml.baselines import EASE, cooccurrence_counts
 from shop_recs.ml.evaluate import anchor_queries, complete_queries, customer_histories, evaluate
 from shop_recs.ml.features import FeatureVocab
 from shop_recs.ml.model import BundleModel, BundleModelConfig
+from shop_recs.ml.sparse import use_dense
 from shop_recs.ml.train import (EpochReport, Examples, TrainConfig, TrainResult, pad_batch,
                                 resolve_device, set_seed, train)
 from shop_recs.ml.types import Baskets, ItemAttributes
@@ -34,7 +35,7 @@ logger = logging.getLogger("shop_recs.ml.scorer")
 
 __all__ = ["BundleScorer", "warm_start", "MAX_PRIOR_ITEMS"]
 
-MAX_PRIOR_ITEMS = 8000  # 8000^2 float32 = 256 MB per prior matrix
+MAX_PRIOR_ITEMS = 8000  # dense prior up to here (8000^2 float32 = 256 MB each), CSR above
 
 
 class BundleScorer:
@@ -47,7 +48,7 @@ class BundleScorer:
         self.train_config = train_config or TrainConfig()
         self.max_context_eval = max_context_eval
         self.prior_lambda = prior_lambda  # EASE lambda of the item-item prior (use_prior)
-        self.max_prior_items = max_prior_items  # larger catalogues train without the prior
+        self.max_prior_items = max_prior_items  # larger catalogues get a sparse (CSR) prior
         self.model: BundleModel | None = None
         self.vocab: FeatureVocab | None = None
         self.result: TrainResult | None = None
@@ -62,11 +63,13 @@ class BundleScorer:
             self.model_config, n_items=len(attrs), n_words=len(self.vocab.words),
             max_words=self.vocab.max_words, n_categories=len(self.vocab.categories),
             n_price_bands=self.vocab.n_bands)
-        if cfg.use_prior and cfg.n_items > self.max_prior_items:
-            # the prior is a dense n x n matrix (three of them while training)
-            logger.warning("catalogue of %d items: item-item prior disabled (limit %d)",
-                           cfg.n_items, self.max_prior_items)
-            cfg = dataclasses.replace(cfg, use_prior=False)
+        # above the limit a dense n x n prior (three while training) would not fit: the prior
+        # is a CSR matrix pruned per row instead (shop_recs.ml.sparse); nothing is dropped
+        cfg = dataclasses.replace(cfg, prior_nnz=0, sparse_prior=cfg.use_prior and not use_dense(
+            cfg.n_items, self.max_prior_items))
+        if cfg.sparse_prior:
+            logger.info("catalogue of %d items: sparse item-item prior (dense limit %d)",
+                        cfg.n_items, self.max_prior_items)
         self.model_config = cfg
         self.model = BundleModel(cfg)
         self.model.set_features(torch.from_numpy(feats.words), torch.from_numpy(feats.category),
@@ -105,17 +108,26 @@ class BundleScorer:
                                       for i, q in enumerate(qs)]))
         self.device = torch.device("cpu")
         self.result = train(self.model, examples, self.train_config, validate, callback)
-        self.model.prior_folds = torch.zeros(0, device=self.model.prior.device)  # training only
+        self.model.clear_prior_folds()  # training only
         self.device = resolve_device(self.train_config.device)
         return self
 
     def _fit_prior(self, baskets: Baskets, folds: np.ndarray) -> None:
         """EASE on all training orders (used to score) and on each half without the other
         (used while training, so a basket never meets a prior fitted on itself)."""
-        lam = self.prior_lambda
-        full = EASE(lam).fit(baskets).matrix
-        oof = [EASE(lam).fit(baskets.select(folds != f)).matrix for f in (0, 1)]
-        self.model.set_prior(torch.from_numpy(full), torch.from_numpy(np.stack(oof)))
+        lam, limit = self.prior_lambda, self.max_prior_items
+        parts = [baskets] + [baskets.select(folds != f) for f in (0, 1)]
+        # the same rule as the baselines: dense up to the limit, CSR above (sparse.use_dense)
+        mats = [EASE(lam, cooccurrence_counts(b, dense_max_items=limit)).fit(b).matrix
+                for b in parts]
+        if self.model_config.sparse_prior:
+            csr = [(torch.from_numpy(m.indptr.astype(np.int64)),
+                    torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data))
+                   for m in mats]
+            self.model.set_sparse_prior(csr[0], csr[1:])
+            self.model_config = self.model.config
+            return
+        self.model.set_prior(torch.from_numpy(mats[0]), torch.from_numpy(np.stack(mats[1:])))
 
     def for_new_products(self, new: np.ndarray, bias_quantile: float = 0.5,
                          borrow: tuple[np.ndarray, np.ndarray] | None = None) -> "BundleScorer":

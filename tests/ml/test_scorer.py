@@ -1,4 +1,4 @@
-"""BundleScorer: the prior's catalogue limit, batching, warm start across catalogues."""
+"""BundleScorer: the prior's catalogue limit (dense or sparse), batching, warm start across catalogues."""
 
 import numpy as np
 import torch
@@ -12,10 +12,11 @@ TINY = BundleModelConfig(n_items=0, d_model=16, n_heads=2, n_layers=1, dropout=0
 ONE = TrainConfig(epochs=1, batch_size=64, threads=1, time_budget_s=None, device="cpu")
 
 
-def test_a_catalogue_above_the_limit_trains_without_the_prior(data):
+def test_a_catalogue_above_the_limit_keeps_a_sparse_prior(data):
     baskets, _, attrs = data
-    small = BundleScorer(TINY, ONE, max_prior_items=10).fit(baskets, attrs)
-    assert not small.model_config.use_prior and small.model.prior.numel() == 0
+    small = BundleScorer(TINY, ONE, max_prior_items=10).fit(baskets, attrs)  # limit < catalogue
+    assert small.model_config.use_prior and small.model_config.sparse_prior
+    assert small.model.prior.numel() == 0 and small.model_config.prior_nnz > 0
     big = BundleScorer(TINY, ONE, max_prior_items=1000).fit(baskets, attrs)
     assert big.model_config.use_prior and big.model.prior.shape == (len(attrs) + 1,) * 2
 

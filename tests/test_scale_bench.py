@@ -1,0 +1,29 @@
+"""Helpers of benchmarks.scale: size parsing, growth exponents, the printed table."""
+
+import pytest
+
+from benchmarks.scale import growth_exponent, parse_size, table
+
+
+def test_sizes_read_like_the_command_line():
+    assert [parse_size(s) for s in ("10k", "100K", "1m", "2.5k", "500")] == [
+        10_000, 100_000, 1_000_000, 2_500, 500]
+
+
+def test_growth_exponent_is_the_log_log_slope():
+    assert growth_exponent([10, 100, 1000], [3, 300, 30_000]) == pytest.approx(2.0)
+    assert growth_exponent([10_000, 100_000], [20.0, 200.0]) == pytest.approx(1.0)
+    assert growth_exponent([10], [1.0]) is None  # one point has no slope
+    assert growth_exponent([10, 100], [0.0, 5.0]) is None  # a zero cannot be logged
+
+
+def test_table_lists_every_stage_and_size():
+    results = [{"products": n, "lines": 50 * n, "run_seconds": n / 100, "peak_rss_mb": 100,
+                "planted_recall10": 0.9, "catalogue": n,
+                "stages": {"import": {"seconds": 1.0, "peak_rss_mb": 90},
+                           "baselines": {"seconds": 2.0, "peak_rss_mb": 95}}}
+               for n in (10_000, 100_000)]
+    del results[0]["stages"]["baselines"]
+    text = table(results)
+    assert "import" in text and "baselines" in text and "100,000" in text
+    assert text.splitlines()[3].split()[0] == "baselines" and "-" in text.splitlines()[3]
