@@ -201,7 +201,13 @@ def head_tail_ease(counts: sp.csr_matrix, lam: float, head: int, keep: int | Non
     hb = sp.coo_matrix(sp.csr_matrix(b.astype(np.float32)))
     head_part = sp.csr_matrix((hb.data, (hidx[hb.row], hidx[hb.col])), shape=(n, n))
     out = (tail + head_part).tocsr()
-    return prune_rows(out, keep, tie_term(support)) if keep is not None else out
+    if keep is None:
+        return out
+    # row blocks: one lexsort over every entry needs several int64 copies of nnz (1M products:
+    # ~10^8 entries, past an 8 GB cap)
+    tie = tie_term(support)
+    return sp.vstack([prune_rows(out[a:b], keep, tie) for a, b in zip(*_nnz_blocks(out))],
+                     format="csr")
 
 
 def context_matrix(contexts: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
