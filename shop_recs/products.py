@@ -22,12 +22,14 @@ import functools
 from decimal import Decimal
 
 from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import Q
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 from django.utils.module_loading import import_string
+from django.utils.translation import get_language
 
 from shop_recs.conf import DEFAULT_PRODUCT_MODEL, product_model_label, recs_settings
 
@@ -145,10 +147,7 @@ class ProductAdapter:
         if hasattr(product, "get_absolute_url"):
             return product.get_absolute_url()
         if recs_settings.PRODUCT_URL_NAME:
-            try:
-                return reverse(recs_settings.PRODUCT_URL_NAME, args=[product.pk])
-            except NoReverseMatch:
-                return ""
+            return _reversed(recs_settings.PRODUCT_URL_NAME, product.pk)
         return ""
 
     def prepare(self, products):
@@ -229,6 +228,27 @@ def get_product_model():
         ) from exc
 
 
+# ``PRODUCT_URL_NAME`` reversed with a pk is a function of the URLconf, the script prefix,
+# the language (``i18n_patterns``) and the pk alone: remembered per process, since
+# ``reverse`` costs more than the rest of a product's entry in an answer.
+_URLS = {}
+_URLS_MAX = 20_000
+
+
+def _reversed(name, pk):
+    key = (settings.ROOT_URLCONF, get_urlconf(), get_script_prefix(), get_language(), name, pk)
+    url = _URLS.get(key)
+    if url is None:
+        try:
+            url = reverse(name, args=[pk])
+        except NoReverseMatch:
+            url = ""
+        if len(_URLS) >= _URLS_MAX:
+            _URLS.clear()
+        _URLS[key] = url
+    return url
+
+
 @functools.cache
 def get_adapter():
     """The configured :class:`ProductAdapter`, built once per settings."""
@@ -237,6 +257,7 @@ def get_adapter():
 
 
 def _settings_changed(*, setting, **kwargs):
+    _URLS.clear()  # a test's URLconf may reuse a module name with other patterns
     if setting in ("SHOP_RECS", "SHOP_RECS_PRODUCT_MODEL"):
         get_adapter.cache_clear()
 

@@ -395,7 +395,7 @@ def has_history(visitor):
 
 def shared_answer(parts, anchor_pks, visitor, values=None):
     """The answer stored for ``parts`` (:func:`store_answer`) if still valid and meant for
-    ``visitor``: anonymous, or known to have no purchase history. One cache round trip
+    ``visitor``: anonymous, or known to have no purchase history. Two cache reads
     (see ``lookup_answer``, which also reads the keys of ``values`` into it); for a visitor
     not seen lately, one query more, asked only when the candidate lists are cached too, so
     that a personalised call stays within three."""

@@ -422,3 +422,19 @@ def test_the_written_out_representation_equals_drfs_generic_one(shop):
         generic = serializers.Serializer.to_representation(RecommendationsSerializer(), body)
         assert json.loads(json.dumps(written)) == json.loads(json.dumps(generic))
         assert written["items"] and list(written) == list(generic)
+
+
+def test_product_urls_follow_the_urlconf_and_script_prefix(shop):
+    from django.urls import set_script_prefix
+
+    from shop_recs.products import get_adapter
+
+    adapter, product = get_adapter(), shop[0][0]
+    first = adapter.url(product)
+    assert first.endswith(f"/{product.pk}/") and adapter.url(product) == first
+    set_script_prefix("/shop/")
+    try:
+        assert adapter.url(product) == f"/shop{first}"
+    finally:
+        set_script_prefix("/")
+    assert adapter.url(product) == first
