@@ -47,7 +47,6 @@ from pathlib import Path
 
 import numpy as np
 
-NOTES = Path("/work/notes/s3")
 PRODUCT_ID = re.compile(r'data-product-id="([^"]+)"')
 
 
@@ -235,7 +234,7 @@ def main(argv=None):
     parser.add_argument("--log", type=Path)
     args = parser.parse_args(argv)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    log_path = args.log or (NOTES / f"replay_{stamp}.log" if NOTES.is_dir() else None)
+    log_path = args.log
     lines = []
 
     def log(text):

@@ -334,11 +334,9 @@ def _who(visitor):
 
 # Candidates and their cache ----------------------------------------------------------
 
-def purchased_items(visitor, limit=None):
-    """The products ``visitor`` bought, most recent first, once per order: one indexed
-    query over their latest ``limit`` purchase lines (``BOOST_HISTORY``), plain SQL as in
-    :func:`has_history`."""
-    connection = connections[router.db_for_read(Interaction)]
+def _who_sql(visitor, connection):
+    """``(conditions, params)`` selecting ``visitor``'s rows by user and/or visitor id, for
+    the plain SQL of :func:`purchased_items` and :func:`has_history` (``_who`` as SQL)."""
     meta, quote = Interaction._meta, connection.ops.quote_name
     where, params = [], []
     for name, value in (("user", visitor.user_id), ("visitor_id", visitor.visitor_id or None)):
@@ -346,8 +344,19 @@ def purchased_items(visitor, limit=None):
             field = meta.get_field(name)
             where.append(f"{quote(field.column)} = %s")
             params.append(field.get_db_prep_value(value, connection))
+    return where, params
+
+
+def purchased_items(visitor, limit=None):
+    """The products ``visitor`` bought, most recent first, once per order: one indexed
+    query over their latest ``limit`` purchase lines (``BOOST_HISTORY``), plain SQL as in
+    :func:`has_history`."""
+    connection = connections[router.db_for_read(Interaction)]
+    meta, quote = Interaction._meta, connection.ops.quote_name
+    where, params = _who_sql(visitor, connection)
     if not where:
         return []
+
     def column(name):
         return quote(meta.get_field(name).column)
 
@@ -379,12 +388,7 @@ def has_history(visitor):
         return False
     connection = connections[router.db_for_read(Interaction)]
     meta, quote = Interaction._meta, connection.ops.quote_name
-    where, params = [], []
-    for name, value in (("user", visitor.user_id), ("visitor_id", visitor.visitor_id or None)):
-        if value is not None:
-            field = meta.get_field(name)
-            where.append(f"{quote(field.column)} = %s")
-            params.append(field.get_db_prep_value(value, connection))
+    where, params = _who_sql(visitor, connection)
     # Only quoted table and column names are interpolated; values are parameters.
     sql = (f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('kind').column)}"  # nosec B608
            f" = %s AND ({' OR '.join(where)}) LIMIT 1")
