@@ -21,7 +21,7 @@ Personalisation follows the serving run's returning-visitor policy (``serving_po
 measured per shop on validation by ``shop_recs.ml.policy``; ``SHOP_RECS["PERSONALISE"]``
 False turns it off). *boost*: the visitor's past purchases (by user, else by the
 pseudonymous session id) join the candidates with a recency- and frequency-weighted bonus,
-the formula the run evaluated (``_boosted``), so a wholesale customer sees what they re-order.
+the formula the run evaluated (``shop_recs.returning.boosted``), so a wholesale customer sees what they re-order.
 *demote* (also runs that recorded no policy): products the visitor already bought move to
 the end of each source, products in the FBT lists of what they bought move up. *off*: the
 anonymous list.
@@ -43,12 +43,13 @@ delete (``post_save``/``post_delete``) shows on the next request; after
 import logging
 from dataclasses import dataclass, field
 
-from django.db import connections, router
-from django.db.models import BooleanField, Case, Exists, OuterRef, Q, Value, When
+from django.db.models import BooleanField, Case, Exists, OuterRef, Value, When
 
 from shop_recs.conf import recs_settings
 from shop_recs.models import Interaction, Recommendation
 from shop_recs.products import get_adapter
+from shop_recs.returning import (  # noqa: F401 (re-exported: ranking's public API)
+    HISTORY_SIZE, Visitor, boosted, has_history, personal, purchased_items, purchases, who)
 from shop_recs.serving_queries import (  # noqa: F401 (re-exported: ranking's public API)
     BUNDLE, FALLBACK, HISTORY, MODEL, _compiled_products, _products_queryset,
     compute_candidates, evidence_of)
@@ -60,21 +61,8 @@ from shop_recs.serving_cache import (  # noqa: F401 (re-exported: ranking's publ
 logger = logging.getLogger(__name__)
 
 COOCCURRENCE, POPULAR = "cooccurrence", "popular"
-HISTORY_SIZE = 50
-BOOST_HISTORY = 256  # purchase lines the boost reads (shop_recs.ml.policy.max_history)
 OFF, BOOST, DEMOTE = "off", "boost", "demote"  # returning-visitor policies (ml.policy)
 MAX_ANCHORS = 50
-
-
-@dataclass(frozen=True)
-class Visitor:
-    """Who is asking: a user id and/or a pseudonymous visitor id (both may be empty)."""
-
-    user_id: object = None
-    visitor_id: str = ""
-
-    def __bool__(self):
-        return self.user_id is not None or bool(self.visitor_id)
 
 
 @dataclass
@@ -172,16 +160,16 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
         bundles = bundles if BUNDLE in sources else {}
     skip = {str(pk) for pk in anchor_pks} | {str(pk) for pk in exclude}
     mode = policy.get("mode", DEMOTE) if recs_settings.PERSONALISE else OFF
-    boosted = None
+    reordered = None
     if mode == BOOST:
-        purchased = _purchases(visitor)
+        purchased = purchases(visitor)
         visitor = Visitor()  # the fetch stays the plain query: the order is decided here
         if purchased:
-            boosted = _boosted(candidates, purchased, policy, skip)
+            reordered = boosted(candidates, purchased, policy, skip)
     else:
-        visitor = _personal(visitor) if mode == DEMOTE else Visitor()
+        visitor = personal(visitor) if mode == DEMOTE else Visitor()
     # Three times the limit survives the stock filter in practice and keeps the query small.
-    wanted = (boosted or [c for c in candidates if str(c[0]) not in skip])[:limit * 3]
+    wanted = (reordered or [c for c in candidates if str(c[0]) not in skip])[:limit * 3]
     versions = (_product_versions([*anchor_pks, *(c[0] for c in wanted)])
                 if stamp is not None else None)
     products, found_anchors = _fetch(wanted, anchor_pks if anchors is None else [], visitor)
@@ -202,7 +190,7 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
                           owned=bool(getattr(product, "shop_recs_owned", False))))
     if history:
         items = _personalise(items)
-    history = history or boosted is not None
+    history = history or reordered is not None
     items = items[:limit]
     for item in items:  # decoded for the items shown only
         item.evidence = evidence_of(item.evidence)
@@ -215,66 +203,6 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     # is the anonymous one (nothing is owned or related), so that answer may be shared.
     return Recommendations(anchors, items, {pk: b for pk, b in bundles.items() if pk in shown},
                            personalised=history, versions=None if history else versions)
-
-
-def _personal(visitor):
-    """``visitor`` when personalisation applies; an anonymous one when it is off or the
-    visitor has no purchases, so that the fetch stays the plain query.
-
-    A visitor known to have none costs one cache read; otherwise ``has_history`` asks (one
-    indexed query, remembered when the answer is no).
-    """
-    if not visitor or not recs_settings.PERSONALISE:
-        return Visitor()
-    keys = no_history_keys(visitor.user_id, visitor.visitor_id)
-    try:
-        if len(_cache().get_many(keys)) == len(keys):
-            return Visitor()
-    except Exception:  # noqa: BLE001 (cache down: ask the database)
-        logger.warning("shop_recs cache unavailable", exc_info=True)
-    if has_history(visitor):
-        return visitor
-    remember_no_history(keys)
-    return Visitor()
-
-
-def _purchases(visitor):
-    """The products ``visitor`` bought, most recent order first, once per order
-    (:func:`purchased_items`, one query that also answers "any history?"); ``[]`` when
-    personalisation does not apply or they bought nothing (remembered, as ``_personal``)."""
-    if not visitor or not recs_settings.PERSONALISE:
-        return []
-    keys = no_history_keys(visitor.user_id, visitor.visitor_id)
-    try:
-        if len(_cache().get_many(keys)) == len(keys):
-            return []
-    except Exception:  # noqa: BLE001 (cache down: ask the database)
-        logger.warning("shop_recs cache unavailable", exc_info=True)
-    purchased = purchased_items(visitor)
-    if not purchased:
-        remember_no_history(keys)
-    return purchased
-
-
-def _boosted(candidates, purchased, policy, skip):
-    """The candidates and the visitor's purchases in the order of the *boost* policy, the
-    formula ``shop_recs.ml.policy.served_topk`` evaluated: the published rank's base
-    ``1 - rank / top_k`` plus ``weight * 0.5 ** (position / half_life)`` per past order."""
-    top_k = max(int(policy.get("top_k") or recs_settings.FBT_TOP_K), 1)
-    weight, half_life = float(policy.get("weight") or 0.0), float(policy.get("half_life") or 1.0)
-    score, entries = {}, {}
-    for rank, candidate in enumerate(candidates):
-        key = str(candidate[0])
-        score[key] = max(1.0 - rank / top_k, 0.0)
-        entries[key] = candidate
-    for position, pk in enumerate(purchased[:BOOST_HISTORY]):
-        key = str(pk)
-        score[key] = score.get(key, 0.0) + weight * 0.5 ** (position / max(half_life, 1e-9))
-        entries.setdefault(key, (pk, HISTORY, "bought before", 0.0, None, None, {}))
-    order = {key: i for i, key in enumerate(entries)}  # ties: published order, then recency
-    ranked = sorted((key for key in entries if key not in skip),
-                    key=lambda key: (-score[key], order[key]))
-    return [entries[key] for key in ranked]
 
 
 def _personalise(items):
@@ -300,7 +228,7 @@ def _fetch(candidates, anchor_pks, visitor):
     else:
         queryset = _compiled_products(adapter, pks, anchor_pks)
     if visitor and pks:
-        mine = Interaction.objects.purchases().filter(_who(visitor))
+        mine = Interaction.objects.purchases().filter(who(visitor))
         history = mine.order_by("-timestamp").values("product")[:HISTORY_SIZE]
         # "Owned" as an uncorrelated IN: evaluated once through the visitor's index, where a
         # correlated EXISTS may walk each product's purchases (SQLite without statistics).
@@ -321,80 +249,6 @@ def _fetch(candidates, anchor_pks, visitor):
         else:
             products[key] = product
     return products, anchors
-
-
-def _who(visitor):
-    q = Q(pk__in=[])
-    if visitor.user_id is not None:
-        q |= Q(user_id=visitor.user_id)
-    if visitor.visitor_id:
-        q |= Q(visitor_id=visitor.visitor_id)
-    return q
-
-
-# Candidates and their cache ----------------------------------------------------------
-
-def _who_sql(visitor, connection):
-    """``(conditions, params)`` selecting ``visitor``'s rows by user and/or visitor id, for
-    the plain SQL of :func:`purchased_items` and :func:`has_history` (``_who`` as SQL)."""
-    meta, quote = Interaction._meta, connection.ops.quote_name
-    where, params = [], []
-    for name, value in (("user", visitor.user_id), ("visitor_id", visitor.visitor_id or None)):
-        if value is not None:
-            field = meta.get_field(name)
-            where.append(f"{quote(field.column)} = %s")
-            params.append(field.get_db_prep_value(value, connection))
-    return where, params
-
-
-def purchased_items(visitor, limit=None):
-    """The products ``visitor`` bought, most recent first, once per order: one indexed
-    query over their latest ``limit`` purchase lines (``BOOST_HISTORY``), plain SQL as in
-    :func:`has_history`."""
-    connection = connections[router.db_for_read(Interaction)]
-    meta, quote = Interaction._meta, connection.ops.quote_name
-    where, params = _who_sql(visitor, connection)
-    if not where:
-        return []
-
-    def column(name):
-        return quote(meta.get_field(name).column)
-
-    # Only quoted table and column names are interpolated; values are parameters.
-    sql = (f"SELECT {column('product')}, {column('order_id')} "  # nosec B608
-           f"FROM {quote(meta.db_table)} "
-           f"WHERE {column('kind')} = %s AND ({' OR '.join(where)}) "
-           f"ORDER BY {column('timestamp')} DESC, {quote(meta.pk.column)} DESC LIMIT %s")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [Interaction.Kind.PURCHASE.value, *params, limit or BOOST_HISTORY])
-        rows = cursor.fetchall()
-    key = meta.get_field("product").target_field.to_python
-    seen, items = set(), []
-    for product, order in rows:
-        if (product, order) not in seen:  # once per order (an order may repeat a line)
-            seen.add((product, order))
-            items.append(key(product))
-    return items
-
-
-def has_history(visitor):
-    """Whether ``visitor`` has purchases that personalisation would use (one query).
-
-    ``Interaction.objects.purchases().filter(_who(visitor)).exists()`` as plain SQL: it
-    runs on every warm call of a visitor with a session, where compiling the queryset
-    would cost more than the indexed lookup itself.
-    """
-    if not visitor or not recs_settings.PERSONALISE:
-        return False
-    connection = connections[router.db_for_read(Interaction)]
-    meta, quote = Interaction._meta, connection.ops.quote_name
-    where, params = _who_sql(visitor, connection)
-    # Only quoted table and column names are interpolated; values are parameters.
-    sql = (f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('kind').column)}"  # nosec B608
-           f" = %s AND ({' OR '.join(where)}) LIMIT 1")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [Interaction.Kind.PURCHASE.value, *params])
-        return cursor.fetchone() is not None
 
 
 def shared_answer(parts, anchor_pks, visitor, values=None):

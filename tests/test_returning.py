@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
-from shop_recs import privacy, ranking
+from shop_recs import privacy, ranking, returning
 from shop_recs.ml.policy import served_topk
 from shop_recs.models import Interaction, TrainingRun
 from tests.serving_data import serving_shop
@@ -108,7 +108,7 @@ def test_serving_orders_as_the_evaluated_formula():
         policy = {"weight": float(rng.choice([0.1, 0.5, 2.0])),
                   "half_life": float(rng.choice([2.0, 16.0])), "top_k": 10}
         candidates = [(int(i), "model", "ease", 0.0, 1, None, {}) for i in cands]
-        served = ranking._boosted(candidates, [int(i) for i in history], policy,
+        served = returning.boosted(candidates, [int(i) for i in history], policy,
                                   {str(anchor[0])})
         expected = served_topk(cands[None, :], [history], [anchor], "boost",
                                policy["weight"], policy["half_life"], k=10)[0]

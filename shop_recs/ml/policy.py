@@ -5,7 +5,7 @@ Whether re-buying helps is a property of the shop (a wholesaler's customers re-o
 stock; nobody buys a second television), so each run decides it from its own orders. The
 widget can only show what serving can reach: the anchor's published list (its first
 ``top_k`` entries, ranked) and the visitor's own purchases. Every policy is evaluated on
-exactly that, with the formula serving applies (``shop_recs.ranking._boosted``)::
+exactly that, with the formula serving applies (``shop_recs.returning.boosted``)::
 
     served score = base(rank) + weight * sum over the visitor's past orders of
                    0.5 ** (position / half_life)
