@@ -21,7 +21,10 @@ rest), through Django's test client in this process. For each: *cold* (the cache
 before every request), *first pass* (an empty cache, then the traffic as it comes) and
 *warm* (the same traffic again), with the cache hit rate; the FBT API against a trivial DRF
 endpoint and the product page with the widget against the same page without it, measured
-in alternating rounds. Prints figures and ratios; asserts nothing about time.
+in alternating rounds. The pages are requested by a shopper with a session (the demo's
+pages start one); the API by the same shopper, or with ``--headless`` by a client that
+sends no cookies (no session to load: a cheaper trivial view, so higher ratios). Prints
+figures and ratios; asserts nothing about time.
 """
 
 import argparse
@@ -182,13 +185,17 @@ def quantiles(times):
 
 
 class Bench:
-    def __init__(self):
+    def __init__(self, headless=False):
         from django.core.cache import caches  # noqa: PLC0415
         from django.test import Client  # noqa: PLC0415
 
         from shop_recs.conf import recs_settings  # noqa: PLC0415
 
-        self.client = Client()
+        self.client = Client()  # pages: a shopper (the demo's pages start a session)
+        # The API's caller: the same shopper (the widget's JavaScript on the shop's own
+        # domain sends the session cookie) or, ``headless``, a client without cookies (a
+        # storefront rendered elsewhere).
+        self.api_client = Client() if headless else self.client
         self.cache = caches[recs_settings.CACHE_ALIAS]
         self.hits = 0
         self.calls = 0
@@ -201,8 +208,9 @@ class Bench:
             # decision or a fallback refresh does) makes every answer and candidate list
             # miss; the shard tokens and "no purchases" marks stay, as they would.
             serving_cache.invalidate()
+        client = self.api_client if url.startswith(("/api/", TRIVIAL_URL)) else self.client
         start = time.perf_counter()
-        response = self.client.get(url)
+        response = client.get(url)
         spent = time.perf_counter() - start
         if response.status_code != 200:
             raise RuntimeError(f"{url}: HTTP {response.status_code}")
@@ -254,9 +262,11 @@ def measure(args, label):
     from django.db import connection, reset_queries  # noqa: PLC0415
     from django.test.utils import CaptureQueriesContext  # noqa: PLC0415
 
-    bench = Bench()
+    bench = Bench(headless=args.headless)
     rows = []
     sets = dict(zip(("best sellers", "long tail"), traffic(args.requests, args.seed)))
+    # Every row with the same client state: the shopper has visited a page (a session).
+    bench.get(f"/products/{sets['best sellers'][0]}/")
     for name, pks in sets.items():
         api = [f"/api/shop-recs/v1/products/{pk}/frequently-bought-together/" for pk in pks]
         page = [f"/products/{pk}/" for pk in pks]
@@ -307,7 +317,6 @@ def measure(args, label):
 def run(args):
     from django.conf import settings  # noqa: PLC0415
     from django.test import override_settings  # noqa: PLC0415
-    from django.test.utils import setup_test_environment  # noqa: PLC0415
     from django.urls import include, path  # noqa: PLC0415
     from rest_framework.response import Response  # noqa: PLC0415
     from rest_framework.views import APIView  # noqa: PLC0415
@@ -327,13 +336,15 @@ def run(args):
     module.urlpatterns = [path(TRIVIAL_URL.strip("/") + "/", Trivial.as_view()),
                           path("", include(settings.ROOT_URLCONF))]
     sys.modules["benchmark_urls"] = module
-    setup_test_environment()
+    # No ``setup_test_environment()``: its instrumented template rendering (a signal and a
+    # copy of every context) is not what a shop runs. ``testserver`` is an allowed host.
     rates = {"shop_recs.read": None, "shop_recs.events": None, "shop_recs.staff": None}
     cache = (settings.CACHES if args.cache != "locmem-300" else
              {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})["default"]
     label = (f"{cache['BACKEND'].rsplit('.', 1)[-1]}"
              f" (MAX_ENTRIES {cache.get('OPTIONS', {}).get('MAX_ENTRIES', 300)})"
              if "locmem" in cache["BACKEND"] else cache["BACKEND"].rsplit(".", 1)[-1])
+    label += ", API caller without cookies" if args.headless else ", API caller = the shopper"
     caches = settings.CACHES
     if args.cache == "locmem-300":
         caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -352,6 +363,9 @@ def main(argv=None):
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--time-budget", type=float, default=120)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--headless", action="store_true",
+                        help="the API's caller sends no cookies (default: the shopper, with "
+                             "the session the demo's pages start)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))

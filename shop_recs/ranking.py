@@ -168,11 +168,13 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
             reordered = boosted(candidates, purchased, policy, skip)
     else:
         visitor = personal(visitor) if mode == DEMOTE else Visitor()
-    # Three times the limit survives the stock filter in practice and keeps the query small.
+    # Three times the limit survives the stock filter in practice and keeps the query small;
+    # the query returns the first ``limit`` available of them.
     wanted = (reordered or [c for c in candidates if str(c[0]) not in skip])[:limit * 3]
     versions = (_product_versions([*anchor_pks, *(c[0] for c in wanted)])
                 if stamp is not None else None)
-    products, found_anchors = _fetch(wanted, anchor_pks if anchors is None else [], visitor)
+    products, found_anchors = _fetch(wanted, anchor_pks if anchors is None else [], visitor,
+                                     limit)
     if anchors is None:
         if strict and len(found_anchors) != len(anchor_pks):
             raise LookupError("unknown or inactive product")
@@ -213,20 +215,24 @@ def _personalise(items):
                           not getattr(pair[1].product, "shop_recs_related", False), pair[0]))]
 
 
-def _fetch(candidates, anchor_pks, visitor):
-    """The live, available products among ``candidates`` and the anchors: one query."""
+def _fetch(candidates, anchor_pks, visitor, limit=None):
+    """The live, available products among ``candidates`` and the anchors: one query. With
+    ``limit``, the first ``limit`` of them in the candidates' order (a personal fetch,
+    which reorders, reads them all)."""
     adapter = get_adapter()
     pks = [c[0] for c in candidates]
     if not pks and not anchor_pks:
         return {}, {}
     related = {path.rsplit("__", 1)[0] for path in adapter.fields.values()
                if path and "__" in path}
-    if (visitor and pks) or related:
-        queryset = _products_queryset(adapter, pks, anchor_pks)
+    personal_fetch = bool(visitor and pks)
+    if personal_fetch or related:
+        queryset = _products_queryset(adapter, pks, anchor_pks,
+                                      None if personal_fetch else limit)
         if related:
             queryset = queryset.select_related(*related)
     else:
-        queryset = _compiled_products(adapter, pks, anchor_pks)
+        queryset = _compiled_products(adapter, pks, anchor_pks, limit)
     if visitor and pks:
         mine = Interaction.objects.purchases().filter(who(visitor))
         history = mine.order_by("-timestamp").values("product")[:HISTORY_SIZE]
@@ -241,7 +247,7 @@ def _fetch(candidates, anchor_pks, visitor):
         )
     anchor_keys = {str(pk) for pk in anchor_pks}
     products, anchors = {}, {}
-    for product in (queryset.order_by() if hasattr(queryset, "order_by") else queryset):
+    for product in queryset:
         key = str(product.pk)
         if key in anchor_keys:
             if adapter.get(product, "is_active"):

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, router
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 
 from shop_recs.conf import recs_settings
 from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Recommendation,
@@ -182,11 +182,22 @@ def _rows_sql(connection, n_anchors, n_statuses, fallback, by_run):
     return " UNION ALL ".join(parts)
 
 
-def _products_queryset(adapter, pks, anchor_pks):
+def _products_queryset(adapter, pks, anchor_pks, limit=None):
+    """The available products among ``pks`` and the anchors (whatever their state). With
+    ``limit``: the anchors and the first ``limit`` available products in the order of
+    ``pks``, so that no row is fetched (and built into an instance) that is not shown."""
     available = Q(pk__in=pks) & adapter.available_q()
     if adapter.fields["price"] and "__" not in adapter.fields["price"]:
         available &= Q(**{f"{adapter.fields['price']}__isnull": False})
-    return adapter.model._default_manager.filter(available | Q(pk__in=anchor_pks))
+    queryset = adapter.model._default_manager.filter(available | Q(pk__in=anchor_pks))
+    if limit is None:
+        return queryset.order_by()
+    whens = [When(pk=pk, then=Value(i)) for i, pk in enumerate(pks)]
+    if anchor_pks:
+        whens.insert(0, When(pk__in=anchor_pks, then=Value(-1)))
+    position = Case(*whens, default=Value(len(pks)), output_field=models.IntegerField())
+    return (queryset.alias(shop_recs_position=position)
+            .order_by("shop_recs_position")[:limit + len(anchor_pks)])
 
 
 # Compiled product queries by shape: building and compiling the queryset cost several
@@ -208,9 +219,9 @@ def _sentinel(field, k):
     return None
 
 
-def _compiled_products(adapter, pks, anchor_pks):
+def _compiled_products(adapter, pks, anchor_pks, limit=None):
     """``_products_queryset``'s instances from its SQL compiled once per shape (numbers of
-    keys, adapter, database, availability filter), its keys filled in per call, the rows
+    keys, limit, adapter, database, availability filter), its keys filled in per call, the rows
     converted and turned into instances the way the ORM does. Falls back to the queryset
     for key types it cannot stand in for, managers that filter, or selects that are not
     the model's own columns."""
@@ -220,16 +231,17 @@ def _compiled_products(adapter, pks, anchor_pks):
     # The adapter itself is in the key (kept alive, so its id is never reused by another).
     # The base adapter's filter depends on its fields only; another's may vary per call.
     base = type(adapter).available_q is ProductAdapter.available_q
-    shape = (adapter, using, len(pks), len(anchor_pks),
+    shape = (adapter, using, len(pks), len(anchor_pks), limit,
              None if base else repr(adapter.available_q()))
     compiled = _COMPILED.get(shape)
     if compiled is None:
         field = model._meta.pk
         stand_ins = [_sentinel(field, k) for k in range(len(pks) + len(anchor_pks))]
         if (None in stand_ins or manager.get_queryset is not models.Manager.get_queryset):
-            return _products_queryset(adapter, pks, anchor_pks)
-        queryset = _products_queryset(adapter, stand_ins[:len(pks)], stand_ins[len(pks):])
-        compiler = queryset.order_by().query.get_compiler(using)
+            return _products_queryset(adapter, pks, anchor_pks, limit)
+        queryset = _products_queryset(adapter, stand_ins[:len(pks)], stand_ins[len(pks):],
+                                      limit)
+        compiler = queryset.query.get_compiler(using)
         try:
             sql, params = compiler.as_sql()
         except EmptyResultSet:
@@ -237,13 +249,14 @@ def _compiled_products(adapter, pks, anchor_pks):
         columns = [expression for expression, _sql, _alias in compiler.select]
         names = [getattr(getattr(c, "target", None), "attname", None) for c in columns]
         if names != [f.attname for f in model._meta.concrete_fields]:
-            return _products_queryset(adapter, pks, anchor_pks)
+            return _products_queryset(adapter, pks, anchor_pks, limit)
         connection = connections[using]
         prepared = [field.get_db_prep_value(v, connection) for v in stand_ins]
+        # A key may be a parameter twice (the filter and, with a limit, the ordering).
         slots = {i: prepared.index(value) for i, value in enumerate(params)
                  if any(value == p and type(value) is type(p) for p in prepared)}
-        if len(slots) != len(stand_ins):
-            return _products_queryset(adapter, pks, anchor_pks)
+        if set(slots.values()) != set(range(len(stand_ins))):
+            return _products_queryset(adapter, pks, anchor_pks, limit)
         if len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.clear()
         converters = list(compiler.get_converters(columns).items())

@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from shop_recs import fallbacks, ranking, review
+from shop_recs import fallbacks, ranking, review, serving_cache
 from shop_recs.models import Bundle, BundleItem, Interaction, Product, TrainingRun
 from shop_recs.signals import bundles_changed, run_activated
 from tests.serving_data import make_products, purchases, serving_shop
@@ -187,7 +187,7 @@ def test_the_compiled_product_fetch_returns_what_the_orm_returns():
     adapter = ranking.get_adapter()
     wanted, anchors = [p[i].pk for i in range(1, 9)], [p[0].pk]
     compiled = ranking._compiled_products(adapter, wanted, anchors)
-    expected = list(ranking._products_queryset(adapter, wanted, anchors).order_by())
+    expected = list(ranking._products_queryset(adapter, wanted, anchors))
     fields = [f.attname for f in Product._meta.concrete_fields]
 
     def values(products):
@@ -200,6 +200,24 @@ def test_the_compiled_product_fetch_returns_what_the_orm_returns():
     again = ranking._compiled_products(adapter, [p[i].pk for i in range(2, 10)], [p[1].pk])
     assert sorted(product.pk for product in again) == sorted(
         [p[1].pk, *(p[i].pk for i in range(2, 10) if i != 3)])
+
+
+def test_a_limited_fetch_reads_only_the_first_available_products_in_candidate_order():
+    p, _run, _bundle = serving_shop()
+    Product.objects.filter(pk__in=[p[2].pk, p[5].pk]).update(in_stock=False)
+    adapter = ranking.get_adapter()
+    wanted, anchors = [p[i].pk for i in (6, 2, 1, 5, 8, 3, 9)], [p[0].pk]
+    for fetch in (ranking._compiled_products,
+                  lambda *args: list(ranking._products_queryset(*args))):
+        found = fetch(adapter, wanted, anchors, 3)
+        # The anchor, then the first three in stock in the order given (2 and 5 are not).
+        assert sorted(product.pk for product in found) == sorted(
+            [p[0].pk, p[6].pk, p[1].pk, p[8].pk])
+    # An out-of-stock candidate ahead of the last shown is still reported as hidden, so
+    # that the answer depends on it (restocked, it shows at once).
+    result = ranking.recommend([p[0].pk], limit=4, track=True)
+    assert [item.product.pk for item in result.items] == [p[9].pk, p[10].pk, p[1].pk, p[3].pk]
+    assert serving_cache._version_key(p[2].pk) in result.versions
 
 
 def test_evidence_is_decoded_for_the_items_shown():

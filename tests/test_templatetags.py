@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.template import Context, Template
 from django.test import RequestFactory, override_settings
+from django.utils import translation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -146,6 +147,14 @@ def test_item_links_carry_attribution():
     p, run, bundle = serving_shop()
     html = render("{% frequently_bought_together product limit=3 %}", product=p[0])
     assert f"/products/{p[1].pk}/?widget=fbt&amp;run={run.pk}&amp;attribution=" in html
+
+
+def test_prices_for_the_script_are_not_localised():
+    p, _run, _bundle = serving_shop()
+    with translation.override("de"):
+        html = render("{% frequently_bought_together product limit=3 %}", product=p[0])
+    # widget.js reads data-price with parseFloat: "3,50" would read as 3.
+    assert 'data-price="3.50"' in html and 'data-price="3,50"' not in html
 
 
 def test_no_recommendations_render_nothing():

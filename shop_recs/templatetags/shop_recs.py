@@ -118,34 +118,64 @@ def _reverse(name, *args):
         return ""
 
 
-def _link(url, params):
+def _link(url, query):
     if not url:
         return ""
-    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
-def _entry(product, item=None, *, widget, token):
-    """What the partial needs of one product (the anchor has no ``item``); ``token`` is the
-    answer's :func:`~shop_recs.attribution.token_maker`."""
+def _query_maker(widget, token):
+    """``query(bundle, run)``: the attribution parameters of a product link, encoded once
+    per (bundle, run) of an answer; ``token`` is its
+    :func:`~shop_recs.attribution.token_maker`."""
+    fields = recs_settings.CART_FIELDS
+    made = {}
+
+    def query(bundle, run):
+        if (bundle, run) not in made:
+            params = {k: v for k, v in ((fields["widget"], widget), (fields["bundle"], bundle),
+                                        (fields["run"], run)) if v not in (None, "")}
+            params[fields["token"]] = token(bundle, run)
+            made[bundle, run] = urlencode(params)
+        return made[bundle, run]
+
+    return query
+
+
+def _entry(product, item=None, *, query):
+    """What the partial needs of one product (the anchor has no ``item``); ``query`` is the
+    answer's :func:`_query_maker`."""
     adapter = get_adapter()
     price = adapter.price(product)
-    fields = recs_settings.CART_FIELDS
     bundle = item.bundle if item else None
     run = item.run if item else None
-    params = {k: v for k, v in ((fields["widget"], widget), (fields["bundle"], bundle),
-                                (fields["run"], run)) if v not in (None, "")}
-    params[fields["token"]] = token(bundle, run)
     name = adapter.name(product)
+    # Numbers go to the template as text: ``data-price`` must not be localised ("2,95"
+    # would read as 2 in widget.js), and text renders without the localisation step.
     return {
         "product": product, "pk": str(product.pk), "name": name,
-        "price": price, "price_text": money(price, adapter.get(product, "currency")),
+        "price": price, "price_attr": "" if price is None else str(price),
+        "price_text": money(price, adapter.get(product, "currency")),
         "image_url": str(adapter.get(product, "image_url") or ""),
-        "initials": initials(name), "tone": placeholder_tone(adapter.sku(product) or product.pk),
-        "url": _link(adapter.url(product), params) if item else adapter.url(product),
-        "source": item.source if item else "anchor", "run": run, "bundle": bundle,
-        "is_anchor": item is None,
+        "view_label": gettext("View %(name)s") % {"name": name},  # the link's text
+        "initials": initials(name),
+        "tone": str(placeholder_tone(adapter.sku(product) or product.pk)),
+        "url": (_link(adapter.url(product), query(bundle, run)) if item
+                else adapter.url(product)),
+        "source": item.source if item else "anchor", "run": _text(run),
+        "bundle": _text(bundle), "is_anchor": item is None,
         "purchasable": price is not None and bool(adapter.get(product, "in_stock")),
     }
+
+
+def _text(number):
+    return "" if number is None else str(number)
+
+
+def _slots(entries, prefix):
+    """``(entry, slot)`` pairs: the slot makes the element ids of an entry unique in the
+    widget (an entry may be shown in the bundle offer and in the choices)."""
+    return [(entry, f"{prefix}{i}") for i, entry in enumerate(entries)]
 
 
 def _total(entries):
@@ -157,12 +187,13 @@ def _offer(result, first, entries, currency):
     bundle = result.bundle
     if bundle is None or first is None:
         return None
-    items = [first] + [e for e in entries if e["bundle"] == bundle]
+    items = [first] + [e for e in entries if e["bundle"] == str(bundle)]
     discount = Decimal(result.bundles[bundle]["discount_percent"] or 0)
     total = _total(items)
     price = (total * (100 - discount) / 100).quantize(CENT)
     return {
-        "bundle": bundle, "items": items, "discount_percent": discount,
+        "bundle": _text(bundle), "items": items, "rows": _slots(items, "o"),
+        "discount_percent": discount,
         "purchasable": all(e["purchasable"] for e in items),
         "total_text": money(total, currency), "price_text": money(price, currency),
         "saving_text": money(total - price, currency), "price": price,
@@ -176,8 +207,9 @@ def _context(context, result, *, widget, anchor=None, limit=None):
     currency = (adapter.get(anchor or result.items[0].product, "currency")
                 or recs_settings.DEFAULT_CURRENCY)
     token = token_maker(widget)
-    entries = [_entry(item.product, item, widget=widget, token=token) for item in result.items]
-    first = _entry(anchor, widget=widget, token=token) if anchor is not None else None
+    query = _query_maker(widget, token)
+    entries = [_entry(item.product, item, query=query) for item in result.items]
+    first = _entry(anchor, query=query) if anchor is not None else None
     offer = _offer(result, first, entries, currency)
     # The ticked choices: the anchor and every product not already in the bundle offer.
     others = [e for e in entries if offer is None or e["bundle"] != offer["bundle"]][:limit]
@@ -189,10 +221,10 @@ def _context(context, result, *, widget, anchor=None, limit=None):
     return {
         "widget": widget, "widget_id": f"shop-recs-{widget}-{ID_MARKER}",
         "stylesheet": str(CSS_MARKER),
-        "anchor": first, "items": entries, "result": result, "run": result.run,
-        "offer": offer, "choices": choices,
+        "anchor": first, "items": entries, "result": result, "run": _text(result.run),
+        "offer": offer, "choices": choices, "choice_rows": _slots(choices, ""),
         "add_label": add_label(sum(1 for e in choices if e["purchasable"])),
-        "bundle": bundle, "currency": currency,
+        "bundle": _text(bundle), "currency": currency,
         "total": total, "total_text": money(total, currency),
         "cart_url": _reverse(recs_settings.CART_URL_NAME), "fields": recs_settings.CART_FIELDS,
         # The bundle offer's adds are attributed to the bundle; the choices' to the widget.
