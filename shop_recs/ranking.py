@@ -36,7 +36,7 @@ more than 3 with the history check.
 Finished answers: the API and the widget also cache what they send (JSON body, HTML
 fragment) for visitors without purchase history (:func:`shared_answer`,
 :func:`store_answer`; the details are in ``shop_recs.serving_cache``). A product save or
-delete (``post_save``/``post_delete``) shows on the next request; after
+delete (``post_save``/``pre_delete``) shows on the next request; after
 ``QuerySet.update()`` or raw SQL call :func:`products_changed` (or wait ``CACHE_TIMEOUT``).
 """
 
@@ -54,9 +54,9 @@ from shop_recs.serving_queries import (  # noqa: F401 (re-exported: ranking's pu
     BUNDLE, FALLBACK, HISTORY, MODEL, _compiled_products, _products_queryset,
     compute_candidates, evidence_of)
 from shop_recs.serving_cache import (  # noqa: F401 (re-exported: ranking's public API)
-    GENERATION_KEY, _cache, _product_versions, begin_tracking, cache_key, cached_answer,
-    candidates_cached, connect_receivers, current_generation, invalidate, lookup_answer,
-    no_history_keys, products_changed, remember_no_history, store_answer, track_answer)
+    GENERATION_KEY, _cache, begin_tracking, cache_key, cached_answer, candidates_cached,
+    connect_receivers, current_generation, invalidate, lookup_answer, no_history_keys,
+    products_changed, remember_no_history, store_answer)
 
 logger = logging.getLogger(__name__)
 
@@ -145,15 +145,15 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
 
     When ``anchors`` is None and an anchor does not exist or is not active, raises
     ``LookupError`` if ``strict`` (the API answers 404), else leaves it out. With
-    ``track``, the result carries what :func:`store_answer` needs (no query; a few
-    cache reads). An experiment's arm may ask for the FBT list of another ``run`` than
+    ``track``, the result carries what :func:`store_answer` needs (no query; one cache
+    read). An experiment's arm may ask for the FBT list of another ``run`` than
     the serving one, or only some ``sources`` (e.g. ``(FALLBACK,)``).
     """
     limit = clamp_limit(limit)
     anchor_pks = list(dict.fromkeys(anchor_pks))[:MAX_ANCHORS]
     if not anchor_pks:
         return Recommendations([], [])
-    stamp = begin_tracking() if track else None
+    versions = begin_tracking(anchor_pks) if track else None
     candidates, bundles, policy = cached_candidates(anchor_pks, run=run)
     if sources is not None:
         candidates = [c for c in candidates if c[1] in sources]
@@ -171,21 +171,17 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     # Three times the limit survives the stock filter in practice and keeps the query small;
     # the query returns the first ``limit`` available of them.
     wanted = (reordered or [c for c in candidates if str(c[0]) not in skip])[:limit * 3]
-    versions = (_product_versions([*anchor_pks, *(c[0] for c in wanted)])
-                if stamp is not None else None)
     products, found_anchors = _fetch(wanted, anchor_pks if anchors is None else [], visitor,
                                      limit)
     if anchors is None:
         if strict and len(found_anchors) != len(anchor_pks):
             raise LookupError("unknown or inactive product")
         anchors = [found_anchors[str(pk)] for pk in anchor_pks if str(pk) in found_anchors]
-    items, hidden = [], []
+    items = []
     history = False
     for pk, source, method, score, run, bundle, evidence in wanted:
         product = products.get(str(pk))
         if product is None:
-            if len(items) < limit:  # would be shown if available (anonymous order)
-                hidden.append(pk)
             continue
         history = history or bool(getattr(product, "shop_recs_history", False))
         items.append(Item(product, source, method, score, run, bundle, evidence,
@@ -197,9 +193,6 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     for item in items:  # decoded for the items shown only
         item.evidence = evidence_of(item.evidence)
     get_adapter().prepare([*anchors, *(item.product for item in items)])
-    if versions is not None and not history:
-        versions = track_answer(stamp, versions,
-                                [*anchor_pks, *(i.product.pk for i in items)], hidden)
     shown = {i.bundle for i in items}
     # Personalised: the visitor has purchases to re-rank with. Without any, the order
     # is the anonymous one (nothing is owned or related), so that answer may be shared.
@@ -259,13 +252,13 @@ def _fetch(candidates, anchor_pks, visitor, limit=None):
 
 def shared_answer(parts, anchor_pks, visitor, values=None):
     """The answer stored for ``parts`` (:func:`store_answer`) if still valid and meant for
-    ``visitor``: anonymous, or known to have no purchase history. Two cache reads
+    ``visitor``: anonymous, or known to have no purchase history. One cache read
     (see ``lookup_answer``, which also reads the keys of ``values`` into it); for a visitor
     not seen lately, one query more, asked only when the candidate lists are cached too, so
     that a personalised call stays within three."""
     keys = (no_history_keys(visitor.user_id, visitor.visitor_id)
             if visitor and recs_settings.PERSONALISE else [])
-    payload, known, generation = lookup_answer(parts, keys, values)
+    payload, known, generation = lookup_answer(parts, anchor_pks, keys, values)
     if payload is None or len(known) == len(keys):
         return payload
     if not candidates_cached(anchor_pks, generation) or has_history(visitor):

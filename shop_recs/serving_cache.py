@@ -4,15 +4,16 @@
 them at the right time. Candidate lists are keyed by a *generation* that
 ``run_activated``, ``bundles_changed``, fallback refreshes, Bundle and BundleItem saves and
 ``SHOP_RECS`` changes bump. A finished answer (API body, widget HTML) records the cache
-values it depends on, checked together on every hit (two ``get_many``: the answer, then
-what it names):
+values it depends on, read with it in one ``get_many`` on every hit (one round trip):
 
 - the generation;
-- the *version token* of the shard of every product it shows (anchors and items) and of
-  every candidate it left out ahead of them (inactive, out of stock). Products are hashed
-  into ``SHARDS`` shards; saving or deleting a product deletes its shard's token, so a
-  price, stock or active change shows on the next request, and a restocked product that an
-  answer left out comes back.
+- the *version token* of the shard of each of its anchors. Anchors are hashed into
+  ``SHARDS`` shards. Saving or deleting a product deletes the tokens of its own shard and of
+  the shards of every anchor whose stored lists (any run's FBT rows, the fallback lists,
+  the bundles) hold it: one query per save, so that a price, stock or active change
+  shows on the next request wherever the product is shown or was left out, and a restocked
+  product comes back. A change of more than ``MAX_CHANGED`` products at once starts a new
+  generation instead.
 
 The cache holds at most ``SHARDS`` tokens and the generation, plus two entries per anchor
 set served (its candidate list and its answer; a widget and the API answer separately), so
@@ -36,20 +37,22 @@ from functools import partial
 
 from django.core.cache import caches
 from django.core.signals import setting_changed
-from django.db import router, transaction
-from django.db.models.signals import post_delete, post_save
+from django.db import DatabaseError, router, transaction
+from django.db.models.signals import post_delete, post_save, pre_delete
 
 from shop_recs.conf import recs_settings
-from shop_recs.models import Bundle, BundleItem, Interaction
+from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Interaction,
+                              Recommendation)
 from shop_recs.signals import bundles_changed, run_activated
 
 logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "shop_recs:ranking:generation"
 VERSION_PREFIX = "shop_recs:pv:"
-# Shards of the product version tokens: a product save invalidates the answers that show
-# (or left out) a product of its shard, about 6 / SHARDS of them for a 3-item widget.
+# Shards of the anchors' version tokens: a product save invalidates the answers of the
+# anchors that share a shard with it or with an anchor whose lists hold it.
 SHARDS = 64
+MAX_CHANGED = 1000  # products changed at once past which a new generation is cheaper
 ANSWER_PREFIX = "shop_recs:answer:"
 NO_HISTORY_PREFIX = "shop_recs:nohistory:"
 
@@ -107,50 +110,35 @@ def answer_timeout():
     return min(recs_settings.CACHE_TIMEOUT, recs_settings.ATTRIBUTION_MAX_AGE // 2)
 
 
-def begin_tracking():
-    """The generation an answer starts from, read before anything else so that an
-    invalidation during the computation leaves it invalid. None when answers are not
-    cached or the cache is down."""
+def answer_keys(anchor_pks):
+    """The cache keys an answer for ``anchor_pks`` depends on: the generation and the
+    version tokens of the anchors' shards."""
+    return [GENERATION_KEY, *dict.fromkeys(_version_key(pk) for pk in anchor_pks)]
+
+
+def begin_tracking(anchor_pks):
+    """``{key: value}`` of :func:`answer_keys`, read before anything else so that a change
+    during the computation leaves the answer invalid (a missing value is started: a
+    counter at a random value, a token). None when answers are not cached, the cache is
+    down or it evicted a value at once: the answer is then not stored."""
     if answer_timeout() <= 0:
         return None
     try:
-        return {GENERATION_KEY: _counter(_cache(), GENERATION_KEY)}
-    except Exception:  # noqa: BLE001
-        logger.warning("shop_recs cache unavailable; answer not tracked", exc_info=True)
-        return None
-
-
-def _product_versions(pks):
-    """``{version key: token}`` of the shards of ``pks``; a shard without a token gets one.
-
-    Read before the products are fetched: a save from then on deletes the token, so an
-    answer built from what the fetch returns cannot outlive a change it did not see.
-    """
-    try:
         cache = _cache()
-        keys = list(dict.fromkeys(_version_key(pk) for pk in pks))
+        keys = answer_keys(anchor_pks)
         found = cache.get_many(keys)
         missing = [key for key in keys if key not in found]
         if missing:
-            for key in missing:  # add, not set: never replace a token another request holds
-                cache.add(key, uuid.uuid4().hex[:16], None)
+            for key in missing:  # add, not set: never replace a value another request holds
+                cache.add(key, secrets.randbelow(2**48) + 1 if key == GENERATION_KEY
+                          else uuid.uuid4().hex[:16], None)
             found.update(cache.get_many(missing))
             if len(found) < len(keys):
-                return None  # evicted at once: do not store the answer
+                return None
         return found
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not tracked", exc_info=True)
         return None
-
-
-def track_answer(stamp, versions, shown, hidden):
-    """What an answer showing ``shown`` (anchors and items) and leaving out ``hidden``
-    (candidates filtered out ahead of the last item shown) depends on. None: do not store
-    the answer."""
-    if stamp is None or versions is None:
-        return None
-    keys = {_version_key(pk) for pk in [*shown, *hidden]}
-    return {**stamp, **{key: token for key, token in versions.items() if key in keys}}
 
 
 def answer_key(parts):
@@ -159,41 +147,39 @@ def answer_key(parts):
     return f"{ANSWER_PREFIX}{digest}"
 
 
-def lookup_answer(parts, also=(), values=None):
-    """``(payload, found, generation)``: the payload stored for ``parts`` if still valid
-    (else None), those of the keys ``also`` that the cache holds and the answer's
-    generation. With ``values`` (a dict), the cache's values of its keys are read with the
-    answer and put in it (a key it lacks maps to None). Two ``get_many``: the answer (with
-    ``values``' keys), then the generation and shard tokens it names (with ``also``).
-    Reading all 64 shard tokens with the answer instead measured slower on Redis (2.42×
-    the trivial view warm, against 2.2× for two round trips on loopback). Never raises."""
+def lookup_answer(parts, anchor_pks, also=(), values=None):
+    """``(payload, found, generation)``: the payload stored for ``parts`` (an answer for
+    ``anchor_pks``) if still valid (else None), those of the keys ``also`` that the cache
+    holds and the current generation. With ``values`` (a dict), the cache's values of its
+    keys are read too and put in it (a key it lacks maps to None). One ``get_many``: the
+    answer, what it depends on (:func:`answer_keys`, known before reading it), ``also`` and
+    ``values``' keys. Never raises."""
     extra = list(values or ())
     if values is not None:
         values.update(dict.fromkeys(extra))
     if answer_timeout() <= 0:
         return None, (), None
     try:
-        cache = _cache()
         stored = answer_key(parts)
-        first = cache.get_many([stored, *extra])
-        if values is not None:
-            values.update({key: first.get(key) for key in extra})
-        entry = first.get(stored)
-        if entry is None:
-            return None, (), None
-        depends, payload = entry
-        found = cache.get_many([*depends, *also])
-        if any(found.get(key) != value for key, value in depends.items()):
-            return None, (), None  # invalidated (or something it depends on was evicted)
-        return payload, [key for key in also if key in found], depends[GENERATION_KEY]
+        found = _cache().get_many([stored, *answer_keys(anchor_pks), *also, *extra])
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
         return None, (), None
+    if values is not None:
+        values.update({key: found.get(key) for key in extra})
+    entry = found.get(stored)
+    if entry is None:
+        return None, (), found.get(GENERATION_KEY)
+    depends, payload = entry
+    if any(found.get(key) != value for key, value in depends.items()):
+        return None, (), found.get(GENERATION_KEY)  # invalidated, or a value was evicted
+    return payload, [key for key in also if key in found], depends[GENERATION_KEY]
 
 
-def cached_answer(parts):
-    """The payload stored for ``parts`` if still valid, else None (never raises)."""
-    return lookup_answer(parts)[0]
+def cached_answer(parts, anchor_pks):
+    """The payload stored for ``parts`` (an answer for ``anchor_pks``) if still valid,
+    else None (never raises)."""
+    return lookup_answer(parts, anchor_pks)[0]
 
 
 def store_answer(parts, result, payload):
@@ -263,19 +249,44 @@ def invalidate(**kwargs):
         logger.warning("could not invalidate the shop_recs cache", exc_info=True)
 
 
-def _forget(pks):
-    """New tokens for the shards of ``pks``: the answers that depend on them miss."""
+def _forget(keys):
+    """New tokens for these shards: the answers that depend on them miss."""
     try:
-        _cache().delete_many(list(dict.fromkeys(_version_key(pk) for pk in pks)))
+        _cache().delete_many(keys)
     except Exception:  # noqa: BLE001
         logger.warning("could not invalidate shop_recs answers", exc_info=True)
 
 
+def _listing(pks, using):
+    """The anchors whose stored lists hold any of ``pks``: any run's FBT rows (an
+    experiment may serve another run than the active one), the fallback lists and the
+    bundles. One query (indexed lookups by the recommended product)."""
+    parts = [model.objects.using(using).filter(**{f"{field}__in": pks}).order_by()
+             .values_list(anchor, flat=True)
+             for model, field, anchor in ((Recommendation, "recommended", "product_id"),
+                                          (FallbackRecommendation, "recommended", "product_id"),
+                                          (BundleItem, "product", "bundle__anchor_id"))]
+    return set(parts[0].union(*parts[1:]))
+
+
 def _changed(pks, using):
-    # Now, so that the saving request sees it, and again after the commit, so that no
-    # request reading the rows before the commit leaves an answer behind.
-    _forget(pks)
-    transaction.on_commit(partial(_forget, pks), using=using)
+    """Forget the answers that show ``pks`` or left them out: now, so that the saving
+    request sees it, and again after the commit, so that no request reading the rows
+    before the commit leaves an answer behind."""
+    if len(pks) > MAX_CHANGED:
+        invalidate()
+        transaction.on_commit(invalidate, using=using)
+        return
+    try:
+        anchors = _listing(pks, using)
+    except DatabaseError:  # lists unreadable: forget every answer rather than a stale one
+        logger.warning("could not read the lists holding changed products", exc_info=True)
+        invalidate()
+        transaction.on_commit(invalidate, using=using)
+        return
+    keys = list(dict.fromkeys(_version_key(pk) for pk in [*pks, *anchors]))
+    _forget(keys)
+    transaction.on_commit(partial(_forget, keys), using=using)
 
 
 def products_changed(pks):
@@ -287,7 +298,8 @@ def products_changed(pks):
 
 
 def product_saved(sender, instance, using=None, **kwargs):
-    """``post_save``/``post_delete`` of the product model: no query."""
+    """``post_save``/``pre_delete`` of the product model (before a delete, while the lists
+    that hold the product still do): one query."""
     _changed([instance.pk], using)
 
 
@@ -311,6 +323,6 @@ def connect_receivers():
     post_save.connect(interaction_saved, sender=Interaction,
                       dispatch_uid="shop_recs.ranking.interaction")
     product = get_product_model()
-    for signal in (post_save, post_delete):
+    for signal in (post_save, pre_delete):
         signal.connect(product_saved, sender=product,
                        dispatch_uid=f"shop_recs.ranking.product.{signal is post_save}")

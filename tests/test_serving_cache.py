@@ -115,21 +115,21 @@ def interaction_queries(queries):
 
 # Round trips of a warm hit -----------------------------------------------------------
 
-def test_a_warm_api_answer_is_two_reads(counted, shop, django_assert_num_queries):
+def test_a_warm_api_answer_is_one_read(counted, shop, django_assert_num_queries):
     api = APIClient()
     _, first = fbt(api, shop[0])
     counted.clear()
     with django_assert_num_queries(0):
         assert fbt(api, shop[0])[1] == first
-    assert counted == ["get_many", "get_many"]  # the answer and plans, then what it names
+    assert counted == ["get_many"]  # the answer, what it depends on, the plans' counter
 
 
-def test_a_warm_widget_is_two_reads(counted, shop, django_assert_num_queries):
+def test_a_warm_widget_is_one_read(counted, shop, django_assert_num_queries):
     html = widget(shop[0])
     counted.clear()
     with django_assert_num_queries(0):
         assert widget(shop[0]).count("data-product-id") == html.count("data-product-id")
-    assert counted == ["get_many", "get_many"]  # the answer and plans, then what it names
+    assert counted == ["get_many"]  # the answer, what it depends on, the plans' counter
 
 
 class LoopingCountingCache(LocMemCache):
@@ -150,13 +150,13 @@ def test_a_local_memory_cache_reads_only_the_keys_an_answer_names(shop):
         _, first = fbt(api, shop[0])
         LoopingCountingCache.calls.clear()
         assert fbt(api, shop[0])[1] == first
-        # The answer, the experiments' plans and generation, and the shards of four
-        # products: not all 64 shards.
-        assert 4 <= len(LoopingCountingCache.calls) <= 8
+        # The answer, the generation, the anchor's shard token and the experiments'
+        # counter: not the 64 shards, nor those of the items shown.
+        assert len(LoopingCountingCache.calls) == 4
         caches[RECS].clear()
 
 
-def test_a_warm_answer_from_redis_is_two_mgets_and_sees_changes(shop, redis_server_url,
+def test_a_warm_answer_from_redis_is_one_mget_and_sees_changes(shop, redis_server_url,
                                                                 django_assert_num_queries):
     backend = "django.core.cache.backends.redis.RedisCache"
     with override_settings(
@@ -173,9 +173,8 @@ def test_a_warm_answer_from_redis_is_two_mgets_and_sees_changes(shop, redis_serv
         reads.clear()
         with django_assert_num_queries(0):
             assert fbt(api, shop[0])[1] == first
-        # the answer with the experiments' plans and their counter, then the generation
-        # and the shard tokens of the products shown (anchor and three items at most)
-        assert reads[0] == 3 and 2 <= reads[1] <= 5 and len(reads) == 2
+        # the answer, the generation, the anchor's shard token, the experiments' counter
+        assert reads == [4]
         save(first[0], in_stock=False)
         assert first[0] not in fbt(api, shop[0])[1]
         cache.clear()
@@ -192,7 +191,7 @@ def test_a_visitor_without_history_is_asked_once(counted, shop, django_user_mode
     with CaptureQueriesContext(connection) as again:
         widget(shop[0], user)
     assert not interaction_queries(again.captured_queries)
-    assert counted == ["get_many", "get_many"]  # the answer and plans, then what it names
+    assert counted == ["get_many"]  # the answer, what it depends on, the visitor's mark
 
 
 @pytest.mark.parametrize("how", ["record_order", "save"])
@@ -259,31 +258,47 @@ def test_the_widget_sees_a_restock(counted, shop):
         first.count(f'data-product-id="{shop[9].pk}"') > 0
 
 
-def test_saving_a_product_that_no_answer_depends_on_keeps_the_answers(
+def test_saving_a_product_that_no_list_holds_keeps_the_answers(
         counted, shop, django_assert_num_queries, monkeypatch):
     # Shards by pk modulo: the shop's consecutive keys fall in distinct shards whatever
-    # values the database gave them (hashed, p7 or p8 shares a shown product's shard for
-    # some key values, and then the answer is rightly recomputed).
+    # values the database gave them (hashed, p11 may share the anchor's shard for some key
+    # values, and then the answer is rightly recomputed).
     monkeypatch.setattr(serving_cache, "_shard", lambda pk: int(pk) % serving_cache.SHARDS)
     api = APIClient()
-    save(shop[8].pk, in_stock=False)  # filtered out, but behind the items shown
     _, first = fbt(api, shop[0])
-    save(shop[7].pk, price="1.00")
-    save(shop[8].pk, in_stock=True)
+    save(shop[11].pk, price="1.00")  # in no list: p0's lists hold p1..p10
     with django_assert_num_queries(0):
+        assert fbt(api, shop[0])[1] == first
+    save(shop[8].pk, price="1.00")  # in p0's FBT list, behind the items shown: recomputed
+    with django_assert_num_queries(1):
         assert fbt(api, shop[0])[1] == first
 
 
-def test_the_product_receiver_makes_no_query(counted, shop, django_assert_num_queries):
+def test_the_product_receiver_reads_the_lists_in_one_query(counted, shop,
+                                                          django_assert_num_queries):
     api = APIClient()
     _, first = fbt(api, shop[0])
     save(first[0], in_stock=False)
     fbt(api, shop[0])
     product = Product.objects.only("pk", "in_stock").get(pk=first[0])  # the rest deferred
     product.in_stock = True
-    with django_assert_num_queries(1):  # the UPDATE
+    with django_assert_num_queries(2) as queries:  # the UPDATE, the anchors listing it
         product.save()
+    assert "UNION" in queries.captured_queries[-1]["sql"].upper()
     assert fbt(api, shop[0])[1] == first
+
+
+def test_a_change_of_many_products_starts_a_new_generation(counted, shop,
+                                                          django_assert_num_queries):
+    api = APIClient()
+    _, first = fbt(api, shop[0])
+    generation = caches[RECS].get(serving_cache.GENERATION_KEY)
+    many = [*range(10**6, 10**6 + serving_cache.MAX_CHANGED), first[0]]
+    Product.objects.filter(pk=first[0]).update(in_stock=False)
+    with django_assert_num_queries(0):  # no lookup of so many products
+        serving_cache.products_changed(many)
+    assert caches[RECS].get(serving_cache.GENERATION_KEY) == generation + 1
+    assert first[0] not in fbt(api, shop[0])[1]
 
 
 def test_update_then_products_changed(counted, shop):
@@ -301,12 +316,13 @@ def test_evictions_never_show_an_unavailable_product(counted, shop):
     api = APIClient()
     _, first = fbt(api, shop[0])
     recs = caches[RECS]
-    # A token evicted, then a change without a signal: the answer no longer matches.
-    recs.delete(serving_cache._version_key(first[0]))
+    # The anchor's token evicted, then a change without a signal: the answer no longer
+    # matches and is computed again.
+    recs.delete(serving_cache._version_key(shop[0].pk))
     Product.objects.filter(pk=first[0]).update(in_stock=False)
     _, ids = fbt(api, shop[0])
     assert first[0] not in ids
-    # The left-out product's shard is part of the answer: its restock shows at once.
+    # The left-out product is in the anchor's lists: its restock shows at once.
     save(first[0], in_stock=True)
     assert fbt(api, shop[0])[1] == first
     # The generation evicted: every answer misses (and is right again).
@@ -315,18 +331,19 @@ def test_evictions_never_show_an_unavailable_product(counted, shop):
     assert first[1] not in fbt(api, shop[0])[1]
 
 
-def test_a_save_invalidates_only_answers_sharing_its_shard(counted, shop):
+def test_a_save_invalidates_only_answers_whose_anchor_shares_a_shard_with_it(counted, shop):
     api = APIClient()
     others = make_products(30, prefix="X")  # before the answer: their saves are over
     shown = fbt(api, shop[0])[1]
-    used = {serving_cache._shard(pk) for pk in [shop[0].pk, *shown]}
-    unrelated = next(p for p in others if serving_cache._shard(p.pk) not in used)
+    # X products are in no list: a save forgets the answers of anchors in its own shard.
+    unrelated = next(p for p in others
+                     if serving_cache._shard(p.pk) != serving_cache._shard(shop[0].pk))
     related = Product.objects.get(pk=shown[-1])
     save(unrelated.pk, name="renamed")
     with CaptureQueriesContext(connection) as queries:
         assert fbt(api, shop[0])[1] == shown
     assert len(queries) == 0  # still cached: another shard's save does not touch it
-    save(related.pk, name="renamed too")
+    save(related.pk, name="renamed too")  # shown: the anchor's lists hold it
     with CaptureQueriesContext(connection) as queries:
         assert fbt(api, shop[0])[1] == shown
     assert len(queries) > 0  # recomputed

@@ -18,9 +18,10 @@ experiment (served as usual, never exposed).
 
 No query on the request path: the running experiments and the shipped arms are cached
 with a counter of their own (``PLANS_GENERATION_KEY``), which every Experiment and Arm save
-or delete bumps (with the serving generation, since answers differ per arm); the plans and
-their counter are read in the answer's round trip (``shared_answer``), and after a change the
-first request reads the experiments again (one query). New runs, bundle decisions and
+or delete bumps (with the serving generation, since answers differ per arm); the counter is
+read in the answer's round trip (``shared_answer``) and each process keeps the plans of the
+counter it saw last; after a change, each process reads the plans once from the cache, and
+the first request reads the experiments again (one query). New runs, bundle decisions and
 fallback refreshes leave the plans cached, so a cold answer stays within its queries.
 
 Exposure: the widget carries a signed token of its experiment and arm; ``widget.js`` posts
@@ -171,21 +172,35 @@ def load_plans():
 
 
 def plan_keys():
-    """``{key: None}`` for the cache values :func:`plans` reads: a caller that reads them in
-    its own round trip (``ranking.shared_answer(..., values=...)``) passes them as ``read``."""
-    return {PLANS_GENERATION_KEY: None, PLANS_KEY: None}
+    """``{key: None}`` for the cache value :func:`plans` reads (the plans' counter): a caller
+    that reads it in its own round trip (``ranking.shared_answer(..., values=...)``) passes
+    them as ``read``."""
+    return {PLANS_GENERATION_KEY: None}
+
+
+# The plans this process read last, with their counter: while the counter holds, they are
+# current (it starts at a random value, so a flushed cache never brings an old one back).
+_seen = (None, None)
 
 
 def plans(read=None):
-    """The cached serving plans: one ``get_many`` (the generation and the plans, stored
-    with the generation they were read at), none when ``read`` holds what it would read;
-    no query unless an experiment changed since."""
+    """The serving plans: the counter (from ``read`` or one ``get``), then this process's
+    copy if the counter has not moved, else the cached plans (stored with the counter they
+    were read at), else the database (one query, only after an experiment changed)."""
+    global _seen  # noqa: PLW0603 (a per-process memo, replaced whole)
     try:
-        cache = _cache()
-        found = (read if read and read.get(PLANS_GENERATION_KEY) is not None
-                 else cache.get_many([PLANS_GENERATION_KEY, PLANS_KEY]))
-        generation, entry = found.get(PLANS_GENERATION_KEY), found.get(PLANS_KEY)
+        cache = None
+        generation = (read or {}).get(PLANS_GENERATION_KEY)
+        if generation is None:
+            cache = _cache()
+            generation = cache.get(PLANS_GENERATION_KEY)
+        seen_generation, seen = _seen
+        if generation is not None and seen_generation == generation:
+            return seen
+        cache = cache or _cache()
+        entry = cache.get(PLANS_KEY)
         if generation is not None and entry is not None and entry[0] == generation:
+            _seen = entry
             return entry[1]
         # Read before the plans: a change from now on makes the stored entry stale.
         generation = (generation if generation is not None
@@ -198,6 +213,7 @@ def plans(read=None):
         cache.set(PLANS_KEY, (generation, value), None)
     except Exception:  # noqa: BLE001
         logger.warning("could not cache the experiments", exc_info=True)
+    _seen = (generation, value)
     return value
 
 

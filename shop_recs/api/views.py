@@ -112,7 +112,7 @@ class FrequentlyBoughtTogetherView(PublicView):
     """Bundles, then the serving run's FBT list, then fallbacks, for one product.
 
     The body for visitors without purchase history is cached whole (see
-    ``ranking.shared_answer``): a warm call is two cache reads, plus one query for a
+    ``ranking.shared_answer``): a warm call is one cache read, plus one query for a
     visitor with a session or a login not seen lately (do they have history?).
     """
 
