@@ -33,7 +33,7 @@ import hashlib
 import logging
 import secrets
 import uuid
-from functools import partial
+from functools import lru_cache, partial
 
 from django.core.cache import caches
 from django.core.signals import setting_changed
@@ -94,6 +94,7 @@ def cache_key(anchor_pks, generation):
 
 # Finished answers ---------------------------------------------------------------------
 
+@lru_cache(maxsize=65536)
 def _shard(pk):
     """Stable across processes (unlike ``hash``): the same shard in every web worker."""
     digest = hashlib.blake2b(str(pk).encode(), digest_size=4).digest()
@@ -141,7 +142,9 @@ def begin_tracking(anchor_pks):
         return None
 
 
+@lru_cache(maxsize=8192)
 def answer_key(parts):
+    """The cache key of the answer for ``parts`` (a tuple of str-able values)."""
     text = "\x1f".join(str(p) for p in parts)
     digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
     return f"{ANSWER_PREFIX}{digest}"
@@ -161,7 +164,8 @@ def lookup_answer(parts, anchor_pks, also=(), values=None):
         return None, (), None
     try:
         stored = answer_key(parts)
-        found = _cache().get_many([stored, *answer_keys(anchor_pks), *also, *extra])
+        keys = dict.fromkeys([stored, *answer_keys(anchor_pks), *also, *extra])
+        found = _cache().get_many(list(keys))
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
         return None, (), None

@@ -97,6 +97,18 @@ def test_each_visitor_sees_their_arm_and_exposure_is_logged_only_when_seen():
     assert Counter(Exposure.objects.values_list("arm__kind", flat=True)) == seen
 
 
+def test_a_warm_process_sees_an_experiment_start_and_stop_on_the_next_request():
+    p, _, _ = serving_shop()
+    client = Client()
+    page(client, p[0])
+    assert "data-exposure" not in page(client, p[0])  # warm: the plans are this process's
+    exp = experiment([("model", Arm.Kind.ACTIVE_RUN, None), ("none", Arm.Kind.NO_WIDGET, None)])
+    assert "data-exposure" in page(client, p[0])  # either arm carries its exposure token
+    experiments.stop(exp)
+    html = page(client, p[0])
+    assert "data-exposure" not in html and "data-product-id" in html
+
+
 def test_a_token_of_another_arm_or_a_paused_experiment_logs_nothing():
     p, _, _ = serving_shop()
     exp = experiment([("a", Arm.Kind.ACTIVE_RUN, None), ("b", Arm.Kind.FALLBACK, None)])

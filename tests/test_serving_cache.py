@@ -121,7 +121,7 @@ def test_a_warm_api_answer_is_one_read(counted, shop, django_assert_num_queries)
     counted.clear()
     with django_assert_num_queries(0):
         assert fbt(api, shop[0])[1] == first
-    assert counted == ["get_many"]  # the answer, what it depends on, the plans' counter
+    assert counted == ["get_many"]  # the answer and what it depends on
 
 
 def test_a_warm_widget_is_one_read(counted, shop, django_assert_num_queries):
@@ -129,7 +129,7 @@ def test_a_warm_widget_is_one_read(counted, shop, django_assert_num_queries):
     counted.clear()
     with django_assert_num_queries(0):
         assert widget(shop[0]).count("data-product-id") == html.count("data-product-id")
-    assert counted == ["get_many"]  # the answer, what it depends on, the plans' counter
+    assert counted == ["get_many"]  # the answer and what it depends on
 
 
 class LoopingCountingCache(LocMemCache):
@@ -150,9 +150,10 @@ def test_a_local_memory_cache_reads_only_the_keys_an_answer_names(shop):
         _, first = fbt(api, shop[0])
         LoopingCountingCache.calls.clear()
         assert fbt(api, shop[0])[1] == first
-        # The answer, the generation, the anchor's shard token and the experiments'
-        # counter: not the 64 shards, nor those of the items shown.
-        assert len(LoopingCountingCache.calls) == 4
+        # The answer, the generation and the anchor's shard token: not the 64 shards,
+        # nor those of the items shown, nor the experiments' plans (the generation says
+        # they have not changed).
+        assert len(LoopingCountingCache.calls) == 3
         caches[RECS].clear()
 
 
@@ -173,8 +174,8 @@ def test_a_warm_answer_from_redis_is_one_mget_and_sees_changes(shop, redis_serve
         reads.clear()
         with django_assert_num_queries(0):
             assert fbt(api, shop[0])[1] == first
-        # the answer, the generation, the anchor's shard token, the experiments' counter
-        assert reads == [4]
+        # the answer, the generation, the anchor's shard token
+        assert reads == [3]
         save(first[0], in_stock=False)
         assert first[0] not in fbt(api, shop[0])[1]
         cache.clear()

@@ -18,11 +18,12 @@ experiment (served as usual, never exposed).
 
 No query on the request path: the running experiments and the shipped arms are cached
 with a counter of their own (``PLANS_GENERATION_KEY``), which every Experiment and Arm save
-or delete bumps (with the serving generation, since answers differ per arm); the counter is
-read in the answer's round trip (``shared_answer``) and each process keeps the plans of the
-counter it saw last; after a change, each process reads the plans once from the cache, and
-the first request reads the experiments again (one query). New runs, bundle decisions and
-fallback refreshes leave the plans cached, so a cold answer stays within its queries.
+or delete bumps, with the serving generation (answers differ per arm). Each process keeps
+the plans it read last with the serving generation it had seen, which the answer's round
+trip reads anyway (``shared_answer``): while it holds, the plans cost no read. After a
+change, each process reads the plans once from the cache, and the first request reads the
+experiments again (one query); new runs, bundle decisions and fallback refreshes cost each
+process one cache read of the plans, no query, so a cold answer stays within its queries.
 
 Exposure: the widget carries a signed token of its experiment and arm; ``widget.js`` posts
 it to the exposure endpoint when the widget (or, for the *no widget* arm, the empty spot
@@ -43,7 +44,7 @@ from django.utils.crypto import salted_hmac
 from shop_recs.conf import recs_settings
 from shop_recs.ingest import pseudonymise
 from shop_recs.models import Arm, Experiment, Exposure, TrainingRun
-from shop_recs.serving_cache import _bump, _cache, _counter, invalidate
+from shop_recs.serving_cache import GENERATION_KEY, _bump, _cache, _counter, invalidate
 from shop_recs.serving_queries import FALLBACK
 
 logger = logging.getLogger(__name__)
@@ -172,45 +173,46 @@ def load_plans():
 
 
 def plan_keys():
-    """``{key: None}`` for the cache value :func:`plans` reads (the plans' counter): a caller
-    that reads it in its own round trip (``ranking.shared_answer(..., values=...)``) passes
-    them as ``read``."""
-    return {PLANS_GENERATION_KEY: None}
+    """``{key: None}`` for the cache value :func:`plans` starts from (the serving
+    generation): a caller that reads it in its own round trip
+    (``ranking.shared_answer(..., values=...)``) passes the values as ``read``."""
+    return {GENERATION_KEY: None}
 
 
-# The plans this process read last, with their counter: while the counter holds, they are
-# current (it starts at a random value, so a flushed cache never brings an old one back).
+# The plans this process read last, with the serving generation it had seen before reading
+# them. Every change of the plans bumps the generation (``_forget_plans``), so while the
+# generation holds they are current (it starts at a random value: a flushed cache never
+# brings an old one back).
 _seen = (None, None)
 
 
 def plans(read=None):
-    """The serving plans: the counter (from ``read`` or one ``get``), then this process's
-    copy if the counter has not moved, else the cached plans (stored with the counter they
-    were read at), else the database (one query, only after an experiment changed)."""
+    """The serving plans: this process's copy while the serving generation (from ``read``
+    or one ``get``) has not moved; else the cached plans, stored with the plans' own counter
+    they were read at (one ``get_many``); else the database (one query, only after an
+    experiment changed)."""
     global _seen  # noqa: PLW0603 (a per-process memo, replaced whole)
     try:
-        cache = None
-        generation = (read or {}).get(PLANS_GENERATION_KEY)
-        if generation is None:
-            cache = _cache()
-            generation = cache.get(PLANS_GENERATION_KEY)
+        cache = _cache()
+        generation = (read or {}).get(GENERATION_KEY)
+        if generation is None:  # not read yet, or not started: start it, as answers do
+            generation = _counter(cache, GENERATION_KEY)
         seen_generation, seen = _seen
         if generation is not None and seen_generation == generation:
             return seen
-        cache = cache or _cache()
-        entry = cache.get(PLANS_KEY)
-        if generation is not None and entry is not None and entry[0] == generation:
-            _seen = entry
+        found = cache.get_many([PLANS_GENERATION_KEY, PLANS_KEY])
+        counter, entry = found.get(PLANS_GENERATION_KEY), found.get(PLANS_KEY)
+        if counter is not None and entry is not None and entry[0] == counter:
+            _seen = (generation, entry[1])
             return entry[1]
         # Read before the plans: a change from now on makes the stored entry stale.
-        generation = (generation if generation is not None
-                      else _counter(cache, PLANS_GENERATION_KEY))
+        counter = counter if counter is not None else _counter(cache, PLANS_GENERATION_KEY)
     except Exception:  # noqa: BLE001 (cache down: ask the database)
         logger.warning("shop_recs cache unavailable; reading experiments", exc_info=True)
         return load_plans()
     value = load_plans()
     try:
-        cache.set(PLANS_KEY, (generation, value), None)
+        cache.set(PLANS_KEY, (counter, value), None)
     except Exception:  # noqa: BLE001
         logger.warning("could not cache the experiments", exc_info=True)
     _seen = (generation, value)
