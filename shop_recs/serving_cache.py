@@ -29,6 +29,7 @@ said they have no purchases; that is remembered (one key per identity, read in t
 Every function here survives a cache that is down (it logs and behaves as a miss).
 """
 
+import contextvars
 import hashlib
 import logging
 import secrets
@@ -36,7 +37,7 @@ import uuid
 from functools import lru_cache, partial
 
 from django.core.cache import caches
-from django.core.signals import setting_changed
+from django.core.signals import request_finished, request_started, setting_changed
 from django.db import DatabaseError, router, transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 
@@ -71,8 +72,20 @@ def _counter(cache, key):
     return value
 
 
+# What this request's answer lookup read of the values an answer depends on: a miss then
+# computes the answer (and finds its candidate lists) from the same values without reading
+# them again; they were read before the computation, as tracking needs. Emptied when a
+# request starts and ends, so that nothing else uses what a request read.
+_read = contextvars.ContextVar("shop_recs_answer_read", default={})
+
+
+def forget_request_reads(**kwargs):
+    _read.set({})
+
+
 def current_generation(cache):
-    return _counter(cache, GENERATION_KEY)
+    generation = _read.get().get(GENERATION_KEY)
+    return generation if generation is not None else _counter(cache, GENERATION_KEY)
 
 
 def candidates_cached(anchor_pks, generation=None):
@@ -125,8 +138,11 @@ def begin_tracking(anchor_pks):
     if answer_timeout() <= 0:
         return None
     try:
-        cache = _cache()
         keys = answer_keys(anchor_pks)
+        read = _read.get()
+        if all(read.get(key) is not None for key in keys):
+            return {key: read[key] for key in keys}
+        cache = _cache()
         found = cache.get_many(keys)
         missing = [key for key in keys if key not in found]
         if missing:
@@ -162,13 +178,15 @@ def lookup_answer(parts, anchor_pks, also=(), values=None):
         values.update(dict.fromkeys(extra))
     if answer_timeout() <= 0:
         return None, (), None
+    _read.set({})
     try:
         stored = answer_key(parts)
-        keys = dict.fromkeys([stored, *answer_keys(anchor_pks), *also, *extra])
-        found = _cache().get_many(list(keys))
+        needs = answer_keys(anchor_pks)
+        found = _cache().get_many(list(dict.fromkeys([stored, *needs, *also, *extra])))
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
         return None, (), None
+    _read.set({key: found[key] for key in needs if key in found})
     if values is not None:
         values.update({key: found.get(key) for key in extra})
     entry = found.get(stored)
@@ -317,6 +335,9 @@ def connect_receivers():
     (idempotent)."""
     from shop_recs.products import get_product_model  # noqa: PLC0415
 
+    for signal in (request_started, request_finished):
+        signal.connect(forget_request_reads,
+                       dispatch_uid=f"shop_recs.ranking.request.{signal is request_started}")
     run_activated.connect(invalidate, dispatch_uid="shop_recs.ranking.run")
     bundles_changed.connect(invalidate, dispatch_uid="shop_recs.ranking.bundles")
     setting_changed.connect(settings_changed, dispatch_uid="shop_recs.ranking.settings")

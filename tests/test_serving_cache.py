@@ -9,14 +9,15 @@ import pytest
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.db import connection
+from django.core.signals import request_finished
+from django.db import close_old_connections, connection
 from django.template import Context, Template
 from django.test import RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from shop_recs import serving_cache
+from shop_recs import ranking, serving_cache
 from shop_recs.ingest import record_order
 from shop_recs.models import Interaction, Product
 from tests.celery_helpers import redis_server_url  # noqa: F401 (fixture)
@@ -130,6 +131,35 @@ def test_a_warm_widget_is_one_read(counted, shop, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert widget(shop[0]).count("data-product-id") == html.count("data-product-id")
     assert counted == ["get_many"]  # the answer and what it depends on
+
+
+def test_a_miss_reads_what_the_lookup_read_once(counted, shop, django_assert_num_queries):
+    api = APIClient()
+    _, first = fbt(api, shop[0])
+    serving_cache.invalidate()  # a new run, say: every answer and candidate list misses
+    counted.clear()
+    with django_assert_num_queries(2):  # the candidate rows, the products
+        assert fbt(api, shop[0])[1] == first
+    # The lookup (answer, generation, anchor's token); the experiments' plans, read once
+    # per process after a new generation; the candidates (a miss, then stored); the answer
+    # stored. The generation and the token are not read again.
+    assert counted == ["get_many", "get_many", "get", "set", "set"]
+
+
+def test_what_a_request_read_is_not_used_after_it(counted, shop):
+    fbt(APIClient(), shop[0])
+    # What a WSGI thread keeps between requests: the values its last lookup read.
+    serving_cache.lookup_answer(("any",), [shop[0].pk])
+    serving_cache.invalidate()
+    request_finished.disconnect(close_old_connections)  # as the test client does
+    try:
+        request_finished.send(sender=None)
+    finally:
+        request_finished.connect(close_old_connections)
+    # The next computation reads the new generation itself.
+    result = ranking.recommend([shop[0].pk], limit=3, track=True)
+    assert result.versions[serving_cache.GENERATION_KEY] == caches[RECS].get(
+        serving_cache.GENERATION_KEY)
 
 
 class LoopingCountingCache(LocMemCache):
