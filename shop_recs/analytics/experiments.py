@@ -192,14 +192,16 @@ def plans(read=None):
     they were read at (one ``get_many``); else the database (one query, only after an
     experiment changed)."""
     global _seen  # noqa: PLW0603 (a per-process memo, replaced whole)
+    seen_generation, seen = _seen
+    generation = (read or {}).get(GENERATION_KEY)
+    if generation is not None and seen_generation == generation:
+        return seen
     try:
         cache = _cache()
-        generation = (read or {}).get(GENERATION_KEY)
         if generation is None:  # not read yet, or not started: start it, as answers do
             generation = _counter(cache, GENERATION_KEY)
-        seen_generation, seen = _seen
-        if generation is not None and seen_generation == generation:
-            return seen
+            if seen_generation == generation:
+                return seen
         found = cache.get_many([PLANS_GENERATION_KEY, PLANS_KEY])
         counter, entry = found.get(PLANS_GENERATION_KEY), found.get(PLANS_KEY)
         if counter is not None and entry is not None and entry[0] == counter:
