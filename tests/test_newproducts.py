@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 from django.test import TestCase
 
-from shop_recs import content_lists, newproducts, pipeline, ranking, tasks
+from shop_recs import newproducts, pipeline, ranking, tasks
 from shop_recs.models import Product, Recommendation, TrainingRun
 from shop_recs.runs import request_training
 from tests.factories import planted_shop
@@ -47,6 +47,21 @@ def commit():
     del connection.run_on_commit[start:]
 
 
+@pytest.fixture
+def ships(monkeypatch):
+    """ships(choice): the gate ships ``choice`` whatever validation says."""
+    from shop_recs.ml import protocol
+
+    def force(choice):
+        real = protocol.decide
+
+        def decide(*args, **kwargs):
+            return {**real(*args, **kwargs), "choice": choice}
+
+        monkeypatch.setattr(protocol, "decide", decide)
+    return force
+
+
 def train():
     run = request_training(trigger="test", config=FAST, broker_check=False, enqueue=False)
     assert pipeline.run_training(run.pk) == TrainingRun.Status.SUCCEEDED, run.error
@@ -58,7 +73,8 @@ def first_of(run, product):
     return Recommendation.objects.filter(run=run, product=product).order_by("rank").first()
 
 
-def test_runs_and_the_task_publish_content_lists_for_products_without_orders(sent):
+def test_runs_and_the_task_publish_content_lists_for_products_without_orders(sent, ships):
+    ships("bundle_model")  # the model's content path (the planted shop's gate ships EASE)
     products = planted_shop()  # P00 "Teapot 0" is always bought with P01 "Cosy 1"
     with commit():
         unsold = Product.objects.create(sku="N1", name="Green teapot", price="3.00",
@@ -72,7 +88,7 @@ def test_runs_and_the_task_publish_content_lists_for_products_without_orders(sen
     assert first is not None and first.source == newproducts.SOURCE
     assert first.recommended == products[1]
     assert first.evidence["similar_to"] == str(products[0].pk) and first.evidence["orders"] == 0
-    assert first.evidence["basis"] in ("model", "borrowed")
+    assert first.evidence["basis"] == "model"
     assert newproducts.explanation(first.evidence) == (
         "Chosen from the product's name and category; it has no orders yet")
     # warm products keep their lists from orders; content rows never point at unsold products
@@ -93,6 +109,7 @@ def test_runs_and_the_task_publish_content_lists_for_products_without_orders(sen
     with commit():
         summary = tasks.publish_new_products.apply().get()
     assert summary["run"] == run.pk and summary["products"] == 1 and summary["rows"] > 0
+    assert summary["basis"] == "model"
     first = first_of(run, late)
     assert first.source == newproducts.SOURCE and first.recommended == products[1]
     # served at once (the task announced the anchor: the cached candidates were dropped)
@@ -109,19 +126,18 @@ def test_runs_and_the_task_publish_content_lists_for_products_without_orders(sen
 
 
 def test_a_run_that_shipped_a_baseline_borrows_the_similar_products_stored_list(
-        sent, monkeypatch):
+        sent, ships):
+    ships("ease")
     products = planted_shop()
+    unsold = Product.objects.create(sku="N0", name="Teapot green", price="3.00",
+                                    category="even")
     run = train()
-    real = content_lists.load_checkpoint
-
-    def baseline_shipped(path):
-        scorer, index, manifest = real(path)
-        return scorer, index, {**manifest, "extra": {**manifest["extra"],
-                                                     "model_is_shipped": False}}
-
-    monkeypatch.setattr(content_lists, "load_checkpoint", baseline_shipped)
+    assert run.gate["chosen"] == "ease"
+    # the run: the borrowed-list baseline (the teapot's list, then category bestsellers)
+    first = first_of(run, unsold)
+    assert first.evidence["basis"] == "borrowed" and first.recommended == products[1]
     late = Product.objects.create(sku="N3", name="Teapot blue", price="4.00", category="even")
-    summary = tasks.publish_new_products.apply().get()
+    summary = tasks.publish_new_products.apply(args=([late.pk],)).get()
     assert summary["basis"] == "borrowed" and summary["products"] == 1
     rows = list(Recommendation.objects.filter(run=run, product=late).order_by("rank"))
     stored = list(Recommendation.objects.filter(run=run, product=products[0])
