@@ -183,3 +183,67 @@ def test_the_task_without_a_serving_run_does_nothing(sent):
     Product.objects.create(sku="Y0", name="Alone", price="1.00")
     assert tasks.publish_new_products.apply().get() == {"run": None, "products": 0, "rows": 0,
                                                         "basis": None}
+
+
+def test_the_lists_review_screen_filters_lists_by_source(client, django_user_model):
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    run = TrainingRun.objects.create(status=TrainingRun.Status.SUCCEEDED, pending=None,
+                                     is_active=True)
+    shop = [Product.objects.create(sku=f"R{i}", name=f"Lamp <b>{i}</b>", price="2.00")
+            for i in range(5)]
+    content = newproducts.evidence("model", shop[0].pk, 0.8)
+    Recommendation.objects.bulk_create([
+        Recommendation(run=run, product=shop[0], recommended=shop[1], rank=1, score=1.0,
+                       source="ease", evidence={"orders_together": 4}),
+        Recommendation(run=run, product=shop[4], recommended=shop[1], rank=1, score=1.0,
+                       source=newproducts.SOURCE, evidence=content),
+        Recommendation(run=run, product=shop[4], recommended=shop[2], rank=2, score=0.5,
+                       source=newproducts.SOURCE, evidence=content)])
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["view_bundle"]))
+    client.force_login(user)
+    url = reverse("admin:shop_recs_bundle_lists")
+
+    def anchors(source):
+        page = client.get(url, {"source": source} if source is not None else {})
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert "<b>" not in html  # product names are escaped
+        return [p.pk for p in shop if f'data-anchor-id="{p.pk}"' in html], html
+
+    assert anchors(None)[0] == [shop[0].pk, shop[4].pk]
+    found, html = anchors("content")
+    assert found == [shop[4].pk] and "from product content" in html
+    assert "Chosen from the product&#x27;s name and category; it has no orders yet" in html
+    assert anchors("orders")[0] == [shop[0].pk]
+    assert client.get(url, {"source": "bogus"}).status_code == 302  # with a message
+    # the product's review page shows its list and where it comes from
+    page = client.get(reverse("admin:shop_recs_bundle_review", args=[shop[4].pk]))
+    assert page.status_code == 200 and 'data-source="content"' in page.content.decode()
+    # staff without the view permission see nothing
+    user.user_permissions.clear()
+    client.force_login(django_user_model.objects.get(pk=user.pk))
+    assert client.get(url).status_code == 403
+
+
+def test_the_widget_and_api_show_a_content_lists_label(client):
+    run = TrainingRun.objects.create(status=TrainingRun.Status.SUCCEEDED, pending=None,
+                                     is_active=True)
+    shop = [Product.objects.create(sku=f"W{i}", name=f"Vase {i}", price="2.00")
+            for i in range(3)]
+    Recommendation.objects.bulk_create([
+        Recommendation(run=run, product=shop[0], recommended=shop[i], rank=i, score=1.0 / i,
+                       source=newproducts.SOURCE,
+                       evidence=newproducts.evidence("borrowed", shop[2].pk, 0.5))
+        for i in (1, 2)])
+    ranking.invalidate()
+    body = client.get(f"/api/shop-recs/v1/products/{shop[0].pk}/frequently-bought-together/").json()
+    assert [i["method"] for i in body["items"][:2]] == ["content", "content"]
+    assert body["items"][0]["evidence"]["basis"] == "borrowed"
+    from django.template import Context, Template
+
+    html = Template("{% load shop_recs %}{% frequently_bought_together p %}").render(
+        Context({"p": shop[0]}))
+    assert 'data-method="content"' in html and "it has no orders yet" in html
