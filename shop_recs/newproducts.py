@@ -75,11 +75,11 @@ def _send():
         logger.warning("cache unavailable: queueing a new-product task anyway", exc_info=True)
     try:
         current_app.send_task(TASK_NAME, queue=recs_settings.TRAINING_QUEUE,
-                              countdown=DEBOUNCE_S)
+                              countdown=DEBOUNCE_S, retry=False)
     except Exception:  # noqa: BLE001 (a broker error must not fail the product's save)
+        # the flag stays (QUEUED_TTL_S): the next saves do not wait on a broker that is down
         logger.warning("could not queue new-product lists; the next run publishes them",
                        exc_info=True)
-        task_started()
         return False
     return True
 

@@ -292,15 +292,15 @@ def list_source(source):
 
 
 def served_lists(source=None, run=None):
-    """(run, queryset of its ``Recommendation`` rows) of the serving run (or ``run``),
-    only the lists of ``source`` (a key of :data:`LIST_SOURCES`; None: all). Raises
-    ``ValueError`` for an unknown source."""
+    """The ``Recommendation`` rows of the serving run (or of ``run``; no query here), only the
+    lists of ``source`` (a key of :data:`LIST_SOURCES`; None: all). Raises ``ValueError`` for
+    an unknown source."""
     if source not in (None, "", *LIST_SOURCES):
         raise ValueError(f"unknown list source {source!r}; use one of {sorted(LIST_SOURCES)}")
-    run = run or TrainingRun.objects.filter(is_active=True).first()
-    rows = Recommendation.objects.filter(run=run) if run else Recommendation.objects.none()
+    rows = (Recommendation.objects.filter(run=run) if run is not None
+            else Recommendation.objects.filter(run__is_active=True))
     if source == CONTENT_LISTS:
         rows = rows.filter(source=newproducts.SOURCE)
     elif source == ORDER_LISTS:
         rows = rows.exclude(source=newproducts.SOURCE)
-    return run, rows
+    return rows

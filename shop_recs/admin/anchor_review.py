@@ -25,7 +25,7 @@ from django.views import View
 from shop_recs import review
 from shop_recs.admin.display import BundleCard, ProductView, bundle_queryset, product_relations
 from shop_recs.formats import money
-from shop_recs.models import Bundle
+from shop_recs.models import Bundle, TrainingRun
 from shop_recs.newproducts import explanation as content_explanation
 from shop_recs.products import get_product_model
 
@@ -84,7 +84,7 @@ class AnchorReviewView(View):
             "impact_revenue": money(impact.revenue, view.currency),
             "impact_orders": f"{impact.orders:,}",
             "can_review": review.can_review(request.user),
-            "fbt_list": published_lists([product.pk])[0],
+            "fbt_list": published_lists([product.pk], known={product.pk: product})[0],
         }
         return render(request, self.template_name, context)
 
@@ -131,18 +131,21 @@ class PublishedList:
         self.review_url = reverse("admin:shop_recs_bundle_review", args=[anchor])
 
 
-def published_lists(anchors, rows=None):
-    """``PublishedList`` of each of ``anchors`` in the serving run (an empty one if none):
-    two queries, whatever the number of anchors."""
-    if rows is None:
-        rows = review.served_lists()[1]
-    rows = list(rows.filter(product_id__in=anchors).order_by("product", "rank"))
-    by_anchor = {}
+def published_lists(anchors, rows=None, known=None):
+    """``PublishedList`` of each of ``anchors`` in the serving run (an empty one if none): one
+    query with the recommended products, one more for the anchors not in ``known``
+    ({pk: product})."""
+    rows = review.served_lists() if rows is None else rows
+    rows = list(rows.filter(product_id__in=anchors).select_related(
+        "recommended", *product_relations("recommended__")).order_by("product", "rank"))
+    by_anchor, products = {}, dict(known or {})
     for row in rows:
         by_anchor.setdefault(row.product_id, []).append(row)
-    model = get_product_model()
-    wanted = set(anchors) | {r.recommended_id for r in rows}
-    products = model._default_manager.select_related(*product_relations("")).in_bulk(wanted)
+        products[row.recommended_id] = row.recommended
+    missing = [a for a in anchors if a not in products]
+    if missing:
+        products.update(get_product_model()._default_manager.select_related(
+            *product_relations("")).in_bulk(missing))
     return [PublishedList(a, by_anchor.get(a, []), products) for a in anchors]
 
 
@@ -157,7 +160,7 @@ class ListsReviewView(View):
             raise PermissionDenied
         source = request.GET.get("source") or None
         try:
-            run, rows = review.served_lists(source)
+            rows = review.served_lists(source)
         except ValueError as exc:
             messages.error(request, str(exc))
             return HttpResponseRedirect(reverse("admin:shop_recs_bundle_lists"))
@@ -167,7 +170,7 @@ class ListsReviewView(View):
             **self.model_admin.admin_site.each_context(request),
             "opts": Bundle._meta,
             "title": _("Published lists"),
-            "run": run,
+            "run": TrainingRun.objects.filter(is_active=True).first(),
             "source": source or "",
             "sources": [("", _("all"))] + [(k, v) for k, v in review.LIST_SOURCES.items()],
             "page": page,
