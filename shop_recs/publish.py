@@ -190,5 +190,7 @@ def activate(run, rows):
                 ", ".join(f"{k.removeprefix('bundles_')} {v}" for k, v in bundle_counts.items()))
     if serve:
         transaction.on_commit(lambda: run_activated.send(sender=TrainingRun, run=run))
+        # products created while this run trained are not in its catalogue: list them now
+        newproducts.queue_new_products()
     return run
 

@@ -95,14 +95,17 @@ def test_runs_and_the_task_publish_content_lists_for_products_without_orders(sen
     assert first_of(run, products[0]).source == run.gate["chosen"]
     assert not Recommendation.objects.filter(run=run, recommended=unsold).exists()
     assert run.counts["content_products"] == 1 and "content" in run.timings
+    # the run, once serving, queued a sweep for products created while it trained: none
+    assert len(sent) == 2
+    assert tasks.publish_new_products.apply().get()["products"] == 0
 
     # a product created after the run: one task queued on commit, on the training queue
     before = ranking.frequently_bought_together(products[0])  # fills the serving cache
     with commit():
         late = Product.objects.create(sku="N2", name="Teapot, white ceramic", price="5.00",
                                       category="even")
-    assert [name for name, _ in sent] == [newproducts.TASK_NAME] * 2
-    assert sent[1][1]["queue"] == "shop_recs.gpu"
+    assert [name for name, _ in sent] == [newproducts.TASK_NAME] * 3
+    assert sent[2][1]["queue"] == "shop_recs.gpu"
     assert not ranking.frequently_bought_together(late).items or all(
         i.method != newproducts.SOURCE for i in ranking.frequently_bought_together(late).items)
     # the task, through Celery's own apply (as the worker runs it)
