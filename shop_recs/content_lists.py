@@ -52,10 +52,25 @@ def available(pks):
     return np.asarray([pk in ok for pk in pks], dtype=bool)
 
 
+def active(pks):
+    """bool per pk: the product is active (the adapter's ``is_active`` field, when mapped)."""
+    adapter = get_adapter()
+    field = adapter.fields["is_active"]
+    if not field:
+        return np.ones(len(pks), dtype=bool)
+    ok = set()
+    for chunk in _chunks(list(pks)):
+        ok.update(adapter.model._default_manager.filter(**{field: True}, pk__in=chunk)
+                  .values_list("pk", flat=True))
+    return np.asarray([pk in ok for pk in pks], dtype=bool)
+
+
 def content_rows(fitted, pks, allowed):
-    """Rows for the products of ``fitted``'s catalogue without enough orders to publish."""
+    """Rows for the active products of ``fitted``'s catalogue without enough orders to
+    publish (a product sold once and since withdrawn gets none)."""
     published = np.asarray(fitted.published, dtype=bool)
     anchors = np.flatnonzero(~published)
+    anchors = anchors[active([pks[a] for a in anchors])]
     if not len(anchors) or not allowed.any():
         return []
     net, k = fitted.model, recs_settings.FBT_TOP_K

@@ -8,9 +8,9 @@ from django.db import transaction
 from django.test import TestCase
 
 from shop_recs import newproducts, pipeline, ranking, tasks
-from shop_recs.models import Product, Recommendation, TrainingRun
+from shop_recs.models import Interaction, Product, Recommendation, TrainingRun
 from shop_recs.runs import request_training
-from tests.factories import planted_shop
+from tests.factories import T0, planted_shop
 
 pytestmark = pytest.mark.django_db
 
@@ -81,6 +81,12 @@ def test_runs_and_the_task_publish_content_lists_for_products_without_orders(sen
                                         category="even")
     assert len(sent) == 1
     assert tasks.publish_new_products.apply().get()["run"] is None  # no run serves yet
+    # sold once, then withdrawn: in the model's catalogue, but no list (not active)
+    [withdrawn] = Product.objects.bulk_create([Product(  # bulk: no post_save, no task
+        sku="N9", name="Teapot stand", price="3.00", category="even", is_active=False)])
+    Interaction.objects.create(product=withdrawn, kind=Interaction.Kind.PURCHASE,
+                               order_id="o3", visitor_id="c3", timestamp=T0,
+                               source=Interaction.Source.IMPORT)
     with commit():
         run = train()
     # the run: the unsold teapot gets a content list led by the teapot's planted complement
@@ -94,6 +100,7 @@ def test_runs_and_the_task_publish_content_lists_for_products_without_orders(sen
     # warm products keep their lists from orders; content rows never point at unsold products
     assert first_of(run, products[0]).source == run.gate["chosen"]
     assert not Recommendation.objects.filter(run=run, recommended=unsold).exists()
+    assert not Recommendation.objects.filter(run=run, product=withdrawn).exists()
     assert run.counts["content_products"] == 1 and "content" in run.timings
     # the run, once serving, queued a sweep for products created while it trained: none
     assert len(sent) == 2
