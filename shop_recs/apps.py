@@ -28,6 +28,9 @@ class ShopRecsConfig(AppConfig):
         # Every process, the training worker included, clears the serving cache when a
         # run activates or a bundle changes.
         serving_cache.connect_receivers()
+        from shop_recs import newproducts
+
+        newproducts.connect_receivers()  # a new product gets a list before the next run
         from shop_recs.analytics import experiments
 
         experiments.connect_receivers()  # experiment changes start a new serving generation

@@ -60,6 +60,9 @@ DEFAULTS = {
     "FBT_PUBLISHING": "auto",
     # Highest bundle discount, in percent, that staff may set in the admin.
     "MAX_BUNDLE_DISCOUNT": 30,
+    # A product created between runs gets a list scored from its content (name, category,
+    # price) by a task on TRAINING_QUEUE soon after it is saved; False: at the next run.
+    "NEW_PRODUCT_LISTS": True,
     # --- Serving: widgets and API (shop_recs.ranking, shop_recs.api) ---
     # After a product's bundles and FBT list, its stored fallback list (shop_recs.fallbacks:
     # bought together in recent orders, then its category's bestsellers); False: nothing.

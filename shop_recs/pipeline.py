@@ -214,8 +214,9 @@ def run_training(run_id, task_id="", retries=0):
         timings["artifact"] = round(time.monotonic() - t2, 2)
         pks = np.asarray(extract.pks, dtype=object)[extract.index.lookup(fitted.index.ids)]
         t3 = time.monotonic()
-        rows = publish.build(fitted, list(pks))
-        timings["search"] = round(time.monotonic() - t3, 2)
+        rows = publish.build(fitted, list(pks))  # lists, bundles, and new products' lists
+        timings["content"] = round(rows.content_s, 2)
+        timings["search"] = round(time.monotonic() - t3 - rows.content_s, 2)
         run.refresh_from_db()
         run.metrics = fitted.metrics | {"split": fitted.split}
         run.serving_policy = fitted.metrics.get("serving_policy") or {}

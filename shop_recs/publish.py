@@ -10,20 +10,25 @@ one set that adds up: ``bundles_found`` distinct bundles the search returned =
 earlier proposals found again) + ``bundles_skipped`` (reviewed before and their evidence has not
 grown enough). ``bundles_dropped``: earlier proposals this run no longer makes, deleted.
 Every proposal says which kind of scorer found it (``Bundle.Source.MODEL`` or ``BASELINE``).
+
+Products with no or few orders (below ``MIN_PRODUCT_ORDERS``) get lists scored from their
+content (``shop_recs.content_lists``), rows of the run with source ``"content"``
+(``shop_recs.newproducts.SOURCE``); the warm products' rows are computed as before.
 """
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from shop_recs import content_lists, newproducts
 from shop_recs.conf import recs_settings
 from shop_recs.ml.bundles import BundleRules, Evidence, near_duplicates, search_bundles
 from shop_recs.ml.topk import topk_of_scores
 from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun, bundle_signature
-from shop_recs.products import get_adapter
 from shop_recs.signals import run_activated
 
 logger = logging.getLogger(__name__)
@@ -37,18 +42,9 @@ class Rows:
     fbt: list = field(default_factory=list)  # (product pk, recommended pk, rank, score, evidence)
     bundles: list = field(default_factory=list)  # (anchor pk, [item pks], score, evidence)
     source: str = ""  # the shipped candidate's name (FBT rows)
+    content: list = field(default_factory=list)  # like fbt: lists of products without orders
+    content_s: float = 0.0  # seconds spent on them (the run's "content" timing)
     bundle_source: str = Bundle.Source.MODEL  # MODEL when the learned model takes part
-
-
-def _available(pks):
-    adapter = get_adapter()
-    model = adapter.model
-    ok = set()
-    for start in range(0, len(pks), 900):
-        ok.update(model._default_manager.filter(adapter.available_q(),
-                                                pk__in=pks[start:start + 900])
-                  .values_list("pk", flat=True))
-    return np.asarray([pk in ok for pk in pks], dtype=bool)
 
 
 def explanation(n_orders, lift):
@@ -59,7 +55,7 @@ def explanation(n_orders, lift):
 def build(fitted, pks):
     """FBT lists for every published product of the shipped catalogue, and bundles around each."""
     # every product of the catalogue is scored; only those with enough orders are published
-    allowed = _available(pks) & np.asarray(fitted.published, dtype=bool)
+    allowed = content_lists.available(pks) & np.asarray(fitted.published, dtype=bool)
     anchors_all = np.flatnonzero(fitted.published)
     evidence = Evidence(fitted.baskets)
     rows = Rows(source=fitted.choice, bundle_source=(
@@ -108,7 +104,11 @@ def build(fitted, pks):
                                              "model_score": round(float(bundle.score), 4),
                                              "explanation": explanation(bundle.n_orders, lift),
                                          }))
-    logger.debug("built %d FBT rows and %d bundle candidates", len(rows.fbt), len(rows.bundles))
+    started = time.monotonic()
+    rows.content = content_lists.content_rows(fitted, pks, allowed)
+    rows.content_s = time.monotonic() - started
+    logger.debug("built %d FBT rows, %d content rows and %d bundle candidates", len(rows.fbt),
+                 len(rows.content), len(rows.bundles))
     return rows
 
 
@@ -168,8 +168,9 @@ def activate(run, rows):
     Recommendation.objects.filter(run=run).delete()  # a redelivered run starts clean
     Recommendation.objects.bulk_create(
         [Recommendation(run=run, product_id=p, recommended_id=r, rank=rank, score=score,
-                        source=rows.source, evidence=ev)
-         for p, r, rank, score, ev in rows.fbt], batch_size=2000)
+                        source=source, evidence=ev)
+         for source, part in ((rows.source, rows.fbt), (newproducts.SOURCE, rows.content))
+         for p, r, rank, score, ev in part], batch_size=2000)
     bundle_counts = _propose(run, rows)
     # With FBT_PUBLISHING = "approval" the run waits for staff ("Serve this run").
     serve = recs_settings.FBT_PUBLISHING == "auto" or previous is None
@@ -178,12 +179,18 @@ def activate(run, rows):
     # Keep the rows of this run and of the one serving before it (for a roll-back).
     keep = [run.pk] + ([previous.pk] if previous else [])
     Recommendation.objects.exclude(run__in=keep).delete()
-    run.counts = {**(run.counts or {}), "fbt_rows": len(rows.fbt), **bundle_counts}
+    run.counts = {**(run.counts or {}), "fbt_rows": len(rows.fbt),
+                  "content_rows": len(rows.content),
+                  "content_products": len({row[0] for row in rows.content}), **bundle_counts}
     run.status, run.pending, run.is_active = TrainingRun.Status.SUCCEEDED, None, serve
     run.finished_at = timezone.now()
     run.save()
-    logger.info("run %s: %d FBT rows; %s", run.pk, len(rows.fbt),
+    logger.info("run %s: %d FBT rows, %d content rows; %s", run.pk, len(rows.fbt),
+                len(rows.content),
                 ", ".join(f"{k.removeprefix('bundles_')} {v}" for k, v in bundle_counts.items()))
     if serve:
         transaction.on_commit(lambda: run_activated.send(sender=TrainingRun, run=run))
+        # products created while this run trained are not in its catalogue: list them now
+        newproducts.queue_new_products()
     return run
+

@@ -18,6 +18,10 @@ customers; the serving side (``shop_recs.ranking``) applies that filter.
 :func:`review_queue` orders the products that have proposals by what they sell
 (revenue, then orders), then by the evidence of their best proposal, so staff time goes
 first to the products that matter; it also counts the high-impact ones left.
+
+:func:`served_lists` gives the serving run's FBT lists, filtered by where they come from
+(:data:`LIST_SOURCES`: learned from orders, or chosen from the product's content because it
+has no orders yet), for the lists review screen.
 """
 
 import logging
@@ -33,9 +37,12 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from shop_recs import newproducts
 
 from shop_recs.conf import recs_settings
-from shop_recs.models import Bundle, Interaction, TrainingRun, bundle_signature
+from shop_recs.models import Bundle, Interaction, Recommendation, TrainingRun, bundle_signature
 from shop_recs.signals import bundles_changed, run_activated
 
 APPROVE, REJECT, RETIRE = "approve", "reject", "retire"
@@ -137,6 +144,8 @@ def activate_run(run, user):
 
 def explanation(evidence):
     """One line a reviewer reads at a glance, e.g. "bought together in 312 orders, …"."""
+    if newproducts.explanation(evidence):  # stored untranslated: shown in the reader's language
+        return newproducts.explanation(evidence)
     if evidence.get("explanation"):
         return str(evidence["explanation"])
     orders, lift = evidence.get("orders_with_all"), evidence.get("lift")
@@ -269,3 +278,29 @@ def review_queue():
                 -(score if score is not None else float("-inf")), str(pk))
 
     return ReviewQueue(sorted(best_score, key=importance), impact)
+
+
+# Where a published list comes from: ?source= of the lists review screen.
+CONTENT_LISTS, ORDER_LISTS = "content", "orders"
+LIST_SOURCES = {ORDER_LISTS: gettext_lazy("learned from orders"),
+                CONTENT_LISTS: gettext_lazy(newproducts.LABEL)}
+
+
+def list_source(source):
+    """The label of a list's ``Recommendation.source`` (the run's model name for orders)."""
+    return LIST_SOURCES[CONTENT_LISTS if source == newproducts.SOURCE else ORDER_LISTS]
+
+
+def served_lists(source=None, run=None):
+    """The ``Recommendation`` rows of the serving run (or of ``run``; no query here), only the
+    lists of ``source`` (a key of :data:`LIST_SOURCES`; None: all). Raises ``ValueError`` for
+    an unknown source."""
+    if source not in (None, "", *LIST_SOURCES):
+        raise ValueError(f"unknown list source {source!r}; use one of {sorted(LIST_SOURCES)}")
+    rows = (Recommendation.objects.filter(run=run) if run is not None
+            else Recommendation.objects.filter(run__is_active=True))
+    if source == CONTENT_LISTS:
+        rows = rows.filter(source=newproducts.SOURCE)
+    elif source == ORDER_LISTS:
+        rows = rows.exclude(source=newproducts.SOURCE)
+    return rows

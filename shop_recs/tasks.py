@@ -5,6 +5,7 @@ Routing, time limits and retries are set where the task is queued
 
     celery -A yourproject worker -Q shop_recs.gpu -c 1 --prefetch-multiplier 1
 
+``publish_new_products`` (lists for products created between runs) runs on the same queue.
 The pipeline (and torch) is imported inside the task body only, so web processes that
 import this module to queue work never load torch.
 """
@@ -73,3 +74,23 @@ def rollup_analytics():
     from shop_recs.analytics import rollups  # noqa: PLC0415
 
     return rollups.rollup_pending()
+
+
+@shared_task(
+    base=DjangoTask,
+    name="shop_recs.publish_new_products",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    max_retries=3,
+)
+def publish_new_products(pks=None):
+    """Lists for products created since the serving run, scored from their content by its
+    checkpoint (queued by ``shop_recs.newproducts`` on product creation, on the training
+    queue). ``pks`` None: every product the serving run has no list for."""
+    from shop_recs import content_lists, newproducts  # noqa: PLC0415 (torch: worker only)
+    from shop_recs.conf import recs_settings  # noqa: PLC0415
+
+    newproducts.task_started()  # creations committed from now on queue another task
+    if not recs_settings.NEW_PRODUCT_LISTS:
+        return None
+    return content_lists.publish_new_products(pks)

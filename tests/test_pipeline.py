@@ -60,8 +60,10 @@ def test_a_run_publishes_fbt_lists_and_bundles_with_provenance(artifacts):
     # the returning-visitor policy the widget will apply, decided on validation
     assert run.serving_policy["mode"] in ("off", "boost", "demote")
     assert run.serving_policy == run.metrics["serving_policy"] and "policy" in run.timings
-    # a product nobody bought is in the model's catalogue but gets no list of its own
-    assert not Recommendation.objects.filter(run=run, product=unsold).exists()
+    # a product nobody bought is in the model's catalogue: it gets a list from its content
+    # only (tests/test_newproducts.py), and is in no other product's list
+    assert set(Recommendation.objects.filter(run=run, product=unsold).values_list(
+        "source", flat=True)) == {"content"}
     assert not Recommendation.objects.filter(run=run, recommended=unsold).exists()
     assert run.progress["loss"]
     # stages that do not overlap, so the run page's sum is the run's total

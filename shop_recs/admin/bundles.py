@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from shop_recs import review
-from shop_recs.admin.anchor_review import AnchorReviewView
+from shop_recs.admin.anchor_review import AnchorReviewView, ListsReviewView
 from shop_recs.admin.display import BundleCard, bundle_queryset
 from shop_recs.admin.paging import BoundedCountPaginator
 from shop_recs.conf import recs_settings
@@ -181,7 +181,9 @@ class BundleAdmin(ProductPickerMixin, admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(AnchorReviewView.as_view(model_admin=self))
+        lists = self.admin_site.admin_view(ListsReviewView.as_view(model_admin=self))
         return [
+            path("lists/", lists, name="shop_recs_bundle_lists"),
             path("review/", view, name="shop_recs_bundle_review_next"),
             path("review/<str:anchor>/", view, name="shop_recs_bundle_review"),
             *super().get_urls(),

@@ -55,7 +55,9 @@ class RecommendedItemSerializer(serializers.Serializer):
                     "fallback: co-occurrence or popular in the category; history: bought "
                     "before by this visitor (the run's returning-visitor policy)."))
     method = serializers.CharField(
-        help_text=_("The bundle's source, the run's shipped model, cooccurrence or popular."))
+        help_text=_("The bundle's source, the run's shipped model, cooccurrence or popular; "
+                    "content: a list chosen from the product's name and category because it "
+                    "has no orders yet (evidence.explanation says so)."))
     score = serializers.FloatField()
     run = serializers.IntegerField(allow_null=True, help_text=_("Training run of the row."))
     bundle = serializers.IntegerField(allow_null=True)

@@ -56,7 +56,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language, gettext
 
-from shop_recs import ranking
+from shop_recs import newproducts, ranking
 from shop_recs.analytics import experiments
 from shop_recs.attribution import token_maker
 from shop_recs.conf import recs_settings
@@ -162,8 +162,8 @@ def _entry(product, item=None, *, query):
         "tone": str(placeholder_tone(adapter.sku(product) or product.pk)),
         "url": (_link(adapter.url(product), query(bundle, run)) if item
                 else adapter.url(product)),
-        "source": item.source if item else "anchor", "run": _text(run),
-        "bundle": _text(bundle), "is_anchor": item is None,
+        "source": item.source if item else "anchor", "method": item.method if item else "",
+        "run": _text(run), "bundle": _text(bundle), "is_anchor": item is None,
         "purchasable": price is not None and bool(adapter.get(product, "in_stock")),
     }
 
@@ -218,7 +218,10 @@ def _context(context, result, *, widget, anchor=None, limit=None):
     choices = ([first] if first else []) + others if others else []
     total = _total(choices)
     bundle = result.bundle
+    # a list scored from the anchor's content says so (it has no orders yet)
+    content = next((i for i in result.items if i.method == newproducts.SOURCE), None)
     return {
+        "content_note": (newproducts.explanation(content.evidence) or "") if content else "",
         "widget": widget, "widget_id": f"shop-recs-{widget}-{ID_MARKER}",
         "stylesheet": str(CSS_MARKER),
         "anchor": first, "items": entries, "result": result, "run": _text(result.run),

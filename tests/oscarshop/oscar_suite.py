@@ -221,6 +221,38 @@ def test_fbt_api_and_schema_answer(shop, client):
 
 
 @pytest.mark.django_db
+def test_a_new_product_and_its_first_stock_record_queue_its_list(shop, monkeypatch):
+    """Oscar creates a product, then its stock: one task per commit, and the stock record
+    alone (a product made sellable later) asks again."""
+    from celery import current_app
+    from django.db import transaction
+    from django.test import TestCase
+
+    from shop_recs import newproducts
+
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, *a, **kw: sent.append(name))
+    connection = transaction.get_connection()
+
+    def commit(make):
+        newproducts.task_started()  # as if the previous task had started
+        start = len(connection.run_on_commit)
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            result = make()
+        del connection.run_on_commit[start:]  # committed
+        return result
+
+    product = commit(lambda: Product.objects.create(
+        upc="NEW-1", title="Enamel Teapot", product_class=ProductClass.objects.first(),
+        structure="standalone", is_public=True))
+    assert sent == [newproducts.TASK_NAME]
+    commit(lambda: StockRecord.objects.create(
+        product=product, partner=Partner.objects.first(), partner_sku="NEW-1",
+        price_currency="GBP", price=Decimal("3.00"), num_in_stock=5))
+    assert sent == [newproducts.TASK_NAME] * 2
+
+
+@pytest.mark.django_db
 def test_stock_set_to_zero_leaves_the_widget_on_the_next_request(shop, client):
     anchor = shop["bundle"].anchor
     first = client.get(anchor.get_absolute_url())

@@ -8,7 +8,11 @@
 * ``StockRecord`` saved or deleted, and the stock an order allocated ->
   :func:`shop_recs.serving_cache.products_changed`: a product sold out leaves the widgets
   on the next request. Product saves are seen by shop_recs itself (post_save of
-  ``SHOP_RECS_PRODUCT_MODEL``).
+  ``SHOP_RECS_PRODUCT_MODEL``), new products included (``shop_recs.newproducts``).
+* A ``StockRecord`` created -> :func:`shop_recs.newproducts.queue_new_products`: Oscar's
+  dashboard and importers often create a product's stock after the product (a variant's
+  parent is not sellable itself), so its first stock record asks again for the list of a
+  product that the serving run has none for (at most one task per commit either way).
 """
 
 import logging
@@ -19,6 +23,7 @@ from oscar.core.loading import get_class, get_model
 
 from shop_recs.ingest import record_order
 from shop_recs.models import Interaction
+from shop_recs.newproducts import queue_new_products
 from shop_recs.serving_cache import products_changed
 
 logger = logging.getLogger(__name__)
@@ -69,9 +74,11 @@ def checkout_done(sender, order, request=None, **kwargs):
             run_ref=fields.get("run_ref"))
 
 
-def stock_changed(sender, instance, **kwargs):
+def stock_changed(sender, instance, created=False, raw=False, **kwargs):
     product = instance.product
     products_changed([pk for pk in (product.pk, product.parent_id) if pk is not None])
+    if created and not raw:
+        queue_new_products(kwargs.get("using"))
 
 
 def connect():

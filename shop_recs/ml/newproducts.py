@@ -1,0 +1,210 @@
+"""Lists for products with no or few orders, scored from their content (numpy/torch, no Django).
+
+A product nobody has bought (or bought once) is not in the published lists of a run: no
+co-occurrence model can score it. Its name, category and price can. Two ways, best first:
+
+* :func:`model_lists` - the learned model's content path
+  (``BundleScorer.for_new_products``): the product is scored from its name words, category
+  and price band, with the item-item prior rows of its most similar known products by name
+  (TF-IDF cosine) borrowed in, as the cold-start benchmark measured it (``ml.runner.run_cold``);
+* :func:`borrowed_lists` - the content baseline, for runs whose gate shipped a baseline: the
+  list the shipped scorer gives the most similar known product, then the bestsellers of the
+  product's category.
+
+Products the checkpoint has never seen (created after its run) are appended to a copy of the
+model first (:func:`extend`), with content-only rows::
+
+    bigger, new = extend(scorer, new_attrs)          # new: their catalogue items
+    lists = model_lists(bigger, attrs_all, new, known, allowed, k=10)
+    lists.items[i], lists.scores[i]                  # -1 / -inf past the end of a list
+
+``known`` marks the products with enough orders (published lists of their own), ``allowed``
+the products that may be recommended (available and known).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from shop_recs.ml.features import _category, name_words
+from shop_recs.ml.model import BundleModel
+from shop_recs.ml.topk import topk_of_scores
+from shop_recs.ml.types import ItemAttributes
+
+__all__ = ["NewLists", "similar_known", "model_lists", "borrowed_lists", "extend",
+           "MODEL", "BORROWED", "CATEGORY"]
+
+MODEL, BORROWED, CATEGORY = "model", "borrowed", "category"
+CHUNK = 256  # anchors scored at once ([CHUNK, n_items] floats)
+
+
+@dataclass
+class NewLists:
+    """Top-k lists of ``anchors`` (catalogue items): ``items`` int64 [m, k] (-1: no entry),
+    ``scores`` float [m, k]; ``neighbour`` the most similar known product (-1: none shares
+    a word), ``similarity`` its cosine; ``how`` per entry: MODEL, BORROWED or CATEGORY."""
+
+    anchors: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    neighbour: np.ndarray
+    similarity: np.ndarray
+    how: np.ndarray  # object [m, k]
+
+
+def _tfidf(attrs: ItemAttributes) -> sp.csr_matrix:
+    """L2-normalised sparse TF-IDF rows of name words and category (as ``ml.coldstart``'s,
+    but sparse: a dense [products x words] matrix would not fit a catalogue of 10^5)."""
+    docs = [list(dict.fromkeys(name_words(nm))) + [f"~cat~{_category(nm, c)}"]
+            for nm, c in zip(attrs.names, attrs.categories)]
+    df = Counter(w for d in docs for w in d)
+    vocab = {w: i for i, w in enumerate(sorted(df))}
+    idf = np.asarray([math.log((1 + len(docs)) / (1 + df[w])) + 1 for w in sorted(df)])
+    rows = np.repeat(np.arange(len(docs)), [len(d) for d in docs])
+    cols = np.asarray([vocab[w] for d in docs for w in d], dtype=np.int64)
+    m = sp.csr_matrix((idf[cols].astype(np.float32), (rows, cols)),
+                      shape=(len(docs), max(len(vocab), 1)))
+    norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    return sp.diags(1.0 / np.maximum(norm, 1e-12)).astype(np.float32) @ m
+
+
+def similar_known(attrs: ItemAttributes, items: np.ndarray, known: np.ndarray,
+                  k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most similar ``known`` products (bool mask) of each of ``items`` by TF-IDF
+    cosine of name words and category. Returns (neighbours int64 [m, k], cosine [m, k]),
+    most similar first, ties by item; an item is never its own neighbour."""
+    items = np.asarray(items, dtype=np.int64)
+    candidates = np.flatnonzero(known)
+    k = min(k, len(candidates))
+    if k == 0 or not len(items):
+        return np.zeros((len(items), k), np.int64), np.zeros((len(items), k), np.float32)
+    vec = _tfidf(attrs)
+    nbrs, sims = [], []
+    for start in range(0, len(items), CHUNK):
+        part = items[start:start + CHUNK]
+        sim = np.asarray((vec[part] @ vec[candidates].T).todense(), dtype=np.float64)
+        sim[candidates[None, :] == part[:, None]] = -np.inf
+        top = topk_of_scores(sim, k)
+        nbrs.append(candidates[top])
+        sims.append(np.maximum(np.take_along_axis(sim, top, axis=1), 0.0))
+    return np.concatenate(nbrs), np.concatenate(sims).astype(np.float32)
+
+
+def _top(scores: np.ndarray, anchors: np.ndarray, allowed: np.ndarray, k: int):
+    s = np.where(allowed[None, :], scores.astype(np.float64), -np.inf)
+    s[np.isnan(s)] = -np.inf
+    s[np.arange(len(anchors)), anchors] = -np.inf
+    top = topk_of_scores(s, k)
+    val = np.take_along_axis(s, top, axis=1)
+    return np.where(np.isfinite(val), top, -1), val
+
+
+def model_lists(scorer, attrs: ItemAttributes, new: np.ndarray, known: np.ndarray,
+                allowed: np.ndarray, k: int, neighbours: int = 5) -> NewLists:
+    """Lists of the ``new`` products from the model's content path; ``scorer`` is a
+    ``BundleScorer`` over the catalogue ``attrs`` describes (``new`` included)."""
+    new = np.asarray(new, dtype=np.int64)
+    nbrs, sims = similar_known(attrs, new, known, neighbours)
+    borrow = None
+    if nbrs.shape[1]:
+        w = np.maximum(sims, 1e-6)  # nothing in common: an even share of each neighbour
+        borrow = (nbrs, w / w.sum(axis=1, keepdims=True))
+    content = scorer.for_new_products(new, borrow=borrow)
+    items, scores = [], []
+    for start in range(0, len(new), CHUNK):
+        part = new[start:start + CHUNK]
+        top, val = _top(content.score([np.asarray([a]) for a in part]), part, allowed, k)
+        items.append(top)
+        scores.append(val)
+    items = np.concatenate(items) if items else np.zeros((0, k), np.int64)
+    return NewLists(new, items, np.concatenate(scores) if scores else np.zeros((0, k)),
+                    *_first(nbrs, sims), np.full(items.shape, MODEL, dtype=object))
+
+
+def _first(nbrs: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not nbrs.shape[1]:
+        return np.full(len(nbrs), -1, np.int64), np.zeros(len(nbrs), np.float32)
+    return np.where(sims[:, 0] > 0, nbrs[:, 0], -1), sims[:, 0]
+
+
+def borrowed_lists(scorer, attrs: ItemAttributes, new: np.ndarray, known: np.ndarray,
+                   allowed: np.ndarray, popularity: np.ndarray, k: int) -> NewLists:
+    """The content baseline: the list ``scorer`` (any Scorer over the catalogue) gives the most
+    similar known product by name, then the bestsellers (``popularity``: orders per item) of
+    the new product's category. A product that shares no word with a known one gets its
+    category's bestsellers only."""
+    new = np.asarray(new, dtype=np.int64)
+    nbrs, sims = similar_known(attrs, new, known, 1)
+    neighbour, similarity = _first(nbrs, sims)
+    cats = np.asarray([_category(nm, c) for nm, c in zip(attrs.names, attrs.categories)],
+                      dtype=object)
+    pop = np.log1p(np.asarray(popularity, dtype=np.float64))
+    items = np.full((len(new), k), -1, np.int64)
+    scores = np.full((len(new), k), -np.inf)
+    how = np.full((len(new), k), "", dtype=object)
+    for start in range(0, len(new), CHUNK):
+        part = np.arange(start, min(start + CHUNK, len(new)))
+        with_nbr = part[neighbour[part] >= 0]
+        borrowed = {}
+        if len(with_nbr):
+            s = scorer.score([np.asarray([n]) for n in neighbour[with_nbr]])
+            s[np.arange(len(with_nbr)), neighbour[with_nbr]] = -np.inf  # it is a substitute
+            top, val = _top(s, new[with_nbr], allowed, k)
+            borrowed = {int(r): (t, v) for r, t, v in zip(with_nbr, top, val)}
+        for r in part:
+            top, val = borrowed.get(int(r), (np.zeros(0, np.int64), np.zeros(0)))
+            keep = top >= 0
+            entries = list(zip(top[keep], val[keep], [BORROWED] * int(keep.sum())))
+            if len(entries) < k:  # then the category's bestsellers not listed yet
+                same = allowed & (cats == cats[new[r]]) & (pop > 0)
+                same[new[r]] = False
+                same[top[keep]] = False
+                best = np.flatnonzero(same)
+                best = best[np.argsort(-pop[best], kind="stable")][:k - len(entries)]
+                entries += [(j, pop[j], CATEGORY) for j in best]
+            for pos, (j, v, h) in enumerate(entries):
+                items[r, pos], scores[r, pos], how[r, pos] = j, v, h
+    return NewLists(new, items, scores, neighbour, similarity, how)
+
+
+def extend(scorer, new_attrs: ItemAttributes):
+    """A copy of ``scorer`` (a ``BundleScorer``) whose catalogue has ``new_attrs``' products
+    appended; returns (the copy, their catalogue items). Their rows are content only: no id
+    embedding, no prior (``for_new_products`` gives them a bias and borrows a prior), and
+    their attributes encoded with the model's own vocabulary (unknown words are dropped).
+    Costs a copy of the model (the dense prior included); the original is untouched."""
+    assert scorer.model is not None and scorer.vocab is not None  # nosec B101 # bug guard
+    n_old, m = scorer.model_config.n_items, len(new_attrs)
+    config = dataclasses.replace(scorer.model_config, n_items=n_old + m)
+    model = BundleModel(config)
+    old_state, state = scorer.model.state_dict(), model.state_dict()
+    for key, value in old_state.items():
+        target = state[key]
+        if target.shape == value.shape:
+            state[key] = value.clone()
+            continue
+        # every per-item table grows by m rows (and the dense prior by m columns); a CSR
+        # row pointer repeats its end: the new rows are empty
+        grown = (torch.full_like(target, int(value[-1])) if key.endswith("crow")
+                 else torch.zeros_like(target))
+        grown[tuple(slice(0, s) for s in value.shape)] = value
+        state[key] = grown
+    model.load_state_dict(state, strict=True)
+    feats = scorer.vocab.encode(new_attrs)
+    with torch.no_grad():
+        rows = slice(n_old + 1, n_old + 1 + m)
+        model.item_words[rows] = torch.from_numpy(feats.words)
+        model.item_cat[rows] = torch.from_numpy(feats.category)
+        model.item_price[rows] = torch.from_numpy(feats.price_band)
+    model.eval()
+    out = type(scorer)(config, scorer.train_config, scorer.max_context_eval,
+                       scorer.prior_lambda, scorer.max_prior_items)
+    out.model, out.vocab, out.result, out.device = model, scorer.vocab, scorer.result, scorer.device
+    return out, np.arange(n_old, n_old + m, dtype=np.int64)
