@@ -42,7 +42,8 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp
 from torch.nn.parallel import DistributedDataParallel
 
-from shop_recs.ml.train import EpochReport, Examples, TrainConfig, TrainResult, resolve_device, train
+from shop_recs.ml.train import (EpochReport, Examples, TrainConfig, TrainResult, resolve_device,
+                                train)
 
 logger = logging.getLogger("shop_recs.ml.distributed")
 
