@@ -52,6 +52,7 @@ __all__ = ["ParallelTrainResult", "DistributedTrainingError", "train_data_parall
 
 POLL_S = 0.1  # how often the supervisor looks at its ranks while waiting for a message
 STOP_GRACE_S = 5.0  # SIGTERM, then this long, then SIGKILL
+EXIT_WAIT_S = 60.0  # after the result, how long the ranks may take to leave the group
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)  # a rank waits this long for its peers
 # (a peer that died is noticed by the supervisor, which stops the rest long before)
 
@@ -313,7 +314,11 @@ def train_data_parallel(model: torch.nn.Module, examples: Examples, config: Trai
                 to_rank0.put(validate(model))
             elif kind == "done":
                 done = payload
-        procs.join(timeout=60)  # they only leave the group now; _stop ends a straggler
+        # they only leave the group now (join() returns when any one exits: wait for all);
+        # one that fails now still fails the training, _stop ends a straggler
+        deadline = time.monotonic() + EXIT_WAIT_S
+        while not procs.join(timeout=POLL_S) and time.monotonic() < deadline:
+            pass
     except (tmp.ProcessRaisedException, tmp.ProcessExitedException) as exc:
         raise _failure(exc, world) from None
     finally:
