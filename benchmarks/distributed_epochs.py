@@ -26,20 +26,28 @@ from shop_recs.ml.scorer import BundleScorer
 from shop_recs.ml.train import TrainConfig
 
 
-def measure(baskets, processes: int, epochs: int, device: str, seed: int) -> dict:
+def measure(baskets, processes: int, epochs: int, device: str, seed: int,
+            threads: int | None = None) -> dict:
     train_config = TrainConfig(epochs=epochs, time_budget_s=None, patience=epochs, seed=seed,
-                               device=device, processes=processes)
+                               device=device, processes=processes, threads=threads)
     scorer = BundleScorer(BundleModelConfig(n_items=0, use_history=False), train_config)
     t0 = time.perf_counter()
-    scorer.fit(baskets)
+
+    def progress(report):
+        if report.kind == "epoch":
+            print(f"  {processes} process(es): epoch {report.epoch} {report.elapsed_s:.1f} s",
+                  file=sys.stderr, flush=True)
+    scorer.fit(baskets, callback=progress)
     wall = time.perf_counter() - t0
     result = scorer.result
     ends = [0.0] + [h.elapsed_s for h in result.history]
     epoch_s = float(np.mean(np.diff(ends)))
-    return {"processes": processes, "epochs": len(result.history), "epoch_s": round(epoch_s, 2),
+    return {"processes": processes, "threads": threads or "default", "epochs": len(result.history), "epoch_s": round(epoch_s, 2),
             "startup_s": round(result.train_s - ends[-1], 2), "fit_s": round(wall, 2),
             "loss": round(result.history[-1].loss, 4),
-            "examples_per_s": round(float(np.mean([h.examples_per_s for h in result.history])))}
+            # each rank times its own shard: the run's rate is N times rank 0's
+            "examples_per_s": round(processes * float(np.mean([h.examples_per_s
+                                                               for h in result.history])))}
 
 
 def main(argv=None) -> int:
@@ -50,12 +58,16 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads per process (default: torch's own for 1 process, "
+                         "cores / N for N)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.processes.split(",")]
     baskets, _ = synthetic_baskets(ShopParams(products=args.products, lines=args.lines,
                                               seed=args.seed))
-    runs = [measure(baskets, p, args.epochs, args.device, args.seed) for p in counts]
+    runs = [measure(baskets, p, args.epochs, args.device, args.seed, args.threads)
+            for p in counts]
     base = next((r["epoch_s"] for r in runs if r["processes"] == 1), runs[0]["epoch_s"])
     print(f"{args.products} products, {len(baskets)} orders, {args.lines} lines, "
           f"device {args.device}, {os.cpu_count()} cores")

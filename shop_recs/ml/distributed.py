@@ -24,10 +24,12 @@ killed outright (a hard time limit) exit by themselves. Nothing is left running 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import math
+import multiprocessing
 import os
 import queue
 import socket
@@ -256,6 +258,25 @@ def _stop(processes) -> None:
             p.join()
 
 
+@contextlib.contextmanager
+def _may_start_children():
+    """Let a Celery prefork pool process start the ranks.
+
+    multiprocessing calls a pool process "daemonic" and refuses it children, because a daemonic
+    process is ended without waiting for them and they could outlive it. Ours cannot: the
+    supervisor stops and reaps them in a ``finally``, and they exit by themselves when it dies.
+    """
+    me = multiprocessing.current_process()
+    daemonic = me.daemon
+    if daemonic:
+        me.daemon = False
+    try:
+        yield
+    finally:
+        if daemonic:
+            me.daemon = True
+
+
 def _failure(exc: Exception, world: int) -> DistributedTrainingError:
     if isinstance(exc, tmp.ProcessRaisedException):
         logger.error("training process %d of %d failed:%s", exc.error_index, world, exc)
@@ -288,7 +309,9 @@ def train_data_parallel(model: torch.nn.Module, examples: Examples, config: Trai
             rank_config, to_parent, to_rank0, validate is not None, callback is not None)
     logger.info("data-parallel training: %d %s processes", world, backend)
     t0 = time.perf_counter()
-    procs = tmp.start_processes(_rank_main, args, nprocs=world, join=False, start_method="spawn")
+    with _may_start_children():
+        procs = tmp.start_processes(_rank_main, args, nprocs=world, join=False,
+                                    start_method="spawn")
     model.to(device)  # the supervisor validates each epoch where one process would
     shards: dict[int, np.ndarray] = {}
     done = None

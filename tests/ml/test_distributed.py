@@ -4,7 +4,10 @@ Each test that trains starts two real ranks (spawned python processes): seconds 
 """
 
 import itertools
+import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,8 +37,9 @@ def tiny_train(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def spawned_children() -> set[int]:
-    """Processes of ours started by multiprocessing's spawn (zombies included)."""
+def spawned_children(parent: int | None = None) -> set[int]:
+    """Processes of ``parent`` (us) started by multiprocessing's spawn (zombies included)."""
+    parent = os.getpid() if parent is None else parent
     out = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -44,7 +48,7 @@ def spawned_children() -> set[int]:
         except OSError:
             continue
         state, ppid = fields[0], int(fields[1])
-        if ppid == os.getpid() and (state == "Z" or b"spawn_main" in cmdline):
+        if ppid == parent and (state == "Z" or b"spawn_main" in cmdline):
             out.add(int(stat.parent.name))
     return out
 
@@ -157,13 +161,23 @@ class Interrupted(Exception):
     """Stands for Celery's SoftTimeLimitExceeded, raised in the supervising worker."""
 
 
-def test_an_exception_in_the_supervisor_stops_the_ranks(no_leftovers):
+@pytest.fixture
+def in_a_celery_pool_process():
+    """multiprocessing sees a Celery prefork pool process as daemonic (no children allowed)."""
+    me = multiprocessing.current_process()
+    me.daemon = True
+    yield
+    me.daemon = False
+
+
+def test_an_exception_in_the_supervisor_stops_the_ranks(in_a_celery_pool_process, no_leftovers):
     def callback(report):
         raise Interrupted()
 
     with pytest.raises(Interrupted):
         train(Plain(), toy_examples(), tiny_train(processes=2, batch_size=8, log_every=1),
               callback=callback)
+    assert multiprocessing.current_process().daemon  # as it was
 
 
 def test_resolve_processes():
@@ -176,3 +190,42 @@ def test_resolve_processes():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="cuda"):
             resolve_processes(2, "cuda")
+
+
+SUPERVISOR = """
+import sys
+from tests.ml.test_distributed import Plain, toy_examples, tiny_train
+from shop_recs.ml.train import train
+
+def started(report, said=[]):
+    if not said:
+        said.append(print("training", flush=True))
+
+if __name__ == "__main__":
+    train(Plain(), toy_examples(), tiny_train(processes=2, batch_size=8, epochs=10**6,
+                                              log_every=1), callback=started)
+"""
+
+
+def test_ranks_exit_when_their_supervisor_is_killed():
+    # a Celery hard time limit SIGKILLs the worker's pool process: no finally runs there
+    repo = Path(__file__).resolve().parents[2]
+    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR], cwd=repo, stdout=subprocess.PIPE,
+                           env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        assert sup.stdout.readline() == b"training\n"
+        ranks = spawned_children(sup.pid)
+        assert len(ranks) == 2
+    finally:
+        sup.kill()
+        sup.wait()
+
+    def running(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    deadline = time.monotonic() + 20
+    while any(running(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(running(pid) for pid in ranks), "ranks outlived their supervisor"
