@@ -179,7 +179,12 @@ class _AgreedClock:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Exit when the supervisor is gone (SIGKILLed by a hard time limit): no orphans."""
+    """Exit when the supervisor is gone (SIGKILLed by a hard time limit): no orphans.
+
+    torch's spawn also asks the kernel for a SIGINT on the parent's death, but that only acts
+    once the main thread is back in Python: a rank waiting in a collective (NCCL does not
+    notice a dead peer) would linger. This thread ends it regardless.
+    """
     def watch():
         while os.getppid() == parent:
             time.sleep(0.5)

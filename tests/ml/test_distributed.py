@@ -209,6 +209,8 @@ if __name__ == "__main__":
 
 def test_ranks_exit_when_their_supervisor_is_killed():
     # a Celery hard time limit SIGKILLs the worker's pool process: no finally runs there
+    # (torch's spawn asks for a SIGINT on the parent's death; ml.distributed adds a watchdog
+    # thread for ranks stuck outside Python: either ends these)
     repo = Path(__file__).resolve().parents[2]
     sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR], cwd=repo, stdout=subprocess.PIPE,
                            env={**os.environ, "PYTHONPATH": str(repo)})
