@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.module_loading import import_string
 
-from shop_recs.conf import CHOICES, DEFAULTS, RANGES, recs_settings
+from shop_recs.conf import CHOICES, DEFAULTS, MAX_TRAINING_PROCESSES, RANGES, recs_settings
 
 
 @checks.register()
@@ -57,6 +57,15 @@ def check_settings(app_configs=None, **kwargs):
                 hint=f"Remove it to use the default ({DEFAULTS[key]!r}).",
                 obj="SHOP_RECS", id="shop_recs.E002",
             ))
+    processes = user.get("TRAINING_PROCESSES", DEFAULTS["TRAINING_PROCESSES"])
+    if processes != "auto" and (isinstance(processes, bool) or not isinstance(processes, int)
+                                or not 1 <= processes <= MAX_TRAINING_PROCESSES):
+        errors.append(checks.Error(
+            f"SHOP_RECS['TRAINING_PROCESSES'] is {processes!r}; it must be a whole number from 1 "
+            f"to {MAX_TRAINING_PROCESSES} or 'auto'.",
+            hint="1 trains in the worker's process; 'auto' uses one process per CUDA device.",
+            obj="SHOP_RECS", id="shop_recs.E002",
+        ))
     if not isinstance(user.get("PRODUCT_FIELDS", {}), dict):
         errors.append(checks.Error(
             "SHOP_RECS['PRODUCT_FIELDS'] must be a dict of field names.",

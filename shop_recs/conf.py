@@ -37,6 +37,10 @@ DEFAULTS = {
     "TRAINING_QUEUE": "shop_recs.gpu",
     "DEVICE": "auto",
     "TIME_BUDGET_S": 150,
+    # Training processes (data-parallel, torch.distributed): 1; a number (gloo processes on a
+    # CPU worker, one per GPU on a CUDA worker - at most its device count); or "auto" (one per
+    # CUDA device of the worker, 1 without). See README "Deploying at scale".
+    "TRAINING_PROCESSES": 1,
     # Celery soft/hard time limits of a training task; keep them below the broker's
     # visibility timeout (Redis: 3600 s by default) so a running task is not redelivered.
     "TRAINING_SOFT_TIME_LIMIT": 1800,
@@ -155,6 +159,9 @@ RANGES = {
     "GATE_MIN_GAIN": (0, 1),
 }
 
+
+# TRAINING_PROCESSES: a whole number in this range, or "auto" (checked by shop_recs.E002).
+MAX_TRAINING_PROCESSES = 64
 
 # Allowed values of string settings, checked by shop_recs.E002.
 CHOICES = {

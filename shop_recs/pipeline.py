@@ -29,6 +29,7 @@ from django.utils import timezone
 from shop_recs import data, fallbacks, publish
 from shop_recs.conf import recs_settings
 from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from shop_recs.ml.distributed import resolve_processes
 from shop_recs.ml.protocol import (SETTINGS, ConfigError, configure, fit_shop,
                                    get_default_config)
 from shop_recs.ml.train import resolve_device
@@ -123,6 +124,13 @@ def fit_overrides(run=None):
     for key, path in RUN_CONFIG.items():
         if key in ((run.config or {}) if run is not None else {}):
             overrides[path] = run.config[key]
+    # data-parallel training: this worker's share of TRAINING_PROCESSES ("auto": its GPUs);
+    # the processes are started and supervised inside this task (shop_recs.ml.distributed)
+    try:
+        overrides["train.processes"] = resolve_processes(
+            recs_settings.TRAINING_PROCESSES, overrides.get("train.device", "auto"))
+    except ValueError as exc:  # a bad value (shop_recs.E002 says so at start-up)
+        raise ConfigError(str(exc)) from None
     return overrides
 
 

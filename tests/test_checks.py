@@ -132,3 +132,14 @@ def test_a_cart_url_the_form_cannot_post_to_is_w010():
         assert check_cart_url() == []
     with override_settings(SHOP_RECS={}):
         assert check_cart_url() == []
+
+
+def test_training_processes_is_a_whole_number_or_auto():
+    for value in (0, -1, 65, 2.0, "2", "all", True, None):
+        with override_settings(SHOP_RECS={"TRAINING_PROCESSES": value}):
+            (error,) = check_settings()
+            assert error.id == "shop_recs.E002" and "TRAINING_PROCESSES" in error.msg
+            assert repr(value) in error.msg
+    for value in (1, 2, 64, "auto"):
+        with override_settings(SHOP_RECS={"TRAINING_PROCESSES": value}):
+            assert check_settings() == []

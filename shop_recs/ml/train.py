@@ -51,6 +51,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads (None = leave as is)
     log_every: int = 20  # steps between batch progress callbacks
+    processes: int = 1  # > 1: data-parallel in that many processes (shop_recs.ml.distributed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,8 +161,17 @@ def set_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def train(model: nn.Module, examples: Examples, config: TrainConfig,
           validate: Callable[[nn.Module], float] | None = None,
-          callback: Callable[[EpochReport], None] | None = None) -> TrainResult:
-    """Fit ``model`` on ``examples``; returns the report, leaves the best weights loaded."""
+          callback: Callable[[EpochReport], None] | None = None,
+          clock: Callable[[], float] | None = None) -> TrainResult:
+    """Fit ``model`` on ``examples``; returns the report, leaves the best weights loaded.
+
+    ``config.processes > 1`` runs this loop data-parallel (``shop_recs.ml.distributed``), whose
+    ranks pass ``clock`` (seconds since the start, equal on every rank): the time budget and the
+    learning-rate schedule then end and decay on the same step everywhere.
+    """
+    if config.processes > 1:
+        from shop_recs.ml.distributed import train_data_parallel  # noqa: PLC0415 (imports us)
+        return train_data_parallel(model, examples, config, validate, callback)
     set_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -175,19 +185,20 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
     rng = np.random.default_rng(config.seed)
     result = TrainResult(best_epoch=0, best_metric=None, device=str(device))
     best_state, bad_epochs, t0 = None, 0, time.perf_counter()
+    elapsed = clock or (lambda: time.perf_counter() - t0)
 
     def lr_factor(step: int) -> float:
         # cosine decay to 10% over whichever ends first, the epochs or the time budget, so a
         # time-budgeted run still anneals (without a budget it is deterministic per step)
         done = step / total
         if config.time_budget_s:
-            done = max(done, (time.perf_counter() - t0) / config.time_budget_s)
+            done = max(done, elapsed() / config.time_budget_s)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
 
     def fraction(epoch_done: float) -> float:
-        by_time = ((time.perf_counter() - t0) / config.time_budget_s
+        by_time = (elapsed() / config.time_budget_s
                    if config.time_budget_s else 0.0)
         return min(1.0, max(epoch_done / config.epochs, by_time))
 
@@ -215,7 +226,7 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
                 callback(EpochReport(epoch, loss_sum.item() / n_steps, None, rate,
                                      time.perf_counter() - t0,
                                      fraction(epoch - 1 + step / steps_per_epoch), "batch"))
-            if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
+            if config.time_budget_s and elapsed() > config.time_budget_s:
                 out_of_time = True
                 break
         mean_loss = loss_sum.item() / max(n_steps, 1)  # waits for the device's last step
