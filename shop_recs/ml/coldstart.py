@@ -56,7 +56,8 @@ class ColdConfig:
     content_dropout: float = 0.3
     # distillation of content onto the learned id rows (shop_recs.ml.distil): ridge penalties
     # tried on validation for each content-trained model (empty = skip those rows)
-    distil_penalties: tuple = (1.0, 10.0)
+    distil_penalties: tuple = (1.0,)
+    bias_quantiles: tuple = (0.25, 0.5, 0.75)  # output bias of a new product (content rows)
     # the pretrained text encoder (shop_recs.ml.text): a model name or folder ("" = none), and
     # where its vectors are cached ("" = not cached)
     text_encoder: str = ""

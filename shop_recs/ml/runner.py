@@ -248,16 +248,16 @@ def _text_attrs(attrs, ccfg: ColdConfig, log) -> tuple:
     return dataclasses.replace(attrs, text_vectors=vecs), secs
 
 
-def _content_options(net, unseen, borrow, split, penalties) -> list:
+def _content_options(net, unseen, borrow, split, ccfg: ColdConfig) -> list:
     """The ways one net can score products without orders, each tuned on validation."""
     opts = [(f"bias quantile {q:g}" + (", prior borrowed from 5 similar" if b else ""),
              lambda q=q, b=b: OnCatalogue(net.for_new_products(
                  unseen, q, borrow if b else None), split.items))
-            for q in (0.25, 0.5, 0.75) for b in (False, True)]
+            for q in ccfg.bias_quantiles for b in (False, True)]
     opts += [(f"distilled, ridge {a:g}" + (", prior borrowed from 5 similar" if b else ""),
               lambda a=a, b=b: OnCatalogue(net.for_new_products(
                   unseen, 0.5, borrow if b else None, distil=a), split.items))
-             for a in penalties for b in (False, True)]
+             for a in ccfg.distil_penalties for b in (False, True)]
     return opts
 
 
@@ -310,7 +310,7 @@ def run_cold(frame, cfg: BenchConfig, progress: Callable | None = None,
         extra = {MODEL: [("as trained", lambda: OnCatalogue(nets[MODEL], split.items))]}
         for name, net in nets.items():
             extra[CONTENT if name == MODEL else name] = _content_options(
-                net, unseen, borrow, split, ccfg.distil_penalties)
+                net, unseen, borrow, split, ccfg)
         rows = tune_and_score(split, ccfg, extra)
         per_seed.append({"seed": ccfg.seed, "split": split.info, "rows": rows,
                          "train_s": train_s,
