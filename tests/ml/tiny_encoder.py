@@ -9,7 +9,11 @@ WORDS = ["white", "green", "ceramic", "teapot", "knitted", "tea", "cosy", "oak",
 
 def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    try:  # sentence-transformers 5.x; 3.x and 4.x keep the modules in .models
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
