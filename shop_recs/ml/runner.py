@@ -38,7 +38,7 @@ from shop_recs.ml.protocol import (MODEL, TASKS, OnCatalogue, ProtocolConfig, co
                                    fit_shop, get_default_config)
 from shop_recs.ml.repeat import RepeatBoost, tune_repeat
 from shop_recs.ml.scorer import BundleScorer
-from shop_recs.ml.text import embed_products, load_encoder
+from shop_recs.ml.text import LazyEncoder, embed_products
 from shop_recs.ml.train import resolve_device
 from shop_recs.ml.types import baskets_from_frame
 
@@ -240,7 +240,7 @@ def _text_attrs(attrs, ccfg: ColdConfig, log) -> tuple:
     if not ccfg.text_encoder:
         return None, 0.0
     t0 = time.perf_counter()
-    encoder = load_encoder(ccfg.text_encoder)
+    encoder = LazyEncoder(ccfg.text_encoder)
     vecs = embed_products(list(attrs.names), None, encoder, ccfg.text_cache or None)
     secs = time.perf_counter() - t0
     log(f"text encoder {ccfg.text_encoder}: {vecs.shape[0]} products x {vecs.shape[1]} in "

@@ -26,7 +26,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["TextEncoder", "TextEncoderError", "load_encoder", "product_text", "text_keys",
+__all__ = ["TextEncoder", "TextEncoderError", "LazyEncoder", "load_encoder", "product_text", "text_keys",
            "embed_products"]
 
 _SPACE = re.compile(r"\s+")
@@ -80,6 +80,19 @@ def load_encoder(name_or_path: str, device: str = "cpu") -> SentenceEncoder:
     except Exception as exc:  # a bad folder or an unknown model name: one clear error
         raise TextEncoderError(f"cannot load text encoder {str(name_or_path)!r}: {exc}") from exc
     return SentenceEncoder(str(name_or_path), model)
+
+
+class LazyEncoder:
+    """Loads the encoder on the first text the cache does not hold: a run whose products
+    are all cached never pays for loading the model."""
+
+    def __init__(self, name_or_path: str, device: str = "cpu") -> None:
+        self.name, self.device, self._encoder = name_or_path, device, None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if self._encoder is None:
+            self._encoder = load_encoder(self.name, self.device)
+        return self._encoder.encode(texts)
 
 
 def product_text(name: str, description: str = "") -> str:
