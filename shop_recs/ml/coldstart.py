@@ -16,7 +16,10 @@ target* (the new product is hidden from its basket; the rest is the context; NDC
 Baselines (each tuned on the validation cold queries): popularity; bestsellers of the same
 category (``features`` derives one from the name's last word when the shop has none); and
 *borrowed lists*: a new product borrows the item-item rows and columns of its most similar
-known products by TF-IDF cosine on the name (EASE underneath)::
+known products by TF-IDF cosine on the name (EASE underneath). Beside them, not a baseline:
+a *ceiling* row, EASE fitted with the masked products' training orders kept, i.e. what a
+scorer that knew each new product's own co-purchases would score; no content path can be
+expected to beat it (on truly new products it knows nothing more than the others)::
 
     cold = cold_split(baskets, index, attrs, ProtocolConfig(), ColdConfig(seed=0))
     rows = evaluate_cold(cold, {"bundle_model": scorer_on_cold_catalogue})

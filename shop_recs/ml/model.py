@@ -3,8 +3,10 @@
 Input: a set of context items (the product on a page, or a cart) and, optionally, the
 customer's earlier purchases (most recent order first, an item once per order that held it,
 so re-ordered products weigh more). Each item is an id embedding plus embeddings
-of its attributes (category, price band, name words), so rarely bought and new products still
-land near similar products. A learned [CLS] token attends over the set (no positions: a basket is
+of its attributes (category, price band, name words, and with ``text_dim`` a pretrained
+sentence encoder's vector of name and description, projected linearly: ``shop_recs.ml.text``),
+so rarely bought and new products still land near similar products (``content_table``: the
+content tower; ``shop_recs.ml.distil`` predicts a new product's id row from it). A learned [CLS] token attends over the set (no positions: a basket is
 a set) and its output is matched against every item's representation (a full softmax).
 
 A *repeat head* adds a bonus to items in the customer's history (by recency and by how well they
