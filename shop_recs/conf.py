@@ -125,6 +125,11 @@ DEFAULTS = {
     "GATE_MIN_GAIN": 0.0,
     # Also refit the winner on train + validation and score it on test (one more fit).
     "EVALUATE_REFIT": True,
+    # Optional pretrained sentence encoder read by the model's content tower (issue 17): a
+    # sentence-transformers model name or a local folder (pip install "shop-recs[text]").
+    # Products are embedded once on the training worker (name + description), cached under
+    # ARTIFACT_DIR/text-cache by a hash of model and text. None: off.
+    "TEXT_ENCODER": None,
 }
 
 # (minimum, maximum) of numeric settings, checked by shop_recs.E002.

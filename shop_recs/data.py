@@ -201,3 +201,14 @@ def product_attributes(pks):
     return ItemAttributes(names=np.asarray(names, dtype=object),
                           categories=np.asarray(categories, dtype=object),
                           prices=np.asarray(prices, dtype=np.float64))
+
+
+def product_descriptions(pks):
+    """The adapter's ``description`` of each of ``pks`` ("" when none), for the text encoder."""
+    adapter = get_adapter()
+    found = {}
+    for start in range(0, len(pks), 900):
+        for product in adapter.model._default_manager.filter(pk__in=pks[start:start + 900]):
+            found[product.pk] = product
+    return [str(adapter.get(found[pk], "description") or "") if pk in found else ""
+            for pk in pks]

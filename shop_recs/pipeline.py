@@ -14,6 +14,7 @@ with the exception's name and the exception is raised again, so the worker logs 
 ``run.timings`` holds stages that do not overlap (seconds); their sum is the run's total.
 """
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -32,6 +33,7 @@ from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint, save_check
 from shop_recs.ml.distributed import resolve_processes
 from shop_recs.ml.protocol import (SETTINGS, ConfigError, configure, fit_shop,
                                    get_default_config)
+from shop_recs.ml.text import LazyEncoder, TextEncoderError, embed_products
 from shop_recs.ml.train import resolve_device
 from shop_recs.ml.types import DataError
 from shop_recs.models import TrainingRun
@@ -67,6 +69,30 @@ class RunProgress:
                     "refit_loss": self.curve["refit"]["loss"]}
         TrainingRun.objects.filter(pk=self.run.pk).update(progress=progress,
                                                           heartbeat_at=timezone.now())
+
+
+def _with_text_vectors(run, extract):
+    """The catalogue's attributes with the pretrained text encoder's vectors of each product's
+    name and description when ``TEXT_ENCODER`` is set (cached under the artifact folder).
+
+    An encoder that cannot be loaded does not stop the run: it trains without the vectors
+    and the run's config says why.
+    """
+    name = recs_settings.TEXT_ENCODER
+    if not name:
+        return extract.attrs
+    try:
+        vecs = embed_products(list(extract.attrs.names), data.product_descriptions(extract.pks),
+                              LazyEncoder(str(name)), artifact_root() / "text-cache")
+        note = {"model": str(name), "dim": int(vecs.shape[1])}
+        attrs = dataclasses.replace(extract.attrs, text_vectors=vecs)
+    except TextEncoderError as exc:
+        logger.warning("run %s trains without the text encoder: %s", run.pk, exc)
+        note, attrs = {"model": str(name), "error": str(exc)}, extract.attrs
+    run.refresh_from_db(fields=["config"])
+    run.config = {**(run.config or {}), "text_encoder": note}
+    TrainingRun.objects.filter(pk=run.pk).update(config=run.config)
+    return attrs
 
 
 def artifact_root():
@@ -211,7 +237,11 @@ def run_training(run_id, task_id="", retries=0):
             config={**(run.config or {}), "fit": settings_used})
         timings["setup"] = round(time.monotonic() - t0, 2)  # settings, warm-start checkpoint
         t1 = time.monotonic()
-        fitted = fit_shop(extract.baskets, extract.index, extract.attrs, cfg,
+        attrs = _with_text_vectors(run, extract)
+        if attrs is not extract.attrs:  # embedding (or reading the cache) took this long
+            timings["text_encoder"] = round(time.monotonic() - t1, 2)
+        t1 = time.monotonic()
+        fitted = fit_shop(extract.baskets, extract.index, attrs, cfg,
                           progress=RunProgress(run), init_from=init_from)
         # fit_shop's stages (baselines, model, refit, ...) cover the fit; what is left is setup
         timings.update({k: round(v, 2) for k, v in fitted.timings.items()})

@@ -267,3 +267,40 @@ def test_runs_command_abandons_unfinished_runs(capsys):
     assert done.status == "succeeded"
     # the one-pending-run slot is free again
     assert request_training(trigger="t", broker_check=False, enqueue=False).status == "queued"
+
+
+def test_a_run_reads_the_text_encoder_and_its_cache(artifacts, settings, tmp_path):
+    """TEXT_ENCODER: every product's name and description embedded once on the worker,
+    cached under the artifact folder, and read by the model's content tower."""
+    from tests.ml.tiny_encoder import build_tiny_encoder
+
+    from shop_recs.ml.text import product_text, text_keys
+
+    folder = build_tiny_encoder(tmp_path / "encoder")
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "TEXT_ENCODER": str(folder)}
+    products = planted_shop()
+    Product.objects.filter(pk=products[0].pk).update(description="white ceramic teapot")
+    run, status = train(epochs=1)
+    assert status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.config["text_encoder"] == {"model": str(folder), "dim": 32}
+    assert "text_encoder" in run.timings
+    scorer = load_checkpoint(run.artifact_path)[0]
+    assert scorer.model_config.text_dim == 32
+    (cache,) = (artifacts / "text-cache").glob("text-*.npz")
+    import numpy as np
+    with np.load(cache) as stored:
+        keys = set(stored["keys"].tolist())
+    text = product_text(products[0].name, "white ceramic teapot")
+    assert text_keys([text], str(folder))[0] in keys  # the description was read
+
+
+def test_an_encoder_that_cannot_load_leaves_the_run_without_vectors(settings, tmp_path):
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "TEXT_ENCODER": str(tmp_path / "nowhere")}
+    planted_shop()
+    run = request_training(trigger="test", config=FAST, broker_check=False, enqueue=False)
+    from shop_recs import data
+    extract = data.extract_baskets(cutoff=timezone.now())
+    assert pipeline._with_text_vectors(run, extract) is extract.attrs
+    run.refresh_from_db()
+    assert "does not exist" in run.config["text_encoder"]["error"]
+    assert run.config["time_budget_s"] == 5  # what the run was asked for is kept

@@ -24,9 +24,13 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from shop_recs.ml.coldstart import ColdConfig
 from shop_recs.ml.orders import FORMATS, CleaningReport, OrderFileError, read_orders
 from shop_recs.ml.protocol import SETTINGS, ConfigError, configure, get_default_config
 from shop_recs.ml.runner import COLD_FIGURES, BenchConfig, peak_mem_mb, run_benchmark, run_cold
+from shop_recs.ml.text import TextEncoderError
 from shop_recs.ml.train import EpochReport
 from shop_recs.ml.types import DataError
 
@@ -95,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cold", default="off", choices=("off", "on", "only"),
                    help="the cold-start protocol (masked and truly new products): beside the "
                         "warm table, or alone")
+    p.add_argument("--text-encoder", default="", metavar="NAME_OR_FOLDER",
+                   help="--cold: also train a content model reading this sentence encoder's "
+                        'vectors of the names (needs pip install "shop-recs[text]")')
+    p.add_argument("--text-cache", default="", metavar="DIR",
+                   help="cache the encoder's vectors here (by a hash of model name and text)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON here")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -140,12 +149,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"read {report.read} lines, kept {report.kept}; skipped: "
           + (", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none"))
-    cfg = BenchConfig(seeds=args.seeds, protocol=protocol, use_history=args.history)
+    cfg = BenchConfig(seeds=args.seeds, protocol=protocol, use_history=args.history,
+                      cold=ColdConfig(text_encoder=args.text_encoder,
+                                      text_cache=args.text_cache))
     try:
         out = ({"results": [], "gate": []} if args.cold == "only" else
                run_benchmark(frame, cfg, progress=_progress, log=print))
         if args.cold != "off":
             out.update(run_cold(frame, cfg, progress=_progress, log=print))
+    except TextEncoderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except DataError as exc:  # too few orders, no repeated products, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -159,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     if "cold_results" in out:
         print(format_cold_table(out["cold_results"]))
         print(f"cold-start model epochs per seed: {out['cold_epochs']}")
+        for name in out["cold_cost"][0]:
+            costs = [c[name] for c in out["cold_cost"]]
+            print(f"  {name}: train {np.mean([c['train_s'] for c in costs]):.1f} s, "
+                  f"{np.mean([c['examples_per_s'] for c in costs]):.0f} ex/s, "
+                  f"weights {costs[0]['state_mb']:.1f} MB, {costs[0]['parameters']:,} parameters")
+        if args.text_encoder:
+            print(f"  text encoder: {out['text_embed_s']:.1f} s to embed the catalogue")
     out.setdefault("peak_mem_mb", peak_mem_mb())
     print(f"peak memory {out['peak_mem_mb']:,.0f} MB on {out.get('device', args.device)}")
     if args.json:

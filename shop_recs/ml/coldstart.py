@@ -16,7 +16,10 @@ target* (the new product is hidden from its basket; the rest is the context; NDC
 Baselines (each tuned on the validation cold queries): popularity; bestsellers of the same
 category (``features`` derives one from the name's last word when the shop has none); and
 *borrowed lists*: a new product borrows the item-item rows and columns of its most similar
-known products by TF-IDF cosine on the name (EASE underneath)::
+known products by TF-IDF cosine on the name (EASE underneath). Beside them, not a baseline:
+a *ceiling* row, EASE fitted with the masked products' training orders kept, i.e. what a
+scorer that knew each new product's own co-purchases would score; no content path can be
+expected to beat it (on truly new products it knows nothing more than the others)::
 
     cold = cold_split(baskets, index, attrs, ProtocolConfig(), ColdConfig(seed=0))
     rows = evaluate_cold(cold, {"bundle_model": scorer_on_cold_catalogue})
@@ -54,6 +57,17 @@ class ColdConfig:
     # the benchmark also trains a content-trained model: input and output id dropout this
     # high, so that name, category and price must carry a product (0 = skip that row)
     content_dropout: float = 0.3
+    # distillation of content onto the learned id rows (shop_recs.ml.distil): ridge penalties
+    # tried on validation for each content-trained model (empty = skip those rows)
+    distil_penalties: tuple = (1.0,)
+    bias_quantiles: tuple = (0.25, 0.5, 0.75)  # output bias of a new product (content rows)
+    # the pretrained text encoder (shop_recs.ml.text): a model name or folder ("" = none), and
+    # where its vectors are cached ("" = not cached)
+    text_encoder: str = ""
+    text_cache: str = ""
+    # a ceiling row: EASE fitted on the training orders with the masked products' orders kept
+    # (what a scorer that knew each new product's own co-purchases would score)
+    ceiling: bool = True
 
 
 @dataclass
@@ -68,6 +82,7 @@ class ColdSplit:
     known: np.ndarray  # bool [catalogue]: bought in the (masked) training orders
     train_full: Baskets  # the training orders without masked products, on the input index
     val_full: Baskets  # the validation orders without the test-masked ones, input index
+    train_oracle: Baskets | None = None  # training orders, masked products kept (catalogue)
     info: dict = field(default_factory=dict)
 
 
@@ -116,8 +131,9 @@ def cold_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, val_fr
     ident_train[masked] = ident_train[val_masked] = ident_val[masked] = -1
     train_full = baskets.select(rows["train"]).remap_items(ident_train, baskets.n_items)
     val_full = baskets.select(rows["val"]).remap_items(ident_val, baskets.n_items)
+    oracle = baskets.select(rows["train"]).remap_items(mapping, len(keep))
     return ColdSplit(parts["train"], parts["val"], parts["test"], ItemIndex(index.ids[keep]),
-                     attrs.take(keep), keep, cold, known, train_full, val_full, info)
+                     attrs.take(keep), keep, cold, known, train_full, val_full, oracle, info)
 
 
 def cold_queries(baskets: Baskets, cold: np.ndarray, max_queries: int | None = None,
@@ -258,6 +274,12 @@ def tune_and_score(split: ColdSplit, cfg: ColdConfig,
         (f"k={k}, ease lambda={lam:g}", lambda k=k, lam=lam: BorrowedLists(
             eases[lam], split.known, split.attrs, int(k))) for k in cfg.neighbours
         for lam in cfg.ease_lambdas]
+    if cfg.ceiling and split.train_oracle is not None:
+        # not a baseline: it has seen the orders the protocol hides (the content path's ceiling)
+        ocounts = cooccurrence_counts(split.train_oracle)
+        options["ceiling: EASE knowing the new products' orders"] = [
+            (f"ease lambda={lam:g}", lambda lam=lam: EASE(float(lam), ocounts).fit(
+                split.train_oracle)) for lam in cfg.ease_lambdas]
     options.update(extra or {})
     rows = {}
     for name, opts in options.items():

@@ -3,8 +3,10 @@
 Input: a set of context items (the product on a page, or a cart) and, optionally, the
 customer's earlier purchases (most recent order first, an item once per order that held it,
 so re-ordered products weigh more). Each item is an id embedding plus embeddings
-of its attributes (category, price band, name words), so rarely bought and new products still
-land near similar products. A learned [CLS] token attends over the set (no positions: a basket is
+of its attributes (category, price band, name words, and with ``text_dim`` a pretrained
+sentence encoder's vector of name and description, projected linearly: ``shop_recs.ml.text``),
+so rarely bought and new products still land near similar products (``content_table``: the
+content tower; ``shop_recs.ml.distil`` predicts a new product's id row from it). A learned [CLS] token attends over the set (no positions: a basket is
 a set) and its output is matched against every item's representation (a full softmax).
 
 A *repeat head* adds a bonus to items in the customer's history (by recency and by how well they
@@ -60,6 +62,9 @@ class BundleModelConfig:
     # prior_nnz is its number of entries (set by set_sparse_prior, saved with the config)
     sparse_prior: bool = False
     prior_nnz: int = 0
+    # content tower input (issue 17): width of a pretrained text encoder's product vectors
+    # (shop_recs.ml.text), projected into the item space; 0 = no encoder
+    text_dim: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +94,9 @@ class BundleModel(nn.Module):
         self.register_buffer("item_words", torch.zeros(c.n_items + 1, c.max_words, dtype=torch.long))
         self.register_buffer("item_cat", torch.zeros(c.n_items + 1, dtype=torch.long))
         self.register_buffer("item_price", torch.zeros(c.n_items + 1, dtype=torch.long))
+        if c.text_dim > 0:  # encoder vectors per row, and their projection into the item space
+            self.register_buffer("item_text", torch.zeros(c.n_items + 1, c.text_dim))
+            self.text_proj = nn.Linear(c.text_dim, d, bias=False)
         self.prior_scale = nn.Parameter(torch.tensor(5.0))
         # weight of the prior rows of history items, per recency bucket ("what people buy
         # with what this customer bought before")
@@ -115,23 +123,46 @@ class BundleModel(nn.Module):
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
 
-    def set_features(self, words: torch.Tensor, category: torch.Tensor, price_band: torch.Tensor
-                     ) -> None:
-        """Attribute ids per catalogue item ([n_items, max_words], [n_items], [n_items])."""
+    def set_features(self, words: torch.Tensor, category: torch.Tensor, price_band: torch.Tensor,
+                     text: torch.Tensor | None = None) -> None:
+        """Attribute ids per catalogue item ([n_items, max_words], [n_items], [n_items]) and
+        the text encoder's vectors ([n_items, text_dim], when the config has ``text_dim``)."""
         self.item_words[1:] = words
         self.item_cat[1:] = category
         self.item_price[1:] = price_band
+        if self.config.text_dim > 0:
+            if text is None or tuple(text.shape) != (self.config.n_items, self.config.text_dim):
+                raise ValueError(f"text vectors must be [{self.config.n_items}, "
+                                 f"{self.config.text_dim}], got "
+                                 f"{None if text is None else tuple(text.shape)}")
+            self.item_text[1:] = text
 
-    def item_table(self) -> torch.Tensor:
-        """Representation of every row (padding included) [N+1, d]: id + words + category + price.
-
-        Computed once per forward pass and indexed, instead of embedding each occurrence.
-        """
+    def _content_parts(self) -> list[torch.Tensor]:
         words = self.item_words  # [N+1, W]
         wmask = (words > 0).unsqueeze(-1).to(self.word_emb.weight.dtype)
         wvec = (self.word_emb(words) * wmask).sum(-2) / wmask.sum(-2).clamp(min=1.0)
-        return (self.item_emb.weight + wvec + self.cat_emb(self.item_cat)
-                + self.price_emb(self.item_price))
+        parts = [wvec, self.cat_emb(self.item_cat), self.price_emb(self.item_price)]
+        if self.config.text_dim > 0:
+            parts.append(self.text_proj(self.item_text))
+        return parts
+
+    def content_table(self) -> torch.Tensor:
+        """What a product's content says about it [N+1, d]: name words + category + price
+        (+ the projected text vector). ``item_table`` adds the id embedding to it."""
+        first, *rest = self._content_parts()
+        for part in rest:
+            first = first + part
+        return first
+
+    def item_table(self) -> torch.Tensor:
+        """Representation of every row (padding included) [N+1, d]: id + content.
+
+        Computed once per forward pass and indexed, instead of embedding each occurrence.
+        """
+        out = self.item_emb.weight
+        for part in self._content_parts():  # summed in this order: the same floats as before
+            out = out + part
+        return out
 
     def _lookup(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Rows ``idx`` of ``table``; while training, some ids are hidden (id dropout) so the

@@ -24,6 +24,7 @@ import torch
 
 from shop_recs.ml.baselines import EASE, cooccurrence_counts
 from shop_recs.ml.evaluate import anchor_queries, complete_queries, customer_histories, evaluate
+from shop_recs.ml.distil import distil_new_rows
 from shop_recs.ml.features import FeatureVocab
 from shop_recs.ml.model import BundleModel, BundleModelConfig
 from shop_recs.ml.sparse import use_dense
@@ -62,7 +63,8 @@ class BundleScorer:
         cfg = dataclasses.replace(
             self.model_config, n_items=len(attrs), n_words=len(self.vocab.words),
             max_words=self.vocab.max_words, n_categories=len(self.vocab.categories),
-            n_price_bands=self.vocab.n_bands)
+            n_price_bands=self.vocab.n_bands,
+            text_dim=0 if attrs.text_vectors is None else int(attrs.text_vectors.shape[1]))
         # above the limit a dense n x n prior (three while training) would not fit: the prior
         # is a CSR matrix pruned per row instead (shop_recs.ml.sparse); nothing is dropped
         cfg = dataclasses.replace(cfg, prior_nnz=0, sparse_prior=cfg.use_prior and not use_dense(
@@ -72,8 +74,10 @@ class BundleScorer:
                         cfg.n_items, self.max_prior_items)
         self.model_config = cfg
         self.model = BundleModel(cfg)
+        text = (torch.as_tensor(np.asarray(attrs.text_vectors, dtype=np.float32))
+                if attrs.text_vectors is not None else None)
         self.model.set_features(torch.from_numpy(feats.words), torch.from_numpy(feats.category),
-                                torch.from_numpy(feats.price_band))
+                                torch.from_numpy(feats.price_band), text)
         return self.model
 
     def fit(self, train_baskets: Baskets, attrs: ItemAttributes | None = None,
@@ -130,7 +134,8 @@ class BundleScorer:
         self.model.set_prior(torch.from_numpy(mats[0]), torch.from_numpy(np.stack(mats[1:])))
 
     def for_new_products(self, new: np.ndarray, bias_quantile: float = 0.5,
-                         borrow: tuple[np.ndarray, np.ndarray] | None = None) -> "BundleScorer":
+                         borrow: tuple[np.ndarray, np.ndarray] | None = None,
+                         distil: float | None = None) -> "BundleScorer":
         """A copy that scores the ``new`` products (no orders yet) from their content alone.
 
         Their id rows and output biases were trained only as negatives of the full softmax,
@@ -139,6 +144,8 @@ class BundleScorer:
         ``borrow`` = (neighbours [len(new), k], weights [len(new), k]) also gives each new
         product the weighted item-item prior rows and columns of similar bought products (the
         prior knows nothing of it, and adds to every bought product's logit).
+        ``distil`` (a ridge penalty) instead predicts each new product's id row and bias from its
+        raw content (``shop_recs.ml.distil``), fitted on the bought products.
         """
         assert self.model is not None, "fit() or load a checkpoint first"  # nosec B101 # bug guard
         out = copy.copy(self)
@@ -152,6 +159,8 @@ class BundleScorer:
             bias = torch.quantile(out.model.out_bias[bought].float(), float(bias_quantile))
             out.model.item_emb.weight[rows] = 0.0
             out.model.out_bias[rows] = bias.to(out.model.out_bias.dtype)
+            if distil is not None:
+                distil_new_rows(out.model, rows, float(distil))
             prior = out.model.prior
             if borrow is not None and prior.numel():
                 nbrs = torch.as_tensor(np.asarray(borrow[0], dtype=np.int64) + 1)
@@ -188,9 +197,9 @@ def warm_start(new: BundleModel, old: BundleModel, old_to_new: np.ndarray | None
     """
     old_state, new_state = old.state_dict(), new.state_dict()
     item_rows = {"item_emb.weight", "out_bias"}
-    buffers = {"item_words", "item_cat", "item_price"}
+    buffers = {"item_words", "item_cat", "item_price", "item_text"}
     for key, value in old_state.items():
-        if key in buffers:
+        if key in buffers or key not in new_state:  # e.g. a text encoder switched off
             continue
         if key in item_rows:
             n_old = value.shape[0] - 1

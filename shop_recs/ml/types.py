@@ -75,12 +75,16 @@ class ItemAttributes:
     names: np.ndarray  # object [n_items] product names ("" unknown)
     categories: np.ndarray  # object [n_items] category strings ("" unknown)
     prices: np.ndarray  # float64 [n_items] typical unit price (nan unknown)
+    # optional float32 [n_items, dim] pretrained text-encoder vectors of name + description
+    # (shop_recs.ml.text); None = the model reads names, categories and prices only
+    text_vectors: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
 
     def take(self, items: np.ndarray) -> ItemAttributes:
-        return ItemAttributes(self.names[items], self.categories[items], self.prices[items])
+        vecs = self.text_vectors[items] if self.text_vectors is not None else None
+        return ItemAttributes(self.names[items], self.categories[items], self.prices[items], vecs)
 
     @classmethod
     def empty(cls, n_items: int) -> ItemAttributes:

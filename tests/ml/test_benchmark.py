@@ -12,6 +12,7 @@ from shop_recs.ml.protocol import configure, fit_shop, get_default_config
 from shop_recs.ml.types import baskets_from_frame
 
 from .conftest import planted_frame
+from .tiny_encoder import build_tiny_encoder
 
 ROW_KEYS = {"model", "role", "complete_hr10", "complete_ndcg10", "complete_mrr",
             "anchor_recall10", "anchor_ndcg10", "bundle_precision"}
@@ -59,18 +60,35 @@ def test_cli_reports_what_the_protocol_ships(csv_path, tmp_path, capsys):
 
 def test_cli_cold_start_table(csv_path, tmp_path, capsys):
     out = tmp_path / "cold.json"
+    encoder = build_tiny_encoder(tmp_path / "encoder")
     assert main(["--orders", str(csv_path), "--format", "generic", "--seeds", "1", *FAST,
-                 "--cold", "only", "--json", str(out)]) == 0
+                 "--cold", "only", "--text-encoder", str(encoder),
+                 "--text-cache", str(tmp_path / "cache"), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     names = {r["model"] for r in data["cold_results"]}
     assert names == {"popularity", "category_bestsellers", "borrowed_lists", "bundle_model",
                      "bundle_model (content for new products)",
-                     "bundle_model (content-trained, id dropout 0.3)"}
+                     "bundle_model (content-trained, id dropout 0.3)",
+                     "bundle_model (content-trained + text encoder)",
+                     "ceiling: EASE knowing the new products' orders"}
     masked = next(r for r in data["cold_results"]
                   if r["model"] == "borrowed_lists" and r["kind"] == "masked")
     assert masked["queries"][0] > 0 and 0 < masked["cold_anchor_ndcg10"] <= 1
-    assert data["results"] == [] and list(data["cold_epochs"][0].values()) == [2, 2]
-    assert "cold start" in capsys.readouterr().out
+    assert data["results"] == [] and list(data["cold_epochs"][0].values()) == [2, 2, 2]
+    # the content tower's cost: the text net has the projection's weights on top
+    cost = data["cold_cost"][0]
+    extra = (cost["bundle_model (content-trained + text encoder)"]["parameters"]
+             - cost["bundle_model (content-trained, id dropout 0.3)"]["parameters"])
+    assert extra == 32 * get_default_config().model.d_model  # text_proj: 32 -> d, no bias
+    assert list((tmp_path / "cache").glob("text-*.npz"))  # the vectors were cached
+    printed = capsys.readouterr().out
+    assert "cold start" in printed and "text encoder:" in printed
+
+
+def test_cli_cold_start_refuses_a_missing_encoder_folder(csv_path, tmp_path, capsys):
+    assert main(["--orders", str(csv_path), "--format", "generic", "--seeds", "1", *FAST,
+                 "--cold", "only", "--text-encoder", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_cli_refuses_unknown_settings(csv_path, capsys):

@@ -124,7 +124,7 @@ def test_a_new_product_named_like_a_known_one_gets_its_complement_first():
 def test_tune_and_score_reports_every_baseline_on_both_kinds(data):
     split = cold_split(*data, cfg=ColdConfig(seed=0, min_orders=5))
     rows = tune_and_score(split, dataclasses.replace(ColdConfig(), ease_lambdas=(10.0,),
-                                                     neighbours=(1,)))
+                                                     neighbours=(1,), ceiling=False))
     assert set(rows) == {"popularity", "category_bestsellers", "borrowed_lists"}
     masked = rows["borrowed_lists"]["masked"]
     assert masked["queries"] > 0 and 0 < masked["cold_anchor_ndcg10"] <= 1
@@ -163,3 +163,41 @@ def test_for_new_products_can_borrow_the_prior_of_similar_bought_products():
     assert torch.allclose(got[1:5, 5], 0.75 * prior[1:5, 1] + 0.25 * prior[1:5, 3])
     assert got[2, 5] > 0  # the cosy's row now leads to the new teapot
     assert (net.model.prior[:, 5] == 0).all()  # the original is untouched
+
+
+def test_distillation_gives_a_new_product_the_id_row_its_content_predicts():
+    """The new teapot's content (CERAMIC TEAPOT, ~teapot, price 10) is the known teapot's:
+    the ridge fitted on bought products puts its id row next to the teapot's, and its
+    complement, the cosy, first."""
+    baskets = _teapot_orders(np.random.default_rng(1), 300)
+    cfg = BundleModelConfig(n_items=0, d_model=32, n_heads=2, n_layers=1, use_history=False,
+                            use_prior=False, id_dropout=0.0)
+    net = BundleScorer(cfg, TrainConfig(epochs=12, time_budget_s=None, threads=1, device="cpu",
+                                        batch_size=64, lr=5e-3, seed=0)).fit(baskets, ATTRS)
+    before = net.model.item_emb.weight.detach().clone()
+    plain = net.for_new_products(np.array([4, 5]))
+    content = net.for_new_products(np.array([4, 5]), distil=0.01)
+    emb = content.model.item_emb.weight.detach()
+    dist = (emb[1:5] - emb[5]).norm(dim=1)
+    assert int(torch.argmin(dist)) == 0 and dist[0] < 0.5 * dist[1:].min()
+    assert (net.model.item_emb.weight == before).all()  # the original is untouched
+    assert (plain.model.item_emb.weight[5] == 0).all()  # without it: an empty id row
+    scores = content.score([np.array([4])])[0]
+    scores[[4, 5]] = -np.inf
+    assert int(np.argmax(scores)) == 1  # the new teapot -> the cosy
+    with pytest.raises(ValueError, match="penalty must be positive"):
+        net.for_new_products(np.array([4]), distil=0.0)
+
+
+def test_the_ceiling_row_knows_the_masked_products_orders(data):
+    split = cold_split(*data, cfg=ColdConfig(seed=0, min_orders=5))
+    masked = split.cold["masked"]
+    assert (split.train_oracle.item_counts()[masked] >= 5).all()
+    assert (split.train.item_counts()[masked] == 0).all()
+    rows = tune_and_score(split, dataclasses.replace(ColdConfig(), ease_lambdas=(10.0,),
+                                                     neighbours=(1,)))
+    ceiling = rows["ceiling: EASE knowing the new products' orders"]["masked"]
+    assert ceiling["cold_target_ndcg10"] > rows["borrowed_lists"]["masked"]["cold_target_ndcg10"]
+    off = tune_and_score(split, dataclasses.replace(ColdConfig(), ease_lambdas=(10.0,),
+                                                    neighbours=(1,), ceiling=False))
+    assert not any(name.startswith("ceiling") for name in off)
