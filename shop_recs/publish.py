@@ -191,7 +191,8 @@ def write_fbt(run, fbt, source):
         raw = cursor.cursor
         if connection.vendor == "postgresql" and hasattr(raw, "copy"):
             dumps = evidence_field.encoder
-            with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # nosec B608 # names only
+            copy_sql = f"COPY {table} ({columns}) FROM STDIN"  # nosec B608 # names only
+            with raw.copy(copy_sql) as copy:
                 for row in values():
                     copy.write_row((*row[:-1], json.dumps(row[-1], cls=dumps)))
             return len(fbt)

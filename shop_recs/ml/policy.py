@@ -95,14 +95,16 @@ class ServedFrame:
         self.q, self.max_history, self.has_history = q, max_history, hlen > 0
         row, col = np.nonzero(table >= 0)
         item = table[row, col]
-        order = np.lexsort((col, item, row))  # the entries of one (row, item) together
+        # the entries of one (row, item) together, in position order (one int64 sort key)
+        span, wide = int(item.max(initial=0)) + 1, table.shape[1]
+        order = np.argsort((row * span + item) * wide + col, kind="stable")
         row, col, item = row[order], col[order], item[order]
         new = np.ones(len(row), dtype=bool)
         new[1:] = (row[1:] != row[:-1]) | (item[1:] != item[:-1])
         group = np.cumsum(new) - 1
         g_row, g_first = row[new], col[new]
         # a group's column: the rank of its first appearance within its row
-        by_first = np.lexsort((g_first, g_row))
+        by_first = np.argsort(g_row * wide + g_first, kind="stable")
         rank = np.empty(len(by_first), dtype=np.int64)
         rank[by_first] = np.arange(len(by_first)) - np.repeat(
             np.searchsorted(g_row[by_first], np.arange(q)), np.bincount(g_row, minlength=q))
@@ -118,18 +120,17 @@ class ServedFrame:
         self.owned[row[~listed], rank[group[~listed]]] = True
         starts = np.flatnonzero(new)
         nth = np.arange(len(row)) - starts[group] - listed[starts][group]
-        self.occ = []
-        for j in range(int(nth.max(initial=-1)) + 1):
-            at = ~listed & (nth == j)
-            self.occ.append((row[at], rank[group[at]], col[at] - top_k))
-        # the anchor (the query's context) is never shown
+        hist = np.flatnonzero(~listed)
+        hist = hist[np.argsort(nth[hist], kind="stable")]  # by occurrence number
+        cuts = np.cumsum(np.bincount(nth[hist]))[:-1] if len(hist) else []
+        self.occ = [(row[at], rank[group[at]], col[at] - top_k) for at in np.split(hist, cuts)
+                    if len(at)]
+        # the anchor (the query's context) is never shown: one comparison per context slot
+        self.shown = np.zeros((q, width), dtype=bool)
         c_len = np.array([len(c) for c in contexts], dtype=np.int64)
-        c_item = (np.concatenate([np.asarray(c, dtype=np.int64) for c in contexts])
-                  if c_len.sum() else np.zeros(0, dtype=np.int64))
-        span = int(max(self.items.max(initial=0), c_item.max(initial=0))) + 2
-        keys = self.items + np.arange(q)[:, None] * span
-        self.shown = (self.items >= 0) & np.isin(keys, c_item + np.repeat(np.arange(q), c_len)
-                                                 * span)
+        for j in range(int(c_len.max(initial=0))):
+            slot = np.array([int(c[j]) if len(c) > j else -2 for c in contexts])
+            self.shown |= (self.items == slot[:, None]) & (self.items >= 0)
 
     def take(self, rows: np.ndarray) -> "ServedFrame":
         """The frame of the queries at ``rows`` (cross-fitting scores parts of a split)."""
@@ -158,11 +159,19 @@ class ServedFrame:
             if mode == DEMOTE:
                 score -= 2.0 * (self.owned & self.listed)
         score[self.shown] = -np.inf
-        order = np.argsort(-score, axis=1, kind="stable")[:, :k]
-        top = np.take_along_axis(self.items, order, 1)
-        top[~np.isfinite(np.take_along_axis(score, order, 1))] = -1
         out = np.full((self.q, k), -1, dtype=np.int64)
-        out[:, :top.shape[1]] = top
+        kk = min(k, score.shape[1])
+        if kk == 0:
+            return out
+        # each row's k best by (-score, column) without sorting whole rows: the entries at
+        # or above the row's k-th score, sorted (-inf never shows: it pads with -1)
+        kth = -np.partition(-score, kk - 1, axis=1)[:, kk - 1]
+        r, c = np.nonzero((score >= kth[:, None]) & np.isfinite(score))
+        order = np.lexsort((c, -score[r, c], r))
+        r, c = r[order], c[order]
+        pos = np.arange(len(r)) - np.searchsorted(r, r)
+        keep = pos < k
+        out[r[keep], pos[keep]] = self.items[r[keep], c[keep]]
         return out
 
 

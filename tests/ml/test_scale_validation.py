@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shop_recs.ml.blend import crossfit_weight, standardise, tune_weight
-from shop_recs.ml.evaluate import (Queries, anchor_queries, complete_queries,
+from shop_recs.ml.evaluate import (anchor_queries, complete_queries,
                                    customer_histories, evaluate, multi_ndcg_rows, rank_items,
                                    recall_at_k, subset)
 from shop_recs.ml.policy import PolicyConfig, choose_policy, served_topk
