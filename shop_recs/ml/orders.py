@@ -134,11 +134,10 @@ def _line_keys(frame: pd.DataFrame) -> np.ndarray:
         frame["unit_price"].map(repr), frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S"),
         frame["customer_id"],
     )
-    out = np.empty(len(frame), dtype=np.int64)
-    for i, fields in enumerate(parts):
-        digest = hashlib.blake2b("\x1f".join(fields).encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "big") >> 1
-    return out
+    blake = hashlib.blake2b
+    return np.fromiter(
+        (int.from_bytes(blake("\x1f".join(f).encode(), digest_size=8).digest(), "big") >> 1
+         for f in parts), dtype=np.int64, count=len(frame))
 
 
 def _normalise(raw: pd.DataFrame, mapping: dict[str, str], first_line: int) -> pd.DataFrame:
