@@ -37,6 +37,7 @@ from decimal import Decimal
 import numpy as np
 
 from django.db import connections, router, transaction
+from django.db.models import Max
 from django.db.models.functions import Upper
 
 from shop_recs.conf import recs_settings
@@ -103,6 +104,7 @@ class _Importer:
         self.missing = set()  # codes the host catalogue does not have (not created)
         self.newest = {}  # sku -> (timestamp, name, price, category) of the newest line
         self.visitors = {}
+        self.run_from, self.file_from, self.path = None, 0, None  # see start()
 
     def by_code(self, codes):
         """Products whose code is among ``codes`` (upper case), ignoring the stored case;
@@ -235,15 +237,33 @@ class _Importer:
             self.visitors[customer_id] = pseudonymise("customer", customer_id)
         return self.visitors[customer_id]
 
+    def start(self, path):
+        """Note where the rows of this run (and of the file ``path``) start, so that a line
+        found in the database can be told apart: imported before, or read twice now."""
+        top = Interaction.objects.aggregate(top=Max("pk"))["top"] or 0
+        if self.run_from is None:
+            self.run_from = top
+        self.file_from, self.path = top, path
+
     def write(self, chunk):
         self.track_products(chunk)
-        existing = set()
+        # The database is the set of lines read so far (flat memory at any size): a line
+        # stored before this run was already imported; one stored by this run is a repeat
+        # of a line of this file or of an earlier one (the reader keeps no set of keys).
+        stored = {}
         for batch in _batches(chunk["line_key"].tolist()):
-            existing.update(
-                Interaction.objects.filter(line_key__in=batch).values_list("line_key", flat=True))
-        if existing:
-            chunk = chunk[~chunk["line_key"].isin(existing)]
-            self.result.already_imported += len(existing)
+            stored.update(Interaction.objects.filter(line_key__in=batch).values_list(
+                "line_key", "pk"))
+        if stored:
+            chunk = chunk[~chunk["line_key"].isin(stored)]
+            pks = np.fromiter(stored.values(), dtype=np.int64, count=len(stored))
+            before = int((pks <= self.run_from).sum())
+            this_file = int((pks > self.file_from).sum())
+            self.result.already_imported += before
+            report = self.result.report
+            report.skip("duplicate_line", this_file)
+            report.skip("in_earlier_file", len(pks) - before - this_file)
+            report.kept -= len(pks) - before
         if chunk.empty:
             return
         self.ensure_products(chunk["product_id"].unique())
@@ -301,8 +321,11 @@ def import_orders(paths, fmt="generic", chunk_size=None,
     started = time.monotonic()
     chunk_size = chunk_size or recs_settings.IMPORT_CHUNK_SIZE
     chunks = iter_clean_chunks(paths, fmt, chunk_size, result.report,
-                               non_product_codes=recs_settings.NON_PRODUCT_CODES)
+                               non_product_codes=recs_settings.NON_PRODUCT_CODES,
+                               remember_lines=False)
     for path, chunk in chunks:
+        if path != importer.path:
+            importer.start(path)
         if not chunk.empty:
             chunk = importer.fit(path, chunk)
         if not chunk.empty:

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from shop_recs import importer
 from shop_recs.ingest import pseudonymise
+from shop_recs.ml import orders
 from shop_recs.models import Interaction, Product
 
 pytestmark = pytest.mark.django_db
@@ -172,3 +173,26 @@ def test_the_readme_import_commands_run(write_csv):
         output = run(*(files.get(arg, arg) for arg in command[3:]))
         assert "Import finished." in output
     assert set(Product.objects.values_list("sku", flat=True)) >= {"85123A", "22138", "SKU-A"}
+
+
+def test_repeated_lines_are_counted_from_the_database_not_a_set_in_memory(write_csv):
+    """Issue 15: the reader keeps no set of every line (flat memory at 20M lines); a line
+    read twice in one file, across chunks, or in two files is written once and counted as
+    the in-memory set counted it."""
+    head, *lines = GENERIC
+    first = write_csv([head, *lines, lines[0], lines[3], lines[0]], "first.csv")
+    second = write_csv([head, lines[1], "o9,SKU-D,2024-03-03T09:00:00Z,c2,1,2.00,Mug,kitchen"],
+                       "second.csv")
+    real = orders._drop_seen
+    with mock.patch("shop_recs.ml.orders._drop_seen", wraps=real) as drop:
+        result = importer.import_orders([first, second], "generic", chunk_size=2)
+    assert all(call.args[1] is None for call in drop.call_args_list)  # no set of keys kept
+    assert result.imported == 5 and Interaction.objects.count() == 5
+    report = result.report
+    assert report.skipped == {"duplicate_line": 3, "in_earlier_file": 1}
+    assert report.kept == 5 and result.already_imported == 0
+    again = importer.import_orders([first, second], "generic", chunk_size=2)
+    # a re-import adds nothing; a line stored before this run counts as already imported
+    # however often the files repeat it (the run keeps no set to tell copies apart)
+    assert again.imported == 0 and Interaction.objects.count() == 5
+    assert again.already_imported == 9

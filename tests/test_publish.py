@@ -121,3 +121,38 @@ def test_the_benchmark_cart_is_what_the_cart_widget_serves(cart, settings):
                 if i not in cart]
     assert [item.product.pk for item in served.items] == [products[i].pk for i in expected]
     assert len(expected) >= (3 if len(cart) == 1 else 4)  # lists were actually merged
+
+
+def test_fbt_rows_are_written_in_bulk_without_model_instances(products, monkeypatch):
+    """Issue 15: 10 M rows go through COPY (PostgreSQL) or batched executemany, never a list of
+    Recommendation objects; what is stored is what build() computed, evidence included."""
+    monkeypatch.setattr(Recommendation.objects, "bulk_create",
+                        lambda *a, **k: pytest.fail("bulk_create builds every row as an object"))
+    monkeypatch.setattr(publish, "WRITE_BATCH", 3)  # several batches on SQLite
+    run, rows = publish_run(products, False)
+    stored = list(Recommendation.objects.filter(run=run).order_by("product_id", "rank").values_list(
+        "product_id", "recommended_id", "rank", "score", "source", "evidence"))
+    want = sorted(((p, r, rank, score, rows.source, ev) for p, r, rank, score, ev in rows.fbt),
+                  key=lambda w: (w[0], w[2]))
+    assert len(stored) == len(rows.fbt) > 3 and run.counts["fbt_rows"] == len(rows.fbt)
+    assert [s[:3] + s[4:] for s in stored] == [w[:3] + w[4:] for w in want]
+    assert [s[3] for s in stored] == pytest.approx([w[3] for w in want])
+
+
+def test_a_failed_write_keeps_the_old_run_serving(products, monkeypatch):
+    first, _ = publish_run(products, False)
+    served = list(Recommendation.objects.filter(run=first).values_list("pk", flat=True))
+
+    real = publish.write_fbt
+
+    def broken(run, fbt, source):  # some rows are written, then the write fails
+        real(run, fbt[:2], source)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(publish, "write_fbt", broken)
+    with pytest.raises(RuntimeError):
+        publish_run(products, False)
+    first.refresh_from_db()
+    assert first.is_active and TrainingRun.objects.filter(is_active=True).count() == 1
+    assert list(Recommendation.objects.values_list("pk", flat=True).order_by("pk")) == sorted(
+        served)

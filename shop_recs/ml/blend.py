@@ -18,12 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
-from shop_recs.ml.evaluate import Queries, Scorer, evaluate, subset
+from shop_recs.ml.evaluate import Queries, Scorer, query_chunks, query_rows, score_chunk
 
 logger = logging.getLogger("shop_recs.ml.blend")
 
-__all__ = ["standardise", "BlendScorer", "tune_weight", "crossfit_weight", "crossfit_rows",
-           "best_weight", "WEIGHT_GRID"]
+__all__ = ["standardise", "BlendScorer", "weight_rows", "tune_weight", "crossfit_weight",
+           "crossfit_rows", "best_weight", "WEIGHT_GRID"]
 
 # Weight of the second component relative to the first; inf = the second alone.
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, float("inf"))
@@ -72,42 +72,49 @@ class BlendScorer:
         return [0.0, 1.0] if np.isinf(w) else [1.0, float(w)]
 
 
-def tune_weight(first: np.ndarray, second: np.ndarray, queries: Queries, popularity: np.ndarray,
-                metric: str, grid: Sequence[float] = WEIGHT_GRID) -> tuple[float, float, dict]:
-    """Best weight of ``second`` against ``first`` on precomputed validation scores.
+def weight_rows(first, second, queries: Queries, metric: str,
+                grid: Sequence[float] = WEIGHT_GRID, k: int = 10, chunk: int = 256
+                ) -> dict[float, np.ndarray]:
+    """Per-query ``metric`` of the blend at every weight of ``grid``: ``{w: float [q]}``.
+
+    ``first`` and ``second`` are scorers (given the queries' histories) or precomputed
+    scores [q, n]. Each is scored once per chunk of ``chunk`` queries and every weight is
+    judged on that chunk, so only ``chunk x n`` scores exist at once (issue 15); the rows
+    are the ones :func:`evaluate` gives on the whole matrix.
+    """
+    out: dict[float, list] = {w: [] for w in grid}
+    for start, ctx, hist, tgt in query_chunks(queries, chunk):
+        za = standardise(score_chunk(first, start, ctx, hist))
+        zb = standardise(score_chunk(second, start, ctx, hist))
+        for w in grid:
+            out[w].append(query_rows(_mix(za, zb, w), ctx, tgt, k)[metric])
+    return {w: np.concatenate(v) if v else np.zeros(0) for w, v in out.items()}
+
+
+def tune_weight(first, second, queries: Queries, popularity: np.ndarray, metric: str,
+                grid: Sequence[float] = WEIGHT_GRID) -> tuple[float, float, dict]:
+    """Best weight of ``second`` against ``first`` (scorers or precomputed validation
+    scores) on ``queries``, judged chunk by chunk (:func:`weight_rows`).
 
     Returns (weight, metric value, {weight: value}); ties go to the smaller weight.
     """
-    za, zb = standardise(first), standardise(second)
-    values = {}
-    for w in grid:
-        values[w] = evaluate(_mix(za, zb, w), queries, popularity)[metric]
+    values = {w: float(np.mean(r)) for w, r in weight_rows(first, second, queries, metric,
+                                                            grid).items()}
     best = max(values, key=lambda w: (values[w], -w))
     logger.info("blend weights %s -> %s", {k: round(v, 4) for k, v in values.items()}, best)
     return best, values[best], values
 
 
-def crossfit_weight(first: np.ndarray, second: np.ndarray, queries: Queries,
-                    popularity: np.ndarray, metric: str, grid: Sequence[float] = WEIGHT_GRID,
-                    folds: int = 2, seed: int = 0) -> tuple[np.ndarray, list[float]]:
+def crossfit_weight(first, second, queries: Queries, popularity: np.ndarray, metric: str,
+                    grid: Sequence[float] = WEIGHT_GRID, folds: int = 2, seed: int = 0
+                    ) -> tuple[np.ndarray, list[float]]:
     """Out-of-fold per-query ``metric`` of the blend, and the weight each fold chose.
 
     The queries are split into ``folds`` seeded parts; each part is scored with the weight tuned
-    on the others, so no query's figure comes from a weight that saw it.
+    on the others, so no query's figure comes from a weight that saw it. Every query's
+    figure at every weight is computed once, chunk by chunk (:func:`crossfit_rows`).
     """
-    n = len(queries.contexts)
-    part = np.random.default_rng(seed).permutation(n) % folds
-    za, zb = standardise(first), standardise(second)
-    rows, chosen = np.zeros(n), []
-    for f in range(folds):
-        fit, held = np.flatnonzero(part != f), np.flatnonzero(part == f)
-        if len(fit) == 0 or len(held) == 0:
-            continue
-        w, _, _ = tune_weight(za[fit], zb[fit], subset(queries, fit), popularity, metric, grid)
-        rows[held] = evaluate(_mix(za[held], zb[held], w), subset(queries, held),
-                              popularity)["rows"][metric]
-        chosen.append(float(w))
-    return rows, chosen
+    return crossfit_rows(weight_rows(first, second, queries, metric, grid), folds, seed)
 
 
 def best_weight(rows_by_weight: dict[float, np.ndarray], part: np.ndarray | None = None) -> float:

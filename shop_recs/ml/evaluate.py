@@ -34,6 +34,7 @@ __all__ = [
     "Scorer", "Split", "Queries", "temporal_split", "complete_queries", "anchor_queries",
     "customer_histories", "evaluate", "rank_items", "hit_rate_at_k", "ndcg_at_k", "mrr",
     "recall_at_k", "multi_ndcg_at_k", "ndcg_rows", "multi_ndcg_rows", "subset",
+    "query_chunks", "score_chunk", "query_rows",
 ]
 
 
@@ -111,25 +112,51 @@ def customer_histories(baskets: Baskets, history_pool: Baskets, max_items: int =
     The items of the last ``max_orders`` orders, most recent order first, at most ``max_items``.
     An item bought in several of those orders appears once per order: how often a customer
     re-ordered a product is the strongest repeat signal (items are distinct within an order).
-    Anonymous orders get an empty history. Nothing from the future leaks in.
+    Anonymous orders get an empty history. Nothing from the future leaks in. Array
+    operations throughout (issue 15: millions of orders in seconds).
     """
-    by_customer: dict[int, list[int]] = {}
-    order = np.argsort(history_pool.timestamps, kind="stable")
-    for i in order:
-        c = int(history_pool.customers[i])
-        if c >= 0:
-            by_customer.setdefault(c, []).append(int(i))
-    empty = np.zeros(0, dtype=np.int32)
-    out = []
-    for ts, c in zip(baskets.timestamps, baskets.customers):
-        rows = by_customer.get(int(c), [])
-        earlier = [r for r in rows if history_pool.timestamps[r] < ts]
-        if not earlier:
-            out.append(empty)
-            continue
-        items = np.concatenate([history_pool.basket(r) for r in reversed(earlier[-max_orders:])])
-        out.append(items[:max_items].astype(np.int32))
-    return out
+    pool_c, pool_t = history_pool.customers, history_pool.timestamps
+    # the pool by customer, then time (ties: pool order, as a stable sort by time gives)
+    order = np.lexsort((np.arange(len(pool_c)), pool_t, pool_c))
+    order = order[pool_c[order] >= 0]
+    sc, st = pool_c[order], pool_t[order]
+    qc, qt = baskets.customers, baskets.timestamps
+    lo = np.searchsorted(sc, qc, "left")
+    hi = np.searchsorted(sc, qc, "right")
+    # orders of the customer strictly before the basket: binary search on (customer, time)
+    end = lo + _count_before(st, lo, hi, qt)
+    end = np.where(qc >= 0, end, lo)
+    start = np.maximum(lo, end - max_orders)
+    n_orders = end - start
+    # the chosen pool orders, most recent first, and their items in basket order
+    q_of = np.repeat(np.arange(len(qc)), n_orders)
+    nth = np.arange(len(q_of)) - np.repeat(np.cumsum(n_orders) - n_orders, n_orders)
+    chosen = order[np.repeat(end, n_orders) - 1 - nth]
+    sizes = history_pool.sizes[chosen]
+    at = np.repeat(history_pool.indptr[chosen] - np.cumsum(sizes) + sizes, sizes) + np.arange(
+        int(sizes.sum()))
+    items = history_pool.items[at].astype(np.int32)
+    owner = np.repeat(q_of, sizes)
+    per_q = np.bincount(owner, minlength=len(qc))
+    first = np.cumsum(per_q) - per_q
+    keep = (np.arange(len(owner)) - first[owner]) < max_items
+    counts = np.minimum(per_q, max_items)
+    return np.split(items[keep], np.cumsum(counts)[:-1]) if len(qc) else []
+
+
+def _count_before(sorted_t: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray
+                  ) -> np.ndarray:
+    """For each query, how many of ``sorted_t[lo:hi]`` (sorted) are < ``t``: a vectorised
+    binary search over every query's own range at once."""
+    left, right = lo.copy(), hi.copy()
+    while True:
+        active = left < right
+        if not active.any():
+            return left - lo
+        mid = (left + right) // 2
+        less = active & (sorted_t[np.minimum(mid, len(sorted_t) - 1)] < t)
+        left = np.where(less, mid + 1, left)
+        right = np.where(active & ~less, mid, right)
 
 
 def complete_queries(baskets: Baskets, seed: int = 0,
@@ -190,24 +217,76 @@ def mrr(ranks: np.ndarray) -> float:
     return float(np.mean(1.0 / (np.asarray(ranks, dtype=np.float64) + 1)))
 
 
+def _hits(topk: np.ndarray, targets: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """bool [q, min(k, width)]: whether each listed item is one of its row's targets."""
+    top = np.asarray(topk, dtype=np.int64)[:, :k]
+    lengths = np.array([len(t) for t in targets], dtype=np.int64)
+    flat = (np.concatenate([np.asarray(t, dtype=np.int64) for t in targets]) if lengths.sum()
+            else np.zeros(0, dtype=np.int64))
+    span = int(max(top.max(initial=0), flat.max(initial=0))) + 2  # -1 pads never match
+    keys = (top + 1) + np.arange(len(top))[:, None] * span
+    return np.isin(keys, flat + 1 + np.repeat(np.arange(len(lengths)), lengths) * span) & (
+        top >= 0)
+
+
 def recall_at_k(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> float:
     """Hits in the top k over min(k, |targets|), so a perfect list scores 1."""
-    vals = [np.isin(row[:k], t).sum() / min(k, len(t)) for row, t in zip(topk, targets)]
-    return float(np.mean(vals))
+    if len(targets) == 0:
+        return float(np.mean([]))
+    lengths = np.array([len(t) for t in targets])
+    return float(np.mean(_hits(topk, targets, k).sum(1) / np.minimum(k, lengths)))
 
 
 def multi_ndcg_rows(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> np.ndarray:
+    """Per-row NDCG@k of a list against several targets (float64 [q]).
+
+    Each distinct hit pattern's DCG is summed once the way a single row's would be, so the
+    figures are the same to the last bit as a per-row loop, without one."""
+    if len(targets) == 0:
+        return np.zeros(0, dtype=np.float64)
     disc = 1.0 / np.log2(np.arange(2, k + 2))
-    vals = []
-    for row, t in zip(topk, targets):
-        hits = np.isin(row[:k], t)  # a catalogue smaller than k gives shorter lists
-        dcg = float(disc[:len(hits)][hits].sum())
-        vals.append(dcg / float(disc[:min(k, len(t))].sum()))
-    return np.asarray(vals, dtype=np.float64)
+    hits = _hits(topk, targets, k)  # a catalogue smaller than k gives shorter lists
+    width = hits.shape[1]
+    codes = hits.astype(np.int64) @ (1 << np.arange(width, dtype=np.int64))
+    patterns, inverse = np.unique(codes, return_inverse=True)
+    dcg = np.array([float(disc[:width][(int(c) >> np.arange(width)) & 1 == 1].sum())
+                    for c in patterns])
+    ideal = np.array([float(disc[:m].sum()) for m in range(k + 1)])
+    lengths = np.array([len(t) for t in targets])
+    return dcg[inverse.ravel()] / ideal[np.minimum(k, lengths)]
 
 
 def multi_ndcg_at_k(topk: np.ndarray, targets: Sequence[np.ndarray], k: int = 10) -> float:
     return float(np.mean(multi_ndcg_rows(topk, targets, k)))
+
+
+def query_chunks(queries: Queries, batch_size: int = 256):
+    """(start, contexts, histories, targets) of consecutive chunks of ``queries``."""
+    for start in range(0, len(queries.contexts), batch_size):
+        stop = start + batch_size
+        yield (start, queries.contexts[start:stop],
+               None if queries.histories is None else queries.histories[start:stop],
+               queries.targets[start:stop])
+
+
+def score_chunk(scorer: "Scorer | np.ndarray", start: int, contexts, histories=None):
+    """Scores of one chunk: a slice of precomputed scores, or the scorer run on it."""
+    if isinstance(scorer, np.ndarray):
+        return scorer[start:start + len(contexts)]
+    return scorer.score(contexts, histories)
+
+
+def query_rows(scores: np.ndarray, contexts, targets, k: int = 10) -> dict:
+    """Per-query figures of one chunk of scores: {hr, ndcg, mrr, recall, multi_ndcg} float
+    [b] (their means over all chunks are :func:`evaluate`'s figures), and ``topk``."""
+    best, top = rank_and_topk(scores, contexts, targets, k)
+    ranks = np.asarray(best)
+    lengths = np.array([len(t) for t in targets])
+    return {"hr": (ranks < k).astype(np.float64), "ndcg": ndcg_rows(ranks, k),
+            "mrr": 1.0 / (ranks.astype(np.float64) + 1),
+            "recall": (_hits(top, targets, k).sum(1) / np.minimum(k, lengths)
+                       if len(targets) else np.zeros(0)),
+            "multi_ndcg": multi_ndcg_rows(top, targets, k), "topk": top}
 
 
 def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.ndarray,
@@ -217,15 +296,13 @@ def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.nda
     Returns hr, ndcg, mrr (the single-target view), recall (multi-target view), plus the
     top-k lists (``"topk"``, int [n, k]) for coverage and popularity figures and the per-query
     values (``"rows"``: {"ndcg", "multi_ndcg"} float [n]) that paired comparisons resample.
+    Scores exist one chunk of ``batch_size`` queries at a time.
     """
     ranks, tops = [], []
-    for start in range(0, len(queries.contexts), batch_size):
-        ctx = queries.contexts[start:start + batch_size]
-        hist = None if queries.histories is None else queries.histories[start:start + batch_size]
-        scores = (scorer[start:start + batch_size] if isinstance(scorer, np.ndarray)
-                  else scorer.score(ctx, hist))
+    for start, ctx, hist, tgt in query_chunks(queries, batch_size):
+        scores = score_chunk(scorer, start, ctx, hist)
         # the ranks and lists of rank_items' stable sort, in O(n) per query (issue 15)
-        best, top = rank_and_topk(scores, ctx, queries.targets[start:start + batch_size], k)
+        best, top = rank_and_topk(scores, ctx, tgt, k)
         ranks.extend(best.tolist())  # best-ranked target (single-target view)
         tops.append(top)
     ranks_arr = np.asarray(ranks)

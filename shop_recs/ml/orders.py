@@ -134,11 +134,10 @@ def _line_keys(frame: pd.DataFrame) -> np.ndarray:
         frame["unit_price"].map(repr), frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S"),
         frame["customer_id"],
     )
-    out = np.empty(len(frame), dtype=np.int64)
-    for i, fields in enumerate(parts):
-        digest = hashlib.blake2b("\x1f".join(fields).encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "big") >> 1
-    return out
+    blake = hashlib.blake2b
+    return np.fromiter(
+        (int.from_bytes(blake("\x1f".join(f).encode(), digest_size=8).digest(), "big") >> 1
+         for f in parts), dtype=np.int64, count=len(frame))
 
 
 def _normalise(raw: pd.DataFrame, mapping: dict[str, str], first_line: int) -> pd.DataFrame:
@@ -210,20 +209,25 @@ def _clean(frame: pd.DataFrame, fmt: str, path: Path, report: CleaningReport,
     return frame
 
 
-def _drop_seen(frame: pd.DataFrame, seen: dict[int, int], file_no: int,
+def _drop_seen(frame: pd.DataFrame, seen: dict[int, int] | None, file_no: int,
                report: CleaningReport) -> pd.DataFrame:
     """Drop exact duplicates within a file and lines already read from an earlier file.
 
-    ``seen`` maps each line key to the number of the file it was first read from.
+    ``seen`` maps each line key to the number of the file it was first read from. None:
+    only the duplicates inside this chunk are dropped here; the caller finds the others
+    (the importer, in the database), so memory stays flat however many lines are read.
     """
     keys = _line_keys(frame)
-    status = np.zeros(len(keys), dtype=np.int8)  # 0 new, 1 duplicate, 2 earlier file
-    for i, key in enumerate(keys.tolist()):
-        first = seen.get(key)
-        if first is None:
-            seen[key] = file_no
-        else:
-            status[i] = 1 if first == file_no else 2
+    if seen is None:
+        status = pd.Series(keys).duplicated().to_numpy().astype(np.int8)
+    else:
+        status = np.zeros(len(keys), dtype=np.int8)  # 0 new, 1 duplicate, 2 earlier file
+        for i, key in enumerate(keys.tolist()):
+            first = seen.get(key)
+            if first is None:
+                seen[key] = file_no
+            else:
+                status[i] = 1 if first == file_no else 2
     report.skip("in_earlier_file", int((status == 2).sum()))
     report.skip("duplicate_line", int((status == 1).sum()))
     return frame.assign(line_key=keys)[status == 0]
@@ -235,8 +239,13 @@ def iter_clean_chunks(
     chunksize: int = 100_000,
     report: CleaningReport | None = None,
     non_product_codes: Iterable[str] = (),
+    remember_lines: bool = True,
 ) -> Iterator[tuple[Path, pd.DataFrame]]:
     """Yield ``(path, clean_chunk)`` for every file in order, updating ``report``.
+
+    ``remember_lines=False`` drops repeated lines only within a chunk and keeps no set of
+    every line read (flat memory at any size); the caller must then skip the lines it has
+    already stored (``shop_recs.importer`` asks the database) and count them.
 
     ``non_product_codes`` are product ids to drop as fees or postage, in any format
     (``online_retail`` also drops the UCI shop's own list).
@@ -251,7 +260,7 @@ def iter_clean_chunks(
             raise OrderFileError(f"{path}: no such file")
     mappings = [column_map(read_header(p), fmt, p) for p in paths]
     extra = frozenset(str(c) for c in non_product_codes)
-    seen: dict[int, int] = {}
+    seen: dict[int, int] | None = {} if remember_lines else None
     for file_no, (path, mapping) in enumerate(zip(paths, mappings)):
         with _open_text(path) as fh, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from shop_recs.ml.blend import standardise
-from shop_recs.ml.evaluate import Queries, Scorer, evaluate
+from shop_recs.ml.evaluate import Queries, Scorer, query_chunks, query_rows, score_chunk
 
 __all__ = ["RepeatBoost", "tune_repeat", "WEIGHTS", "HALF_LIVES"]
 
@@ -65,15 +65,23 @@ def boost(z: np.ndarray, histories, weight: float, half_life: float, max_history
     return z
 
 
-def tune_repeat(base_scores: np.ndarray, queries: Queries, popularity: np.ndarray, metric: str
-                ) -> tuple[tuple[float, float], float]:
-    """Best (weight, half_life) on validation for precomputed base scores; returns it and
-    the metric value."""
-    z = standardise(base_scores)
-    best, best_value = (0.0, HALF_LIVES[0]), evaluate(z, queries, popularity)[metric]
-    for w in WEIGHTS:
-        for hl in HALF_LIVES:
-            value = evaluate(boost(z.copy(), queries.histories, w, hl), queries, popularity)[metric]
-            if value > best_value:
-                best, best_value = (w, hl), value
+def tune_repeat(base, queries: Queries, popularity: np.ndarray, metric: str, k: int = 10,
+                chunk: int = 256) -> tuple[tuple[float, float], float]:
+    """Best (weight, half_life) on validation for a base scorer (scored without histories,
+    as :class:`RepeatBoost` does) or its precomputed scores; returns it and the metric value.
+
+    Every setting is judged chunk by chunk: only ``chunk x n`` scores exist at once."""
+    grid = [(w, hl) for w in WEIGHTS for hl in HALF_LIVES]
+    rows: dict = {None: [], **{s: [] for s in grid}}
+    for start, ctx, hist, tgt in query_chunks(queries, chunk):
+        z = standardise(score_chunk(base, start, ctx))
+        rows[None].append(query_rows(z, ctx, tgt, k)[metric])
+        for w, hl in grid:
+            rows[(w, hl)].append(query_rows(boost(z.copy(), hist, w, hl), ctx, tgt, k)[metric])
+    value = {s: float(np.mean(np.concatenate(r))) if r else float("nan")
+             for s, r in rows.items()}
+    best, best_value = (0.0, HALF_LIVES[0]), value[None]
+    for s in grid:
+        if value[s] > best_value:
+            best, best_value = s, value[s]
     return best, best_value

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from shop_recs.ml.blend import BlendScorer, standardise, tune_weight
+from shop_recs.ml.blend import BlendScorer, tune_weight
 from shop_recs.ml.bundles import BundleRules, bundle_precision, search_bundles
 from shop_recs.ml.coldstart import (KINDS, ColdConfig, cold_split, name_similarity,
                                     tune_and_score)
@@ -177,13 +177,11 @@ def _research_rows(ev, cfg: BenchConfig, progress, log) -> list[dict]:
     queries = {k: dataclasses.replace(q, histories=hist[k[0]]) for k, q in ev.queries.items()}
     partner = ev.scorers[ev.partner]
     repeat, repeat_test, params = {}, {}, {}
+    # every figure below is scored chunk by chunk: never queries x catalogue at once (#15)
     for t, metric in TASKS.items():
-        base = partner.score(queries[("val", t)].contexts)
-        (w, hl), _ = tune_repeat(base, queries[("val", t)], pop, metric)
-        scorer = RepeatBoost(partner, w, hl)
-        repeat[t] = {p: scorer.score(queries[(p, t)].contexts, queries[(p, t)].histories)
-                     for p in ("val", "test")}
-        repeat_test[t] = evaluate(repeat[t]["test"], queries[("test", t)], pop)
+        (w, hl), _ = tune_repeat(partner, queries[("val", t)], pop, metric)
+        repeat[t] = RepeatBoost(partner, w, hl)
+        repeat_test[t] = evaluate(repeat[t], queries[("test", t)], pop)
         params[t] = f"{ev.partner}, weight={w:g}, half_life={hl:g}"
     rows = [{"model": f"repeat_boost+{ev.partner}", "role": "research", "uses_history": True,
              **_figures(repeat_test), "params": params}]
@@ -202,13 +200,11 @@ def _research_rows(ev, cfg: BenchConfig, progress, log) -> list[dict]:
         mtest, btest, weights = {}, {}, {}
         for t, metric in TASKS.items():
             q = {part: queries[(part, t)] for part in ("val", "test")}
-            ms = {part: model.score(q[part].contexts, q[part].histories) for part in q}
-            mtest[t] = evaluate(ms["test"], q["test"], pop)
-            w, _, _ = tune_weight(repeat[t]["val"], ms["val"], q["val"], pop, metric,
-                                  p.blend_weights)
+            mtest[t] = evaluate(model, q["test"], pop)
+            w, _, _ = tune_weight(repeat[t], model, q["val"], pop, metric, p.blend_weights)
             weights[t] = BlendScorer.pair_weights(w)
-            btest[t] = evaluate(weights[t][0] * standardise(repeat[t]["test"])
-                                + weights[t][1] * standardise(ms["test"]), q["test"], pop)
+            btest[t] = evaluate(BlendScorer([repeat[t], model], weights[t], "blend"), q["test"],
+                                pop)
         model_runs.append({**_figures(mtest), "train_s": train_s})
         blend_runs.append({**_figures(btest), "train_s": train_s, "weights": weights})
         log(f"research seed {seed}: history model {_short(mtest)}, blend {_short(btest)}")

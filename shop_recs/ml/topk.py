@@ -24,10 +24,11 @@ import scipy.sparse as sp
 
 from shop_recs.ml.sparse import context_matrix
 
-__all__ = ["rank_and_topk", "topk_of_scores", "topk_rows", "topk_sparse"]
+__all__ = ["masked", "rank_and_topk", "topk_of_scores", "topk_rows", "topk_sparse"]
 
 
-def _masked(scores: np.ndarray, contexts: Sequence[np.ndarray], dtype=np.float64) -> np.ndarray:
+def masked(scores: np.ndarray, contexts: Sequence[np.ndarray], dtype=np.float64) -> np.ndarray:
+    """A copy of ``scores`` with non-finite entries and each row's context items at -inf."""
     s = np.array(scores, dtype=dtype, copy=True)
     s[~np.isfinite(s)] = -np.inf
     for row, ctx in enumerate(contexts):
@@ -61,7 +62,7 @@ def rank_and_topk(scores: np.ndarray, contexts: Sequence[np.ndarray],
     items last, ties by index). The best target is the one with the highest score (lowest
     index among equals); its rank is the count of items that sort before it.
     """
-    s = _masked(scores, contexts)
+    s = masked(scores, contexts)
     b, n = s.shape
     best_item = np.empty(b, dtype=np.int64)
     for r, t in enumerate(targets):
@@ -74,23 +75,23 @@ def rank_and_topk(scores: np.ndarray, contexts: Sequence[np.ndarray],
 
 
 def topk_rows(score: Callable[[Sequence[np.ndarray]], np.ndarray],
-              contexts: Sequence[np.ndarray], k: int, chunk: int = 256
+              contexts: Sequence[np.ndarray], k: int, chunk: int = 256, dtype=np.float32
               ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` items per context (context excluded) in chunks of ``chunk`` contexts.
 
     ``score`` maps a list of contexts to float scores [len, n_items]; only ``chunk x n`` is
-    held at once. Returns int64 [q, k] indices and float32 [q, k] scores (-inf where a
-    context left fewer than k items).
+    held at once. Returns int64 [q, k] indices and [q, k] scores in ``dtype`` (-inf where a
+    context left fewer than k items); ranked in ``dtype`` (float64: ``rank_items``' order).
     """
     idx_out, val_out = [], []
     for s in range(0, len(contexts), chunk):
         ctx = contexts[s:s + chunk]
-        sc = _masked(score(ctx), ctx, np.float32)
+        sc = masked(score(ctx), ctx, dtype)
         top = topk_of_scores(sc, k)
         idx_out.append(top)
         val_out.append(np.take_along_axis(sc, top, 1))
     if not idx_out:
-        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        return np.zeros((0, k), np.int64), np.zeros((0, k), dtype)
     return np.concatenate(idx_out), np.concatenate(val_out)
 
 

@@ -155,3 +155,17 @@ def test_timestamps_before_year_one_in_utc_are_bad_not_a_crash(tmp_path):
     frame, report = read([path], "generic")
     assert frame["order_id"].tolist() == ["o2"]
     assert [(n, r) for _, n, r in report.bad_lines] == [(2, "bad_timestamp")]
+
+
+def test_line_keys_are_the_stored_ones(tmp_path):
+    """The keys of lines already in shops' databases: a faster hash loop must not change them
+    (or a re-import would add every line again)."""
+    import hashlib
+
+    from shop_recs.ml.orders import _line_keys
+
+    line = "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,UK"
+    frame, _ = read([write(tmp_path, "a.csv", [OR_HEADER, line])])
+    fields = "\x1f".join(["536365", "85123A", "6", "2.55", "2010-12-01T08:26:00", "17850"])
+    want = int.from_bytes(hashlib.blake2b(fields.encode(), digest_size=8).digest(), "big") >> 1
+    assert _line_keys(frame).tolist() == [want] and frame["line_key"].tolist() == [want]

@@ -113,3 +113,21 @@ def test_head_tail_ease_is_exact_on_the_head_and_diagonal_elsewhere(shop):
 def test_unknown_kind_is_refused(shop):
     with pytest.raises(ValueError, match="unknown kind"):
         sparse.transform_rows(sparse.sparse_cooccurrence(shop), "jaccard", len(shop))
+
+
+@pytest.mark.parametrize("make", [
+    lambda c: CoOccurrence("lift", c, keep=20), lambda c: ItemKNN(15, 10.0, c),
+    lambda c: EASE(30.0, c, head_items=50, keep=20),
+], ids=["lift", "knn", "ease"])
+def test_published_lists_of_a_sparse_scorer_never_score_densely(shop, make, monkeypatch):
+    """Issue 15: the lists every candidate is judged by come from the sparse top-k (never a
+    chunk x n array); they are the lists of the dense scores of the same sparse matrix."""
+    from shop_recs.ml.served import PublishedLists, top_lists
+
+    scorer = make(cooccurrence_counts(shop, dense_max_items=0)).fit(shop)
+    n = shop.n_items
+    want = top_lists(lambda a: scorer.score([np.array([x]) for x in a]), n, 10)
+    monkeypatch.setattr(type(scorer), "score", lambda *a, **k: pytest.fail("dense scores"))
+    served = PublishedLists(scorer, n, 10)
+    np.testing.assert_array_equal(served.lists, want[0])
+    np.testing.assert_allclose(served.list_scores, want[1], rtol=1e-6)
