@@ -56,7 +56,7 @@ from shop_recs.serving_queries import (  # noqa: F401 (re-exported: ranking's pu
 from shop_recs.serving_cache import (  # noqa: F401 (re-exported: ranking's public API)
     GENERATION_KEY, _cache, begin_tracking, cache_key, cached_answer, candidates_cached,
     connect_receivers, current_generation, invalidate, lookup_answer, no_history_keys,
-    products_changed, remember_no_history, store_answer)
+    products_changed, remember_no_history, store_answer, take_read)
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +153,9 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     anchor_pks = list(dict.fromkeys(anchor_pks))[:MAX_ANCHORS]
     if not anchor_pks:
         return Recommendations([], [])
-    versions = begin_tracking(anchor_pks) if track else None
-    candidates, bundles, policy = cached_candidates(anchor_pks, run=run)
+    read = take_read(anchor_pks)  # what this request's answer lookup read, if it missed
+    versions = begin_tracking(anchor_pks, read) if track else None
+    candidates, bundles, policy = cached_candidates(anchor_pks, run=run, read=read)
     if sources is not None:
         candidates = [c for c in candidates if c[1] in sources]
         bundles = bundles if BUNDLE in sources else {}
@@ -267,15 +268,16 @@ def shared_answer(parts, anchor_pks, visitor, values=None):
     return payload
 
 
-def cached_candidates(anchor_pks, run=None):
+def cached_candidates(anchor_pks, run=None, read=None):
     """``(candidates, bundles, policy)`` for the anchors (``compute_candidates``), from the
-    cache when it has them (``run``: another run's FBT rows, cached apart).
+    cache when it has them (``run``: another run's FBT rows, cached apart; ``read``: what
+    the answer lookup read, ``take_read``).
 
     A cache that fails (Redis down) is logged and bypassed: pages keep working.
     """
     try:
         cache = _cache()
-        key = cache_key(anchor_pks, current_generation(cache))
+        key = cache_key(anchor_pks, current_generation(cache, read))
         if run is not None:
             key = f"{key}:run{int(run)}"
         value = cache.get(key)

@@ -72,19 +72,29 @@ def _counter(cache, key):
     return value
 
 
-# What this request's answer lookup read of the values an answer depends on: a miss then
-# computes the answer (and finds its candidate lists) from the same values without reading
-# them again; they were read before the computation, as tracking needs. Emptied when a
-# request starts and ends, so that nothing else uses what a request read.
-_read = contextvars.ContextVar("shop_recs_answer_read", default={})
+# What an answer lookup that missed read of the values the answer depends on:
+# ``(anchors, {key: value})``. The computation that follows (``ranking.recommend``) takes
+# it (:func:`take_read`) and tracks the answer and finds its candidate lists with those
+# values, without reading them again; they were read before the computation, as tracking
+# needs. Taken once, and emptied when a request starts and ends.
+_read = contextvars.ContextVar("shop_recs_answer_read", default=None)
 
 
 def forget_request_reads(**kwargs):
-    _read.set({})
+    _read.set(None)
 
 
-def current_generation(cache):
-    generation = _read.get().get(GENERATION_KEY)
+def take_read(anchor_pks):
+    """The values the lookup that just missed read for ``anchor_pks``, or ``{}``."""
+    read = _read.get()
+    _read.set(None)
+    if read is None or read[0] != tuple(anchor_pks):
+        return {}
+    return read[1]
+
+
+def current_generation(cache, read=None):
+    generation = (read or {}).get(GENERATION_KEY)
     return generation if generation is not None else _counter(cache, GENERATION_KEY)
 
 
@@ -130,7 +140,7 @@ def answer_keys(anchor_pks):
     return [GENERATION_KEY, *dict.fromkeys(_version_key(pk) for pk in anchor_pks)]
 
 
-def begin_tracking(anchor_pks):
+def begin_tracking(anchor_pks, read=None):
     """``{key: value}`` of :func:`answer_keys`, read before anything else so that a change
     during the computation leaves the answer invalid (a missing value is started: a
     counter at a random value, a token). None when answers are not cached, the cache is
@@ -139,9 +149,8 @@ def begin_tracking(anchor_pks):
         return None
     try:
         keys = answer_keys(anchor_pks)
-        read = _read.get()
-        if all(read.get(key) is not None for key in keys):
-            return {key: read[key] for key in keys}
+        if read and all(read.get(key) is not None for key in keys):
+            return {key: read[key] for key in keys}  # what the lookup read (take_read)
         cache = _cache()
         found = cache.get_many(keys)
         missing = [key for key in keys if key not in found]
@@ -178,7 +187,7 @@ def lookup_answer(parts, anchor_pks, also=(), values=None):
         values.update(dict.fromkeys(extra))
     if answer_timeout() <= 0:
         return None, (), None
-    _read.set({})
+    _read.set(None)
     try:
         stored = answer_key(parts)
         needs = answer_keys(anchor_pks)
@@ -186,15 +195,14 @@ def lookup_answer(parts, anchor_pks, also=(), values=None):
     except Exception:  # noqa: BLE001
         logger.warning("shop_recs cache unavailable; answer not cached", exc_info=True)
         return None, (), None
-    _read.set({key: found[key] for key in needs if key in found})
     if values is not None:
         values.update({key: found.get(key) for key in extra})
     entry = found.get(stored)
-    if entry is None:
+    # None: invalidated, or a value it depends on was evicted
+    if entry is None or any(found.get(key) != value for key, value in entry[0].items()):
+        _read.set((tuple(anchor_pks), {key: found[key] for key in needs if key in found}))
         return None, (), found.get(GENERATION_KEY)
     depends, payload = entry
-    if any(found.get(key) != value for key, value in depends.items()):
-        return None, (), found.get(GENERATION_KEY)  # invalidated, or a value was evicted
     return payload, [key for key in also if key in found], depends[GENERATION_KEY]
 
 

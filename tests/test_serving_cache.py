@@ -162,6 +162,15 @@ def test_what_a_request_read_is_not_used_after_it(counted, shop):
         serving_cache.GENERATION_KEY)
 
 
+def test_a_lookup_that_found_its_answer_leaves_nothing_for_later(counted, shop):
+    widget(shop[0])
+    widget(shop[0])  # found, outside a request (a task rendering a widget, say)
+    serving_cache.invalidate()
+    result = ranking.recommend([shop[0].pk], limit=3, track=True)
+    assert result.versions[serving_cache.GENERATION_KEY] == caches[RECS].get(
+        serving_cache.GENERATION_KEY)
+
+
 class LoopingCountingCache(LocMemCache):
     """Local memory whose ``get_many`` is BaseCache's loop of ``get`` (as LocMemCache's is),
     counting the ``get`` calls: each one is a lock and an unpickle."""
