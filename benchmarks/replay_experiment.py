@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+HELD = "held_out_orders.json"
 PRODUCT_ID = re.compile(r'data-product-id="([^"]+)"')
 
 
@@ -64,8 +65,22 @@ def parse_widget(html):
             exposure.group(1) if exposure else "", int(run.group(1)) if run else None)
 
 
+def saved_shop(args, log):
+    """The held-out orders of the shop saved in ``--shop`` (copied in by ``main``), or None."""
+    import json
+
+    if args.shop is None or not (args.shop / HELD).exists():
+        return None
+    held = json.loads((args.shop / HELD).read_text())
+    log(f"reused the trained shop of {args.shop} ({len(held):,} held-out orders)")
+    return held
+
+
 def shop_with_holdout(args, log):
     """Import, hold out the last orders, train and serve; return the held-out orders."""
+    held = saved_shop(args, log)
+    if held is not None:
+        return held
     from django.db.models import Min
 
     from shop_demo.datasets import fetch_online_retail
@@ -103,7 +118,18 @@ def shop_with_holdout(args, log):
         f"{serving.pk if serving else None}, {time.monotonic() - started:.0f} s")
     if serving is None:
         raise SystemExit(f"no run serves (gate: {run.gate}); nothing to test")
-    return [items for _, items in sorted(held.items())]
+    orders = [items for _, items in sorted(held.items())]
+    if args.shop is not None:  # the import and training do not depend on the seed: keep them
+        import json
+        import shutil
+
+        from django.db import connection
+
+        connection.close()
+        shutil.copytree(os.environ["SHOP_DEMO_VAR_DIR"], args.shop, dirs_exist_ok=True)
+        (args.shop / HELD).write_text(json.dumps(orders))
+        log(f"saved the trained shop in {args.shop}")
+    return orders
 
 
 def replay(orders, args, log):
@@ -232,6 +258,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", type=Path)
+    parser.add_argument("--shop", type=Path, help=(
+        "a folder: the imported and trained shop is saved there on the first run and "
+        "reused by the next ones (the seed changes only the replay)"))
     args = parser.parse_args(argv)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     log_path = args.log
@@ -242,6 +271,10 @@ def main(argv=None):
         lines.append(text)
 
     tmp = tempfile.TemporaryDirectory()
+    if args.shop is not None and (args.shop / HELD).exists():
+        import shutil
+
+        shutil.copytree(args.shop, tmp.name, dirs_exist_ok=True)
     os.environ["SHOP_DEMO_VAR_DIR"] = tmp.name
     os.environ["SHOP_DEMO_SQLITE"] = str(Path(tmp.name) / "replay.sqlite3")
     os.environ.pop("DATABASE_URL", None)

@@ -73,6 +73,8 @@ def present(result, *, widget=API_WIDGET, anchor=True, assigned=None):
     exposure = assigned.exposure if assigned is not None and result else ""
     if assigned is not None and assigned.hides_widget:
         result = ranking.Recommendations(result.anchors, [])
+    elif assigned is not None:
+        result = assigned.adjust(result)  # a discount arm's bundle discount
     bundle = result.bundle
     token = token_maker(widget)
     return {
