@@ -120,9 +120,12 @@ class ExperimentAdmin(admin.ModelAdmin):
             return str(exc)
         return _("With %(conversion).1f %% of visitors ordering, detecting a change of "
                  "%(effect)+.0f %% in revenue per visitor (95 %% confidence, 80 %% power) needs "
-                 "%(needed)s visitors per arm, %(total)s in all. No verdict before then.") % {
+                 "%(needed)s visitors per arm, %(total)s in all. %(when)s") % {
             "conversion": obj.baseline_conversion * 100, "effect": obj.minimum_effect * 100,
-            "needed": f"{needed:,}", "total": f"{needed * arms:,}"}
+            "needed": f"{needed:,}", "total": f"{needed * arms:,}",
+            "when": (_("Sequential: a verdict shows as soon as one is conclusive, before "
+                       "then if the effect is large.") if obj.sequential
+                     else _("No verdict before then."))}
 
     def get_urls(self):
         wrap = self.admin_site.admin_view

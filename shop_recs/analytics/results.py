@@ -87,7 +87,8 @@ def arm_data(experiment):
 
 def report(experiment):
     """The statistics of ``experiment`` (a ``stats.Report``)."""
-    return stats.analyse(arm_data(experiment), planned=planned_visitors(experiment))
+    return stats.analyse(arm_data(experiment), planned=planned_visitors(experiment),
+                         sequential=experiment.sequential)
 
 
 def exposure_chart(experiment):
