@@ -137,6 +137,8 @@ class ExperimentAdmin(admin.ModelAdmin):
                  name="shop_recs_experiment_results"),
             path("<int:pk>/ship/<int:arm>/", wrap(require_POST(self.ship_view)),
                  name="shop_recs_experiment_ship"),
+            path("<int:pk>/rollup/", wrap(require_POST(self.rollup_view)),
+                 name="shop_recs_experiment_rollup"),
             *super().get_urls(),
         ]
 
@@ -194,10 +196,22 @@ class ExperimentAdmin(admin.ModelAdmin):
             "title": _("Results of %(name)s") % {"name": experiment.name},
             "report": report, "rows": rows, "comparisons": comparisons,
             "chart": results.exposure_chart(experiment),
+            "rolled_up": results.last_rollup(experiment),
             "can_ship": (self.has_change_permission(request, experiment)
                          and experiment.status != Experiment.Status.DRAFT),
         }
         return TemplateResponse(request, "admin/shop_recs/experiment/results.html", context)
+
+    def rollup_view(self, request, pk):
+        """Recompute the figures of yesterday and today now (the hourly task does it too)."""
+        experiment = get_object_or_404(Experiment, pk=pk)
+        if not self.has_change_permission(request, experiment):
+            raise PermissionDenied
+        from shop_recs.analytics import results  # noqa: PLC0415 (SciPy)
+
+        rows = results.rollup_recent(experiment)
+        messages.success(request, _("Figures updated: %(rows)d visitor-days.") % {"rows": rows})
+        return HttpResponseRedirect(reverse("admin:shop_recs_experiment_results", args=[pk]))
 
     def ship_view(self, request, pk, arm):
         experiment = get_object_or_404(Experiment, pk=pk)

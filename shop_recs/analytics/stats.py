@@ -4,6 +4,7 @@ Usage::
 
     from shop_recs.analytics import stats
 
+    # per-visitor arrays (benchmarks), or stats.ArmSums with stats.Moments (what SQL sums)
     arms = [stats.ArmData("no widget", 1, revenue=..., orders=..., clicks=..., impressions=...),
             stats.ArmData("run 7", 1, ...)]             # one value per exposed visitor
     report = stats.analyse(arms, planned=stats.sample_size(0.05, 0.10))
@@ -101,6 +102,63 @@ class ArmData:
         if metric == "ctr":
             return self.clicks, self.impressions
         raise KeyError(metric)
+
+    def estimate(self, metric):
+        return estimate(*self.values(metric))
+
+    @property
+    def orders_total(self):
+        return int(self.orders.sum())
+
+    @property
+    def revenue_total(self):
+        return float(self.revenue.sum())
+
+
+@dataclass
+class Moments:
+    """Sums over the visitors of an arm, enough for a mean or a ratio and its variance:
+    n, Σx, Σx² and, for a ratio x / y, Σy, Σy², Σxy (what SQL can add up)."""
+
+    n: int
+    sx: float
+    sxx: float
+    sy: float | None = None
+    syy: float | None = None
+    sxy: float | None = None
+
+    def estimate(self):
+        n = self.n
+        if n < 2:
+            return Estimate(self.sx / n if n else None, None)
+        mx = self.sx / n
+        vx = max((self.sxx - n * mx * mx) / (n - 1), 0.0)
+        if self.sy is None:
+            return Estimate(mx, vx / n)
+        my = self.sy / n
+        if my == 0:
+            return Estimate(None, None)
+        vy = max((self.syy - n * my * my) / (n - 1), 0.0)
+        cov = (self.sxy - n * mx * my) / (n - 1)
+        ratio = mx / my
+        variance = (vx - 2 * ratio * cov + ratio**2 * vy) / (n * my**2)
+        return Estimate(ratio, max(variance, 0.0))
+
+
+@dataclass
+class ArmSums:
+    """An arm given by its :class:`Moments` per metric (keys of ``METRICS``) rather than
+    per-visitor arrays: what the results page reads from the roll-ups."""
+
+    name: str
+    weight: float
+    visitors: int
+    moments: dict
+    orders_total: int = 0
+    revenue_total: float = 0.0
+
+    def estimate(self, metric):
+        return self.moments[metric].estimate()
 
 
 @dataclass
@@ -262,17 +320,17 @@ def analyse(arms, *, planned=None, alpha=ALPHA, sequential=False):
     per_test = alpha / (len(arms) - 1)
     summaries = []
     for arm in arms:
-        row = {"name": arm.name, "visitors": arm.visitors, "orders": int(arm.orders.sum()),
-               "revenue": float(arm.revenue.sum())}
+        row = {"name": arm.name, "visitors": arm.visitors, "orders": arm.orders_total,
+               "revenue": arm.revenue_total}
         for key in METRICS:
-            row[key] = estimate(*arm.values(key)).value
+            row[key] = arm.estimate(key).value
         summaries.append(row)
     comparisons = []
     for arm in arms[1:]:
         comparison = Comparison(arm.name)
         pair = arms[0].visitors + arm.visitors
         for key in METRICS:
-            control, treatment = estimate(*arms[0].values(key)), estimate(*arm.values(key))
+            control, treatment = arms[0].estimate(key), arm.estimate(key)
             comparison.metrics[key] = (
                 sequential_difference(control, treatment, pair, per_test,
                                       tuned_for=2 * planned if planned else None)
