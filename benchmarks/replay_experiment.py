@@ -132,14 +132,14 @@ def shop_with_holdout(args, log):
     return orders
 
 
-def replay(orders, args, log):
+def replay(orders, args, log, seed=None):
     """Each held-out order as a shopper through the views; returns counters."""
     from django.test import Client
     from django.urls import reverse
 
     from shop_demo.forms import MAX_PRODUCTS_PER_ADD, purchasable_products
 
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed if seed is None else seed)
     # The cart refuses a whole add with one product it cannot sell (no price, inactive).
     sellable = {str(pk) for pk in purchasable_products().values_list("pk", flat=True)}
     cart_add, checkout = reverse("shop_demo:cart_add"), reverse("shop_demo:checkout")
@@ -148,7 +148,7 @@ def replay(orders, args, log):
     counts = defaultdict(int)
     started = time.monotonic()
     for number, items in enumerate(orders[:args.shoppers or None], 1):
-        client = Client()
+        client = shopper_client(seed if seed is not None else args.seed, number)
         basket = {str(pk) for pk, _ in items} & sellable
         anchor = items[0][0]
         response = client.get(reverse("shop_demo:product", args=[anchor]))
@@ -187,6 +187,111 @@ def replay(orders, args, log):
     return counts
 
 
+def shopper_key(seed, number):
+    """The session key of shopper ``number`` of replay ``seed`` (the same in both modes)."""
+    return f"replay{seed:05d}n{number:07d}".ljust(32, "0")
+
+
+def shopper_client(seed, number):
+    """A test client whose session has :func:`shopper_key` (a new visitor)."""
+    from django.conf import settings
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import Client
+
+    store = SessionStore()
+    store._session_key = shopper_key(seed, number)
+    store.save(must_create=True)
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = store.session_key
+    return client
+
+
+def widget_cache(orders, args):
+    """``{anchor: parse_widget(...) or None}``: what each shopper's product page shows,
+    rendered once through the real view while no experiment runs. Both arms of an A/A
+    serve the serving run, so what the widget shows does not depend on the seed (only who
+    sees it, what they do, and what is recorded do); None: the page was not available."""
+    from django.test import Client
+    from django.urls import reverse
+
+    client, found = Client(), {}
+    for items in orders[:args.shoppers or None]:
+        anchor = items[0][0]
+        if anchor not in found:
+            response = client.get(reverse("shop_demo:product", args=[anchor]))
+            found[anchor] = (parse_widget(response.content.decode())
+                             if response.status_code == 200 else None)
+    return found
+
+
+def replay_fast(orders, args, seed, widgets):
+    """:func:`replay` without the HTTP layer and the page rendering (``widgets``): each
+    shopper calls what the views call, in the same order, with the same random draws:
+    ``experiments.assign`` (the widget tag), ``experiments.log_exposure`` (the exposure
+    endpoint), ``ingest.record_events`` with the tokens' attribution (the events endpoint),
+    the cart form's attribution and ``ingest.record_order`` (the checkout). Cart adds are
+    not recorded: no experiment figure reads them."""
+    from django.db import transaction
+
+    with transaction.atomic():  # one commit per replay, not three per shopper
+        return _replay_fast(orders, args, seed, widgets)
+
+
+def _replay_fast(orders, args, seed, widgets):
+    from django.utils import timezone
+
+    from shop_demo.forms import AttributionForm, purchasable_products
+    from shop_recs.analytics import experiments
+    from shop_recs.attribution import read_token
+    from shop_recs.conf import recs_settings
+    from shop_recs.ingest import pseudonymise, record_events, record_order
+    from shop_recs.products import get_adapter
+    from shop_recs.ranking import Visitor
+
+    rng = np.random.default_rng(seed)
+    products = {str(p.pk): p for p in purchasable_products()}
+    adapter = get_adapter()
+    counts = defaultdict(int)
+    started = time.monotonic()
+    for number, items in enumerate(orders[:args.shoppers or None], 1):
+        widget = widgets.get(items[0][0])
+        if widget is None:
+            counts["anchor unavailable"] += 1
+            continue
+        ids, token, choices, _, run = widget
+        visitor = Visitor(None, pseudonymise("session", shopper_key(seed, number)))
+        basket = {str(pk) for pk, _ in items} & products.keys()
+        assigned = experiments.assign(experiments.FBT, visitor)
+        events = []
+        if ids and assigned is not None and assigned.exposure:
+            experiments.log_exposure(assigned.exposure, visitor)
+            counts["exposed"] += 1
+        seen = read_token(token)
+        fields = seen.as_event_fields() if seen else {}
+        events += [{"kind": "widget_impression", "product": products[pk], **fields}
+                   for pk in ids if pk in products]
+        adopted = [pk for k, pk in enumerate(ids, 1)
+                   if pk in basket and rng.random() < args.adopt / k]
+        events += [{"kind": "widget_click", "product": products[pk], **fields} for pk in adopted]
+        if events:
+            record_events(events, visitor_id=visitor.visitor_id,
+                          dedupe_window=recs_settings.EVENT_DEDUP_WINDOW)
+        form = {"widget": "fbt", "attribution": choices, **({"run": run} if run else {})}
+        attribution = AttributionForm(form).attribution()
+        lines = [{"product": products[pk], "quantity": 1,
+                  "unit_price": adapter.price(products[pk]), **attribution} for pk in adopted]
+        lines += [{"product": products[pk], "quantity": 1,
+                   "unit_price": adapter.price(products[pk])}
+                  for pk in sorted(basket) if pk not in adopted]
+        counts["adopted"] += len(adopted)
+        if lines:
+            record_order(f"replay-{seed}-{number}-{timezone.now():%H%M%S%f}", lines,
+                         visitor_id=visitor.visitor_id)
+            counts["orders"] += 1
+    counts["seconds"] = time.monotonic() - started
+    return counts
+
+
 def fmt(d, money=True):
     if d.diff is None:
         return "-"
@@ -218,34 +323,131 @@ def report_ab(experiment, log):
     return data
 
 
-def aa_and_srm(data, seeds, log):
-    """Re-split the treatment arm's visitors (A/A) and all visitors 45/55 (SRM)."""
+def planted_srm(everyone, log):
+    """All exposed visitors split 45/55 by the assignment hash, analysed as 1:1."""
     from shop_recs.analytics import experiments, stats
 
-    arm = data[1]
-    units = np.arange(arm.visitors)
-    halves = [experiments.ArmPlan(1, 0, "A", "active_run", None, 1),
-              experiments.ArmPlan(2, 0, "A'", "active_run", None, 1)]
-    hits = defaultdict(int)
-    for seed in range(seeds):
-        first = np.array([experiments.choose(f"aa-{seed}", f"u{u}", halves).pk == 1
-                          for u in units])
-        parts = [stats.ArmData(name, 1, arm.revenue[mask], arm.orders[mask],
-                               arm.widget_revenue[mask], arm.clicks[mask], arm.impressions[mask])
-                 for name, mask in (("A", first), ("A'", ~first))]
-        report = stats.analyse(parts, planned=1)
-        for key in ("rpv", "widget_rpv", "conversion"):
-            hits[key] += report.comparisons[0].metrics[key].significant
-        hits["srm"] += report.srm.flagged
-    log(f"\nA/A over {seeds} re-splits of the {arm.visitors:,} visitors of {arm.name!r}: "
-        f"'significant' at alpha 5 %: revenue/visitor {hits['rpv'] / seeds:.1%}, widget "
-        f"revenue/visitor {hits['widget_rpv'] / seeds:.1%}, conversion "
-        f"{hits['conversion'] / seeds:.1%}; SRM flagged {hits['srm'] / seeds:.1%}")
-    everyone = sum(a.visitors for a in data)
     cut = np.array([experiments.bucket("planted", f"u{u}") < 0.45 for u in range(everyone)])
     srm = stats.srm_check([int(cut.sum()), int((~cut).sum())], [1, 1])
     log(f"planted 45/55 split of {everyone:,} visitors: {srm.observed} -> SRM p = "
         f"{srm.p_value:.2g}, {'flagged' if srm.flagged else 'NOT flagged'}")
+
+
+def run_experiment(name, arms, orders, args, seed, log, sequential=False, widgets=None,
+                   salt=None):
+    """Create ``arms`` ((name, kind)) as staff would, start, replay the shoppers through the
+    views with ``seed``, stop, roll up (the hourly task's code) and return
+    ``(experiment, counts)``."""
+    from shop_recs.analytics import experiment_rollups, experiments
+    from shop_recs.models import Arm, Experiment
+
+    experiment = Experiment.objects.create(name=name, placement=Experiment.Placement.FBT,
+                                           sequential=sequential,
+                                           **({"salt": salt} if salt else {}))
+    for position, (arm_name, kind) in enumerate(arms):
+        Arm.objects.create(experiment=experiment, name=arm_name, position=position, kind=kind)
+    experiment = experiments.start(experiment)  # a fresh salt: a fresh split
+    counts = (replay(orders, args, log, seed=seed) if widgets is None
+              else replay_fast(orders, args, seed, widgets))
+    experiment = experiments.stop(experiment)
+    experiment_rollups.rollup_experiment(experiment)
+    return experiment, counts
+
+
+def binomial_interval(hits, n):
+    """The exact (Clopper-Pearson) 95 % interval of a rate."""
+    from scipy.stats import beta
+
+    low = beta.ppf(0.025, hits, n - hits + 1) if hits else 0.0
+    high = beta.ppf(0.975, hits + 1, n - hits) if hits < n else 1.0
+    return low, high
+
+
+def aa_through_views(orders, args, log):
+    """``--aa-seeds`` A/A experiments, each replayed through the views with its own salt
+    and behaviour seed; the rate of 'significant' verdicts per metric."""
+    from shop_recs.analytics import results
+    from shop_recs.models import Arm, Interaction
+
+    hits, seeds = defaultdict(int), args.aa_seeds
+    quiet = (lambda text: None)
+    started = time.monotonic()
+    widgets = widget_cache(orders, args)
+    log(f"\nA/A: the widgets of {len(widgets):,} product pages rendered once through the "
+        f"view in {time.monotonic() - started:.0f} s")
+    arms = [("A", Arm.Kind.ACTIVE_RUN), ("A'", Arm.Kind.ACTIVE_RUN)]
+    if args.aa_check:
+        same_through_both_paths(orders, args, arms, widgets, log)
+    started = time.monotonic()
+    for seed in range(seeds):
+        began = timezone_now()
+        experiment, counts = run_experiment(f"A/A {seed}", arms, orders, args, 1000 + seed,
+                                            quiet, widgets=widgets)
+        report = results.report(experiment)
+        for key in ("rpv", "widget_rpv", "conversion", "ctr"):
+            hits[key] += report.comparisons[0].metrics[key].significant
+        hits["srm"] += report.srm.flagged
+        # The shoppers of this replay leave: the next one starts from the same shop.
+        forget_since(began)
+        if (seed + 1) % 10 == 0 or seed + 1 == seeds:
+            done = seed + 1
+            log(f"  A/A {done}/{seeds}: rpv {hits['rpv']}, widget rpv {hits['widget_rpv']}, "
+                f"conversion {hits['conversion']}, ctr {hits['ctr']}, SRM {hits['srm']}; "
+                f"{(time.monotonic() - started) / done:.1f} s per replay "
+                f"({counts['orders']:,} orders, {counts['exposed']:,} exposed)")
+    log(f"\nA/A through the views, {seeds} replays (a fresh salt and behaviour seed each), "
+        f"'significant' at alpha 5 % (exact 95 % binomial interval):")
+    for key, label in (("rpv", "revenue / visitor"), ("widget_rpv", "widget revenue / visitor"),
+                       ("conversion", "conversion"), ("ctr", "widget CTR"),
+                       ("srm", "SRM flagged (p < 0.001)")):
+        low, high = binomial_interval(hits[key], seeds)
+        log(f"  {label}: {hits[key]}/{seeds} = {hits[key] / seeds:.1%} "
+            f"[{low:.1%} … {high:.1%}]")
+
+
+def same_through_both_paths(orders, args, arms, widgets, log):
+    """One A/A replay through the HTTP views and again through :func:`replay_fast` (same
+    salt, shoppers and draws): the per-arm figures must be the same."""
+    from shop_recs.analytics import results
+    from shop_recs.models import Interaction
+
+    from django.core.cache import caches
+
+    from shop_recs.conf import recs_settings
+
+    figures = []
+    for label, cached in (("views", None), ("fast", widgets)):
+        # The same shoppers twice within minutes: forget the beacons' de-duplication keys.
+        caches[recs_settings.CACHE_ALIAS].clear()
+        began = timezone_now()
+        experiment, counts = run_experiment(
+            f"A/A check ({label})", arms, orders, args, 999, lambda text: None,
+            widgets=cached, salt=figures[0][0] if figures else None)
+        data = results.arm_data(experiment)
+        figures.append((experiment.salt, [
+            (a.visitors, a.orders_total, round(a.revenue_total, 2),
+             round(a.moments["widget_rpv"].sx, 2), a.moments["ctr"].sx, a.moments["ctr"].sy)
+            for a in data], counts["seconds"]))
+        forget_since(began)
+    same = figures[0][1] == figures[1][1]
+    log(f"A/A check, one replay both ways (visitors, orders, revenue, widget revenue, clicks, "
+        f"impressions per arm): views {figures[0][1]} in {figures[0][2]:.0f} s; fast "
+        f"{figures[1][1]} in {figures[1][2]:.1f} s: {'identical' if same else 'DIFFERENT'}")
+
+
+def forget_since(moment):
+    """Delete the interactions recorded since ``moment`` (one statement: no row refers to
+    an interaction, so the ORM's collector, which loads every pk first, is not needed)."""
+    from shop_recs.models import Interaction
+
+    rows = Interaction.objects.filter(timestamp__gte=moment)
+    rows._raw_delete(rows.db)
+
+
+def timezone_now():
+    from django.utils import timezone
+
+    return timezone.now()
 
 
 def main(argv=None):
@@ -255,6 +457,9 @@ def main(argv=None):
     parser.add_argument("--shoppers", type=int, default=0, help="at most this many (0: all)")
     parser.add_argument("--adopt", type=float, default=0.5)
     parser.add_argument("--aa-seeds", type=int, default=200)
+    parser.add_argument("--skip-ab", action="store_true", help="only the A/A replays")
+    parser.add_argument("--aa-check", action="store_true", help=(
+        "first replay one A/A through the HTTP views and through the fast path: the same"))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", type=Path)
@@ -294,24 +499,22 @@ def main(argv=None):
             "THROTTLE_RATES": {"shop_recs.read": None, "shop_recs.events": None,
                                "shop_recs.staff": None}}
     with override_settings(SHOP_RECS=recs):
-        from shop_recs.analytics import experiments
-        from shop_recs.models import Arm, Experiment
+        from shop_recs.models import Arm
 
         log(f"replay_experiment {' '.join(argv or sys.argv[1:])} at {stamp} UTC")
         orders = shop_with_holdout(args, log)
-        experiment = Experiment.objects.create(name="trained run vs no widget",
-                                               placement=Experiment.Placement.FBT)
-        Arm.objects.create(experiment=experiment, name="no widget", position=0,
-                           kind=Arm.Kind.NO_WIDGET)
-        Arm.objects.create(experiment=experiment, name="trained run", position=1,
-                           kind=Arm.Kind.ACTIVE_RUN)
-        experiment = experiments.start(experiment)
-        counts = replay(orders, args, log)
-        experiment = experiments.stop(experiment)
-        log(f"replayed {counts['orders']:,} orders ({counts['exposed']:,} exposed, "
-            f"{counts['adopted']:,} items added from the widget) in {counts['seconds']:.0f} s")
-        data = report_ab(experiment, log)
-        aa_and_srm(data, args.aa_seeds, log)
+        if not args.skip_ab:
+            experiment, counts = run_experiment(
+                "trained run vs no widget", [("no widget", Arm.Kind.NO_WIDGET),
+                                             ("trained run", Arm.Kind.ACTIVE_RUN)],
+                orders, args, args.seed, log)
+            log(f"replayed {counts['orders']:,} orders ({counts['exposed']:,} exposed, "
+                f"{counts['adopted']:,} items added from the widget) in "
+                f"{counts['seconds']:.0f} s")
+            data = report_ab(experiment, log)
+            planted_srm(sum(a.visitors for a in data), log)
+        if args.aa_seeds:
+            aa_through_views(orders, args, log)
     if log_path is not None:
         log_path.write_text("\n".join(lines) + "\n")
         print(f"written to {log_path}")
