@@ -1,7 +1,8 @@
 """Replay real held-out Online Retail orders as shoppers through an A/B experiment.
 
     python -m benchmarks.replay_experiment [--file NAME] [--holdout 0.1] [--shoppers N]
-        [--adopt 0.5] [--aa-seeds 200] [--epochs 2] [--seed 0] [--log PATH]
+        [--adopt 0.5] [--aa-seeds 200] [--aa-check] [--skip-ab] [--epochs 2] [--seed 0]
+        [--shop DIR] [--log PATH]
 
 What it does, end to end, with the code staff use:
 
@@ -15,7 +16,8 @@ What it does, end to end, with the code staff use:
    through the real views: the product page of the order's first product (the widget tag
    assigns the arm and renders it), the exposure and impression beacons ``widget.js`` would
    send, then the cart and the checkout of the demo storefront;
-4. reads the results with ``shop_recs.analytics.results`` (exposures, attribution, stats).
+4. stops it, rolls it up (``experiment_rollups``, the hourly task's code) and reads the
+   results with ``shop_recs.analytics.results`` (exposures, attribution, stats).
 
 Behaviour model (documented, deliberately simple): a shopper shown the widget examines it
 top-down; the item at position k (1-based) that is in their real basket is clicked and added
@@ -25,14 +27,22 @@ demo cart takes quantity 1 per product). A shopper never buys what they did not 
 so the widget moves *attribution*, not the basket: the attributed revenue differs between
 the arms, total revenue per visitor should not. Prices are the catalogue's.
 
-A/A: the visitors of the *serving run* arm all saw the same thing, so re-splitting them with
-``--aa-seeds`` other salts (``experiments.choose``, 1:1) gives A/A experiments on real
-outcomes; the rate of "significant" differences at alpha = 5 % is the false-positive rate.
-SRM: all exposed visitors split 45/55 by the same hash (a planted broken assignment),
-analysed as if the weights were 1:1.
+A/A through the code staff use: ``--aa-seeds`` experiments, each with two arms serving the
+serving run and a fresh salt (``experiments.start``), each replayed with its own behaviour
+seed by ``replay_aa.replay_fast``: the calls the views make, in their order (the widget tag's
+``experiments.assign``, the exposure endpoint's ``log_exposure``, the events endpoint's
+``record_events``, the cart form's attribution, the checkout's ``record_order``), then the
+roll-up (``experiment_rollups``) and the results page's statistics (``results.report``).
+What does not depend on the seed is done once: the import and training (``--shop``), and
+the product pages' widgets, rendered through the real view (both A/A arms show the same
+items; only who is exposed and what they do changes). ``--aa-check`` first replays one A/A
+through the HTTP views and the fast path with the same salt and shoppers and compares the
+per-arm figures. The rate of "significant" verdicts at alpha = 5 % is the false-positive
+rate (with its exact binomial interval). SRM: all exposed visitors of the A/B split 45/55
+by the same hash (a planted broken assignment), analysed as if the weights were 1:1.
 
-Prints a table and writes it to ``--log`` (default ``/work/notes/s3/replay_<time>.log`` when
-that folder exists). Timings are figures, never asserted.
+Prints a table, and writes it to ``--log`` when given. Timings are figures, never asserted.
+The A/A code lives in ``benchmarks.replay_aa``.
 """
 
 import argparse
@@ -206,92 +216,6 @@ def shopper_client(seed, number):
     return client
 
 
-def widget_cache(orders, args):
-    """``{anchor: parse_widget(...) or None}``: what each shopper's product page shows,
-    rendered once through the real view while no experiment runs. Both arms of an A/A
-    serve the serving run, so what the widget shows does not depend on the seed (only who
-    sees it, what they do, and what is recorded do); None: the page was not available."""
-    from django.test import Client
-    from django.urls import reverse
-
-    client, found = Client(), {}
-    for items in orders[:args.shoppers or None]:
-        anchor = items[0][0]
-        if anchor not in found:
-            response = client.get(reverse("shop_demo:product", args=[anchor]))
-            found[anchor] = (parse_widget(response.content.decode())
-                             if response.status_code == 200 else None)
-    return found
-
-
-def replay_fast(orders, args, seed, widgets):
-    """:func:`replay` without the HTTP layer and the page rendering (``widgets``): each
-    shopper calls what the views call, in the same order, with the same random draws:
-    ``experiments.assign`` (the widget tag), ``experiments.log_exposure`` (the exposure
-    endpoint), ``ingest.record_events`` with the tokens' attribution (the events endpoint),
-    the cart form's attribution and ``ingest.record_order`` (the checkout). Cart adds are
-    not recorded: no experiment figure reads them."""
-    from django.db import transaction
-
-    with transaction.atomic():  # one commit per replay, not three per shopper
-        return _replay_fast(orders, args, seed, widgets)
-
-
-def _replay_fast(orders, args, seed, widgets):
-    from django.utils import timezone
-
-    from shop_demo.forms import AttributionForm, purchasable_products
-    from shop_recs.analytics import experiments
-    from shop_recs.attribution import read_token
-    from shop_recs.conf import recs_settings
-    from shop_recs.ingest import pseudonymise, record_events, record_order
-    from shop_recs.products import get_adapter
-    from shop_recs.ranking import Visitor
-
-    rng = np.random.default_rng(seed)
-    products = {str(p.pk): p for p in purchasable_products()}
-    adapter = get_adapter()
-    counts = defaultdict(int)
-    started = time.monotonic()
-    for number, items in enumerate(orders[:args.shoppers or None], 1):
-        widget = widgets.get(items[0][0])
-        if widget is None:
-            counts["anchor unavailable"] += 1
-            continue
-        ids, token, choices, _, run = widget
-        visitor = Visitor(None, pseudonymise("session", shopper_key(seed, number)))
-        basket = {str(pk) for pk, _ in items} & products.keys()
-        assigned = experiments.assign(experiments.FBT, visitor)
-        events = []
-        if ids and assigned is not None and assigned.exposure:
-            experiments.log_exposure(assigned.exposure, visitor)
-            counts["exposed"] += 1
-        seen = read_token(token)
-        fields = seen.as_event_fields() if seen else {}
-        events += [{"kind": "widget_impression", "product": products[pk], **fields}
-                   for pk in ids if pk in products]
-        adopted = [pk for k, pk in enumerate(ids, 1)
-                   if pk in basket and rng.random() < args.adopt / k]
-        events += [{"kind": "widget_click", "product": products[pk], **fields} for pk in adopted]
-        if events:
-            record_events(events, visitor_id=visitor.visitor_id,
-                          dedupe_window=recs_settings.EVENT_DEDUP_WINDOW)
-        form = {"widget": "fbt", "attribution": choices, **({"run": run} if run else {})}
-        attribution = AttributionForm(form).attribution()
-        lines = [{"product": products[pk], "quantity": 1,
-                  "unit_price": adapter.price(products[pk]), **attribution} for pk in adopted]
-        lines += [{"product": products[pk], "quantity": 1,
-                   "unit_price": adapter.price(products[pk])}
-                  for pk in sorted(basket) if pk not in adopted]
-        counts["adopted"] += len(adopted)
-        if lines:
-            record_order(f"replay-{seed}-{number}-{timezone.now():%H%M%S%f}", lines,
-                         visitor_id=visitor.visitor_id)
-            counts["orders"] += 1
-    counts["seconds"] = time.monotonic() - started
-    return counts
-
-
 def fmt(d, money=True):
     if d.diff is None:
         return "-"
@@ -347,107 +271,15 @@ def run_experiment(name, arms, orders, args, seed, log, sequential=False, widget
     for position, (arm_name, kind) in enumerate(arms):
         Arm.objects.create(experiment=experiment, name=arm_name, position=position, kind=kind)
     experiment = experiments.start(experiment)  # a fresh salt: a fresh split
-    counts = (replay(orders, args, log, seed=seed) if widgets is None
-              else replay_fast(orders, args, seed, widgets))
+    if widgets is None:
+        counts = replay(orders, args, log, seed=seed)
+    else:
+        from benchmarks.replay_aa import replay_fast
+
+        counts = replay_fast(orders, args, seed, widgets)
     experiment = experiments.stop(experiment)
     experiment_rollups.rollup_experiment(experiment)
     return experiment, counts
-
-
-def binomial_interval(hits, n):
-    """The exact (Clopper-Pearson) 95 % interval of a rate."""
-    from scipy.stats import beta
-
-    low = beta.ppf(0.025, hits, n - hits + 1) if hits else 0.0
-    high = beta.ppf(0.975, hits + 1, n - hits) if hits < n else 1.0
-    return low, high
-
-
-def aa_through_views(orders, args, log):
-    """``--aa-seeds`` A/A experiments, each replayed through the views with its own salt
-    and behaviour seed; the rate of 'significant' verdicts per metric."""
-    from shop_recs.analytics import results
-    from shop_recs.models import Arm, Interaction
-
-    hits, seeds = defaultdict(int), args.aa_seeds
-    quiet = (lambda text: None)
-    started = time.monotonic()
-    widgets = widget_cache(orders, args)
-    log(f"\nA/A: the widgets of {len(widgets):,} product pages rendered once through the "
-        f"view in {time.monotonic() - started:.0f} s")
-    arms = [("A", Arm.Kind.ACTIVE_RUN), ("A'", Arm.Kind.ACTIVE_RUN)]
-    if args.aa_check:
-        same_through_both_paths(orders, args, arms, widgets, log)
-    started = time.monotonic()
-    for seed in range(seeds):
-        began = timezone_now()
-        experiment, counts = run_experiment(f"A/A {seed}", arms, orders, args, 1000 + seed,
-                                            quiet, widgets=widgets)
-        report = results.report(experiment)
-        for key in ("rpv", "widget_rpv", "conversion", "ctr"):
-            hits[key] += report.comparisons[0].metrics[key].significant
-        hits["srm"] += report.srm.flagged
-        # The shoppers of this replay leave: the next one starts from the same shop.
-        forget_since(began)
-        if (seed + 1) % 10 == 0 or seed + 1 == seeds:
-            done = seed + 1
-            log(f"  A/A {done}/{seeds}: rpv {hits['rpv']}, widget rpv {hits['widget_rpv']}, "
-                f"conversion {hits['conversion']}, ctr {hits['ctr']}, SRM {hits['srm']}; "
-                f"{(time.monotonic() - started) / done:.1f} s per replay "
-                f"({counts['orders']:,} orders, {counts['exposed']:,} exposed)")
-    log(f"\nA/A through the views, {seeds} replays (a fresh salt and behaviour seed each), "
-        f"'significant' at alpha 5 % (exact 95 % binomial interval):")
-    for key, label in (("rpv", "revenue / visitor"), ("widget_rpv", "widget revenue / visitor"),
-                       ("conversion", "conversion"), ("ctr", "widget CTR"),
-                       ("srm", "SRM flagged (p < 0.001)")):
-        low, high = binomial_interval(hits[key], seeds)
-        log(f"  {label}: {hits[key]}/{seeds} = {hits[key] / seeds:.1%} "
-            f"[{low:.1%} … {high:.1%}]")
-
-
-def same_through_both_paths(orders, args, arms, widgets, log):
-    """One A/A replay through the HTTP views and again through :func:`replay_fast` (same
-    salt, shoppers and draws): the per-arm figures must be the same."""
-    from shop_recs.analytics import results
-    from shop_recs.models import Interaction
-
-    from django.core.cache import caches
-
-    from shop_recs.conf import recs_settings
-
-    figures = []
-    for label, cached in (("views", None), ("fast", widgets)):
-        # The same shoppers twice within minutes: forget the beacons' de-duplication keys.
-        caches[recs_settings.CACHE_ALIAS].clear()
-        began = timezone_now()
-        experiment, counts = run_experiment(
-            f"A/A check ({label})", arms, orders, args, 999, lambda text: None,
-            widgets=cached, salt=figures[0][0] if figures else None)
-        data = results.arm_data(experiment)
-        figures.append((experiment.salt, [
-            (a.visitors, a.orders_total, round(a.revenue_total, 2),
-             round(a.moments["widget_rpv"].sx, 2), a.moments["ctr"].sx, a.moments["ctr"].sy)
-            for a in data], counts["seconds"]))
-        forget_since(began)
-    same = figures[0][1] == figures[1][1]
-    log(f"A/A check, one replay both ways (visitors, orders, revenue, widget revenue, clicks, "
-        f"impressions per arm): views {figures[0][1]} in {figures[0][2]:.0f} s; fast "
-        f"{figures[1][1]} in {figures[1][2]:.1f} s: {'identical' if same else 'DIFFERENT'}")
-
-
-def forget_since(moment):
-    """Delete the interactions recorded since ``moment`` (one statement: no row refers to
-    an interaction, so the ORM's collector, which loads every pk first, is not needed)."""
-    from shop_recs.models import Interaction
-
-    rows = Interaction.objects.filter(timestamp__gte=moment)
-    rows._raw_delete(rows.db)
-
-
-def timezone_now():
-    from django.utils import timezone
-
-    return timezone.now()
 
 
 def main(argv=None):
@@ -514,6 +346,8 @@ def main(argv=None):
             data = report_ab(experiment, log)
             planted_srm(sum(a.visitors for a in data), log)
         if args.aa_seeds:
+            from benchmarks.replay_aa import aa_through_views
+
             aa_through_views(orders, args, log)
     if log_path is not None:
         log_path.write_text("\n".join(lines) + "\n")
