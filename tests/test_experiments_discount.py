@@ -85,11 +85,13 @@ def test_the_api_shows_the_arm_discount():
     exp = discount_experiment([("none", Arm.Kind.BUNDLE_DISCOUNT, Decimal(0)),
                                ("15 %", Arm.Kind.BUNDLE_DISCOUNT, Decimal(15))],
                               placement=Experiment.Placement.API)
-    seen = set()
+    seen, listed = set(), set()
     for client in (shopper_in(exp, "0.0"), shopper_in(exp, "15.0")):
         body = client.get(f"/api/shop-recs/v1/products/{p[0].pk}/frequently-bought-together/")
         seen.add(body.json()["discount_percent"])
-    assert seen == {"0.0", "15.0"}
+        bundles = client.get(f"/api/shop-recs/v1/products/{p[0].pk}/bundles/").json()
+        listed.add(bundles["bundles"][0]["discount_percent"])
+    assert seen == listed == {"0.0", "15.0"}
 
 
 def test_a_zero_discount_arm_pays_full_price_and_the_control_the_stored_discount():

@@ -185,7 +185,9 @@ class ProductBundlesView(PublicView):
             if products and all(self.available(adapter, p) for p in products):
                 bundles.append({"id": bundle.pk, "source": bundle.source,
                                 "run": bundle.run_id, "score": bundle.score,
-                                "discount_percent": bundle.discount_percent,
+                                # What the cart charges this visitor (a discount arm's).
+                                "discount_percent": experiments.bundle_discount(request,
+                                                                                bundle),
                                 "evidence": bundle.evidence or {}, "items": products})
         return Response(self.get_serializer({"product": anchor, "bundles": bundles}).data)
 
