@@ -350,6 +350,7 @@ def test_results_count_each_visitors_outcomes_after_their_first_exposure():
     rollups.rollup_days(experiment_rollups.experiment_days(exp))
     assert {(r.unit, r.orders, r.revenue) for r in ExperimentUnitDay.objects.all()} == {
         ("visitor-a", 1, Decimal("14")), (experiments.user_unit(user.pk), 2, Decimal("12"))}
+    exp.refresh_from_db()  # the roll-up stored the per-arm sums on it
     arm_a, arm_b = results.arm_data(exp)
     assert (arm_a.visitors, arm_a.revenue_total, arm_a.orders_total) == (1, 14.0, 1)
     assert (arm_b.visitors, arm_b.revenue_total, arm_b.orders_total) == (2, 12.0, 2)

@@ -65,6 +65,8 @@ def test_the_hourly_task_rolls_up_and_the_page_reads_it_and_states_its_method(cl
     html = client.get(url).content.decode()
     assert "<td>15.00</td>" in html  # two orders of 7.50 in each arm
     ExperimentUnitDay.objects.all().delete()
+    # The page reads the per-arm sums the roll-up stored, not a row per visitor.
+    assert "<td>15.00</td>" in client.get(url).content.decode()
     client.post(reverse("admin:shop_recs_experiment_rollup", args=[exp.pk]))
     assert ExperimentUnitDay.objects.count() == 4
     Experiment.objects.filter(pk=exp.pk).update(sequential=False)

@@ -59,6 +59,9 @@ class Experiment(models.Model):
                     "read, and the experiment stopped, whenever they are conclusive. Off: a "
                     "fixed horizon, no verdict before the planned visitors (narrower "
                     "intervals at that horizon)."))
+    # The per-arm sums of the per-visitor roll-ups (``experiment_rollups.summarise``), so
+    # that the results page reads a few numbers, not a row per visitor.
+    summary = models.JSONField(_("rolled-up sums"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True, editable=False)
     stopped_at = models.DateTimeField(_("stopped"), null=True, blank=True, editable=False)

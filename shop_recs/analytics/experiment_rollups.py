@@ -8,9 +8,11 @@ Usage::
     experiment_rollups.rollup_experiment(experiment)    # every day of one experiment
 
 The hourly analytics roll-up (``rollups.rollup_days``, task ``shop_recs.rollup_analytics``)
-calls :func:`rollup_day` for each day it recomputes (yesterday and today, normally), so the
-results page (``shop_recs.analytics.results``) adds up a small table instead of reading the
-raw interactions on every view. A day is replaced whole in one transaction: re-running it
+calls :func:`rollup_day` for each day it recomputes (yesterday and today, normally), which
+then sums each experiment's visitors per arm (:func:`summarise`, into ``Experiment.summary``:
+n is counted live from the exposures; Σx, Σx², Σy, Σy², Σxy of each visitor's totals), so
+the results page (``shop_recs.analytics.results``) reads a few numbers instead of the raw
+interactions on every view. A day is replaced whole in one transaction: re-running it
 gives the same rows, and an exposure or event recorded late is counted by the next run.
 
 What counts (the definitions the results page states): a purchase, widget click or widget
@@ -30,7 +32,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import router, transaction
-from django.db.models import Count, DecimalField, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import (Case, Count, DecimalField, F, OuterRef, Q, Subquery, Sum, Value,
+                              When)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -145,9 +148,50 @@ def rollup_experiment_day(experiment, day):
 
 
 def rollup_day(day):
-    """Recompute every experiment that ran on ``day``; return the number of rows."""
+    """Recompute every experiment that ran on ``day`` (and its per-arm sums); return the
+    number of rows."""
     start, end = day_bounds(day)
-    return sum(rollup_experiment_day(experiment, day) for experiment in live_on(start, end))
+    rows = 0
+    for experiment in live_on(start, end):
+        rows += rollup_experiment_day(experiment, day)
+        summarise(experiment)
+    return rows
+
+
+def _moments(x, y=None):
+    sums = {"sx": Sum(x), "sxx": Sum(F(x) * F(x))}
+    if y is not None:
+        sums.update(sy=Sum(y), syy=Sum(F(y) * F(y)), sxy=Sum(F(x) * F(y)))
+    return sums
+
+
+def arm_sums(experiment, arm):
+    """The sums over ``arm``'s visitors of their totals x (and y) and of the squares and
+    products (``stats.Moments`` without n): one aggregate over the per-visitor GROUP BY."""
+    per_unit = (ExperimentUnitDay.objects.filter(experiment=experiment, arm=arm).order_by()
+                .values("unit").annotate(r=Sum("revenue"), o=Sum("orders"),
+                                         w=Sum("widget_revenue"), c=Sum("clicks"),
+                                         i=Sum("impressions"),
+                                         b=Case(When(o__gt=0, then=Value(1)),
+                                                default=Value(0))))
+    sums = per_unit.aggregate(
+        **{f"rpv_{k}": v for k, v in _moments("r").items()},
+        **{f"aov_{k}": v for k, v in _moments("r", "o").items()},
+        **{f"wr_{k}": v for k, v in _moments("w").items()},
+        **{f"ctr_{k}": v for k, v in _moments("c", "i").items()},
+        conv=Sum("b"))
+    return {key: float(value or 0) for key, value in sums.items()}
+
+
+def summarise(experiment):
+    """Store the per-arm sums in ``experiment.summary`` (an UPDATE: no signal, so the
+    serving plans stay cached); the results page reads only these."""
+    summary = {"at": timezone.now().isoformat(),
+               "arms": {str(arm.pk): arm_sums(experiment, arm)
+                        for arm in experiment.arms.all()}}
+    Experiment.objects.filter(pk=experiment.pk).update(summary=summary)
+    experiment.summary = summary
+    return summary
 
 
 def experiment_days(experiment):
@@ -162,4 +206,6 @@ def experiment_days(experiment):
 def rollup_experiment(experiment):
     """Recompute every day of ``experiment`` (``manage.py shop_recs_rollup`` covers days;
     this is for one experiment, e.g. after importing old orders)."""
-    return sum(rollup_experiment_day(experiment, day) for day in experiment_days(experiment))
+    rows = sum(rollup_experiment_day(experiment, day) for day in experiment_days(experiment))
+    summarise(experiment)
+    return rows
