@@ -34,7 +34,7 @@ from decimal import Decimal
 from django.db import router, transaction
 from django.db.models import (Case, Count, DecimalField, F, OuterRef, Q, Subquery, Sum, Value,
                               When)
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from shop_recs.analytics.days import day_bounds, local_day
@@ -183,12 +183,20 @@ def arm_sums(experiment, arm):
     return {key: float(value or 0) for key, value in sums.items()}
 
 
+def exposures_per_day(experiment):
+    """``[[day, arm pk, first exposures]]`` in day order (the results page's chart)."""
+    rows = (experiment.exposures.order_by().annotate(day=TruncDate("first_exposed_at"))
+            .values("day", "arm_id").annotate(n=Count("pk")).order_by("day"))
+    return [[str(row["day"]), row["arm_id"], row["n"]] for row in rows]
+
+
 def summarise(experiment):
     """Store the per-arm sums in ``experiment.summary`` (an UPDATE: no signal, so the
     serving plans stay cached); the results page reads only these."""
     summary = {"at": timezone.now().isoformat(),
                "arms": {str(arm.pk): arm_sums(experiment, arm)
-                        for arm in experiment.arms.all()}}
+                        for arm in experiment.arms.all()},
+               "exposures": exposures_per_day(experiment)}
     Experiment.objects.filter(pk=experiment.pk).update(summary=summary)
     experiment.summary = summary
     return summary
