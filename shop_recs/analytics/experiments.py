@@ -272,8 +272,9 @@ def discount_override(request_or_visitor):
     unit = unit_for(visitor)
     if not unit:
         return None
+    running = plans()  # one cache read
     for placement in Experiment.Placement.values:
-        plan = plans().get(placement)
+        plan = running.get(placement)
         if plan is None or plan.shipped or not any(a.discount is not None for a in plan.arms):
             continue
         discount = choose(plan.salt, unit, plan.arms).discount
