@@ -1,7 +1,8 @@
 """Replay real held-out Online Retail orders as shoppers through an A/B experiment.
 
     python -m benchmarks.replay_experiment [--file NAME] [--holdout 0.1] [--shoppers N]
-        [--adopt 0.5] [--aa-seeds 200] [--epochs 2] [--seed 0] [--log PATH]
+        [--adopt 0.5] [--aa-seeds 200] [--aa-check] [--skip-ab] [--epochs 2] [--seed 0]
+        [--shop DIR] [--log PATH]
 
 What it does, end to end, with the code staff use:
 
@@ -15,7 +16,8 @@ What it does, end to end, with the code staff use:
    through the real views: the product page of the order's first product (the widget tag
    assigns the arm and renders it), the exposure and impression beacons ``widget.js`` would
    send, then the cart and the checkout of the demo storefront;
-4. reads the results with ``shop_recs.analytics.results`` (exposures, attribution, stats).
+4. stops it, rolls it up (``experiment_rollups``, the hourly task's code) and reads the
+   results with ``shop_recs.analytics.results`` (exposures, attribution, stats).
 
 Behaviour model (documented, deliberately simple): a shopper shown the widget examines it
 top-down; the item at position k (1-based) that is in their real basket is clicked and added
@@ -25,14 +27,22 @@ demo cart takes quantity 1 per product). A shopper never buys what they did not 
 so the widget moves *attribution*, not the basket: the attributed revenue differs between
 the arms, total revenue per visitor should not. Prices are the catalogue's.
 
-A/A: the visitors of the *serving run* arm all saw the same thing, so re-splitting them with
-``--aa-seeds`` other salts (``experiments.choose``, 1:1) gives A/A experiments on real
-outcomes; the rate of "significant" differences at alpha = 5 % is the false-positive rate.
-SRM: all exposed visitors split 45/55 by the same hash (a planted broken assignment),
-analysed as if the weights were 1:1.
+A/A through the code staff use: ``--aa-seeds`` experiments, each with two arms serving the
+serving run and a fresh salt (``experiments.start``), each replayed with its own behaviour
+seed by ``replay_aa.replay_fast``: the calls the views make, in their order (the widget tag's
+``experiments.assign``, the exposure endpoint's ``log_exposure``, the events endpoint's
+``record_events``, the cart form's attribution, the checkout's ``record_order``), then the
+roll-up (``experiment_rollups``) and the results page's statistics (``results.report``).
+What does not depend on the seed is done once: the import and training (``--shop``), and
+the product pages' widgets, rendered through the real view (both A/A arms show the same
+items; only who is exposed and what they do changes). ``--aa-check`` first replays one A/A
+through the HTTP views and the fast path with the same salt and shoppers and compares the
+per-arm figures. The rate of "significant" verdicts at alpha = 5 % is the false-positive
+rate (with its exact binomial interval). SRM: all exposed visitors of the A/B split 45/55
+by the same hash (a planted broken assignment), analysed as if the weights were 1:1.
 
-Prints a table and writes it to ``--log`` (default ``/work/notes/s3/replay_<time>.log`` when
-that folder exists). Timings are figures, never asserted.
+Prints a table, and writes it to ``--log`` when given. Timings are figures, never asserted.
+The A/A code lives in ``benchmarks.replay_aa``.
 """
 
 import argparse
@@ -47,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
+HELD = "held_out_orders.json"
 PRODUCT_ID = re.compile(r'data-product-id="([^"]+)"')
 
 
@@ -64,8 +75,22 @@ def parse_widget(html):
             exposure.group(1) if exposure else "", int(run.group(1)) if run else None)
 
 
+def saved_shop(args, log):
+    """The held-out orders of the shop saved in ``--shop`` (copied in by ``main``), or None."""
+    import json
+
+    if args.shop is None or not (args.shop / HELD).exists():
+        return None
+    held = json.loads((args.shop / HELD).read_text())
+    log(f"reused the trained shop of {args.shop} ({len(held):,} held-out orders)")
+    return held
+
+
 def shop_with_holdout(args, log):
     """Import, hold out the last orders, train and serve; return the held-out orders."""
+    held = saved_shop(args, log)
+    if held is not None:
+        return held
     from django.db.models import Min
 
     from shop_demo.datasets import fetch_online_retail
@@ -103,17 +128,28 @@ def shop_with_holdout(args, log):
         f"{serving.pk if serving else None}, {time.monotonic() - started:.0f} s")
     if serving is None:
         raise SystemExit(f"no run serves (gate: {run.gate}); nothing to test")
-    return [items for _, items in sorted(held.items())]
+    orders = [items for _, items in sorted(held.items())]
+    if args.shop is not None:  # the import and training do not depend on the seed: keep them
+        import json
+        import shutil
+
+        from django.db import connection
+
+        connection.close()
+        shutil.copytree(os.environ["SHOP_DEMO_VAR_DIR"], args.shop, dirs_exist_ok=True)
+        (args.shop / HELD).write_text(json.dumps(orders))
+        log(f"saved the trained shop in {args.shop}")
+    return orders
 
 
-def replay(orders, args, log):
+def replay(orders, args, log, seed=None):
     """Each held-out order as a shopper through the views; returns counters."""
     from django.test import Client
     from django.urls import reverse
 
     from shop_demo.forms import MAX_PRODUCTS_PER_ADD, purchasable_products
 
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed if seed is None else seed)
     # The cart refuses a whole add with one product it cannot sell (no price, inactive).
     sellable = {str(pk) for pk in purchasable_products().values_list("pk", flat=True)}
     cart_add, checkout = reverse("shop_demo:cart_add"), reverse("shop_demo:checkout")
@@ -122,7 +158,7 @@ def replay(orders, args, log):
     counts = defaultdict(int)
     started = time.monotonic()
     for number, items in enumerate(orders[:args.shoppers or None], 1):
-        client = Client()
+        client = shopper_client(seed if seed is not None else args.seed, number)
         basket = {str(pk) for pk, _ in items} & sellable
         anchor = items[0][0]
         response = client.get(reverse("shop_demo:product", args=[anchor]))
@@ -161,6 +197,25 @@ def replay(orders, args, log):
     return counts
 
 
+def shopper_key(seed, number):
+    """The session key of shopper ``number`` of replay ``seed`` (the same in both modes)."""
+    return f"replay{seed:05d}n{number:07d}".ljust(32, "0")
+
+
+def shopper_client(seed, number):
+    """A test client whose session has :func:`shopper_key` (a new visitor)."""
+    from django.conf import settings
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import Client
+
+    store = SessionStore()
+    store._session_key = shopper_key(seed, number)
+    store.save(must_create=True)
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = store.session_key
+    return client
+
+
 def fmt(d, money=True):
     if d.diff is None:
         return "-"
@@ -192,34 +247,39 @@ def report_ab(experiment, log):
     return data
 
 
-def aa_and_srm(data, seeds, log):
-    """Re-split the treatment arm's visitors (A/A) and all visitors 45/55 (SRM)."""
+def planted_srm(everyone, log):
+    """All exposed visitors split 45/55 by the assignment hash, analysed as 1:1."""
     from shop_recs.analytics import experiments, stats
 
-    arm = data[1]
-    units = np.arange(arm.visitors)
-    halves = [experiments.ArmPlan(1, 0, "A", "active_run", None, 1),
-              experiments.ArmPlan(2, 0, "A'", "active_run", None, 1)]
-    hits = defaultdict(int)
-    for seed in range(seeds):
-        first = np.array([experiments.choose(f"aa-{seed}", f"u{u}", halves).pk == 1
-                          for u in units])
-        parts = [stats.ArmData(name, 1, arm.revenue[mask], arm.orders[mask],
-                               arm.widget_revenue[mask], arm.clicks[mask], arm.impressions[mask])
-                 for name, mask in (("A", first), ("A'", ~first))]
-        report = stats.analyse(parts, planned=1)
-        for key in ("rpv", "widget_rpv", "conversion"):
-            hits[key] += report.comparisons[0].metrics[key].significant
-        hits["srm"] += report.srm.flagged
-    log(f"\nA/A over {seeds} re-splits of the {arm.visitors:,} visitors of {arm.name!r}: "
-        f"'significant' at alpha 5 %: revenue/visitor {hits['rpv'] / seeds:.1%}, widget "
-        f"revenue/visitor {hits['widget_rpv'] / seeds:.1%}, conversion "
-        f"{hits['conversion'] / seeds:.1%}; SRM flagged {hits['srm'] / seeds:.1%}")
-    everyone = sum(a.visitors for a in data)
     cut = np.array([experiments.bucket("planted", f"u{u}") < 0.45 for u in range(everyone)])
     srm = stats.srm_check([int(cut.sum()), int((~cut).sum())], [1, 1])
     log(f"planted 45/55 split of {everyone:,} visitors: {srm.observed} -> SRM p = "
         f"{srm.p_value:.2g}, {'flagged' if srm.flagged else 'NOT flagged'}")
+
+
+def run_experiment(name, arms, orders, args, seed, log, sequential=False, widgets=None,
+                   salt=None):
+    """Create ``arms`` ((name, kind)) as staff would, start, replay the shoppers through the
+    views with ``seed``, stop, roll up (the hourly task's code) and return
+    ``(experiment, counts)``."""
+    from shop_recs.analytics import experiment_rollups, experiments
+    from shop_recs.models import Arm, Experiment
+
+    experiment = Experiment.objects.create(name=name, placement=Experiment.Placement.FBT,
+                                           sequential=sequential,
+                                           **({"salt": salt} if salt else {}))
+    for position, (arm_name, kind) in enumerate(arms):
+        Arm.objects.create(experiment=experiment, name=arm_name, position=position, kind=kind)
+    experiment = experiments.start(experiment)  # a fresh salt: a fresh split
+    if widgets is None:
+        counts = replay(orders, args, log, seed=seed)
+    else:
+        from benchmarks.replay_aa import replay_fast
+
+        counts = replay_fast(orders, args, seed, widgets)
+    experiment = experiments.stop(experiment)
+    experiment_rollups.rollup_experiment(experiment)
+    return experiment, counts
 
 
 def main(argv=None):
@@ -229,9 +289,15 @@ def main(argv=None):
     parser.add_argument("--shoppers", type=int, default=0, help="at most this many (0: all)")
     parser.add_argument("--adopt", type=float, default=0.5)
     parser.add_argument("--aa-seeds", type=int, default=200)
+    parser.add_argument("--skip-ab", action="store_true", help="only the A/A replays")
+    parser.add_argument("--aa-check", action="store_true", help=(
+        "first replay one A/A through the HTTP views and through the fast path: the same"))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", type=Path)
+    parser.add_argument("--shop", type=Path, help=(
+        "a folder: the imported and trained shop is saved there on the first run and "
+        "reused by the next ones (the seed changes only the replay)"))
     args = parser.parse_args(argv)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     log_path = args.log
@@ -242,6 +308,10 @@ def main(argv=None):
         lines.append(text)
 
     tmp = tempfile.TemporaryDirectory()
+    if args.shop is not None and (args.shop / HELD).exists():
+        import shutil
+
+        shutil.copytree(args.shop, tmp.name, dirs_exist_ok=True)
     os.environ["SHOP_DEMO_VAR_DIR"] = tmp.name
     os.environ["SHOP_DEMO_SQLITE"] = str(Path(tmp.name) / "replay.sqlite3")
     os.environ.pop("DATABASE_URL", None)
@@ -261,24 +331,24 @@ def main(argv=None):
             "THROTTLE_RATES": {"shop_recs.read": None, "shop_recs.events": None,
                                "shop_recs.staff": None}}
     with override_settings(SHOP_RECS=recs):
-        from shop_recs.analytics import experiments
-        from shop_recs.models import Arm, Experiment
+        from shop_recs.models import Arm
 
         log(f"replay_experiment {' '.join(argv or sys.argv[1:])} at {stamp} UTC")
         orders = shop_with_holdout(args, log)
-        experiment = Experiment.objects.create(name="trained run vs no widget",
-                                               placement=Experiment.Placement.FBT)
-        Arm.objects.create(experiment=experiment, name="no widget", position=0,
-                           kind=Arm.Kind.NO_WIDGET)
-        Arm.objects.create(experiment=experiment, name="trained run", position=1,
-                           kind=Arm.Kind.ACTIVE_RUN)
-        experiment = experiments.start(experiment)
-        counts = replay(orders, args, log)
-        experiment = experiments.stop(experiment)
-        log(f"replayed {counts['orders']:,} orders ({counts['exposed']:,} exposed, "
-            f"{counts['adopted']:,} items added from the widget) in {counts['seconds']:.0f} s")
-        data = report_ab(experiment, log)
-        aa_and_srm(data, args.aa_seeds, log)
+        if not args.skip_ab:
+            experiment, counts = run_experiment(
+                "trained run vs no widget", [("no widget", Arm.Kind.NO_WIDGET),
+                                             ("trained run", Arm.Kind.ACTIVE_RUN)],
+                orders, args, args.seed, log)
+            log(f"replayed {counts['orders']:,} orders ({counts['exposed']:,} exposed, "
+                f"{counts['adopted']:,} items added from the widget) in "
+                f"{counts['seconds']:.0f} s")
+            data = report_ab(experiment, log)
+            planted_srm(sum(a.visitors for a in data), log)
+        if args.aa_seeds:
+            from benchmarks.replay_aa import aa_through_views
+
+            aa_through_views(orders, args, log)
     if log_path is not None:
         log_path.write_text("\n".join(lines) + "\n")
         print(f"written to {log_path}")

@@ -19,7 +19,9 @@ Usage::
 Products that were deleted or deactivated since they were added are dropped from the
 cart the next time its lines are read. A bundle the widget offers (approved, with a discount)
 is honoured here: when all its products are in the cart, :meth:`Cart.savings` takes its
-discount off each whole set, the same amount the widget's offer showed, and ``total()`` is
+discount off each whole set, the same amount the widget's offer showed (for a visitor in a
+bundle-discount experiment, their arm's discount: ``experiments.bundle_discount``), and
+``total()`` is
 what the shopper pays (``subtotal()`` before savings). ``cart_context`` is the template context
 processor that gives every page ``cart_count``.
 """
@@ -29,6 +31,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 
+from shop_recs.analytics import experiments
 from shop_recs.conf import recs_settings
 from shop_recs.models import Bundle
 from shop_recs.products import get_adapter, get_product_model
@@ -74,19 +77,22 @@ class BundleSaving:
     percent: Decimal
     sets: int
     amount: Decimal
+    products: tuple = ()  # the cart keys (product pks as strings) of the bundle
 
 
 def bundle_saving(prices, percent):
     """What ``percent`` off one set at ``prices`` saves, rounded as the widget's offer is
     (the discounted price is rounded to the cent, the saving is the difference)."""
     total = sum(prices, Decimal("0"))
-    return total - (total * (100 - percent) / 100).quantize(CENT)
+    percent = experiments.clamp_percent(percent)  # never a price below zero
+    return total - max(total * (100 - percent) / 100, Decimal(0)).quantize(CENT)
 
 
 class Cart:
     """The products a visitor intends to buy, kept in their session."""
 
     def __init__(self, request):
+        self.request = request
         self.session = getattr(request, "session", None)
         data = self.session.get(SESSION_KEY) if self.session is not None else None
         self._data = data if isinstance(data, dict) else {}
@@ -184,20 +190,53 @@ class Cart:
         statuses = [Bundle.Status.APPROVED]
         if not recs_settings.REQUIRE_APPROVAL:
             statuses.append(Bundle.Status.PROPOSED)
-        bundles = (Bundle.objects.filter(anchor__in=[line.product.pk for line in lines.values()],
-                                         status__in=statuses, discount_percent__gt=0)
-                   .prefetch_related("items").order_by("-discount_percent", "pk"))
+        # A visitor in a bundle-discount experiment pays their arm's discount on every
+        # bundle (decided from their assignment, never from what the browser posts).
+        override = experiments.discount_override(self.request)
+        if override is not None and override <= 0:
+            return []
+        bundles = Bundle.objects.filter(anchor__in=[line.product.pk for line in lines.values()],
+                                        status__in=statuses)
+        if override is None:
+            bundles = bundles.filter(discount_percent__gt=0)
+        bundles = bundles.prefetch_related("items").order_by("-discount_percent", "pk")
         found, used = [], set()
         for bundle in bundles:
+            percent = experiments.bundle_discount(self.request, bundle)
             keys = {str(bundle.anchor_id), *(str(item.product_id) for item in bundle.items.all())}
             if len(keys) < 2 or keys & used or not keys <= lines.keys():
                 continue
             used |= keys
             sets = min(lines[key].quantity for key in keys)
-            saving = bundle_saving([lines[key].unit_price for key in keys],
-                                   bundle.discount_percent)
-            found.append(BundleSaving(bundle.pk, bundle.discount_percent, sets, saving * sets))
+            saving = bundle_saving([lines[key].unit_price for key in keys], percent)
+            found.append(BundleSaving(bundle.pk, percent, sets, saving * sets,
+                                      tuple(sorted(keys))))
         return found
+
+    def order_lines(self):
+        """The lines as ``record_order`` expects them, at what the shopper pays: a bundle's
+        saving is shared among its lines in proportion to their prices (the unit price
+        recorded is the line's net total over its quantity, to the cent), so that revenue
+        figures, experiments on bundle discounts included, count the money received."""
+        lines = {str(line.product.pk): line for line in self.lines()}
+        saved = {}
+        for saving in self.savings():
+            full = sum(lines[key].unit_price for key in saving.products)
+            left = saving.amount
+            for number, key in enumerate(saving.products, 1):
+                # Shares to the cent; the last line takes what rounding left over.
+                share = (left if number == len(saving.products) or not full else
+                         (saving.amount * lines[key].unit_price / full).quantize(CENT))
+                left -= share
+                saved[key] = saved.get(key, Decimal(0)) + share
+        rows = []
+        for key, line in lines.items():
+            row = line.as_order_line()
+            if key in saved and line.line_total is not None:
+                net = max(line.line_total - saved[key], Decimal(0))
+                row["unit_price"] = (net / line.quantity).quantize(CENT)
+            rows.append(row)
+        return rows
 
     def currency(self):
         """Currency of the cart: its first product's, else the shop's default."""

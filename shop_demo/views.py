@@ -214,7 +214,7 @@ def checkout(request):
     if request.method == "POST" and form.is_valid():
         order_id = f"demo-{uuid.uuid4().hex[:12]}"
         try:
-            record_order(order_id, [line.as_order_line() for line in lines], request=request)
+            record_order(order_id, cart.order_lines(), request=request)
         except Exception:
             logger.exception("could not record order %s", order_id)
             messages.error(request, _("Your order could not be placed. Please try again."))

@@ -334,4 +334,5 @@ class FallbackRecommendation(models.Model):
 
 
 from shop_recs.analytics.models import ShopDayStat, WidgetDayStat  # noqa: E402,F401
-from shop_recs.analytics.experiment_models import Arm, Experiment, Exposure  # noqa: E402,F401
+from shop_recs.analytics.experiment_models import (  # noqa: E402,F401
+    Arm, Experiment, ExperimentUnitDay, Exposure)

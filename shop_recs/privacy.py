@@ -43,7 +43,7 @@ from django.utils import timezone
 from shop_recs import fallbacks, ranking
 from shop_recs.analytics.experiments import user_unit
 from shop_recs.ingest import pseudonymise
-from shop_recs.models import Exposure, Interaction, TrainingRun
+from shop_recs.models import ExperimentUnitDay, Exposure, Interaction, TrainingRun
 from shop_recs.signals import run_activated
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ def erase_user(user=None, customer_id=None, session_key=None, visitor_id=None, *
         report.interactions, _ = rows.order_by().delete()
         units = visitors | ({user_unit(user_id)} if user_id not in (None, "") else set())
         report.exposures, _ = Exposure.objects.filter(unit__in=sorted(units)).delete()
+        ExperimentUnitDay.objects.filter(unit__in=sorted(units)).delete()  # their sums too
         if earliest is not None:
             report.runs_flagged = _flag_runs(earliest, report)
         transaction.on_commit(ranking.invalidate)

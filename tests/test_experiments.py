@@ -13,7 +13,8 @@ from django.urls import reverse
 
 from shop_recs import privacy
 from shop_recs.analytics import experiments
-from shop_recs.models import Arm, Experiment, Exposure, Recommendation, TrainingRun
+from shop_recs.models import (Arm, Experiment, ExperimentUnitDay, Exposure, Recommendation,
+                              TrainingRun)
 from shop_recs.ranking import Visitor
 from tests.serving_data import serving_shop
 
@@ -279,9 +280,14 @@ def test_erasure_removes_the_visitors_exposures():
     token = re.search(r'data-exposure="([^"]+)"', page(stranger, p[0])).group(1)
     stranger.post(EXPOSURE_URL, {"token": token}, content_type="application/json")
     assert Exposure.objects.filter(unit=experiments.user_unit(user.pk)).exists()
+    for exposure in Exposure.objects.all():  # their rolled-up sums
+        ExperimentUnitDay.objects.create(experiment=exp, arm=exposure.arm, unit=exposure.unit,
+                                         day=exposure.first_exposed_at.date(), orders=1)
     report = privacy.erase_user(user=user)
     assert report.exposures == 1
     assert list(Exposure.objects.values_list("experiment", flat=True)) == [exp.pk]
+    assert list(ExperimentUnitDay.objects.values_list("unit", flat=True)) == [
+        Exposure.objects.get().unit]
 
 
 def test_check_reports_a_running_arm_that_lost_its_run():
@@ -324,8 +330,8 @@ def test_results_count_each_visitors_outcomes_after_their_first_exposure():
 
     from django.utils import timezone
 
-    from shop_recs.analytics import results
-    from shop_recs.models import Interaction
+    from shop_recs.analytics import experiment_rollups, results, rollups
+    from shop_recs.models import ExperimentUnitDay, Interaction
 
     p, _, _ = serving_shop()
     exp = experiment([("a", Arm.Kind.NO_WIDGET, None), ("b", Arm.Kind.ACTIVE_RUN, None)])
@@ -352,7 +358,19 @@ def test_results_count_each_visitors_outcomes_after_their_first_exposure():
     line("stranger", p[5], "9", later, visitor_id="not-exposed")
     Interaction.objects.create(product=p[3], kind=Interaction.Kind.WIDGET_CLICK,
                                timestamp=later, user=user)
+    # The hourly roll-up (here: every day of the experiment) writes the per-visitor sums.
+    rollups.rollup_days(experiment_rollups.experiment_days(exp))
+    assert {(r.unit, r.orders, r.revenue) for r in ExperimentUnitDay.objects.all()} == {
+        ("visitor-a", 1, Decimal("14")), (experiments.user_unit(user.pk), 2, Decimal("12"))}
+    exp.refresh_from_db()  # the roll-up stored the per-arm sums on it
     arm_a, arm_b = results.arm_data(exp)
-    assert list(arm_a.revenue) == [14.0] and list(arm_a.orders) == [1]
-    assert sorted(arm_b.revenue) == [0.0, 12.0] and sorted(arm_b.orders) == [0, 2]
-    assert sorted(arm_b.widget_revenue) == [0.0, 10.0] and sorted(arm_b.clicks) == [0, 1]
+    assert (arm_a.visitors, arm_a.revenue_total, arm_a.orders_total) == (1, 14.0, 1)
+    assert (arm_b.visitors, arm_b.revenue_total, arm_b.orders_total) == (2, 12.0, 2)
+    assert arm_b.moments["widget_rpv"].sx == 10.0 and arm_b.moments["ctr"].sx == 1
+    assert arm_b.estimate("rpv").value == 6.0  # the idle visitor counts as a zero
+    assert arm_b.estimate("conversion").value == 0.5
+    # Re-running a day changes nothing (it is replaced whole).
+    rows = sorted(ExperimentUnitDay.objects.values_list("unit", "day", "revenue", "clicks"))
+    rollups.rollup_days(experiment_rollups.experiment_days(exp))
+    assert sorted(ExperimentUnitDay.objects.values_list("unit", "day", "revenue",
+                                                        "clicks")) == rows

@@ -21,8 +21,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from shop_recs import review
 from shop_recs.analytics import experiments
-from shop_recs.models import Arm, Experiment, TrainingRun
+from shop_recs.conf import recs_settings
+from shop_recs.models import Arm, Bundle, Experiment, TrainingRun
 
 ACTIONS = {  # url name part: (function, log message)
     "start": (experiments.start, gettext_lazy("Started")),
@@ -43,12 +45,18 @@ class ArmFormSet(forms.BaseInlineFormSet):
             kind, run = form.cleaned_data.get("kind"), form.cleaned_data.get("run")
             if kind == Arm.Kind.RUN and (run is None or run.status != TrainingRun.Status.SUCCEEDED):
                 form.add_error("run", _("Choose a succeeded training run for this arm."))
+            discount = form.cleaned_data.get("discount_percent")
+            maximum = recs_settings.MAX_BUNDLE_DISCOUNT
+            if kind == Arm.Kind.BUNDLE_DISCOUNT and (discount is None or discount > maximum):
+                form.add_error("discount_percent", _(
+                    "Enter the bundle discount of this arm, from 0 to %(max)s percent "
+                    "(SHOP_RECS['MAX_BUNDLE_DISCOUNT']).") % {"max": maximum})
 
 
 class ArmInline(admin.TabularInline):
     model = Arm
     formset = ArmFormSet
-    fields = ("position", "name", "kind", "run", "weight")
+    fields = ("position", "name", "kind", "run", "discount_percent", "weight")
     extra = 2
     min_num = 0
 
@@ -77,8 +85,8 @@ class ExperimentAdmin(admin.ModelAdmin):
     list_filter = ("status", "placement")
     search_fields = ("name",)
     inlines = [ArmInline]
-    fields = ("name", "placement", "baseline_conversion", "minimum_effect", "planned_visitors",
-              "sample_size_display", "status", "started_at", "stopped_at")
+    fields = ("name", "placement", "sequential", "baseline_conversion", "minimum_effect",
+              "planned_visitors", "sample_size_display", "status", "started_at", "stopped_at")
     readonly_fields = ("sample_size_display", "status", "started_at", "stopped_at")
     change_form_template = "admin/shop_recs/experiment/change_form.html"
 
@@ -112,9 +120,12 @@ class ExperimentAdmin(admin.ModelAdmin):
             return str(exc)
         return _("With %(conversion).1f %% of visitors ordering, detecting a change of "
                  "%(effect)+.0f %% in revenue per visitor (95 %% confidence, 80 %% power) needs "
-                 "%(needed)s visitors per arm, %(total)s in all. No verdict before then.") % {
+                 "%(needed)s visitors per arm, %(total)s in all. %(when)s") % {
             "conversion": obj.baseline_conversion * 100, "effect": obj.minimum_effect * 100,
-            "needed": f"{needed:,}", "total": f"{needed * arms:,}"}
+            "needed": f"{needed:,}", "total": f"{needed * arms:,}",
+            "when": (_("Sequential: a verdict shows as soon as one is conclusive, before "
+                       "then if the effect is large.") if obj.sequential
+                     else _("No verdict before then."))}
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -126,6 +137,8 @@ class ExperimentAdmin(admin.ModelAdmin):
                  name="shop_recs_experiment_results"),
             path("<int:pk>/ship/<int:arm>/", wrap(require_POST(self.ship_view)),
                  name="shop_recs_experiment_ship"),
+            path("<int:pk>/rollup/", wrap(require_POST(self.rollup_view)),
+                 name="shop_recs_experiment_rollup"),
             *super().get_urls(),
         ]
 
@@ -183,10 +196,22 @@ class ExperimentAdmin(admin.ModelAdmin):
             "title": _("Results of %(name)s") % {"name": experiment.name},
             "report": report, "rows": rows, "comparisons": comparisons,
             "chart": results.exposure_chart(experiment),
+            "rolled_up": results.last_rollup(experiment),
             "can_ship": (self.has_change_permission(request, experiment)
                          and experiment.status != Experiment.Status.DRAFT),
         }
         return TemplateResponse(request, "admin/shop_recs/experiment/results.html", context)
+
+    def rollup_view(self, request, pk):
+        """Recompute the figures of yesterday and today now (the hourly task does it too)."""
+        experiment = get_object_or_404(Experiment, pk=pk)
+        if not self.has_change_permission(request, experiment):
+            raise PermissionDenied
+        from shop_recs.analytics import results  # noqa: PLC0415 (SciPy)
+
+        rows = results.rollup_recent(experiment)
+        messages.success(request, _("Figures updated: %(rows)d visitor-days.") % {"rows": rows})
+        return HttpResponseRedirect(reverse("admin:shop_recs_experiment_results", args=[pk]))
 
     def ship_view(self, request, pk, arm):
         experiment = get_object_or_404(Experiment, pk=pk)
@@ -200,6 +225,16 @@ class ExperimentAdmin(admin.ModelAdmin):
         else:
             self.log_change(request, experiment, _("Shipped arm %(arm)s: every visitor of the "
                                                    "placement gets it.") % {"arm": arm})
+            if arm.repriced:
+                percent = experiments.clamp_percent(arm.discount_percent)
+                review.log_change(request.user, Bundle.objects.filter(pk__in=arm.repriced),
+                                  _("Discount set to %(percent)s %% by experiment %(name)s "
+                                    "(shipped arm %(arm)s).") % {
+                                      "percent": percent, "name": experiment.name,
+                                      "arm": arm.name})
+                self.log_change(request, experiment, _(
+                    "Bundle discount %(percent)s %% set on %(count)d served bundles.") % {
+                        "percent": percent, "count": len(arm.repriced)})
             messages.success(request, _("%(arm)s now serves every visitor of the %(placement)s.")
                              % {"arm": arm.name, "placement": experiment.get_placement_display()})
         return HttpResponseRedirect(reverse("admin:shop_recs_experiment_results", args=[pk]))

@@ -7,6 +7,7 @@ foreign key, session key or IP address. ``shop_recs.privacy.erase_user`` deletes
 """
 
 import secrets
+from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -52,6 +53,15 @@ class Experiment(models.Model):
         _("planned visitors per arm"), null=True, blank=True,
         help_text=_("The fixed horizon: no verdict before every arm has this many exposed "
                     "visitors. Left empty, the sample-size calculator fills it in."))
+    sequential = models.BooleanField(
+        _("sequential (peeking is safe)"), default=False,
+        help_text=_("Always-valid intervals (a mixture sequential test): the results may be "
+                    "read, and the experiment stopped, whenever they are conclusive. Off: a "
+                    "fixed horizon, no verdict before the planned visitors (narrower "
+                    "intervals at that horizon)."))
+    # The per-arm sums of the per-visitor roll-ups (``experiment_rollups.summarise``), so
+    # that the results page reads a few numbers, not a row per visitor.
+    summary = models.JSONField(_("rolled-up sums"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True, editable=False)
     stopped_at = models.DateTimeField(_("stopped"), null=True, blank=True, editable=False)
@@ -79,6 +89,7 @@ class Arm(models.Model):
         RUN = "run", _("a given training run")
         FALLBACK = "fallback", _("fallback lists only")
         NO_WIDGET = "no_widget", _("no widget")
+        BUNDLE_DISCOUNT = "discount", _("the serving run, bundles at this discount")
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="arms",
                                    verbose_name=_("experiment"))
@@ -88,6 +99,11 @@ class Arm(models.Model):
     run = models.ForeignKey("shop_recs.TrainingRun", on_delete=models.SET_NULL, null=True,
                             blank=True, related_name="+", verbose_name=_("training run"),
                             help_text=_("Only for \"a given training run\"."))
+    discount_percent = models.DecimalField(
+        _("bundle discount (%)"), max_digits=4, decimal_places=1, null=True, blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+        help_text=_("Only for \"bundles at this discount\": the discount every bundle "
+                    "shown to (and bought by) this arm's visitors gets, e.g. 5 or 10."))
     weight = models.PositiveSmallIntegerField(
         _("traffic weight"), default=1, validators=[MinValueValidator(1)],
         help_text=_("Relative share of visitors: weights 1 and 1 split 50/50."))
@@ -125,3 +141,37 @@ class Exposure(models.Model):
 
     def __str__(self):
         return f"{self.unit[:8]}… in {self.arm_id}"
+
+
+class ExperimentUnitDay(models.Model):
+    """One exposed unit's activity on one day of an experiment, after its first exposure.
+
+    Written by the hourly roll-up (``shop_recs.analytics.experiment_rollups``): a day is
+    recomputed whole, so re-running it changes nothing. The results page sums these rows
+    per arm instead of reading the raw interactions. Pseudonymous units only (as
+    ``Exposure``); ``shop_recs.privacy.erase_user`` deletes them.
+    """
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE,
+                                   related_name="unit_days", verbose_name=_("experiment"))
+    arm = models.ForeignKey(Arm, on_delete=models.CASCADE, related_name="+",
+                            verbose_name=_("arm"))
+    unit = models.CharField(_("pseudonymous visitor"), max_length=64)
+    day = models.DateField(_("day"))
+    orders = models.PositiveIntegerField(_("orders"), default=0)
+    revenue = models.DecimalField(_("revenue"), max_digits=18, decimal_places=2, default=0)
+    widget_revenue = models.DecimalField(_("widget-attributed revenue"), max_digits=18,
+                                         decimal_places=2, default=0)
+    clicks = models.PositiveIntegerField(_("widget clicks"), default=0)
+    impressions = models.PositiveIntegerField(_("widget impressions"), default=0)
+
+    class Meta:
+        ordering = ["experiment", "day"]
+        verbose_name = _("experiment visitor day")
+        verbose_name_plural = _("experiment visitor days")
+        constraints = [models.UniqueConstraint(fields=["experiment", "day", "unit"],
+                                               name="shop_recs_unitday_unique")]
+        indexes = [models.Index(fields=["unit"], name="shop_recs_unitday_unit")]
+
+    def __str__(self):
+        return f"{self.unit[:8]}… on {self.day}"

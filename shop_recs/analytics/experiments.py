@@ -25,6 +25,11 @@ change, each process reads the plans once from the cache, and the first request 
 experiments again (one query); new runs, bundle decisions and fallback refreshes cost each
 process one cache read of the plans, no query, so a cold answer stays within its queries.
 
+Bundle discounts: an arm of kind *bundles at this discount* serves what the serving run
+serves, with every bundle offered at the arm's discount (``Assignment.adjust``); the host's
+cart charges the same price through :func:`bundle_discount` (the server decides from the
+assignment: nothing the visitor posts changes it). One such experiment runs at a time.
+
 Exposure: the widget carries a signed token of its experiment and arm; ``widget.js`` posts
 it to the exposure endpoint when the widget (or, for the *no widget* arm, the empty spot
 where it would have been) scrolls into view. ``log_exposure`` recomputes the visitor's arm
@@ -32,7 +37,8 @@ and records the first exposure only if the token's arm is theirs.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from django.core import signing
 from django.db import IntegrityError, transaction
@@ -41,9 +47,12 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from shop_recs.analytics.lifecycle import (  # noqa: F401 (staff actions: public here too)
+    ExperimentError, arm_problems, clamp_percent, discount_holders, holders, pause,
+    planned_visitors, ship, start, stop)
 from shop_recs.conf import recs_settings
 from shop_recs.ingest import pseudonymise
-from shop_recs.models import Arm, Experiment, Exposure, TrainingRun
+from shop_recs.models import Arm, Experiment, Exposure
 from shop_recs.serving_cache import GENERATION_KEY, _bump, _cache, _counter, invalidate
 from shop_recs.serving_queries import FALLBACK
 
@@ -56,10 +65,6 @@ SIGNING_SALT = "shop_recs.experiments.exposure"  # nosec B105 # a signing namesp
 HASH_SALT = "shop_recs.experiments.assign"
 
 
-class ExperimentError(ValueError):
-    """A state change that is not allowed; the message says why, for staff."""
-
-
 @dataclass(frozen=True)
 class ArmPlan:
     """What the request path needs of an arm (plain values: cached)."""
@@ -70,6 +75,7 @@ class ArmPlan:
     kind: str
     run: int | None
     weight: int
+    discount: str | None = None  # the bundle discount of a discount arm, e.g. "10.0"
 
     def recommend_kwargs(self):
         """Keyword arguments of ``ranking.recommend`` that serve this arm."""
@@ -97,6 +103,7 @@ class Plan:
 class Assignment:
     arm: ArmPlan
     exposure: str = ""  # signed token; "" for a shipped arm (nothing to measure)
+    shipped: bool = False
 
     @property
     def key(self):
@@ -109,6 +116,19 @@ class Assignment:
 
     def recommend_kwargs(self):
         return self.arm.recommend_kwargs()
+
+    @property
+    def discount(self):
+        """The bundle discount this visitor gets (a string such as "10.0"), or None: the
+        stored one. A shipped discount arm wrote its discount into the bundles."""
+        return None if self.shipped else self.arm.discount
+
+    def adjust(self, result):
+        """``result`` (``ranking.Recommendations``) with this arm's bundle discount."""
+        if self.discount is None or not result.bundles:
+            return result
+        return replace(result, bundles={pk: {**info, "discount_percent": self.discount}
+                                        for pk, info in result.bundles.items()})
 
 
 # Assignment ---------------------------------------------------------------------------
@@ -145,7 +165,11 @@ def choose(salt, unit, arms):
 
 
 def _plan_arm(arm):
-    return ArmPlan(arm.pk, arm.experiment_id, arm.name, arm.kind, arm.run_id, arm.weight)
+    discount = None
+    if arm.kind == Arm.Kind.BUNDLE_DISCOUNT:
+        discount = str(clamp_percent(arm.discount_percent).quantize(Decimal("0.1")))
+    return ArmPlan(arm.pk, arm.experiment_id, arm.name, arm.kind, arm.run_id, arm.weight,
+                   discount)
 
 
 def load_plans():
@@ -246,12 +270,45 @@ def assign(placement, visitor, read=None):
     if plan is None or not plan.arms:
         return None
     if plan.shipped:
-        return Assignment(plan.arms[0])
+        return Assignment(plan.arms[0], shipped=True)
     unit = unit_for(visitor)
     if not unit:
         return None
     arm = choose(plan.salt, unit, plan.arms)
     return Assignment(arm, exposure_token(arm))
+
+
+# Bundle discounts (for the host's cart) ----------------------------------------------
+
+def discount_override(request_or_visitor):
+    """The bundle discount (Decimal) of the visitor's arm in the running discount
+    experiment, or None when they are in none (the bundles' stored discounts apply).
+    Cached plans: no query."""
+    visitor = request_or_visitor
+    if visitor is not None and hasattr(visitor, "META"):  # a request
+        from shop_recs import ranking  # noqa: PLC0415 (request path only)
+
+        visitor = ranking.visitor_for(visitor)
+    unit = unit_for(visitor)
+    if not unit:
+        return None
+    running = plans()  # one cache read
+    for placement in Experiment.Placement.values:
+        plan = running.get(placement)
+        if plan is None or plan.shipped or not any(a.discount is not None for a in plan.arms):
+            continue
+        discount = choose(plan.salt, unit, plan.arms).discount
+        return None if discount is None else clamp_percent(discount)
+    return None
+
+
+def bundle_discount(request_or_visitor, bundle):
+    """The discount in percent (a Decimal in [0, 100]) that the host's cart must give
+    ``bundle`` (a ``shop_recs.Bundle``) for this request's visitor (or a
+    ``ranking.Visitor``): their discount arm's, else the bundle's own. The server decides
+    from the assignment; a discount posted by the visitor is never read."""
+    override = discount_override(request_or_visitor)
+    return override if override is not None else clamp_percent(bundle.discount_percent)
 
 
 # Exposure -----------------------------------------------------------------------------
@@ -297,99 +354,6 @@ def log_exposure(token, visitor, when=None):
     except IntegrityError:  # the experiment was deleted meanwhile
         return False
     return True
-
-
-# Staff actions ------------------------------------------------------------------------
-
-def arm_problems(arms):
-    """What is wrong with an experiment's arms (``Arm`` instances), as sentences."""
-    problems = []
-    if len(arms) < 2:
-        problems.append("An experiment needs at least two arms.")
-    for arm in arms:
-        if arm.kind == Arm.Kind.RUN and (
-                arm.run is None or arm.run.status != TrainingRun.Status.SUCCEEDED):
-            problems.append(f"Arm {arm.name!r} needs a succeeded training run.")
-        if arm.weight < 1:
-            problems.append(f"Arm {arm.name!r} needs a traffic weight of at least 1.")
-    return problems
-
-
-def holders(placement, exclude=None):
-    """Running or paused experiments on ``placement`` (but ``exclude``)."""
-    queryset = Experiment.objects.filter(
-        placement=placement, status__in=[Experiment.Status.RUNNING, Experiment.Status.PAUSED])
-    return queryset.exclude(pk=exclude) if exclude is not None else queryset
-
-
-def planned_visitors(experiment):
-    """The fixed horizon of ``experiment``: its own figure, else the calculator's."""
-    if experiment.planned_visitors:
-        return experiment.planned_visitors
-    from shop_recs.analytics import stats  # noqa: PLC0415 (SciPy: staff pages only)
-
-    return stats.sample_size(experiment.baseline_conversion, experiment.minimum_effect,
-                             arms=max(2, experiment.arms.count()))
-
-
-def start(experiment):
-    """Start (or resume) ``experiment``; ``ExperimentError`` says why not."""
-    with transaction.atomic():
-        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
-        if experiment.status == Experiment.Status.STOPPED:
-            raise ExperimentError("A stopped experiment cannot run again: copy it instead.")
-        other = holders(experiment.placement, exclude=experiment.pk).first()
-        if other is not None:
-            raise ExperimentError(
-                f"{other.name!r} already runs on the {experiment.get_placement_display()} "
-                f"(or is paused there): stop it first. One experiment per placement.")
-        problems = arm_problems(list(experiment.arms.select_related("run")))
-        if problems:
-            raise ExperimentError(" ".join(problems))
-        experiment.planned_visitors = planned_visitors(experiment)
-        experiment.started_at = experiment.started_at or timezone.now()
-        experiment.status = Experiment.Status.RUNNING
-        experiment.save()
-    return experiment
-
-
-def pause(experiment):
-    """Serve as usual and measure nothing until resumed (the placement stays held)."""
-    return _move(experiment, {Experiment.Status.RUNNING}, Experiment.Status.PAUSED)
-
-
-def stop(experiment):
-    """End ``experiment`` for good; its results stay."""
-    return _move(experiment, {Experiment.Status.RUNNING, Experiment.Status.PAUSED},
-                 Experiment.Status.STOPPED)
-
-
-def _move(experiment, allowed, status):
-    with transaction.atomic():
-        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
-        if experiment.status not in allowed:
-            raise ExperimentError(f"A {experiment.get_status_display()} experiment cannot "
-                                  f"become {Experiment.Status(status).label}.")
-        experiment.status = status
-        if status == Experiment.Status.STOPPED:
-            experiment.stopped_at = timezone.now()
-        experiment.save()
-    return experiment
-
-
-def ship(arm):
-    """Make ``arm`` what every visitor of its placement gets; stops its experiment."""
-    with transaction.atomic():
-        experiment = Experiment.objects.select_for_update().get(pk=arm.experiment_id)
-        if experiment.status == Experiment.Status.DRAFT:
-            raise ExperimentError("Start the experiment and read its results before shipping.")
-        if experiment.holds_placement:
-            experiment.status = Experiment.Status.STOPPED
-            experiment.stopped_at = timezone.now()
-            experiment.save()
-        arm.shipped_at = timezone.now()
-        arm.save(update_fields=["shipped_at"])
-    return arm
 
 
 def connect_receivers():

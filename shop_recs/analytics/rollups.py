@@ -29,17 +29,17 @@ What is counted, per widget / run / bundle (see ``WidgetDayStat``):
 
 import logging
 import time
-from datetime import datetime, timedelta
-from datetime import time as dtime
+from datetime import timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import connections, router, transaction
 from django.db.models import (Count, DateTimeField, DecimalField, Exists, ExpressionWrapper, F,
                               Max, Min, OuterRef, Q, Sum, Value)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from shop_recs.analytics import experiment_rollups
+from shop_recs.analytics.days import day_bounds, local_day
 from shop_recs.analytics.models import ShopDayStat, WidgetDayStat
 from shop_recs.conf import recs_settings
 from shop_recs.models import Interaction
@@ -67,18 +67,6 @@ MONEY = DecimalField(max_digits=24, decimal_places=3)
 def _money(value):
     # SQLite sums decimals as floats, PostgreSQL as Decimal: round both the same way.
     return Decimal(str(value or 0)).quantize(CENT)
-
-
-def day_bounds(day):
-    """``[start, end)`` of a calendar day in the current time zone."""
-    start, end = (datetime.combine(d, dtime.min) for d in (day, day + timedelta(days=1)))
-    if settings.USE_TZ:
-        start, end = timezone.make_aware(start), timezone.make_aware(end)
-    return start, end
-
-
-def local_day(moment):
-    return timezone.localtime(moment).date() if settings.USE_TZ else moment.date()
 
 
 def _value():
@@ -225,6 +213,8 @@ def rollup_days(days, *, window_days=None, progress=None):
     rows = 0
     for day in days:
         rows += rollup_day(day, window_days=window_days)
+        # The experiments' per-visitor sums of the same day (their results page reads them).
+        rows += experiment_rollups.rollup_day(day)
         if progress is not None:
             progress(day)
     summary = {"days": len(days), "rows": rows, "seconds": round(time.monotonic() - began, 2)}

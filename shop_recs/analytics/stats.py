@@ -4,6 +4,7 @@ Usage::
 
     from shop_recs.analytics import stats
 
+    # per-visitor arrays (benchmarks), or stats.ArmSums with stats.Moments (what SQL sums)
     arms = [stats.ArmData("no widget", 1, revenue=..., orders=..., clicks=..., impressions=...),
             stats.ArmData("run 7", 1, ...)]             # one value per exposed visitor
     report = stats.analyse(arms, planned=stats.sample_size(0.05, 0.10))
@@ -22,6 +23,16 @@ the first arm (the control) by a two-sided test at ``alpha`` / (arms - 1) (Bonfe
 - sample ratio mismatch: Pearson's chi-square of the exposed visitors against the
   weights (``scipy.stats.chisquare``), flagged below p = 0.001 as is customary (a check
   run every day must not cry wolf);
+- sequential option (``analyse(..., sequential=True)``): always-valid intervals, the
+  normal-mixture confidence sequence of Howard et al. (2021, "Time-uniform, nonparametric,
+  nonasymptotic confidence sequences", eq. 14) as GrowthBook's engine computes it: with N
+  visitors in the two arms, s² = N · Var(difference) and ρ² = (−2 ln α + ln(1 − 2 ln α)) / M
+  (M: the sample size the boundary is tuned for: the planned visitors of both arms),
+  half-width = s · sqrt(2 (Nρ² + 1) / (N² ρ²) · ln(sqrt(Nρ² + 1) / α)). It holds at every
+  N at once, so the results may be read (and acted on) after every visitor; the always-valid
+  p-value is the α at which the interval touches 0:
+  min(1, sqrt(Nρ² + 1) · exp(−d² N² ρ² / (2 s² (Nρ² + 1)))). The price: wider intervals
+  than the fixed horizon's at the horizon;
 - sample size: revenue per visitor with conversion ``p`` and an order value coefficient
   of variation ``cv`` (1 by default) has a squared coefficient of variation of
   (1 + cv²) / p - 1; n = 2 (z₁₋α/2 + z₁₋β)² · CV² / effect² per arm.
@@ -92,6 +103,63 @@ class ArmData:
             return self.clicks, self.impressions
         raise KeyError(metric)
 
+    def estimate(self, metric):
+        return estimate(*self.values(metric))
+
+    @property
+    def orders_total(self):
+        return int(self.orders.sum())
+
+    @property
+    def revenue_total(self):
+        return float(self.revenue.sum())
+
+
+@dataclass
+class Moments:
+    """Sums over the visitors of an arm, enough for a mean or a ratio and its variance:
+    n, Σx, Σx² and, for a ratio x / y, Σy, Σy², Σxy (what SQL can add up)."""
+
+    n: int
+    sx: float
+    sxx: float
+    sy: float | None = None
+    syy: float | None = None
+    sxy: float | None = None
+
+    def estimate(self):
+        n = self.n
+        if n < 2:
+            return Estimate(self.sx / n if n else None, None)
+        mx = self.sx / n
+        vx = max((self.sxx - n * mx * mx) / (n - 1), 0.0)
+        if self.sy is None:
+            return Estimate(mx, vx / n)
+        my = self.sy / n
+        if my == 0:
+            return Estimate(None, None)
+        vy = max((self.syy - n * my * my) / (n - 1), 0.0)
+        cov = (self.sxy - n * mx * my) / (n - 1)
+        ratio = mx / my
+        variance = (vx - 2 * ratio * cov + ratio**2 * vy) / (n * my**2)
+        return Estimate(ratio, max(variance, 0.0))
+
+
+@dataclass
+class ArmSums:
+    """An arm given by its :class:`Moments` per metric (keys of ``METRICS``) rather than
+    per-visitor arrays: what the results page reads from the roll-ups."""
+
+    name: str
+    weight: float
+    visitors: int
+    moments: dict
+    orders_total: int = 0
+    revenue_total: float = 0.0
+
+    def estimate(self, metric):
+        return self.moments[metric].estimate()
+
 
 @dataclass
 class Estimate:
@@ -154,6 +222,16 @@ class Report:
     planned: int | None
     alpha: float
     reached: bool
+    sequential: bool = False
+
+    @property
+    def mode(self):
+        """The method, in words, for the results page."""
+        if self.sequential:
+            return ("sequential: always-valid intervals (a normal-mixture confidence "
+                    "sequence, Howard et al. 2021); looking early is safe")
+        return ("fixed horizon: no verdict before the planned visitors; looking early and "
+                "stopping on a good day is not safe")
 
 
 def estimate(numerator, denominator=None):
@@ -188,6 +266,28 @@ def difference(control, treatment, alpha=ALPHA):
     return result
 
 
+def sequential_difference(control, treatment, visitors, alpha=ALPHA, tuned_for=None):
+    """:class:`Difference` with an always-valid interval and p-value (see the module's
+    docstring); ``visitors``: N, both arms together; ``tuned_for``: M (default N)."""
+    result = Difference(control.value, treatment.value, level=1 - alpha)
+    if None in (control.value, treatment.value, control.variance, treatment.variance):
+        return result
+    result.diff = treatment.value - control.value
+    n = float(max(visitors, 1))
+    s2 = n * (control.variance + treatment.variance)
+    log_alpha = math.log(alpha)
+    rho2 = (-2 * log_alpha + math.log(1 - 2 * log_alpha)) / float(max(tuned_for or n, 1))
+    grown = n * rho2 + 1
+    half = math.sqrt(s2 * 2 * grown / (n * n * rho2) * math.log(math.sqrt(grown) / alpha))
+    result.low, result.high = result.diff - half, result.diff + half
+    if s2 <= 0:
+        result.p_value = 1.0 if result.diff == 0 else 0.0
+    else:
+        exponent = result.diff**2 * n * n * rho2 / (2 * s2 * grown)
+        result.p_value = float(min(1.0, math.sqrt(grown) * math.exp(-min(exponent, 700.0))))
+    return result
+
+
 def srm_check(visitors, weights):
     """Chi-square test of the visitors per arm against the traffic weights."""
     observed = [int(v) for v in visitors]
@@ -212,36 +312,41 @@ def sample_size(baseline_conversion, minimum_effect, *, alpha=ALPHA, power=POWER
     return int(math.ceil(2 * z**2 * cv2 / minimum_effect**2))
 
 
-def analyse(arms, *, planned=None, alpha=ALPHA):
-    """The :class:`Report` of ``arms`` (the first is the control)."""
+def analyse(arms, *, planned=None, alpha=ALPHA, sequential=False):
+    """The :class:`Report` of ``arms`` (the first is the control); ``sequential``:
+    always-valid intervals, a verdict as soon as one is conclusive."""
     if len(arms) < 2:
         raise ValueError("an experiment needs at least two arms")
     per_test = alpha / (len(arms) - 1)
     summaries = []
     for arm in arms:
-        row = {"name": arm.name, "visitors": arm.visitors, "orders": int(arm.orders.sum()),
-               "revenue": float(arm.revenue.sum())}
+        row = {"name": arm.name, "visitors": arm.visitors, "orders": arm.orders_total,
+               "revenue": arm.revenue_total}
         for key in METRICS:
-            row[key] = estimate(*arm.values(key)).value
+            row[key] = arm.estimate(key).value
         summaries.append(row)
     comparisons = []
     for arm in arms[1:]:
         comparison = Comparison(arm.name)
+        pair = arms[0].visitors + arm.visitors
         for key in METRICS:
-            comparison.metrics[key] = difference(estimate(*arms[0].values(key)),
-                                                 estimate(*arm.values(key)), per_test)
+            control, treatment = arms[0].estimate(key), arm.estimate(key)
+            comparison.metrics[key] = (
+                sequential_difference(control, treatment, pair, per_test,
+                                      tuned_for=2 * planned if planned else None)
+                if sequential else difference(control, treatment, per_test))
         comparisons.append(comparison)
     srm = srm_check([a.visitors for a in arms], [a.weight for a in arms])
     reached = planned is not None and min(a.visitors for a in arms) >= planned
-    return Report(summaries, comparisons, srm, _verdict(arms, comparisons, srm, planned, reached),
-                  planned, alpha, reached)
+    verdict = _verdict(arms, comparisons, srm, planned, reached, sequential)
+    return Report(summaries, comparisons, srm, verdict, planned, alpha, reached, sequential)
 
 
 def _money(value):
     return f"{value:,.2f}"
 
 
-def _verdict(arms, comparisons, srm, planned, reached):
+def _verdict(arms, comparisons, srm, planned, reached, sequential=False):
     if min(a.visitors for a in arms) == 0:
         return Verdict("empty", "No visitors have seen every arm yet.")
     if srm.flagged:
@@ -251,7 +356,15 @@ def _verdict(arms, comparisons, srm, planned, reached):
             f"{', '.join(f'{e:.0f}' for e in srm.expected)} (sample ratio mismatch, "
             f"p = {srm.p_value:.2g}). Something sends visitors to arms unevenly or loses "
             f"exposures; fix it and start a new experiment."))
-    if not reached:
+    conclusive = any(c.metrics[PRIMARY].significant for c in comparisons)
+    if sequential and not reached and not conclusive:
+        least = min(a.visitors for a in arms)
+        return Verdict("early", (
+            f"Keep it running: no arm differs in revenue per visitor yet ({least:,} "
+            f"visitors in the smallest arm, {planned or 0:,} planned). The intervals are "
+            f"sequential: they stay valid however often you look, so a verdict shows here "
+            f"as soon as one is conclusive."))
+    if not reached and not sequential:
         least = min(a.visitors for a in arms)
         return Verdict("early", (
             f"Keep it running: {least:,} of the {planned or 0:,} visitors per arm planned. "

@@ -73,6 +73,8 @@ def present(result, *, widget=API_WIDGET, anchor=True, assigned=None):
     exposure = assigned.exposure if assigned is not None and result else ""
     if assigned is not None and assigned.hides_widget:
         result = ranking.Recommendations(result.anchors, [])
+    elif assigned is not None:
+        result = assigned.adjust(result)  # a discount arm's bundle discount
     bundle = result.bundle
     token = token_maker(widget)
     return {
@@ -183,7 +185,9 @@ class ProductBundlesView(PublicView):
             if products and all(self.available(adapter, p) for p in products):
                 bundles.append({"id": bundle.pk, "source": bundle.source,
                                 "run": bundle.run_id, "score": bundle.score,
-                                "discount_percent": bundle.discount_percent,
+                                # What the cart charges this visitor (a discount arm's).
+                                "discount_percent": experiments.bundle_discount(request,
+                                                                                bundle),
                                 "evidence": bundle.evidence or {}, "items": products})
         return Response(self.get_serializer({"product": anchor, "bundles": bundles}).data)
 

@@ -330,6 +330,8 @@ def frequently_bought_together(context, product, limit=None, template=None):
         result = ranking.frequently_bought_together(
             product, limit=ranking.clamp_limit(shown + BUNDLE_EXTRA), visitor=visitor,
             track=True, **(assigned.recommend_kwargs() if assigned else {}))
+        if assigned is not None:
+            result = assigned.adjust(result)  # a discount arm's bundle price
         if not result or hidden:
             html = _holdout(context, FBT_WIDGET, assigned) if result else ""
             ranking.store_answer(parts, result, html)

@@ -33,6 +33,7 @@ from shop_recs.products import ProductAdapter
 
 # The strategy of the request being served (set by middleware.StrategyMiddleware).
 current_strategy = contextvars.ContextVar("shop_recs_oscar_strategy", default=None)
+current_request = contextvars.ContextVar("shop_recs_oscar_request", default=None)
 INFO_ATTR = "_shop_recs_purchase_info"
 IMPORTED_CLASS = "Imported from past orders"
 

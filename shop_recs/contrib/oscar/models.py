@@ -21,7 +21,10 @@ from decimal import Decimal
 from django.utils.translation import gettext_lazy as _
 from oscar.core.loading import get_class, get_classes, get_model
 
+from shop_recs.analytics import experiments
+from shop_recs.contrib.oscar.adapter import current_request
 from shop_recs.models import Bundle
+from shop_recs.ranking import Visitor
 
 Condition = get_model("offer", "Condition")
 Benefit = get_model("offer", "Benefit")
@@ -43,20 +46,39 @@ def _free_lines(offer, basket):
     return free
 
 
+def visitor_of(basket):
+    """Who the basket belongs to, for experiments on bundle discounts: the request's
+    visitor (``StrategyMiddleware``), else the basket's owner, else None."""
+    request = current_request.get()
+    if request is not None:
+        return request
+    owner = getattr(basket, "owner_id", None)
+    return Visitor(owner, "") if owner is not None else None
+
+
 def complete_bundle(offer, basket):
-    """``(bundle, [line per product])`` of the best approved bundle (anchor and items)
-    that the basket completes, or ``(None, [])``."""
+    """``(bundle, [line per product], percent)`` of the best approved bundle (anchor and
+    items) that the basket completes, or ``(None, [], 0)``; ``percent``: its discount for
+    this basket's visitor (``experiments.bundle_discount``: a discount arm's, else its own)."""
     free = _free_lines(offer, basket)
     if len(free) < 2:
-        return None, []
-    bundles = (Bundle.objects.filter(anchor_id__in=list(free), status=Bundle.Status.APPROVED,
-                                     discount_percent__gt=0)
-               .order_by("-discount_percent", "-score", "pk").prefetch_related("items"))
+        return None, [], 0
+    visitor = visitor_of(basket)
+    override = experiments.discount_override(visitor)
+    if override is not None and override <= 0:
+        return None, [], 0
+    bundles = Bundle.objects.filter(anchor_id__in=list(free), status=Bundle.Status.APPROVED)
+    if override is None:
+        bundles = bundles.filter(discount_percent__gt=0)
+    bundles = (bundles.order_by("-discount_percent", "-score", "pk")
+               .prefetch_related("items"))
     for bundle in bundles:
         products = [bundle.anchor_id, *(item.product_id for item in bundle.items.all())]
         if len(products) > 1 and all(pk in free for pk in products):
-            return bundle, [free[pk][0] for pk in products]
-    return None, []
+            percent = override if override is not None else experiments.clamp_percent(
+                bundle.discount_percent)
+            return bundle, [free[pk][0] for pk in products], percent
+    return None, [], 0
 
 
 class BundleCondition(Condition):
@@ -88,10 +110,10 @@ class BundleBenefit(Benefit):
         verbose_name = _("shop_recs bundle discount")
 
     def apply(self, basket, condition, offer, **kwargs):
-        bundle, lines = complete_bundle(offer, basket)
+        bundle, lines, percent = complete_bundle(offer, basket)
         if bundle is None:
             return ZERO_DISCOUNT
-        percent = min(Decimal(bundle.discount_percent), HUNDRED)
+        percent = min(Decimal(percent), HUNDRED)
         total = Decimal("0.00")
         for line in lines:
             discount = self.round(percent / HUNDRED * unit_price(offer, line),
