@@ -147,13 +147,23 @@ class ProductAdapter:
         if hasattr(product, "get_absolute_url"):
             return product.get_absolute_url()
         if recs_settings.PRODUCT_URL_NAME:
-            return _reversed(recs_settings.PRODUCT_URL_NAME, product.pk)
+            url = vars(product).get(URL_ATTR)  # reversed by prepare() for this answer
+            return url if url is not None else _reversed(recs_settings.PRODUCT_URL_NAME,
+                                                         product.pk)
         return ""
 
     def prepare(self, products):
         """Load, for the ``products`` an answer shows, what reading them needs from other
         tables, in a few queries for all of them rather than a few per product (an answer
-        is rendered from these instances; see the Oscar adapter). Nothing to load here."""
+        is rendered from these instances; see the Oscar adapter). Here: their URLs, with the
+        URLconf, script prefix and language read once for all of them."""
+        name = recs_settings.PRODUCT_URL_NAME
+        if not name:
+            return
+        context = _url_context()
+        for product in products:
+            if product is not None and not hasattr(product, "get_absolute_url"):
+                vars(product)[URL_ATTR] = _reversed(name, product.pk, context)
 
     def available_q(self):
         """Q object selecting products that may be recommended (active and in stock)."""
@@ -235,8 +245,16 @@ _URLS = {}
 _URLS_MAX = 20_000
 
 
-def _reversed(name, pk):
-    key = (settings.ROOT_URLCONF, get_urlconf(), get_script_prefix(), get_language(), name, pk)
+URL_ATTR = "_shop_recs_url"
+
+
+def _url_context():
+    # Each is a context-local read (asgiref): read once per answer, not once per product.
+    return settings.ROOT_URLCONF, get_urlconf(), get_script_prefix(), get_language()
+
+
+def _reversed(name, pk, context=None):
+    key = (*(context or _url_context()), name, pk)
     url = _URLS.get(key)
     if url is None:
         try:
