@@ -211,18 +211,16 @@ def _personalise(items):
 
 def _fetch(candidates, anchor_pks, visitor, limit=None):
     """The live, available products among ``candidates`` and the anchors: one query. With
-    ``limit``, the first ``limit`` of them in the candidates' order (a personal fetch,
-    which reorders, reads them all)."""
+    ``limit``, the plain compiled query returns only the first ``limit`` of them in the
+    candidates' order (a personal fetch, which reorders, reads them all)."""
     adapter = get_adapter()
     pks = [c[0] for c in candidates]
     if not pks and not anchor_pks:
         return {}, {}
     related = {path.rsplit("__", 1)[0] for path in adapter.fields.values()
                if path and "__" in path}
-    personal_fetch = bool(visitor and pks)
-    if personal_fetch or related:
-        queryset = _products_queryset(adapter, pks, anchor_pks,
-                                      None if personal_fetch else limit)
+    if (visitor and pks) or related:
+        queryset = _products_queryset(adapter, pks, anchor_pks)
         if related:
             queryset = queryset.select_related(*related)
     else:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, router
-from django.db.models import Case, Q, Value, When
+from django.db.models import Q
 
 from shop_recs.conf import recs_settings
 from shop_recs.models import (Bundle, BundleItem, FallbackRecommendation, Recommendation,
@@ -182,22 +182,27 @@ def _rows_sql(connection, n_anchors, n_statuses, fallback, by_run):
     return " UNION ALL ".join(parts)
 
 
-def _products_queryset(adapter, pks, anchor_pks, limit=None):
-    """The available products among ``pks`` and the anchors (whatever their state). With
-    ``limit``: the anchors and the first ``limit`` available products in the order of
-    ``pks``, so that no row is fetched (and built into an instance) that is not shown."""
+def _products_queryset(adapter, pks, anchor_pks):
+    """The available products among ``pks`` and the anchors (whatever their state)."""
     available = Q(pk__in=pks) & adapter.available_q()
     if adapter.fields["price"] and "__" not in adapter.fields["price"]:
         available &= Q(**{f"{adapter.fields['price']}__isnull": False})
-    queryset = adapter.model._default_manager.filter(available | Q(pk__in=anchor_pks))
-    if limit is None:
-        return queryset.order_by()
-    whens = [When(pk=pk, then=Value(i)) for i, pk in enumerate(pks)]
-    if anchor_pks:
-        whens.insert(0, When(pk__in=anchor_pks, then=Value(-1)))
-    position = Case(*whens, default=Value(len(pks)), output_field=models.IntegerField())
-    return (queryset.alias(shop_recs_position=position)
-            .order_by("shop_recs_position")[:limit + len(anchor_pks)])
+    return adapter.model._default_manager.filter(available | Q(pk__in=anchor_pks)).order_by()
+
+
+def _first_available(connection, model, n_pks, n_anchors, limit):
+    """``ORDER BY`` the anchors, then the candidates in their order, and a limit of the
+    anchors plus ``limit``: SQL appended to the compiled product query, whose parameters
+    are the anchors' keys then the candidates'. Built here rather than by the ORM, whose
+    ordering by an alias compiles to a column position some queries do not have (Oscar's
+    availability subquery on PostgreSQL)."""
+    column = (f"{connection.ops.quote_name(model._meta.db_table)}."
+              f"{connection.ops.quote_name(model._meta.pk.column)}")
+    whens = [f"WHEN {column} = %s THEN {int(i)}" for i in range(n_pks)]
+    if n_anchors:
+        whens.insert(0, f"WHEN {column} IN ({', '.join(['%s'] * n_anchors)}) THEN -1")
+    limit_sql = connection.ops.limit_offset_sql(0, limit + n_anchors)
+    return f" ORDER BY CASE {' '.join(whens)} ELSE {int(n_pks)} END {limit_sql}"
 
 
 # Compiled product queries by shape: building and compiling the queryset cost several
@@ -238,9 +243,8 @@ def _compiled_products(adapter, pks, anchor_pks, limit=None):
         field = model._meta.pk
         stand_ins = [_sentinel(field, k) for k in range(len(pks) + len(anchor_pks))]
         if (None in stand_ins or manager.get_queryset is not models.Manager.get_queryset):
-            return _products_queryset(adapter, pks, anchor_pks, limit)
-        queryset = _products_queryset(adapter, stand_ins[:len(pks)], stand_ins[len(pks):],
-                                      limit)
+            return _products_queryset(adapter, pks, anchor_pks)
+        queryset = _products_queryset(adapter, stand_ins[:len(pks)], stand_ins[len(pks):])
         compiler = queryset.query.get_compiler(using)
         try:
             sql, params = compiler.as_sql()
@@ -249,17 +253,18 @@ def _compiled_products(adapter, pks, anchor_pks, limit=None):
         columns = [expression for expression, _sql, _alias in compiler.select]
         names = [getattr(getattr(c, "target", None), "attname", None) for c in columns]
         if names != [f.attname for f in model._meta.concrete_fields]:
-            return _products_queryset(adapter, pks, anchor_pks, limit)
+            return _products_queryset(adapter, pks, anchor_pks)
         connection = connections[using]
         prepared = [field.get_db_prep_value(v, connection) for v in stand_ins]
-        # A key may be a parameter twice (the filter and, with a limit, the ordering).
         slots = {i: prepared.index(value) for i, value in enumerate(params)
                  if any(value == p and type(value) is type(p) for p in prepared)}
-        if set(slots.values()) != set(range(len(stand_ins))):
-            return _products_queryset(adapter, pks, anchor_pks, limit)
+        if len(slots) != len(stand_ins):
+            return _products_queryset(adapter, pks, anchor_pks)
         if len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.clear()
         converters = list(compiler.get_converters(columns).items())
+        if limit is not None:
+            sql += _first_available(connections[using], model, len(pks), len(anchor_pks), limit)
         compiled = _COMPILED[shape] = (sql, list(params), slots, names, converters)
     sql, params, slots, names, converters = compiled
     params = list(params)  # the cached list is shared by every thread
@@ -268,6 +273,8 @@ def _compiled_products(adapter, pks, anchor_pks, limit=None):
     keys = [prep(pk, connection) for pk in [*pks, *anchor_pks]]
     for i, k in slots.items():
         params[i] = keys[k]
+    if limit is not None:
+        params += [*keys[len(pks):], *keys[:len(pks)]]  # the ordering's: anchors, candidates
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
