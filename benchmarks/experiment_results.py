@@ -52,22 +52,6 @@ def expose_everyone(experiment):
     return Exposure.objects.filter(experiment=experiment).count()
 
 
-def timed(client, url, repeat):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    client.get(url)
-    seconds, cpu = [], []
-    for _ in range(repeat):
-        with CaptureQueriesContext(connection) as queries:
-            started, cpu_started = time.perf_counter(), time.process_time()
-            response = client.get(url)
-            seconds.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - cpu_started)
-    return {"status": response.status_code, "median_s": statistics.median(seconds),
-            "median_cpu_s": statistics.median(cpu), "queries": len(queries)}
-
-
 def measure(args):
     from django.contrib.auth.models import User
     from django.db.models import Count, Min
@@ -75,6 +59,7 @@ def measure(args):
     from django.urls import reverse
     from django.utils import timezone
 
+    from benchmarks.rollups import timed
     from shop_recs.analytics import experiment_rollups, experiments
     from shop_recs.analytics.days import local_day
     from shop_recs.models import Arm, Experiment, ExperimentUnitDay, Interaction

@@ -3,10 +3,21 @@
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 
 from shop_recs.models import Interaction, Product
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+FAST = {"time_budget_s": 5, "epochs": 3, "device": "cpu"}  # a training run in seconds
+
+
+@pytest.fixture
+def artifacts(settings, tmp_path):
+    """Runs write their checkpoints under the test's folder, with short lists; a module
+    that trains uses it with ``autouse`` (see tests/test_pipeline.py)."""
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "ARTIFACT_DIR": str(tmp_path / "artifacts"),
+                          "FBT_TOP_K": 5}
+    return tmp_path / "artifacts"
 WORDS = ("teapot cosy mug saucer kettle spoon tray napkin candle lantern basket jar ribbon "
          "frame clock cushion blanket apron towel bowl plate glass bottle vase doormat "
          "notebook pencil stamp sticker puzzle garland bunting wreath").split()

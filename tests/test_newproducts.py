@@ -10,18 +10,9 @@ from django.test import TestCase
 from shop_recs import newproducts, pipeline, ranking, tasks
 from shop_recs.models import Interaction, Product, Recommendation, TrainingRun
 from shop_recs.runs import request_training
-from tests.factories import T0, planted_shop
+from tests.factories import FAST, T0, artifacts, planted_shop  # noqa: F401 (artifacts: a fixture)
 
-pytestmark = pytest.mark.django_db
-
-FAST = {"time_budget_s": 5, "epochs": 3, "device": "cpu"}
-
-
-@pytest.fixture(autouse=True)
-def artifacts(settings, tmp_path):
-    settings.SHOP_RECS = {**settings.SHOP_RECS, "ARTIFACT_DIR": str(tmp_path / "artifacts"),
-                          "FBT_TOP_K": 5}
-    return tmp_path / "artifacts"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("artifacts")]
 
 
 @pytest.fixture

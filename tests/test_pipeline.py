@@ -15,18 +15,9 @@ from shop_recs.ingest import record_order
 from shop_recs.models import Bundle, Interaction, Product, Recommendation, TrainingRun
 from shop_recs.ml.checkpoint import load_checkpoint
 from shop_recs.runs import TrainingAlreadyPending, finish, request_training
-from tests.factories import planted_shop
+from tests.factories import FAST, artifacts, planted_shop  # noqa: F401 (artifacts: a fixture)
 
-pytestmark = pytest.mark.django_db
-
-FAST = {"time_budget_s": 5, "epochs": 3, "device": "cpu"}
-
-
-@pytest.fixture(autouse=True)
-def artifacts(settings, tmp_path):
-    settings.SHOP_RECS = {**settings.SHOP_RECS, "ARTIFACT_DIR": str(tmp_path / "artifacts"),
-                          "FBT_TOP_K": 5}
-    return tmp_path / "artifacts"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("artifacts")]
 
 
 def train(**config):
