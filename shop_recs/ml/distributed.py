@@ -1,8 +1,8 @@
 """Data-parallel training: the loop of ``shop_recs.ml.train`` in N processes (torch.distributed).
 
-``train()`` comes here when ``TrainConfig.processes > 1``; nothing else changes for its caller::
+:func:`fit` is ``train()`` for any ``TrainConfig.processes``; nothing else changes for its caller::
 
-    result = train(model, examples, TrainConfig(processes=2))  # 2 gloo processes on CPU
+    result = fit(model, examples, TrainConfig(processes=2))  # 2 gloo processes on CPU
     result.processes, result.backend, result.shards            # provenance (ParallelTrainResult)
 
 How it works. The calling process (a Celery worker, the benchmark) is the supervisor: it spawns
@@ -49,7 +49,7 @@ from shop_recs.ml.train import (EpochReport, Examples, TrainConfig, TrainResult,
 
 logger = logging.getLogger("shop_recs.ml.distributed")
 
-__all__ = ["ParallelTrainResult", "DistributedTrainingError", "train_data_parallel",
+__all__ = ["ParallelTrainResult", "DistributedTrainingError", "fit", "train_data_parallel",
            "resolve_processes", "shard_rows", "free_port"]
 
 POLL_S = 0.1  # how often the supervisor looks at its ranks while waiting for a message
@@ -293,6 +293,14 @@ def _failure(exc: Exception, world: int) -> DistributedTrainingError:
                else f"exited with status {exc.exit_code}")
         return DistributedTrainingError(f"training process {exc.error_index} of {world} {how}")
     return DistributedTrainingError(str(exc))
+
+
+def fit(model: torch.nn.Module, examples: Examples, config: TrainConfig, validate=None,
+        callback=None) -> TrainResult:
+    """``train()`` in one process, or in ``config.processes`` ranks when that is more."""
+    if config.processes > 1:
+        return train_data_parallel(model, examples, config, validate, callback)
+    return train(model, examples, config, validate, callback)
 
 
 def train_data_parallel(model: torch.nn.Module, examples: Examples, config: TrainConfig,

@@ -25,11 +25,12 @@ import torch
 from shop_recs.ml.baselines import EASE, cooccurrence_counts
 from shop_recs.ml.evaluate import anchor_queries, complete_queries, customer_histories, evaluate
 from shop_recs.ml.distil import distil_new_rows
+from shop_recs.ml.distributed import fit
 from shop_recs.ml.features import FeatureVocab
 from shop_recs.ml.model import BundleModel, BundleModelConfig
 from shop_recs.ml.sparse import use_dense
 from shop_recs.ml.train import (EpochReport, Examples, TrainConfig, TrainResult, pad_batch,
-                                resolve_device, set_seed, train)
+                                resolve_device, set_seed)
 from shop_recs.ml.types import Baskets, ItemAttributes
 
 logger = logging.getLogger("shop_recs.ml.scorer")
@@ -111,7 +112,7 @@ class BundleScorer:
                 return float(np.mean([evaluate(self, q, pop)["ndcg" if i == 0 else "multi_ndcg"]
                                       for i, q in enumerate(qs)]))
         self.device = torch.device("cpu")
-        self.result = train(self.model, examples, self.train_config, validate, callback)
+        self.result = fit(self.model, examples, self.train_config, validate, callback)
         self.model.clear_prior_folds()  # training only
         self.device = resolve_device(self.train_config.device)
         return self

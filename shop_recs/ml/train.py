@@ -165,13 +165,13 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
           clock: Callable[[], float] | None = None) -> TrainResult:
     """Fit ``model`` on ``examples``; returns the report, leaves the best weights loaded.
 
-    ``config.processes > 1`` runs this loop data-parallel (``shop_recs.ml.distributed``), whose
-    ranks pass ``clock`` (seconds since the start, equal on every rank): the time budget and the
-    learning-rate schedule then end and decay on the same step everywhere.
+    One process: ``config.processes > 1`` goes through ``shop_recs.ml.distributed.fit``, whose
+    ranks run this loop and pass ``clock`` (seconds since the start, equal on every rank): the
+    time budget and the learning-rate schedule then end and decay on the same step everywhere.
     """
     if config.processes > 1:
-        from shop_recs.ml.distributed import train_data_parallel  # noqa: PLC0415 (imports us)
-        return train_data_parallel(model, examples, config, validate, callback)
+        raise ValueError("train() runs in one process; call shop_recs.ml.distributed.fit "
+                         f"for {config.processes} processes")
     set_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -17,12 +17,12 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from shop_recs.ml.distributed import (DistributedTrainingError, ParallelTrainResult,
+from shop_recs.ml.distributed import (DistributedTrainingError, ParallelTrainResult, fit,
                                       resolve_processes, shard_rows)
 from shop_recs.ml.evaluate import anchor_queries, complete_queries, evaluate
 from shop_recs.ml.model import BundleModelConfig
 from shop_recs.ml.scorer import BundleScorer
-from shop_recs.ml.train import Examples, TrainConfig, train
+from shop_recs.ml.train import Examples, TrainConfig
 
 TINY = BundleModelConfig(n_items=0, d_model=32, n_heads=2, n_layers=1, dropout=0.0)
 # same figures within this much (absolute) between 1 and 2 processes: the two runs see the
@@ -129,7 +129,7 @@ def toy_examples(n: int = 40) -> Examples:
 def test_a_failed_rank_fails_training_with_its_error_and_leaves_no_process(no_leftovers):
     with pytest.raises(DistributedTrainingError, match=r"process 1 of 2 failed: "
                                                        r"ValueError: bad basket on rank 1"):
-        train(FailsOnRankOne(), toy_examples(), tiny_train(processes=2, batch_size=8))
+        fit(FailsOnRankOne(), toy_examples(), tiny_train(processes=2, batch_size=8))
 
 
 class Plain(FailsOnRankOne):
@@ -151,8 +151,8 @@ def test_time_budget_ends_every_rank_on_the_same_step(no_leftovers):
     # for it in the next gradient all-reduce: the ranks agree on the time instead
     # (validation at the end of each epoch: rank 0 broadcasts the metric to the others)
     metrics = itertools.count()
-    result = train(LateOnRankOne(), toy_examples(),
-                   tiny_train(processes=2, batch_size=8, epochs=100_000, time_budget_s=1.5),
+    result = fit(LateOnRankOne(), toy_examples(),
+                 tiny_train(processes=2, batch_size=8, epochs=100_000, time_budget_s=1.5),
                    validate=lambda model: float(next(metrics)))
     assert result.stopped == "time_budget" and 1 <= len(result.history) < 100_000
 
@@ -175,7 +175,7 @@ def test_an_exception_in_the_supervisor_stops_the_ranks(in_a_celery_pool_process
         raise Interrupted()
 
     with pytest.raises(Interrupted):
-        train(Plain(), toy_examples(), tiny_train(processes=2, batch_size=8, log_every=1),
+        fit(Plain(), toy_examples(), tiny_train(processes=2, batch_size=8, log_every=1),
               callback=callback)
     assert multiprocessing.current_process().daemon  # as it was
 
@@ -195,14 +195,14 @@ def test_resolve_processes():
 SUPERVISOR = """
 import sys
 from tests.ml.test_distributed import Plain, toy_examples, tiny_train
-from shop_recs.ml.train import train
+from shop_recs.ml.distributed import fit
 
 def started(report, said=[]):
     if not said:
         said.append(print("training", flush=True))
 
 if __name__ == "__main__":
-    train(Plain(), toy_examples(), tiny_train(processes=2, batch_size=8, epochs=10**6,
+    fit(Plain(), toy_examples(), tiny_train(processes=2, batch_size=8, epochs=10**6,
                                               log_every=1), callback=started)
 """
 
