@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shop_recs.ml.baselines import EASE, Popularity, cooccurrence_counts
-from shop_recs.ml.evaluate import Queries, evaluate, subset
+from shop_recs.ml.evaluate import Queries, evaluate, subset, time_rows
 from shop_recs.ml.features import _category, name_words
 from shop_recs.ml.types import Baskets, DataError, ItemAttributes, ItemIndex
 
@@ -91,14 +91,7 @@ def cold_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, val_fr
                cfg: ColdConfig | None = None) -> ColdSplit:
     """The time split with masked and truly new products (see the module docstring)."""
     cfg = cfg or ColdConfig()
-    order = np.argsort(baskets.timestamps, kind="stable")
-    n = len(order)
-    n_test, n_val = int(round(n * test_frac)), int(round(n * val_frac))
-    n_train = n - n_test - n_val
-    if n_train < 1 or n_val < 1 or n_test < 1:
-        raise DataError(f"too few orders ({n}) for a train/validation/test split")
-    rows = {"train": order[:n_train], "val": order[n_train:n_train + n_val],
-            "test": order[n_train + n_val:]}
+    order, rows = time_rows(baskets, val_frac, test_frac)
     counts = {p: baskets.select(r).item_counts() for p, r in rows.items()}
     warm = counts["train"] >= min_count
     new = (counts["train"] == 0) & (counts["val"] == 0) & (counts["test"] > 0)

@@ -71,17 +71,25 @@ class Queries:
     histories: list[np.ndarray] | None = None  # customer's earlier items, or None
 
 
-def temporal_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes,
-                   val_frac: float = 0.1, test_frac: float = 0.1, min_count: int = 2) -> Split:
-    """Split orders by time and restrict everything to the training catalogue."""
+def time_rows(baskets: Baskets, val_frac: float = 0.1,
+              test_frac: float = 0.1) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(order, {"train", "val", "test": rows})``: the orders sorted by time (stable) and
+    cut into the oldest, then ``val_frac``, then the latest ``test_frac`` of them."""
     order = np.argsort(baskets.timestamps, kind="stable")
     n = len(order)
     n_test, n_val = int(round(n * test_frac)), int(round(n * val_frac))
     n_train = n - n_test - n_val
     if n_train < 1 or n_val < 1 or n_test < 1:
         raise DataError(f"too few orders ({n}) for a train/validation/test split")
-    rows = {"train": order[:n_train], "val": order[n_train:n_train + n_val],
-            "test": order[n_train + n_val:]}
+    return order, {"train": order[:n_train], "val": order[n_train:n_train + n_val],
+                   "test": order[n_train + n_val:]}
+
+
+def temporal_split(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes,
+                   val_frac: float = 0.1, test_frac: float = 0.1, min_count: int = 2) -> Split:
+    """Split orders by time and restrict everything to the training catalogue."""
+    order, rows = time_rows(baskets, val_frac, test_frac)
+    n, n_train, n_val = len(order), len(rows["train"]), len(rows["val"])
     counts = baskets.select(rows["train"]).item_counts()
     keep = np.flatnonzero(counts >= min_count)
     if len(keep) < 2:
