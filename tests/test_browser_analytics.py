@@ -4,7 +4,6 @@ Needs the ``playwright`` package and Debian's Chromium (``/usr/bin/chromium``).
 """
 
 import os
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,14 +13,10 @@ from django.urls import reverse
 
 from shop_recs.analytics import rollups
 from shop_recs.models import Bundle
+from tests.browser import MARKS, browser, browser_page  # noqa: F401 (fixtures)
 from tests.test_analytics_rollups import DAY, shop  # noqa: F401 (fixture)
-from tests.test_browser_review import ARGS, CHROMIUM, browser_page  # noqa: F401 (fixture)
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Chromium is not installed"),
-]
+pytestmark = MARKS
 
 
 def test_analytics_page_fits_1280px_with_its_charts(live_server, browser_page, shop,  # noqa: F811

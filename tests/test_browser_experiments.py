@@ -5,7 +5,6 @@ shows each visitor their arm (and logs the exposure when the widget, or the empt
 Needs the ``playwright`` package and Debian's Chromium (``/usr/bin/chromium``).
 """
 
-import shutil
 import time
 
 import pytest
@@ -16,27 +15,10 @@ from shop_recs.analytics import experiments
 from shop_recs.ingest import pseudonymise
 from shop_recs.models import Experiment, Exposure
 from shop_recs.ranking import Visitor
+from tests.browser import MARKS, browser  # noqa: F401 (fixture)
 from tests.serving_data import serving_shop
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
-sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Chromium is not installed"),
-]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
+pytestmark = MARKS
 
 
 def wait_for(predicate, seconds=10):

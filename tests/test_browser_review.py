@@ -6,7 +6,6 @@ downloads a browser. The storefront side relies on the widget's markup contract
 data-bundle-id="…">`` with ``data-product-id`` on each item, on the demo product page.
 """
 
-import shutil
 from decimal import Decimal
 
 import pytest
@@ -15,30 +14,9 @@ from django.urls import reverse
 
 from shop_recs.models import Bundle, BundleItem, Product
 from shop_recs.review import signature
+from tests.browser import MARKS, browser, browser_page  # noqa: F401 (fixtures)
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
-sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Chromium is not installed"),
-]
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the
-    # test itself are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
+pytestmark = MARKS
 
 
 @pytest.fixture
