@@ -1,6 +1,7 @@
 """CPU time per FBT API call (thread time, one process): warm and cache-miss answers.
 
-    python -m benchmarks.serving_cpu --db DB.sqlite3 [--calls 3000] [--profile warm|miss|shopper]
+    python -m benchmarks.serving_cpu --db DB.sqlite3 [--calls 3000] [--cache locmem|redis]
+                                     [--profile warm|miss|shopper|trivial [--callees REGEX]]
 
 Wall-clock ratios (``benchmarks.serving``) need a quiet machine; thread CPU time of many
 calls in one process does not, so the cost of the serving code can be compared on a loaded
@@ -11,18 +12,22 @@ the same trivial DRF view). Rows, in µs per call (median and mean of slices of 
 - *warm, no cookies*: the FBT API, answer cached, a caller without cookies;
 - *miss, no cookies*: the same after a new generation (every answer and candidate list
   misses), as in ``benchmarks.serving``'s cold rows;
-- *warm, shopper*: the FBT API with the session cookie of a shopper without purchases.
+- *trivial, shopper* and *warm, shopper*: the same two with the session cookie of a
+  shopper without purchases (the session is loaded for both).
 
 Also counts queries per answer and cache round trips (``get``/``get_many``/``set``/... calls
-on the cache object) per warm and per missed answer. ``--profile`` prints a cProfile of one
-row. Asserts nothing about time.
+on the cache object: one each on Redis) per warm and per missed answer. ``--profile``
+prints a cProfile of one row instead. ``--db`` is a database made with ``benchmarks.serving
+--build`` (copied first). Asserts nothing about time.
 """
 
 import argparse
+import contextlib
 import cProfile
 import pstats
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -145,8 +150,6 @@ def measure(args):
 
 
 def run(args):
-    import sys  # noqa: PLC0415
-
     from django.conf import settings  # noqa: PLC0415
     from django.test import override_settings  # noqa: PLC0415
     from django.urls import include, path  # noqa: PLC0415
@@ -178,7 +181,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True,
                         help="a database made with benchmarks.serving --build")
-    parser.add_argument("--copy", action="store_true", help="work on a copy of --db")
+    parser.add_argument("--in-place", action="store_true",
+                        help="use --db itself (migrated), not a copy of it")
     parser.add_argument("--cache", choices=["locmem", "redis"], default="locmem")
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=2)
@@ -191,10 +195,10 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="bench-serving-cpu-"))
     try:
         db = args.db
-        if args.copy:
+        if not args.in_place:
             db = work / "serving.sqlite3"
             shutil.copy(args.db, db)
-        with private_redis() if args.cache == "redis" else _null() as url:
+        with private_redis() if args.cache == "redis" else contextlib.nullcontext() as url:
             setup_django(db, work, url)
             from django.core.management import call_command  # noqa: PLC0415
 
@@ -202,14 +206,6 @@ def main(argv=None):
             run(args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 if __name__ == "__main__":

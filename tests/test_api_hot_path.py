@@ -40,6 +40,12 @@ def fbt_url(pk):
     return reverse("shop_recs:api-fbt", args=[pk])
 
 
+def without_tokens(body):
+    """The body without its attribution tokens, which are signed with the time."""
+    assert all(item["attribution"] for item in body["items"])
+    return {**body, "items": [{**item, "attribution": ""} for item in body["items"]]}
+
+
 def read_rate(rate):
     return override_settings(SHOP_RECS={"THROTTLE_RATES": {
         "shop_recs.read": rate, "shop_recs.events": None, "shop_recs.staff": None}})
@@ -61,7 +67,7 @@ def test_a_plain_get_skips_drf_and_answers_what_drf_answers(shop, drf_calls, mon
             through_drf = client.get(fbt_url(p[0].pk), params)
             hot = responses[1] if params else responses[0]
             assert through_drf.status_code == hot.status_code == 200
-            assert through_drf.json() == hot.json()
+            assert without_tokens(through_drf.json()) == without_tokens(hot.json())
             for header in ("Content-Type", "Allow", "Vary"):
                 assert through_drf.get(header) == hot.get(header), header
     assert len(drf_calls) == 4

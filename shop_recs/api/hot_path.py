@@ -76,8 +76,9 @@ def caller(view, request):
         return None
     if request.META.get("HTTP_ACCEPT") not in JSON_ACCEPT:
         return None
-    if hasattr(request, "_force_auth_user") or hasattr(request, "_force_auth_token"):
-        return None  # DRF's test client: DRF authenticates that user
+    if (getattr(request, "_force_auth_user", None) is not None
+            or getattr(request, "_force_auth_token", None) is not None):
+        return None  # DRF's test client's force_authenticate(): DRF authenticates them
     config = plan(type(view))
     user = getattr(request, "user", None)  # set by AuthenticationMiddleware (lazy)
     if config is None or user is None:
