@@ -31,7 +31,8 @@ Cost: candidate lists are cached (key = anchors + a generation number that
 changes bump). A warm call is one query (the live products, stock filter and
 personalisation together); a cold one adds one UNION query over the stored bundle, FBT and
 fallback rows of the anchors (indexed lookups; nothing is aggregated per request): never
-more than 3 with the history check.
+more than 3 with the history check. A cold answer that is stored writes its candidate
+lists with it (one ``set_many``).
 
 Finished answers: the API and the widget also cache what they send (JSON body, HTML
 fragment) for visitors without purchase history (:func:`shared_answer`,
@@ -56,7 +57,7 @@ from shop_recs.serving_queries import (  # noqa: F401 (re-exported: ranking's pu
 from shop_recs.serving_cache import (  # noqa: F401 (re-exported: ranking's public API)
     GENERATION_KEY, _cache, begin_tracking, cache_key, cached_answer, candidates_cached,
     connect_receivers, current_generation, invalidate, lookup_answer, no_history_keys,
-    products_changed, remember_no_history, store_answer, take_read)
+    products_changed, remember_no_history, store_answer, store_pending, take_read)
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ class Recommendations:
     personalised: bool = False
     # With ``track=True``: the cache values the answer depends on (see store_answer).
     versions: dict | None = None
+    # With ``track=True``: cache entries computed on the way (the candidate lists), left to
+    # ``store_answer`` to write with the answer in one round trip.
+    pending: dict | None = None
 
     @property
     def run(self):
@@ -155,7 +159,9 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
         return Recommendations([], [])
     read = take_read(anchor_pks)  # what this request's answer lookup read, if it missed
     versions = begin_tracking(anchor_pks, read) if track else None
-    candidates, bundles, policy = cached_candidates(anchor_pks, run=run, read=read)
+    pending = {} if track else None
+    candidates, bundles, policy = cached_candidates(anchor_pks, run=run, read=read,
+                                                    pending=pending)
     if sources is not None:
         candidates = [c for c in candidates if c[1] in sources]
         bundles = bundles if BUNDLE in sources else {}
@@ -176,6 +182,7 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
                                      limit)
     if anchors is None:
         if strict and len(found_anchors) != len(anchor_pks):
+            store_pending(pending)  # no answer to store them with
             raise LookupError("unknown or inactive product")
         anchors = [found_anchors[str(pk)] for pk in anchor_pks if str(pk) in found_anchors]
     items = []
@@ -198,7 +205,8 @@ def recommend(anchor_pks, *, anchors=None, limit=None, exclude=(), visitor=None,
     # Personalised: the visitor has purchases to re-rank with. Without any, the order
     # is the anonymous one (nothing is owned or related), so that answer may be shared.
     return Recommendations(anchors, items, {pk: b for pk, b in bundles.items() if pk in shown},
-                           personalised=history, versions=None if history else versions)
+                           personalised=history, versions=None if history else versions,
+                           pending=pending)
 
 
 def _personalise(items):
@@ -266,10 +274,11 @@ def shared_answer(parts, anchor_pks, visitor, values=None):
     return payload
 
 
-def cached_candidates(anchor_pks, run=None, read=None):
+def cached_candidates(anchor_pks, run=None, read=None, pending=None):
     """``(candidates, bundles, policy)`` for the anchors (``compute_candidates``), from the
     cache when it has them (``run``: another run's FBT rows, cached apart; ``read``: what
-    the answer lookup read, ``take_read``).
+    the answer lookup read, ``take_read``). Computed ones are cached now, or with
+    ``pending`` (a dict) put in it for the caller to write later (``store_pending``).
 
     A cache that fails (Redis down) is logged and bypassed: pages keep working.
     """
@@ -284,6 +293,9 @@ def cached_candidates(anchor_pks, run=None, read=None):
         return compute_candidates(anchor_pks, run)
     if value is None:
         value = compute_candidates(anchor_pks, run)
+        if pending is not None:
+            pending[key] = value
+            return value
         try:
             cache.set(key, value, recs_settings.CACHE_TIMEOUT)
         except Exception:  # noqa: BLE001

@@ -54,6 +54,14 @@ VERSION_PREFIX = "shop_recs:pv:"
 # anchors that share a shard with it or with an anchor whose lists hold it.
 SHARDS = 64
 MAX_CHANGED = 1000  # products changed at once past which a new generation is cheaper
+# The generation counts two kinds of change: an invalidation adds 1, a change of the A/B
+# experiments' plans adds PLANS_STEP. Its plans part (:func:`plans_part`) moves only when
+# the plans do, so a process keeps the plans it read across new runs and bundle decisions
+# (``analytics.experiments.plans``) without reading anything more. Counters start at random
+# below COUNTER_START: one that was evicted comes back with another plans part (2**38
+# possible) and another value.
+PLANS_STEP = 2**24
+COUNTER_START = 2**62
 ANSWER_PREFIX = "shop_recs:answer:"
 NO_HISTORY_PREFIX = "shop_recs:nohistory:"
 
@@ -67,7 +75,7 @@ def _counter(cache, key):
     never comes back with a value that old keys and answers still carry."""
     value = cache.get(key)
     if value is None:
-        cache.add(key, secrets.randbelow(2**48) + 1, None)
+        cache.add(key, secrets.randbelow(COUNTER_START) + 1, None)
         value = cache.get(key)
     return value
 
@@ -156,7 +164,7 @@ def begin_tracking(anchor_pks, read=None):
         missing = [key for key in keys if key not in found]
         if missing:
             for key in missing:  # add, not set: never replace a value another request holds
-                cache.add(key, secrets.randbelow(2**48) + 1 if key == GENERATION_KEY
+                cache.add(key, secrets.randbelow(COUNTER_START) + 1 if key == GENERATION_KEY
                           else uuid.uuid4().hex[:16], None)
             found.update(cache.get_many(missing))
             if len(found) < len(keys):
@@ -214,13 +222,33 @@ def cached_answer(parts, anchor_pks):
 
 def store_answer(parts, result, payload):
     """Cache ``payload``, built from ``result`` (``recommend(..., track=True)``), for
-    visitors without history. Personalised results are never stored."""
-    if result.personalised or not result.versions or answer_timeout() <= 0:
+    visitors without history, with the candidate lists the computation left to write
+    (``result.pending``): one ``set_many`` (one round trip) when their timeouts agree, as
+    they do by default. Personalised results are never stored (their lists are)."""
+    timeout = answer_timeout()
+    if result.personalised or not result.versions or timeout <= 0:
+        store_pending(result.pending)
         return
+    entries = {answer_key(parts): (result.versions, payload)}
+    if result.pending and timeout == recs_settings.CACHE_TIMEOUT:
+        entries = {**result.pending, **entries}
+    else:
+        store_pending(result.pending)
     try:
-        _cache().set(answer_key(parts), (result.versions, payload), answer_timeout())
+        _cache().set_many(entries, timeout)
     except Exception:  # noqa: BLE001
         logger.warning("could not cache a shop_recs answer", exc_info=True)
+
+
+def store_pending(pending):
+    """Write the candidate lists a computation left to write (``ranking.cached_candidates``
+    with ``pending``)."""
+    if not pending:
+        return
+    try:
+        _cache().set_many(pending, recs_settings.CACHE_TIMEOUT)
+    except Exception:  # noqa: BLE001
+        logger.warning("could not cache recommendations", exc_info=True)
 
 
 # Visitors known to have no purchase history (shown the shared answer) ------------------
@@ -264,17 +292,23 @@ def interaction_saved(sender, instance, using=None, **kwargs):
 
 # Invalidation -------------------------------------------------------------------------
 
-def _bump(cache, key):
+def plans_part(generation):
+    """The part of a generation that only a change of the experiments' plans moves."""
+    return generation // PLANS_STEP
+
+
+def _bump(cache, key, delta=1):
     try:
-        cache.incr(key)
+        cache.incr(key, delta)
     except ValueError:
         pass  # missing: nothing can match it; the next reader starts a new one
 
 
-def invalidate(**kwargs):
-    """Forget every cached candidate list and answer (a new generation)."""
+def invalidate(plans=False, **kwargs):
+    """Forget every cached candidate list and answer (a new generation); ``plans``: the
+    experiments' plans changed too (see ``PLANS_STEP``)."""
     try:
-        _bump(_cache(), GENERATION_KEY)
+        _bump(_cache(), GENERATION_KEY, PLANS_STEP if plans is True else 1)
     except Exception:  # noqa: BLE001 (a cache that is down holds nothing stale)
         logger.warning("could not invalidate the shop_recs cache", exc_info=True)
 

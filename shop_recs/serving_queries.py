@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, router
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Q
 
 from shop_recs.conf import recs_settings
@@ -109,8 +110,8 @@ def _stored_rows(anchor_pks, run=None):
         statuses.append(Bundle.Status.PROPOSED)
     using = router.db_for_read(Recommendation)
     connection = connections[using]
-    prep = Recommendation._meta.get_field("product").get_db_prep_value
-    anchors = [prep(pk, connection) for pk in anchor_pks]
+    anchors = _db_keys(Recommendation._meta.get_field("product").target_field, anchor_pks,
+                       connection)
     shape = (using, len(anchors), len(statuses), bool(recs_settings.FALLBACK), run is not None)
     sql = _ROWS_SQL.get(shape)
     if sql is None:
@@ -198,11 +199,10 @@ def _first_available(connection, model, n_pks, n_anchors, limit):
     availability subquery on PostgreSQL)."""
     column = (f"{connection.ops.quote_name(model._meta.db_table)}."
               f"{connection.ops.quote_name(model._meta.pk.column)}")
-    whens = [f"WHEN {column} = %s THEN {int(i)}" for i in range(n_pks)]
-    if n_anchors:
-        whens.insert(0, f"WHEN {column} IN ({', '.join(['%s'] * n_anchors)}) THEN -1")
+    # The simple CASE names the column once: every call's SQL is scanned for parameters.
+    whens = ["WHEN %s THEN -1"] * n_anchors + [f"WHEN %s THEN {int(i)}" for i in range(n_pks)]
     limit_sql = connection.ops.limit_offset_sql(0, limit + n_anchors)
-    return f" ORDER BY CASE {' '.join(whens)} ELSE {int(n_pks)} END {limit_sql}"
+    return f" ORDER BY CASE {column} {' '.join(whens)} ELSE {int(n_pks)} END {limit_sql}"
 
 
 # Compiled product queries by shape: building and compiling the queryset cost several
@@ -211,6 +211,17 @@ _COMPILED = {}
 _COMPILED_MAX = 512
 _INTEGER_PKS = (models.AutoField, models.BigAutoField, models.SmallAutoField,
                 models.IntegerField)
+
+
+def _db_keys(field, pks, connection):
+    """``field.get_db_prep_value`` of each of ``pks``. Integers for an integer key on a
+    backend that passes them through unchanged (SQLite, MySQL; not PostgreSQL, which types
+    them) are that already: they skip its checks (a cold answer prepares about 13)."""
+    if (isinstance(field, _INTEGER_PKS) and type(connection.ops).adapt_integerfield_value
+            is BaseDatabaseOperations.adapt_integerfield_value
+            and all(type(pk) is int for pk in pks)):
+        return list(pks)
+    return [field.get_db_prep_value(pk, connection) for pk in pks]
 
 
 def _sentinel(field, k):
@@ -269,8 +280,7 @@ def _compiled_products(adapter, pks, anchor_pks, limit=None):
     sql, params, slots, names, converters = compiled
     params = list(params)  # the cached list is shared by every thread
     connection = connections[using]
-    prep = model._meta.pk.get_db_prep_value
-    keys = [prep(pk, connection) for pk in [*pks, *anchor_pks]]
+    keys = _db_keys(model._meta.pk, [*pks, *anchor_pks], connection)
     for i, k in slots.items():
         params[i] = keys[k]
     if limit is not None:

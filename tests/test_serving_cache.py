@@ -140,10 +140,39 @@ def test_a_miss_reads_what_the_lookup_read_once(counted, shop, django_assert_num
     counted.clear()
     with django_assert_num_queries(2):  # the candidate rows, the products
         assert fbt(api, shop[0])[1] == first
-    # The lookup (answer, generation, anchor's token); the experiments' plans, read once
-    # per process after a new generation; the candidates (a miss, then stored); the answer
-    # stored. The generation and the token are not read again.
-    assert counted == ["get_many", "get_many", "get", "set", "set"]
+    # The lookup (answer, generation, anchor's token); the candidates (a miss); the
+    # candidates and the answer stored together. The generation and the token are not read
+    # again, nor the experiments' plans (a new run leaves their part of the generation).
+    assert counted == ["get_many", "get", "set_many"]
+
+
+def test_a_miss_stores_its_candidate_lists_even_without_an_answer_to_store(
+        counted, shop, django_user_model, django_assert_num_queries):
+    # A personalised answer is not stored; the candidate lists it was computed from are.
+    user = django_user_model.objects.create(username="buyer")
+    Interaction.objects.create(product=shop[1], kind="purchase", user=user, order_id="o",
+                               timestamp="2024-01-01T00:00Z")
+    api = APIClient()
+    api.force_authenticate(user)
+    assert fbt(api, shop[0], limit=8)[0].json()["personalised"] is True
+    assert ranking.candidates_cached([shop[0].pk])
+    # An unknown product's (empty) lists too: its next 404 is one query, not two.
+    url = reverse("shop_recs:api-fbt", args=[987654])
+    assert APIClient().get(url).status_code == 404
+    with django_assert_num_queries(1):
+        assert APIClient().get(url).status_code == 404
+
+
+def test_only_a_change_of_the_experiments_moves_the_plans_part_of_the_generation(counted):
+    cache = caches[RECS]
+    first = serving_cache.current_generation(cache)
+    serving_cache.invalidate()  # a new run, a bundle decision, a fallback refresh
+    second = cache.get(serving_cache.GENERATION_KEY)
+    assert second == first + 1
+    assert serving_cache.plans_part(second) == serving_cache.plans_part(first)
+    serving_cache.invalidate(plans=True)  # what an Experiment or Arm save does
+    third = cache.get(serving_cache.GENERATION_KEY)
+    assert third > second and serving_cache.plans_part(third) != serving_cache.plans_part(second)
 
 
 def test_what_a_request_read_is_not_used_after_it(counted, shop):

@@ -18,12 +18,12 @@ experiment (served as usual, never exposed).
 
 No query on the request path: the running experiments and the shipped arms are cached
 with a counter of their own (``PLANS_GENERATION_KEY``), which every Experiment and Arm save
-or delete bumps, with the serving generation (answers differ per arm). Each process keeps
-the plans it read last with the serving generation it had seen, which the answer's round
-trip reads anyway (``shared_answer``): while it holds, the plans cost no read. After a
-change, each process reads the plans once from the cache, and the first request reads the
-experiments again (one query); new runs, bundle decisions and fallback refreshes cost each
-process one cache read of the plans, no query, so a cold answer stays within its queries.
+or delete bumps, with the serving generation (answers differ per arm), whose plans part
+(``serving_cache.PLANS_STEP``) only such a change moves. Each process keeps the plans it
+read last with that part of the generation, which the answer's round trip reads anyway
+(``shared_answer``): while it holds, the plans cost no read, also after new runs, bundle
+decisions and fallback refreshes. After a change, each process reads the plans once from
+the cache, and the first request reads the experiments again (one query).
 
 Bundle discounts: an arm of kind *bundles at this discount* serves what the serving run
 serves, with every bundle offered at the arm's discount (``Assignment.adjust``); the host's
@@ -53,7 +53,8 @@ from shop_recs.analytics.lifecycle import (  # noqa: F401 (staff actions: public
 from shop_recs.conf import recs_settings
 from shop_recs.ingest import pseudonymise
 from shop_recs.models import Arm, Experiment, Exposure
-from shop_recs.serving_cache import GENERATION_KEY, _bump, _cache, _counter, invalidate
+from shop_recs.serving_cache import (GENERATION_KEY, _bump, _cache, _counter, invalidate,
+                                     plans_part)
 from shop_recs.serving_queries import FALLBACK
 
 logger = logging.getLogger(__name__)
@@ -203,33 +204,33 @@ def plan_keys():
     return {GENERATION_KEY: None}
 
 
-# The plans this process read last, with the serving generation it had seen before reading
-# them. Every change of the plans bumps the generation (``_forget_plans``), so while the
-# generation holds they are current (it starts at a random value: a flushed cache never
-# brings an old one back).
+# The plans this process read last, with the plans part of the serving generation it had
+# seen before reading them. Every change of the plans moves that part (``_forget_plans``;
+# new runs and bundle decisions do not), so while it holds they are current (the generation
+# starts at a random value: a flushed cache never brings an old one back).
 _seen = (None, None)
 
 
 def plans(read=None):
-    """The serving plans: this process's copy while the serving generation (from ``read``
-    or one ``get``) has not moved; else the cached plans, stored with the plans' own counter
-    they were read at (one ``get_many``); else the database (one query, only after an
-    experiment changed)."""
+    """The serving plans: this process's copy while the plans part of the serving
+    generation (from ``read`` or one ``get``) has not moved; else the cached plans, stored
+    with the plans' own counter they were read at (one ``get_many``); else the database
+    (one query, only after an experiment changed)."""
     global _seen  # noqa: PLW0603 (a per-process memo, replaced whole)
-    seen_generation, seen = _seen
+    seen_part, seen = _seen
     generation = (read or {}).get(GENERATION_KEY)
-    if generation is not None and seen_generation == generation:
+    if generation is not None and seen_part == plans_part(generation):
         return seen
     try:
         cache = _cache()
         if generation is None:  # not read yet, or not started: start it, as answers do
             generation = _counter(cache, GENERATION_KEY)
-            if seen_generation == generation:
+            if seen_part == plans_part(generation):
                 return seen
         found = cache.get_many([PLANS_GENERATION_KEY, PLANS_KEY])
         counter, entry = found.get(PLANS_GENERATION_KEY), found.get(PLANS_KEY)
         if counter is not None and entry is not None and entry[0] == counter:
-            _seen = (generation, entry[1])
+            _seen = (plans_part(generation), entry[1])
             return entry[1]
         # Read before the plans: a change from now on makes the stored entry stale.
         counter = counter if counter is not None else _counter(cache, PLANS_GENERATION_KEY)
@@ -241,7 +242,7 @@ def plans(read=None):
         cache.set(PLANS_KEY, (counter, value), None)
     except Exception:  # noqa: BLE001
         logger.warning("could not cache the experiments", exc_info=True)
-    _seen = (generation, value)
+    _seen = (plans_part(generation), value)
     return value
 
 
@@ -377,4 +378,4 @@ def _forget_plans():
         _bump(_cache(), PLANS_GENERATION_KEY)
     except Exception:  # noqa: BLE001 (a cache that is down holds nothing stale)
         logger.warning("could not invalidate the cached experiments", exc_info=True)
-    invalidate()
+    invalidate(plans=True)

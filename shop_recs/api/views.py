@@ -22,6 +22,7 @@ from rest_framework.response import Response
 
 from shop_recs import ranking, review
 from shop_recs.analytics import experiments
+from shop_recs.api import hot_path
 from shop_recs.api import serializers as api
 from shop_recs.api.pagination import StaffPagination
 from shop_recs.api.parsers import LimitedJSONParser
@@ -35,6 +36,7 @@ from shop_recs.models import Bundle, BundleItem, TrainingRun
 from shop_recs.products import get_adapter
 
 API_WIDGET = "api"
+JSON_RENDERER = JSONRenderer()
 PRODUCT_ID = OpenApiParameter("product_id", OpenApiTypes.STR, OpenApiParameter.PATH,
                               description="The product's primary key.")
 ERROR = OpenApiResponse(OpenApiTypes.OBJECT, description="JSON error, with field errors on 400.")
@@ -120,28 +122,52 @@ class FrequentlyBoughtTogetherView(PublicView):
 
     serializer_class = api.RecommendationsSerializer
 
+    def dispatch(self, request, *args, **kwargs):
+        # A plain JSON GET skips DRF's dispatch (``shop_recs.api.hot_path`` says when).
+        response = hot_path.answer(self, request, lambda params: self.answer(
+            request, kwargs.get("product_id"), params, JSON_RENDERER))
+        return response if response is not None else super().dispatch(request, *args,
+                                                                       **kwargs)
+
+    def check_throttles(self, request):
+        if not hot_path.counted(request):  # the hot path counted it and then met an error
+            super().check_throttles(request)
+
     @staticmethod
-    def limit(request):
-        raw = request.query_params.get("limit")
+    def limit(params):
+        raw = params.get("limit")
         if raw is None:
             return None
         if raw.isdigit() and raw.isascii() and len(raw) <= 3 and 1 <= int(raw) <= api.LIMIT_MAX:
             return int(raw)
-        query = api.LimitSerializer(data=request.query_params)  # the 400 with field errors
+        query = api.LimitSerializer(data=params)  # the 400 with field errors
         query.is_valid(raise_exception=True)
         return query.validated_data.get("limit")
 
     def get(self, request, product_id):
-        pk = parse_product_id(product_id)
-        limit = ranking.clamp_limit(self.limit(request))
-        visitor = ranking.visitor_for(request)
+        error = hot_path.take_error(request)
+        if error is not None:
+            raise error
         renderer, media_type = request.accepted_renderer, request.accepted_media_type
         # Plain JSON is cached rendered; anything else (the browsable API, ``indent``) as
         # data, rendered per request.
         rendered = isinstance(renderer, JSONRenderer) and media_type == renderer.media_type
+        payload = self.answer(request, product_id, request.query_params,
+                              renderer if rendered else None)
+        if not rendered:
+            return Response(payload)
+        charset = f"; charset={renderer.charset}" if renderer.charset else ""
+        return HttpResponse(payload, content_type=f"{renderer.media_type}{charset}")
+
+    def answer(self, request, product_id, params, renderer=None):
+        """The body for ``product_id``: rendered by ``renderer`` (a JSON renderer, with its
+        own media type), else data. ``request``: Django's or DRF's (the visitor)."""
+        pk = parse_product_id(product_id)
+        limit = ranking.clamp_limit(self.limit(params))
+        visitor = ranking.visitor_for(request)
         kind = type(renderer)
         parts = ("api-fbt", pk, limit, get_language(),
-                 f"{kind.__module__}.{kind.__qualname__}" if rendered else "data")
+                 f"{kind.__module__}.{kind.__qualname__}" if renderer is not None else "data")
         payload, assigned, parts = experiments.shared_answer(experiments.API, parts, [pk],
                                                              visitor)
         if payload is None:
@@ -150,14 +176,12 @@ class FrequentlyBoughtTogetherView(PublicView):
                                            **(assigned.recommend_kwargs() if assigned else {}))
             except LookupError:
                 raise NotFound(_("No such product.")) from None
-            payload = self.get_serializer(present(result, assigned=assigned)).data
-            if rendered:
-                payload = renderer.render(payload, media_type, self.get_renderer_context())
+            payload = api.RecommendationsSerializer(present(result, assigned=assigned)).data
+            if renderer is not None:
+                payload = renderer.render(payload, renderer.media_type,
+                                          self.get_renderer_context())
             ranking.store_answer(parts, result, payload)
-        if not rendered:
-            return Response(payload)
-        charset = f"; charset={renderer.charset}" if renderer.charset else ""
-        return HttpResponse(payload, content_type=f"{renderer.media_type}{charset}")
+        return payload
 
 
 @extend_schema(tags=["recommendations"], parameters=[PRODUCT_ID],
