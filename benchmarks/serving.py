@@ -23,8 +23,10 @@ before every request), *first pass* (an empty cache, then the traffic as it come
 endpoint and the product page with the widget against the same page without it, measured
 in alternating rounds. The pages are requested by a shopper with a session (the demo's
 pages start one); the API by the same shopper, or with ``--headless`` by a client that
-sends no cookies (no session to load: a cheaper trivial view, so higher ratios). Prints
-figures and ratios; asserts nothing about time.
+sends no cookies (no session to load: a cheaper trivial view, so higher ratios). The row
+*cold defer* is the cold page with ``WIDGET_ON_MISS = "defer"`` (a placeholder), and in its
+API columns the fragment request that fills it against the trivial endpoint, both from the
+shopper. Prints figures and ratios; asserts nothing about time.
 """
 
 import argparse
@@ -200,7 +202,7 @@ class Bench:
         self.hits = 0
         self.calls = 0
 
-    def get(self, url, clear=False):
+    def get(self, url, clear=False, shopper=False):
         if clear:
             from shop_recs import serving_cache  # noqa: PLC0415
 
@@ -208,7 +210,8 @@ class Bench:
             # decision or a fallback refresh does) makes every answer and candidate list
             # miss; the shard tokens and "no purchases" marks stay, as they would.
             serving_cache.invalidate()
-        client = self.api_client if url.startswith(("/api/", TRIVIAL_URL)) else self.client
+        client = (self.api_client if url.startswith(("/api/", TRIVIAL_URL)) and not shopper
+                  else self.client)
         start = time.perf_counter()
         response = client.get(url)
         spent = time.perf_counter() - start
@@ -221,11 +224,28 @@ class Bench:
         load from elsewhere on the machine touches each alike."""
         times = [[] for _ in runs]
         for r in range(rounds):
-            for spent, (urls, clear, patch) in zip(times, runs):
+            for spent, (urls, clear, patch, *shopper) in zip(times, runs):
                 size = -(-len(urls) // rounds)
                 with patch() if patch else contextlib.nullcontext():
-                    spent += [self.get(u, clear) for u in urls[r * size:(r + 1) * size]]
+                    spent += [self.get(u, clear, *shopper) for u in urls[r * size:(r + 1) * size]]
         return times
+
+    def fragment_urls(self, pages):
+        """The deferred widget's fragment URL on each page (a cache miss, ``deferring``)."""
+        import re  # noqa: PLC0415
+
+        urls = []
+        with deferring():
+            for page in pages:
+                from shop_recs import serving_cache  # noqa: PLC0415
+
+                serving_cache.invalidate()
+                html = self.client.get(page).content.decode()
+                found = re.search(r'data-shop-recs-defer="([^"]+)"', html)
+                if found is None:
+                    raise RuntimeError(f"{page}: no deferred widget on a miss")
+                urls.append(found.group(1).replace("&amp;", "&"))
+        return urls
 
 
 @contextlib.contextmanager
@@ -238,6 +258,16 @@ def without_widget():
         yield
     finally:
         tags._render = real
+
+
+@contextlib.contextmanager
+def deferring():
+    """``WIDGET_ON_MISS = "defer"``: a miss renders a placeholder, the fragment the widget."""
+    from django.conf import settings  # noqa: PLC0415
+    from django.test import override_settings  # noqa: PLC0415
+
+    with override_settings(SHOP_RECS={**settings.SHOP_RECS, "WIDGET_ON_MISS": "defer"}):
+        yield
 
 
 @contextlib.contextmanager
@@ -292,6 +322,14 @@ def measure(args, label):
             hit = 1 - stats["misses"] / (2 * len(api))
             rows.append((name, mode, t_w, a_w, pp_w, p_w, hit))
         rows.insert(len(rows) - 2, (name, "cold", t_cold, a_cold, p_plain, p_cold, 0.0))
+        # Cold with WIDGET_ON_MISS = "defer": the page carries a placeholder; the widget comes
+        # from the fragment URL, requested by the shopper (its API columns: the fragment
+        # against the trivial endpoint, both with the shopper's session).
+        frags = bench.fragment_urls(page)
+        t_def, f_def = bench.alternating([(trivial, True, deferring, True),
+                                          (frags, True, deferring, True)])
+        pp_def, p_def = bench.alternating([(page, True, without_widget), (page, True, deferring)])
+        rows.insert(len(rows) - 2, (name, "cold defer", t_def, f_def, pp_def, p_def, 0.0))
         print(f"{label} / {name}: {len(set(pks))} products, {len(pks)} requests per row, "
               f"{n_queries} queries per cold API answer")
     print(f"\n{label}: times in ms (p50 / p99); ratios to the trivial DRF endpoint (API) and "

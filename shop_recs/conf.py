@@ -83,6 +83,11 @@ DEFAULTS = {
     "CACHE_TIMEOUT": 600,
     # Cache alias of the serving cache and of the event de-duplication keys.
     "CACHE_ALIAS": "default",
+    # The FBT widget on a cache miss: "render" computes it inline (every page shows it, also
+    # without JavaScript); "defer" renders an empty placeholder that widget.js fills from
+    # shop_recs' fragment URL, so that the page never waits for a miss (shoppers without
+    # JavaScript then see the widget only once its answer is cached).
+    "WIDGET_ON_MISS": "render",
     # Items a widget shows by default, and the most one widget or API call may ask for.
     "WIDGET_LIMIT": 3,
     "MAX_LIMIT": 20,
@@ -172,6 +177,7 @@ MAX_TRAINING_PROCESSES = 64
 CHOICES = {
     "DEVICE": ("auto", "cpu", "cuda"),
     "FBT_PUBLISHING": ("auto", "approval"),
+    "WIDGET_ON_MISS": ("render", "defer"),
 }
 
 

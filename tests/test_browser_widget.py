@@ -10,7 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
+from django.test import override_settings
 
 from shop_recs.models import Interaction, Product
 from tests.serving_data import serving_shop
@@ -144,6 +146,29 @@ def test_add_all_puts_exactly_the_ticked_products_in_the_cart(live_server, brows
     assert cart_products(page) == {p[0].pk, p[1].pk, p[3].pk}
     assert page.locator(".cart-count").inner_text() == "3"
     assert check_out(page, live_server) == {("fbt", None, run.pk)}
+
+
+def test_a_widget_deferred_on_a_miss_appears_and_adds_to_the_cart(live_server, browser, shop):
+    p, run, _bundle = shop
+    with override_settings(SHOP_RECS={**django_settings.SHOP_RECS, "WIDGET_ON_MISS": "defer"}):
+        page = open_page(browser, f"{live_server.url}/products/{p[0].pk}/")
+        widget = page.locator('section[data-shop-recs-widget="fbt"]')
+        widget.wait_for()
+        assert page.locator("[data-shop-recs-defer]").count() == 0
+        assert page.locator(".shop-recs-deferred").count() == 0  # replaced, not filled
+        # The fragment cached the answer: the next view has it inline, also without JS.
+        other = open_page(browser, f"{live_server.url}/products/{p[0].pk}/", javascript=False)
+        assert other.locator('section[data-shop-recs-widget="fbt"]').count() == 1
+        assert other.locator("[data-shop-recs-defer]").count() == 0
+        choices = widget.locator(".shop-recs-choices")
+        total = choices.locator("[data-shop-recs-total]")
+        assert total.inner_text() == "£16.00"
+        choices.get_by_label("HEART OF WICKER SMALL").uncheck()
+        assert total.inner_text() == "£11.50"  # widget.js bound the inserted widget
+        choices.locator("button[type=submit]").click()
+        page.wait_for_url(f"{live_server.url}/cart/")
+        assert cart_products(page) == {p[0].pk, p[1].pk, p[3].pk}
+        assert check_out(page, live_server) == {("fbt", None, run.pk)}
 
 
 def test_bundle_offer_shows_the_discount_and_adds_the_bundle(live_server, browser, shop):

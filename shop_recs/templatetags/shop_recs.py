@@ -44,6 +44,7 @@ import zlib
 from decimal import Decimal
 
 from django import template
+from django.core import signing
 from django.contrib.humanize.templatetags.humanize import apnumber
 from django.middleware.csrf import CSRF_TOKEN_LENGTH, get_token
 from django.template.loader import render_to_string
@@ -72,6 +73,8 @@ BUNDLE_EXTRA = 3  # products of a bundle besides its anchor (BUNDLE_SIZE is at m
 PLACEHOLDER_TONES = 6  # .shop-recs-tone-0 … -5 in widget.css
 STYLESHEET = "shop_recs/widget.css"
 CSS_DONE = "_shop_recs_css_linked"  # request attribute: the page has the stylesheet
+DEFER_SALT = "shop_recs.fragments.fbt"  # signs the deferred widget's parameters
+INLINE = "shop_recs_inline"  # context flag: render the widget now, never a placeholder
 
 
 def _marker(name):
@@ -266,6 +269,23 @@ def _fill(html, context, request):
     return mark_safe(html.replace(str(ID_MARKER), uuid.uuid4().hex[:8]))  # nosec B308 B703
 
 
+def _deferred(context, pk, shown, template_name):
+    """The placeholder of a widget whose answer is not cached (``WIDGET_ON_MISS = "defer"``):
+    ``widget.js`` replaces it with the fragment view's render (``shop_recs.fragments``)."""
+    if (recs_settings.WIDGET_ON_MISS != "defer" or context.get(INLINE)
+            or context.get("request") is None):
+        return None
+    url = _reverse("shop_recs:widget-fbt")
+    if not url:
+        return None
+    signed = signing.dumps([str(pk), shown, template_name, get_language()], salt=DEFER_SALT,
+                           compress=True)
+    return format_html(
+        '{}<div class="shop-recs shop-recs-deferred" data-shop-recs-defer="{}" '
+        'aria-busy="true"></div><script src="{}" defer></script>',
+        str(CSS_MARKER), f"{url}?{urlencode({'w': signed})}", static("shop_recs/widget.js"))
+
+
 def _holdout(context, widget, assigned):
     """The *no widget* arm: an empty spot that logs the exposure (HTML; "" when shipped)."""
     if not assigned.exposure:
@@ -325,6 +345,9 @@ def frequently_bought_together(context, product, limit=None, template=None):
                                                           visitor)
         if html is not None:
             return html  # "" when there is nothing to show
+        placeholder = _deferred(context, product.pk, shown, template_name)
+        if placeholder is not None:
+            return placeholder
         # A bundle offer shows its items apart: ask for enough to fill the choices too.
         hidden = assigned is not None and assigned.hides_widget
         result = ranking.frequently_bought_together(

@@ -1,5 +1,6 @@
-/* shop_recs widgets: live totals and impression/click beacons. No build step, no
- * dependencies; the widgets work without it (the form posts the checked products). */
+/* shop_recs widgets: live totals, impression/click beacons, and widgets deferred on a cache
+ * miss. No build step, no dependencies; inline widgets work without it (the form posts the
+ * checked products). */
 (function () {
   "use strict";
   if (window.shopRecsWidgets) { return; }
@@ -97,8 +98,28 @@
     }
   }
 
+  /* A widget deferred on a cache miss (WIDGET_ON_MISS = "defer"): fetch its HTML from the
+   * signed fragment URL and put it in the placeholder's place; nothing to show, or an
+   * error, removes the placeholder. */
+  function load(slot) {
+    var url = slot.getAttribute("data-shop-recs-defer");
+    slot.removeAttribute("data-shop-recs-defer");
+    if (!url || !window.fetch) { return; }
+    window.fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : ""; })
+      .then(function (html) {
+        var holder = document.createElement("template");
+        holder.innerHTML = html;  /* our own escaped render; its <script> does not run */
+        var roots = holder.content.querySelectorAll("[data-shop-recs-widget]");
+        slot.parentNode.replaceChild(holder.content, slot);
+        Array.prototype.forEach.call(roots, init);
+      })
+      .catch(function () { if (slot.parentNode) { slot.parentNode.removeChild(slot); } });
+  }
+
   function start() {
     Array.prototype.forEach.call(document.querySelectorAll("[data-shop-recs-widget]"), init);
+    Array.prototype.forEach.call(document.querySelectorAll("[data-shop-recs-defer]"), load);
   }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
