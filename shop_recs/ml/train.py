@@ -2,7 +2,8 @@
 
 ``train()`` knows nothing about the bundle model beyond "``model(context, history)`` returns
 logits over all rows, padding at 0": it draws examples from baskets (a random subset of each
-basket is the context, the rest are targets), runs a full-softmax loss, reports progress through
+basket is the context, the rest are targets), runs a full-softmax loss (or, with
+``negatives``, a sampled softmax: ``shop_recs.ml.sampled``), reports progress through
 a callback, evaluates on validation after each epoch, stops early or at a time budget, and keeps
 the best epoch's weights::
 
@@ -27,10 +28,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from shop_recs.ml.sampled import NegativeSampler, sampled_set_loss
+
 logger = logging.getLogger("shop_recs.ml.train")
 
 __all__ = ["TrainConfig", "EpochReport", "TrainResult", "Examples", "set_seed",
-           "resolve_device", "train", "pad_batch"]
+           "resolve_device", "train", "pad_batch", "batch_loss", "make_sampler"]
 
 
 @dataclass
@@ -52,6 +55,10 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (None = leave as is)
     log_every: int = 20  # steps between batch progress callbacks
     processes: int = 1  # > 1: data-parallel in that many processes (shop_recs.ml.distributed)
+    # > 0: sampled softmax with this many shared negatives per batch (shop_recs.ml.sampled;
+    # BundleScorer sets it above sampled.FULL_SOFTMAX_MAX_ITEMS); 0 = full softmax
+    negatives: int = 0
+    negative_alpha: float = 0.75  # proposal ~ (popularity + 1) ** alpha
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +166,31 @@ def set_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return -(picked.sum(1) / mask.sum(1).clamp(min=1)).mean()
 
 
+def make_sampler(model: nn.Module, examples: Examples, config: TrainConfig
+                 ) -> NegativeSampler | None:
+    """The shared-negative sampler of a sampled run (None: full softmax). The proposal counts
+    the examples' items over the model's catalogue (``model.config.n_items``)."""
+    if config.negatives <= 0:
+        return None
+    n_items = getattr(model, "module", model).config.n_items  # DDP wraps the model
+    items = (np.concatenate(examples.baskets) if examples.baskets else np.zeros(0, np.int64))
+    return NegativeSampler(np.bincount(items.astype(np.int64), minlength=n_items)[:n_items],
+                           config.negatives, config.negative_alpha)
+
+
+def batch_loss(model: nn.Module, ctx: torch.Tensor, tgt: torch.Tensor,
+               hist: torch.Tensor | None, fold: int | None,
+               sampler: NegativeSampler | None = None) -> torch.Tensor:
+    """The loss of one batch: the full-softmax set loss, or the sampled one with ``sampler``
+    (then the model is asked for its logits at the targets and the shared negatives only)."""
+    extra = {"fold": fold} if fold is not None else {}
+    if sampler is None:
+        return set_loss(model(ctx, hist, **extra), tgt)
+    shared, log_q_shared = sampler.draw(ctx.device)
+    logits = model(ctx, hist, columns=tgt, shared=shared, **extra)  # [B, T + K]
+    return sampled_set_loss(logits, tgt, shared, sampler.log_expected(tgt), log_q_shared)
+
+
 def train(model: nn.Module, examples: Examples, config: TrainConfig,
           validate: Callable[[nn.Module], float] | None = None,
           callback: Callable[[EpochReport], None] | None = None,
@@ -183,6 +215,7 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
     steps_per_epoch = math.ceil(len(examples.baskets) / config.batch_size)
     total = max(config.epochs * steps_per_epoch, 1)
     rng = np.random.default_rng(config.seed)
+    sampler = make_sampler(model, examples, config)
     result = TrainResult(best_epoch=0, best_metric=None, device=str(device))
     best_state, bad_epochs, t0 = None, 0, time.perf_counter()
     elapsed = clock or (lambda: time.perf_counter() - t0)
@@ -210,9 +243,8 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
         for step, (ctx, tgt, hist, fold) in enumerate(_batches(examples, config, rng), 1):
             ctx, tgt = ctx.to(device, non_blocking=True), tgt.to(device, non_blocking=True)
             hist = hist.to(device, non_blocking=True) if hist is not None else None
-            extra = {"fold": fold} if fold is not None else {}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = set_loss(model(ctx, hist, **extra), tgt)
+                loss = batch_loss(model, ctx, tgt, hist, fold, sampler)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
