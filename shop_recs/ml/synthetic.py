@@ -22,7 +22,13 @@ import numpy as np
 
 from shop_recs.ml.types import Baskets
 
-__all__ = ["SyntheticOrders", "synthetic_orders", "synthetic_histories"]
+__all__ = ["SyntheticOrders", "synthetic_orders", "synthetic_histories", "draw"]
+
+
+def draw(p: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` indices drawn with probabilities ``p`` (inverse CDF: faster than
+    ``rng.choice`` for millions of draws)."""
+    return np.minimum(np.searchsorted(np.cumsum(p), rng.random(size) * p.sum()), len(p) - 1)
 
 
 @dataclass
@@ -50,7 +56,7 @@ def synthetic_orders(n_items: int, n_lines: int, seed: int = 0, zipf: float = 0.
     sizes = rng.geometric(1.0 / basket_mean, size=int(n_lines / basket_mean * 1.2) + 2)
     cut = int(np.searchsorted(np.cumsum(sizes), n_lines)) + 1
     sizes = sizes[:cut]
-    items = np.searchsorted(np.cumsum(pop), rng.random(int(sizes.sum())) * (1 - 1e-12))
+    items = draw(pop, int(sizes.sum()), rng)
     basket = np.repeat(np.arange(len(sizes)), sizes)
     # planted pairs: half the catalogue in random pairs; a member pulls its mate into the basket
     members = rng.permutation(n_items)[:(n_items // 2) * 2].reshape(-1, 2)
@@ -86,5 +92,5 @@ def synthetic_histories(popularity: np.ndarray, n: int, seed: int = 0, mean: flo
     rng = np.random.default_rng(seed)
     lengths = np.minimum(rng.geometric(1.0 / mean, size=n), max_len)
     lengths[rng.random(n) < anonymous] = 0
-    flat = np.searchsorted(np.cumsum(popularity), rng.random(int(lengths.sum())) * (1 - 1e-12))
+    flat = draw(popularity, int(lengths.sum()), rng)
     return np.split(flat.astype(np.int64), np.cumsum(lengths)[:-1])

@@ -33,7 +33,8 @@ from shop_recs.ml.sampled import NegativeSampler, sampled_set_loss
 logger = logging.getLogger("shop_recs.ml.train")
 
 __all__ = ["TrainConfig", "EpochReport", "TrainResult", "Examples", "set_seed",
-           "resolve_device", "train", "pad_batch", "batch_loss", "make_sampler"]
+           "resolve_device", "train", "pad_batch", "batch_loss", "make_sampler", "train_step",
+           "batches"]
 
 
 @dataclass
@@ -131,7 +132,7 @@ def _draw(items: np.ndarray, rng: np.random.Generator, cfg: TrainConfig
     return items[:min(k, cfg.max_context)], items[k:k + cfg.max_targets]
 
 
-def _batches(ex: Examples, cfg: TrainConfig, rng: np.random.Generator):
+def batches(ex: Examples, cfg: TrainConfig, rng: np.random.Generator):
     """Shuffled batches of (context, targets, history, fold).
 
     With folds, every batch is drawn from one fold (``fold`` is that fold's number), so the
@@ -191,6 +192,23 @@ def batch_loss(model: nn.Module, ctx: torch.Tensor, tgt: torch.Tensor,
     return sampled_set_loss(logits, tgt, shared, sampler.log_expected(tgt), log_q_shared)
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: tuple, device: torch.device,
+               sampler: NegativeSampler | None = None) -> torch.Tensor:
+    """One optimiser step on ``batch`` = (context, targets, history, fold) from
+    :func:`batches`; returns the detached loss (still on the device: no sync)."""
+    ctx, tgt, hist, fold = batch
+    ctx, tgt = ctx.to(device, non_blocking=True), tgt.to(device, non_blocking=True)
+    hist = hist.to(device, non_blocking=True) if hist is not None else None
+    amp = device.type == "cuda"  # mixed precision only where it pays (and is exact enough)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = batch_loss(model, ctx, tgt, hist, fold, sampler)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.detach()
+
+
 def train(model: nn.Module, examples: Examples, config: TrainConfig,
           validate: Callable[[nn.Module], float] | None = None,
           callback: Callable[[EpochReport], None] | None = None,
@@ -209,7 +227,6 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     model.to(device)
-    amp = device.type == "cuda"  # mixed precision only where it pays (and is exact enough)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                             fused=device.type == "cuda")
     steps_per_epoch = math.ceil(len(examples.baskets) / config.batch_size)
@@ -240,18 +257,11 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
         t_epoch, seen, n_steps = time.perf_counter(), 0, 0
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
         out_of_time = False
-        for step, (ctx, tgt, hist, fold) in enumerate(_batches(examples, config, rng), 1):
-            ctx, tgt = ctx.to(device, non_blocking=True), tgt.to(device, non_blocking=True)
-            hist = hist.to(device, non_blocking=True) if hist is not None else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = batch_loss(model, ctx, tgt, hist, fold, sampler)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+        for step, batch in enumerate(batches(examples, config, rng), 1):
+            loss = train_step(model, opt, batch, device, sampler)
             sched.step()
-            seen += ctx.shape[0]
-            loss_sum += loss.detach()
+            seen += batch[0].shape[0]
+            loss_sum += loss
             n_steps += 1
             if callback and step % config.log_every == 0:
                 rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
