@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--negatives", type=int, default=NEGATIVES,
                    help="shared negatives per batch of the sampled loss (--synthetic)")
     p.add_argument("--format", default="generic", choices=FORMATS)
-    p.add_argument("--devices", nargs="+", type=parse_device, default=[("cpu", None)],
+    p.add_argument("--devices", nargs="+", type=parse_device, default=[("cpu", None, None)],
                    help="cpu, cpu:N or cuda (default: cpu)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)

@@ -164,29 +164,34 @@ class BundleModel(nn.Module):
             out = out + part
         return out
 
-    def item_rows(self, ids: torch.Tensor) -> torch.Tensor:
+    def item_rows(self, ids: torch.Tensor, id_rows: torch.Tensor | None = None) -> torch.Tensor:
         """``item_table()[ids]`` ([..., d]) without computing the other rows: what the sampled
-        path uses, where the catalogue is too large to embed whole at every step."""
+        path uses, where the catalogue is too large to embed whole at every step.
+        ``id_rows``: ``item_emb(ids)`` when the caller already has it."""
         words = self.item_words[ids]  # [..., W]
         wmask = (words > 0).unsqueeze(-1).to(self.word_emb.weight.dtype)
         wvec = (self.word_emb(words) * wmask).sum(-2) / wmask.sum(-2).clamp(min=1.0)
-        out = self.item_emb(ids) + wvec + self.cat_emb(self.item_cat[ids]) + self.price_emb(
+        out = (self.item_emb(ids) if id_rows is None else id_rows) + wvec + self.cat_emb(self.item_cat[ids]) + self.price_emb(
             self.item_price[ids])
         if self.config.text_dim > 0:
             out = out + self.text_proj(self.item_text[ids])
         return out
 
     def _lookup(self, table: torch.Tensor, idx: torch.Tensor,
-                pos: torch.Tensor | None = None) -> torch.Tensor:
+                pos: torch.Tensor | None = None, id_rows: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Rows ``idx`` of ``table``; while training, some ids are hidden (id dropout) so the
         attributes alone must carry the item, as they will for new products. ``pos``: where
-        the rows of ``idx`` sit in ``table`` when it holds only some rows (sampled path)."""
+        the rows of ``idx`` sit in ``table`` when it holds only some rows (sampled path), and
+        ``id_rows`` their id embeddings (one gather of ``item_emb`` per step: each gather's
+        backward writes an n x d gradient)."""
         # F.embedding, not table[idx]: the backward of indexing accumulates the many padding
         # rows one by one (90% of a CUDA step); embedding's skips the padding index
         out = F.embedding(idx if pos is None else pos, table, padding_idx=0)
         if self.training and self.config.id_dropout > 0:
             drop = torch.rand(idx.shape, device=idx.device) < self.config.id_dropout
-            out = out - drop.unsqueeze(-1) * self.item_emb(idx)
+            ids = self.item_emb(idx) if id_rows is None else F.embedding(pos, id_rows)
+            out = out - drop.unsqueeze(-1) * ids
         return out
 
     def _buckets(self, length: int, device) -> torch.Tensor:
@@ -197,12 +202,13 @@ class BundleModel(nn.Module):
                table: torch.Tensor, pos: tuple | None = None) -> torch.Tensor:
         """context [B, Lc], history [B, Lh] (0 = padding), table [N+1, d] -> query [B, d].
 
-        ``pos`` = (context rows, history rows) in ``table`` when it holds only some rows.
+        ``pos`` = (context rows, history rows, id embeddings of the rows) when ``table`` holds
+        only some rows.
         """
         B = context.shape[0]
-        cpos, hpos = pos if pos is not None else (None, None)
+        cpos, hpos, id_rows = pos if pos is not None else (None, None, None)
         parts = [self.cls.expand(B, -1, -1) + self.segment.weight[0],
-                 self._lookup(table, context, cpos) + self.segment.weight[1]]
+                 self._lookup(table, context, cpos, id_rows) + self.segment.weight[1]]
         pad = [torch.zeros(B, 1, dtype=torch.bool, device=context.device), context == 0]
         if history is not None and self.config.use_history and history.shape[1] > 0:
             # the history enters as ONE summary token (a recency-weighted mean), not one token
@@ -210,7 +216,7 @@ class BundleModel(nn.Module):
             w = torch.softmax(self.history_recency, 0)[self._buckets(history.shape[1],
                                                                      history.device)]
             w = w[None, :] * (history > 0)  # [B, Lh]
-            summary = (w.unsqueeze(-1) * self._lookup(table, history, hpos)).sum(1)
+            summary = (w.unsqueeze(-1) * self._lookup(table, history, hpos, id_rows)).sum(1)
             summary = summary / w.sum(1, keepdim=True).clamp(min=1e-6)  # [B, d]
             parts.append(summary.unsqueeze(1) + self.segment.weight[2])
             pad.append((history > 0).sum(1, keepdim=True) == 0)
@@ -353,12 +359,13 @@ class BundleModel(nn.Module):
         ids, inv = torch.unique(torch.cat(pieces), return_inverse=True)  # ids[0] = 0 (padding)
         _, cpos, colpos, shpos, *hpos = torch.split(inv, [p.numel() for p in pieces])
         hpos = hpos[0].view_as(history) if has_hist else None
-        table = self.item_rows(ids)  # [U, d]
-        h = self.encode(context, history, table, (cpos.view_as(context), hpos))  # [B, d]
+        id_rows = self.item_emb(ids)  # [U, d]
+        table = self.item_rows(ids, id_rows)  # [U, d]
+        h = self.encode(context, history, table, (cpos.view_as(context), hpos, id_rows))
         out_table = table
         if self.training and self.config.out_id_dropout > 0:
             drop = torch.rand(len(ids), 1, device=dev) < self.config.out_id_dropout
-            out_table = table - drop.to(table.dtype) * self.item_emb(ids)
+            out_table = table - drop.to(table.dtype) * id_rows
         every = torch.cat([cols, sh.unsqueeze(0).expand(B, -1)], 1)  # rows [B, C + K]
         logits = torch.cat([
             torch.einsum("bd,bcd->bc", h, F.embedding(colpos.view_as(cols), out_table)),

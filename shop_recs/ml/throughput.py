@@ -25,13 +25,15 @@ import resource
 import time
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from shop_recs.ml.model import BundleModel, BundleModelConfig
 from shop_recs.ml.sampled import NEGATIVES, NegativeSampler, use_sampled_softmax
 from shop_recs.ml.sparse import KEEP, use_dense
 from shop_recs.ml.synthetic import draw, synthetic_histories, synthetic_orders
-from shop_recs.ml.train import Examples, TrainConfig, batches, resolve_device, train_step
+from shop_recs.ml.train import (Examples, TrainConfig, batches, make_optimizer, resolve_device,
+                                train_step)
 
 __all__ = ["parse_size", "build", "measure_steps"]
 
@@ -82,7 +84,9 @@ def build(products: int, lines: int, n_examples: int, seed: int = 0, d_model: in
     if sparse:  # the two out-of-fold priors share the full one's arrays (same structure)
         model.set_sparse_prior(prior, [prior, prior])
     else:
-        dense = torch.sparse_csr_tensor(*prior, size=(products, products)).to_dense()
+        crow, col, val = (t.numpy() for t in prior)
+        dense = torch.from_numpy(sp.csr_matrix((val, col, crow), shape=(products, products))
+                                 .toarray())
         model.set_prior(dense, torch.stack([dense, dense]))
     rows = np.flatnonzero(b.sizes >= 2)
     pick = rng.choice(rows, size=n_examples, replace=len(rows) < n_examples)
@@ -117,8 +121,7 @@ def measure_steps(built: dict, device: str, threads: int | None, loss: str, step
                       else 0)
     sampler = (NegativeSampler(built["counts"], negatives, cfg.negative_alpha)
                if loss == "sampled" else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=dev.type == "cuda")
+    opt = make_optimizer(model, cfg, dev, sampler is not None)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(seed)
