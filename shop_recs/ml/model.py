@@ -171,8 +171,8 @@ class BundleModel(nn.Module):
         words = self.item_words[ids]  # [..., W]
         wmask = (words > 0).unsqueeze(-1).to(self.word_emb.weight.dtype)
         wvec = (self.word_emb(words) * wmask).sum(-2) / wmask.sum(-2).clamp(min=1.0)
-        out = (self.item_emb(ids) if id_rows is None else id_rows) + wvec + self.cat_emb(self.item_cat[ids]) + self.price_emb(
-            self.item_price[ids])
+        out = (self.item_emb(ids) if id_rows is None else id_rows) + wvec
+        out = out + self.cat_emb(self.item_cat[ids]) + self.price_emb(self.item_price[ids])
         if self.config.text_dim > 0:
             out = out + self.text_proj(self.item_text[ids])
         return out

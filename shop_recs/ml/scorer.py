@@ -46,6 +46,9 @@ MAX_PRIOR_ITEMS = 8000  # dense prior up to here (8000^2 float32 = 256 MB each),
 # float32 per [B, N+1] intermediate; 1M products: 33 queries a call, Online Retail: all 256)
 SCORE_ELEMENTS = 2 ** 25
 CANDIDATE_HEAD = 200  # best sellers (by learned output bias) added to every candidate set
+# above the full-softmax size, early stopping validates on a seeded sample of this many
+# validation orders: each query is still ranked against the whole catalogue, in chunks
+MAX_VAL_BASKETS = 2000
 
 
 class BundleScorer:
@@ -119,6 +122,10 @@ class BundleScorer:
                             [hist[r] for r in rows] if hist is not None else None,
                             folds[rows] if folds is not None else None)
         validate = None
+        if val is not None and self.sampled and len(val) > MAX_VAL_BASKETS:
+            keep = np.random.default_rng(self.train_config.seed).choice(
+                len(val), MAX_VAL_BASKETS, replace=False)
+            val = val.select(np.sort(keep))
         if val is not None and len(val):
             pool = history_pool if history_pool is not None else train_baskets
             vh = customer_histories(val, pool) if use_hist else None

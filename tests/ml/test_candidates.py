@@ -104,3 +104,18 @@ def test_dense_scores_do_not_depend_on_how_many_queries_a_model_call_holds(force
                         lambda c, h=None: calls.append(len(c)) or original(c, h))
     np.testing.assert_allclose(forced.score(anchors), whole, rtol=1e-5, atol=1e-5)
     assert max(calls) == 4
+
+
+def test_early_stopping_validates_on_a_sample_above_the_size(data, monkeypatch):
+    baskets, _, attrs = data
+    monkeypatch.setattr(scorer_module, "MAX_VAL_BASKETS", 10)
+    seen = []
+    real = scorer_module.evaluate
+    monkeypatch.setattr(scorer_module, "evaluate",
+                        lambda s, q, pop: seen.append(len(q.contexts)) or real(s, q, pop))
+    cfg = TrainConfig(epochs=1, batch_size=64, threads=1, time_budget_s=None, device="cpu")
+    BundleScorer(TINY, cfg).fit(baskets, attrs, val=baskets)  # below: every order
+    below = max(seen)
+    seen.clear()
+    BundleScorer(TINY, cfg, max_full_items=0).fit(baskets, attrs, val=baskets)
+    assert below > 40 and 0 < max(seen) <= 10  # one query per order and view at most
