@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic", metavar="PRODUCTSxLINES",
                    help="throughput on a synthetic shop, e.g. 1mx20m (instead of --orders)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per entry (--synthetic)")
+    p.add_argument("--cuda-steps", type=int, help="timed steps of cuda entries (default --steps)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (--synthetic)")
     p.add_argument("--negatives", type=int, default=NEGATIVES,
                    help="shared negatives per batch of the sampled loss (--synthetic)")
@@ -135,38 +136,56 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def synthetic(size: tuple[int, int], args) -> int:
-    """Fixed-step throughput of every entry on one synthetic shop; JSON to stdout/--json."""
+    """Fixed-step throughput of every entry on one synthetic shop; JSON to stdout/--json
+    (the file is rewritten after each entry, so a run cut short keeps what it measured)."""
     t0 = time.perf_counter()
-    need = (args.warmup + args.steps) * args.batch_size
+    cuda_steps = args.cuda_steps or args.steps
+    need = (args.warmup + max(args.steps, cuda_steps)) * args.batch_size
     built = throughput.build(*size, n_examples=need)
     info = built["info"]
     print(f"shop: {info['products']:,} products, {info['lines']:,} lines, "
           f"{info['training_examples']:,} examples, prior {info['prior_nnz']:,} entries, "
           f"built in {info['build_s']} s", flush=True)
     default_loss = "sampled" if use_sampled_softmax(size[0]) else "full"
-    rows = []
+    out = {"synthetic": info, "torch": torch.__version__, "cpu_count": os.cpu_count(),
+           "results": []}
+    rows = out["results"]
     for device, threads, loss in args.devices:
-        r = throughput.measure_steps(built, device, threads, loss or default_loss, args.steps,
+        steps = cuda_steps if device == "cuda" else args.steps
+        r = throughput.measure_steps(built, device, threads, loss or default_loss, steps,
                                      args.warmup, args.batch_size, args.negatives)
         rows.append(r)
         label = f"{device}:{r['threads']}" if r["threads"] else f"{device} ({r.get('gpu')})"
         print(f"{label + '/' + r['loss']:<40} {r['examples_per_s']:10.0f} ex/s  "
               f"{r['s_per_step']:.4f} s/step  epoch ~{r['epoch_s_extrapolated']:.0f} s "
-              f"(extrapolated)  x{r['examples_per_s'] / rows[0]['examples_per_s']:.1f}  "
-              f"peak rss {r['peak_rss_mb']:.0f} MB"
+              f"(extrapolated)  peak rss {r['peak_rss_mb']:.0f} MB"
               + (f"  gpu {r['peak_gpu_mem_mb']:.0f} MB" if "peak_gpu_mem_mb" in r else ""),
               flush=True)
-    out = {"synthetic": info, "torch": torch.__version__, "cpu_count": os.cpu_count(),
-           "results": rows,
-           "ratios_vs_first": [r["examples_per_s"] / rows[0]["examples_per_s"] for r in rows],
-           "wall_s": round(time.perf_counter() - t0, 1)}
-    text = json.dumps(out, indent=1)
+        out["ratios_vs_first"] = [x["examples_per_s"] / rows[0]["examples_per_s"] for x in rows]
+        out["cuda_over_cpu"] = cuda_ratios(rows)
+        out["wall_s"] = round(time.perf_counter() - t0, 1)
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1))
+    for name, ratio in out["cuda_over_cpu"].items():
+        print(f"cuda / cpu examples/s, {name} loss: {ratio:.1f}x")
     if args.json:
-        Path(args.json).write_text(text)
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json} ({out['wall_s']} s)")
     else:
-        print(text)
+        print(json.dumps(out, indent=1))
     return 0
+
+
+def cuda_ratios(rows: list[dict]) -> dict[str, float]:
+    """Per loss: examples/s of the first cuda entry over the first cpu entry."""
+    out = {}
+    for loss in dict.fromkeys(r["loss"] for r in rows):
+        first = {}
+        for r in rows:
+            if r["loss"] == loss:
+                first.setdefault(r["device"], r)
+        if "cuda" in first and "cpu" in first:
+            out[loss] = first["cuda"]["examples_per_s"] / first["cpu"]["examples_per_s"]
+    return out
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ catalogue (attributes, a sparse item-item prior shaped like the pruned EASE one)
 fixed number of real training steps (``train.train_step``: the model, the loss the scorer
 would pick, AdamW, clipping) per entry, e.g. ``cpu:2/sampled cuda/sampled cuda/full``.
 
-Per entry it reports examples/s, seconds per step, an epoch's seconds *extrapolated* from the
-measured steps (steps per epoch = baskets of 2+ items / batch size) and peak memory (process
-RSS; CUDA peak allocated). Every entry starts from the same initial weights.
+Per entry it reports examples/s and seconds per step (the step alone), the seconds to draw a
+batch (python, timed apart), an epoch's seconds *extrapolated* from them (steps per epoch =
+baskets of 2+ items / batch size; each step plus its batch) and peak memory (process RSS,
+which includes building the shop; CUDA peak allocated). Every entry starts from the same initial weights.
 
 Shortcuts, said in the output: the prior's *structure* is realistic (row ``i`` holds about
 ``3 x orders(i)`` entries, at most ``sparse.KEEP``, columns drawn by popularity) but its values
@@ -126,7 +127,9 @@ def measure_steps(built: dict, device: str, threads: int | None, loss: str, step
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(seed)
     it = batches(built["examples"], cfg, np.random.default_rng(seed))
-    todo = [next(it) for _ in range(warmup + steps)]  # drawn up front: not timed
+    t0 = time.perf_counter()  # drawing batches (python, one process) is timed on its own
+    todo = [next(it) for _ in range(warmup + steps)]
+    draw_s = (time.perf_counter() - t0) / len(todo)
     losses = []
     for batch in todo[:warmup]:
         losses.append(train_step(model, opt, batch, dev, sampler))
@@ -144,7 +147,9 @@ def measure_steps(built: dict, device: str, threads: int | None, loss: str, step
            "loss": loss, "negatives": cfg.negatives, "batch_size": batch_size,
            "warmup_steps": warmup, "steps": steps, "s_per_step": per_step,
            "examples_per_s": steps * batch_size / max(seconds, 1e-9),
-           "steps_per_epoch": per_epoch, "epoch_s_extrapolated": per_step * per_epoch,
+           "draw_s_per_batch": draw_s, "steps_per_epoch": per_epoch,
+           # an epoch = its steps, each with its batch drawn in the training process
+           "epoch_s_extrapolated": (per_step + draw_s) * per_epoch,
            "first_loss": float(losses[0]), "last_loss": float(losses[-1]),
            "peak_rss_mb": round(_rss_mb(), 1)}
     if dev.type == "cuda":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from shop_recs.ml.benchmark_speed import main as speed_main
+from shop_recs.ml.benchmark_speed import cuda_ratios, main as speed_main
 from shop_recs.ml.synthetic import synthetic_orders
 from shop_recs.ml.throughput import parse_size
 
@@ -51,7 +51,8 @@ def test_synthetic_throughput_runs_each_entry_and_writes_json(tmp_path, capsys):
     assert rows[0]["negatives"] == 0 and rows[1]["negatives"] == 64
     for r in rows:
         assert r["steps"] == 2 and r["examples_per_s"] > 0 and r["peak_rss_mb"] > 0
-        assert r["epoch_s_extrapolated"] == pytest.approx(r["s_per_step"] * r["steps_per_epoch"])
+        assert r["epoch_s_extrapolated"] == pytest.approx(
+            (r["s_per_step"] + r["draw_s_per_batch"]) * r["steps_per_epoch"])
         assert np.isfinite(r["first_loss"]) and np.isfinite(r["last_loss"])
     assert data["ratios_vs_first"][0] == 1.0
     assert "extrapolated" in capsys.readouterr().out
@@ -67,3 +68,11 @@ def test_synthetic_throughput_refuses_bad_input(capsys):
     if not torch.cuda.is_available():
         assert speed_main(["--synthetic", "3000x12000", "--devices", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_the_cuda_ratio_is_per_loss_against_the_first_cpu_entry():
+    rows = [{"device": "cuda", "loss": "sampled", "examples_per_s": 900.0},
+            {"device": "cuda", "loss": "full", "examples_per_s": 300.0},
+            {"device": "cpu", "loss": "sampled", "examples_per_s": 100.0},
+            {"device": "cpu", "loss": "sampled", "examples_per_s": 50.0}]
+    assert cuda_ratios(rows) == {"sampled": 9.0}  # no cpu entry for the full loss
