@@ -7,7 +7,9 @@ of its attributes (category, price band, name words, and with ``text_dim`` a pre
 sentence encoder's vector of name and description, projected linearly: ``shop_recs.ml.text``),
 so rarely bought and new products still land near similar products (``content_table``: the
 content tower; ``shop_recs.ml.distil`` predicts a new product's id row from it). A learned [CLS] token attends over the set (no positions: a basket is
-a set) and its output is matched against every item's representation (a full softmax).
+a set) and its output is matched against every item's representation (a full softmax), or,
+for a large catalogue, against some rows only (``forward(columns=, shared=)``: each example's
+targets and the batch's sampled negatives, or an anchor's candidates; ``shop_recs.ml.sampled``).
 
 A *repeat head* adds a bonus to items in the customer's history (by recency and by how well they
 fit the context): wholesale customers re-order the same products, which no item-item model sees.
@@ -18,7 +20,8 @@ the logits, so the network learns the residual the linear model misses (Wide & D
 While training, each basket meets a prior fitted on the *other* half of the training orders
 (out-of-fold), otherwise the network would learn to trust a prior that memorised its targets.
 Above ``MAX_PRIOR_ITEMS`` products the prior is a CSR matrix pruned per row
-(``sparse_prior``, :meth:`set_sparse_prior`): same logits, memory in its entries, not (N+1)².
+(``sparse_prior``, :meth:`set_sparse_prior`): same logits, memory in its entries, not (N+1)²
+(``shop_recs.ml.prior``).
 
 Index 0 is padding; catalogue item ``j`` (``shop_recs.ml.types``) is row ``j + 1`` here.
 
@@ -35,6 +38,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from shop_recs.ml.prior import ItemPrior
 
 __all__ = ["BundleModelConfig", "BundleModel"]
 
@@ -70,7 +75,7 @@ class BundleModelConfig:
         return asdict(self)
 
 
-class BundleModel(nn.Module):
+class BundleModel(ItemPrior, nn.Module):
     def __init__(self, config: BundleModelConfig) -> None:
         super().__init__()
         self.config = c = config
@@ -223,77 +228,6 @@ class BundleModel(nn.Module):
         x = self.drop(torch.cat(parts, dim=1))  # [B, 1+Lc(+1), d]
         x = self.encoder(x, src_key_padding_mask=torch.cat(pad, dim=1))
         return self.norm(x[:, 0])  # the [CLS] output
-
-    def set_prior(self, full: torch.Tensor, folds: torch.Tensor | None = None) -> None:
-        """Item-item prior ``[n_items, n_items]`` (and out-of-fold ones ``[F, n, n]``)."""
-        n = self.config.n_items
-        self.prior = torch.zeros(n + 1, n + 1)
-        self.prior[1:, 1:] = full
-        if folds is not None:
-            self.prior_folds = torch.zeros(len(folds), n + 1, n + 1)
-            self.prior_folds[:, 1:, 1:] = folds
-
-    def set_sparse_prior(self, full: tuple, folds: list[tuple] | None = None) -> None:
-        """Sparse prior: CSR ``(crow [n+1], col [nnz], val [nnz])`` of the ``[n, n]`` matrix
-        (and out-of-fold ones, training only). Shifted by one row/column for the padding."""
-        crow, col, val = full
-        self.config.prior_nnz = int(len(col))
-        self.prior_crow = torch.cat([torch.zeros(1, dtype=torch.long), crow.long()])
-        self.prior_col = col.long() + 1
-        self.prior_val = val.float()
-        for f, (fc, fi, fv) in enumerate(folds or []):
-            self.register_buffer(f"prior_fold{f}_crow", torch.cat(
-                [torch.zeros(1, dtype=torch.long), fc.long()]), persistent=False)
-            self.register_buffer(f"prior_fold{f}_col", fi.long() + 1, persistent=False)
-            self.register_buffer(f"prior_fold{f}_val", fv.float(), persistent=False)
-        self.n_sparse_folds = len(folds or [])
-
-    def clear_prior_folds(self) -> None:
-        """Drop the out-of-fold priors once training is over (they are never saved)."""
-        self.prior_folds = torch.zeros(0, device=self.prior.device)
-        for f in range(self.n_sparse_folds):
-            for part in ("crow", "col", "val"):
-                delattr(self, f"prior_fold{f}_{part}")
-        self.n_sparse_folds = 0
-
-    def _sparse_prior_logits(self, items: torch.Tensor, fold: int | None,
-                             weights: torch.Tensor | None) -> torch.Tensor:
-        """Sum of CSR prior rows of ``items`` [B, L] -> dense [B, N+1]; memory B·L·row length."""
-        owner, col, v = self._sparse_prior_entries(items, fold, weights)
-        out = torch.zeros(items.shape[0], self.config.n_items + 1, device=items.device,
-                          dtype=v.dtype)
-        return out.index_put((owner, col), v, accumulate=True)
-
-    def _sparse_prior_entries(self, items: torch.Tensor, fold: int | None,
-                              weights: torch.Tensor | None) -> tuple:
-        """The stored entries of the CSR prior rows of ``items`` [B, L]: (example [E],
-        column row [E], weighted value [E]); E = B·L·row length, nothing n-wide."""
-        name = f"prior_fold{fold}_" if fold is not None and fold < self.n_sparse_folds else "prior_"
-        crow, col, val = (getattr(self, name + p) for p in ("crow", "col", "val"))
-        flat = items.reshape(-1)
-        start = crow[flat]
-        lens = crow[flat + 1] - start  # padding (row 0) has no entries
-        owner = torch.repeat_interleave(torch.arange(len(flat), device=items.device), lens)
-        offset = torch.arange(len(owner), device=items.device) - torch.repeat_interleave(
-            torch.cumsum(lens, 0) - lens, lens)
-        pos = start[owner] + offset
-        v = val[pos]
-        if weights is not None:
-            v = v * weights.reshape(-1)[owner].to(v.dtype)
-        return owner // items.shape[1], col[pos], v
-
-    def _prior_logits(self, items: torch.Tensor, fold: int | None,
-                      weights: torch.Tensor | None = None) -> torch.Tensor:
-        """(Weighted) sum of the prior rows of ``items`` [B, L] -> [B, N+1].
-
-        ``fold`` picks an out-of-fold prior (training); ``embedding_bag`` never builds the
-        [B, L, N] intermediate.
-        """
-        if self.config.sparse_prior:
-            return self._sparse_prior_logits(items, fold, weights)
-        training = fold is not None and self.prior_folds.numel() > 0
-        prior = self.prior_folds[fold] if training else self.prior
-        return F.embedding_bag(items, prior, mode="sum", padding_idx=0, per_sample_weights=weights)
 
     def forward(self, context: torch.Tensor, history: torch.Tensor | None = None,
                 fold: int | None = None, columns: torch.Tensor | None = None,
