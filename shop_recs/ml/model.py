@@ -304,15 +304,18 @@ class BundleModel(ItemPrior, nn.Module):
         logits = torch.cat([
             torch.einsum("bd,bcd->bc", h, F.embedding(colpos.view_as(cols), out_table)),
             h @ F.embedding(shpos, out_table).T], 1) + self.out_bias[every]
-        ucols, cinv = torch.unique(every, return_inverse=True)  # [Uc], [B, C + K]
+        ucols, cinv = torch.unique(every, return_inverse=True)  # [U], [B, C + K]
+        U = len(ucols)
+        # row -> its place among the batch's columns (U: none). One n-long index per batch,
+        # cheaper than a search per entry; nothing n-wide per example
+        where = torch.full((self.config.n_items + 1,), U, dtype=torch.long, device=dev)
+        where[ucols] = torch.arange(U, device=dev)
 
         def at_columns(owner: torch.Tensor, item: torch.Tensor, value: torch.Tensor):
             """Sum of entries (example, row, value) at each example's columns [B, C + K]."""
-            pos = torch.searchsorted(ucols, item).clamp(max=len(ucols) - 1)
-            hit = ucols[pos] == item
-            acc = torch.zeros(B, len(ucols), device=dev, dtype=value.dtype)
-            return acc.index_put((owner[hit], pos[hit]), value[hit], accumulate=True
-                                 ).gather(1, cinv)
+            flat = owner * (U + 1) + where[item]  # entries off the columns land in column U
+            acc = torch.zeros(B * (U + 1), device=dev, dtype=value.dtype)
+            return acc.index_add(0, flat, value).view(B, U + 1).gather(1, cinv)
 
         def prior_at(items: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
             if self.config.sparse_prior:

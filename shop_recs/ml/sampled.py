@@ -96,7 +96,9 @@ def sampled_set_loss(logits: torch.Tensor, targets: torch.Tensor, shared: torch.
     log_q = torch.cat([log_q_targets, log_q_shared.unsqueeze(0).expand(len(targets), -1)], 1)
     z = logits.float() - log_q.float()
     # accidental hits: a sampled row that is one of the example's targets is already a column
-    hits = (shared[None, :, None] == targets[:, None, :]).any(-1)  # [B, K]
+    hits = torch.zeros(len(targets), len(shared), dtype=torch.bool, device=targets.device)
+    for t in range(T):  # [B, K] at a time, not a [B, K, T] comparison
+        hits |= shared[None, :] == targets[:, t:t + 1]
     z = torch.cat([z[:, :T], z[:, T:].masked_fill(hits, float("-inf"))], 1)
     logp = torch.log_softmax(z, dim=-1)[:, :T]
     mask = targets > 0

@@ -8,8 +8,9 @@ would pick, AdamW, clipping) per entry, e.g. ``cpu:2/sampled cuda/sampled cuda/f
 
 Per entry it reports examples/s and seconds per step (the step alone), the seconds to draw a
 batch (python, timed apart), an epoch's seconds *extrapolated* from them (steps per epoch =
-baskets of 2+ items / batch size; each step plus its batch) and peak memory (process RSS,
-which includes building the shop; CUDA peak allocated). Every entry starts from the same initial weights.
+baskets of 2+ items / batch size; each step plus its batch) and peak memory: the process's
+peak RSS during the entry (Linux resets it per entry; it includes the shop held in memory,
+given as ``rss_before_mb``) and CUDA's peak allocated. Every entry starts from the same initial weights.
 
 Shortcuts, said in the output: the prior's *structure* is realistic (row ``i`` holds about
 ``3 x orders(i)`` entries, at most ``sparse.KEEP``, columns drawn by popularity) but its values
@@ -104,8 +105,33 @@ def build(products: int, lines: int, n_examples: int, seed: int = 0, d_model: in
     return {"model": model, "examples": examples, "counts": counts, "info": info}
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> float | None:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM); returns
+    the RSS now (MB), None where the platform has neither."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return _status_mb("VmRSS")
+
+
+def _peak_mb() -> float:
+    """Peak RSS since :func:`_reset_peak` (else of the whole process), MB."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KB on Linux
 
 
 def measure_steps(built: dict, device: str, threads: int | None, loss: str, steps: int,
@@ -115,6 +141,7 @@ def measure_steps(built: dict, device: str, threads: int | None, loss: str, step
     if loss not in ("sampled", "full"):
         raise ValueError(f"loss must be sampled or full, not {loss!r}")
     dev = resolve_device(device)
+    rss_before = _reset_peak()
     if threads:
         torch.set_num_threads(threads)
     model = copy.deepcopy(built["model"]).to(dev).train()
@@ -151,7 +178,8 @@ def measure_steps(built: dict, device: str, threads: int | None, loss: str, step
            # an epoch = its steps, each with its batch drawn in the training process
            "epoch_s_extrapolated": (per_step + draw_s) * per_epoch,
            "first_loss": float(losses[0]), "last_loss": float(losses[-1]),
-           "peak_rss_mb": round(_rss_mb(), 1)}
+           "rss_before_mb": None if rss_before is None else round(rss_before, 1),
+           "peak_rss_mb": round(_peak_mb(), 1)}  # this entry's peak (the shop included)
     if dev.type == "cuda":
         row["gpu"] = torch.cuda.get_device_name(0)
         row["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
