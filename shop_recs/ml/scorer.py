@@ -226,7 +226,8 @@ class BundleScorer:
 
     def topk(self, contexts: Sequence[np.ndarray], k: int,
              histories: Sequence[np.ndarray] | None = None, chunk: int = 256,
-             candidates=None) -> tuple[np.ndarray, np.ndarray]:
+             candidates=None, allowed: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` items per context (context excluded): int64 [q, k], float32 [q, k].
 
         Up to the full-softmax size: the dense ranking of :meth:`score` (log-probabilities).
@@ -236,6 +237,7 @@ class BundleScorer:
         sellers; values are then logits (the log-probabilities up to a per-query constant,
         whose exact value would cost a pass over the catalogue) and a query with fewer than
         ``k`` candidates gets -1 / -inf in its last places. Never ``chunk x n`` above the size.
+        ``allowed`` (bool [n_items]): only these items may be listed (publishing's filter).
         """
         assert self.model is not None, "fit() or load a checkpoint first"  # nosec B101 # bug guard
         use_hist = histories is not None and self.model_config.use_history
@@ -245,6 +247,8 @@ class BundleScorer:
                 ctx = contexts[s:s + chunk]
                 sc = masked(self.score(ctx, histories[s:s + chunk] if use_hist else None), ctx,
                             np.float32)
+                if allowed is not None:
+                    sc[:, ~np.asarray(allowed, dtype=bool)] = -np.inf
                 top = topk_of_scores(sc, k)
                 idx.append(top)
                 val.append(np.take_along_axis(sc, top, 1))
@@ -252,6 +256,9 @@ class BundleScorer:
                 return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
             return np.concatenate(idx), np.concatenate(val)
         cands = self.candidates(contexts, histories if use_hist else None, candidates)
+        if allowed is not None:
+            ok = np.asarray(allowed, dtype=bool)
+            cands = [c[ok[c]] for c in cands]
         return topk_candidates(
             lambda a, b, cols: self._score_columns(contexts[a:b],
                                                    histories[a:b] if use_hist else None, cols),

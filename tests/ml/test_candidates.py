@@ -55,6 +55,13 @@ def test_candidate_lists_are_the_dense_lists_restricted_to_the_candidates(forced
             covered += 1
             assert got.tolist() == dense[q, :5].tolist()  # the dense list itself
     assert 0 < covered < len(anchors)  # both cases were exercised
+    allowed = np.ones(n, dtype=bool)
+    allowed[::2] = False  # publishing lists only the allowed items, on both paths
+    for limit in (0, 10**6):
+        forced.max_full_items = limit
+        idx, _ = forced.topk(anchors, 5, hist, candidates=extra, allowed=allowed)
+        assert forced.sampled == (limit == 0) and (idx % 2 == 1)[idx >= 0].all()
+    forced.max_full_items = 0
 
 
 class ShapeSpy(TorchDispatchMode):
