@@ -3,7 +3,8 @@
     python -m shop_recs.ml.benchmark_speed --orders FILE [--format online_retail]
         [--devices cpu:2 cpu cuda] [--epochs 3] [--json OUT]
     python -m shop_recs.ml.benchmark_speed --synthetic 1mx20m \
-        --devices cpu:2/sampled cuda/sampled cuda/full [--steps 20] [--warmup 3] [--json OUT]
+        --devices cuda/sampled cuda/full cpu:2/sampled --steps 8 --cuda-steps 50 --warmup 3 \
+        --json OUT    # issue 15's device run: about 100 s (the shop is built in 20-40 s)
 
 ``--synthetic PRODUCTSxLINES`` measures training throughput at catalogue scale instead
 (``shop_recs.ml.throughput``): a synthetic shop built in process, the real model and loss, a
