@@ -7,7 +7,9 @@ of its attributes (category, price band, name words, and with ``text_dim`` a pre
 sentence encoder's vector of name and description, projected linearly: ``shop_recs.ml.text``),
 so rarely bought and new products still land near similar products (``content_table``: the
 content tower; ``shop_recs.ml.distil`` predicts a new product's id row from it). A learned [CLS] token attends over the set (no positions: a basket is
-a set) and its output is matched against every item's representation (a full softmax).
+a set) and its output is matched against every item's representation (a full softmax), or,
+for a large catalogue, against some rows only (``forward(columns=, shared=)``: each example's
+targets and the batch's sampled negatives, or an anchor's candidates; ``shop_recs.ml.sampled``).
 
 A *repeat head* adds a bonus to items in the customer's history (by recency and by how well they
 fit the context): wholesale customers re-order the same products, which no item-item model sees.
@@ -18,7 +20,8 @@ the logits, so the network learns the residual the linear model misses (Wide & D
 While training, each basket meets a prior fitted on the *other* half of the training orders
 (out-of-fold), otherwise the network would learn to trust a prior that memorised its targets.
 Above ``MAX_PRIOR_ITEMS`` products the prior is a CSR matrix pruned per row
-(``sparse_prior``, :meth:`set_sparse_prior`): same logits, memory in its entries, not (N+1)².
+(``sparse_prior``, :meth:`set_sparse_prior`): same logits, memory in its entries, not (N+1)²
+(``shop_recs.ml.prior``).
 
 Index 0 is padding; catalogue item ``j`` (``shop_recs.ml.types``) is row ``j + 1`` here.
 
@@ -35,6 +38,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from shop_recs.ml.prior import ItemPrior
 
 __all__ = ["BundleModelConfig", "BundleModel"]
 
@@ -70,7 +75,7 @@ class BundleModelConfig:
         return asdict(self)
 
 
-class BundleModel(nn.Module):
+class BundleModel(ItemPrior, nn.Module):
     def __init__(self, config: BundleModelConfig) -> None:
         super().__init__()
         self.config = c = config
@@ -164,15 +169,34 @@ class BundleModel(nn.Module):
             out = out + part
         return out
 
-    def _lookup(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def item_rows(self, ids: torch.Tensor, id_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``item_table()[ids]`` ([..., d]) without computing the other rows: what the sampled
+        path uses, where the catalogue is too large to embed whole at every step.
+        ``id_rows``: ``item_emb(ids)`` when the caller already has it."""
+        words = self.item_words[ids]  # [..., W]
+        wmask = (words > 0).unsqueeze(-1).to(self.word_emb.weight.dtype)
+        wvec = (self.word_emb(words) * wmask).sum(-2) / wmask.sum(-2).clamp(min=1.0)
+        out = (self.item_emb(ids) if id_rows is None else id_rows) + wvec
+        out = out + self.cat_emb(self.item_cat[ids]) + self.price_emb(self.item_price[ids])
+        if self.config.text_dim > 0:
+            out = out + self.text_proj(self.item_text[ids])
+        return out
+
+    def _lookup(self, table: torch.Tensor, idx: torch.Tensor,
+                pos: torch.Tensor | None = None, id_rows: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Rows ``idx`` of ``table``; while training, some ids are hidden (id dropout) so the
-        attributes alone must carry the item, as they will for new products."""
+        attributes alone must carry the item, as they will for new products. ``pos``: where
+        the rows of ``idx`` sit in ``table`` when it holds only some rows (sampled path), and
+        ``id_rows`` their id embeddings (one gather of ``item_emb`` per step: each gather's
+        backward writes an n x d gradient)."""
         # F.embedding, not table[idx]: the backward of indexing accumulates the many padding
         # rows one by one (90% of a CUDA step); embedding's skips the padding index
-        out = F.embedding(idx, table, padding_idx=0)
+        out = F.embedding(idx if pos is None else pos, table, padding_idx=0)
         if self.training and self.config.id_dropout > 0:
             drop = torch.rand(idx.shape, device=idx.device) < self.config.id_dropout
-            out = out - drop.unsqueeze(-1) * self.item_emb(idx)
+            ids = self.item_emb(idx) if id_rows is None else F.embedding(pos, id_rows)
+            out = out - drop.unsqueeze(-1) * ids
         return out
 
     def _buckets(self, length: int, device) -> torch.Tensor:
@@ -180,11 +204,16 @@ class BundleModel(nn.Module):
         return torch.log2(pos.float() + 1).long().clamp(max=self.config.history_buckets - 1)
 
     def encode(self, context: torch.Tensor, history: torch.Tensor | None,
-               table: torch.Tensor) -> torch.Tensor:
-        """context [B, Lc], history [B, Lh] (0 = padding), table [N+1, d] -> query [B, d]."""
+               table: torch.Tensor, pos: tuple | None = None) -> torch.Tensor:
+        """context [B, Lc], history [B, Lh] (0 = padding), table [N+1, d] -> query [B, d].
+
+        ``pos`` = (context rows, history rows, id embeddings of the rows) when ``table`` holds
+        only some rows.
+        """
         B = context.shape[0]
+        cpos, hpos, id_rows = pos if pos is not None else (None, None, None)
         parts = [self.cls.expand(B, -1, -1) + self.segment.weight[0],
-                 self._lookup(table, context) + self.segment.weight[1]]
+                 self._lookup(table, context, cpos, id_rows) + self.segment.weight[1]]
         pad = [torch.zeros(B, 1, dtype=torch.bool, device=context.device), context == 0]
         if history is not None and self.config.use_history and history.shape[1] > 0:
             # the history enters as ONE summary token (a recency-weighted mean), not one token
@@ -192,7 +221,7 @@ class BundleModel(nn.Module):
             w = torch.softmax(self.history_recency, 0)[self._buckets(history.shape[1],
                                                                      history.device)]
             w = w[None, :] * (history > 0)  # [B, Lh]
-            summary = (w.unsqueeze(-1) * self._lookup(table, history)).sum(1)
+            summary = (w.unsqueeze(-1) * self._lookup(table, history, hpos, id_rows)).sum(1)
             summary = summary / w.sum(1, keepdim=True).clamp(min=1e-6)  # [B, d]
             parts.append(summary.unsqueeze(1) + self.segment.weight[2])
             pad.append((history > 0).sum(1, keepdim=True) == 0)
@@ -200,76 +229,17 @@ class BundleModel(nn.Module):
         x = self.encoder(x, src_key_padding_mask=torch.cat(pad, dim=1))
         return self.norm(x[:, 0])  # the [CLS] output
 
-    def set_prior(self, full: torch.Tensor, folds: torch.Tensor | None = None) -> None:
-        """Item-item prior ``[n_items, n_items]`` (and out-of-fold ones ``[F, n, n]``)."""
-        n = self.config.n_items
-        self.prior = torch.zeros(n + 1, n + 1)
-        self.prior[1:, 1:] = full
-        if folds is not None:
-            self.prior_folds = torch.zeros(len(folds), n + 1, n + 1)
-            self.prior_folds[:, 1:, 1:] = folds
-
-    def set_sparse_prior(self, full: tuple, folds: list[tuple] | None = None) -> None:
-        """Sparse prior: CSR ``(crow [n+1], col [nnz], val [nnz])`` of the ``[n, n]`` matrix
-        (and out-of-fold ones, training only). Shifted by one row/column for the padding."""
-        crow, col, val = full
-        self.config.prior_nnz = int(len(col))
-        self.prior_crow = torch.cat([torch.zeros(1, dtype=torch.long), crow.long()])
-        self.prior_col = col.long() + 1
-        self.prior_val = val.float()
-        for f, (fc, fi, fv) in enumerate(folds or []):
-            self.register_buffer(f"prior_fold{f}_crow", torch.cat(
-                [torch.zeros(1, dtype=torch.long), fc.long()]), persistent=False)
-            self.register_buffer(f"prior_fold{f}_col", fi.long() + 1, persistent=False)
-            self.register_buffer(f"prior_fold{f}_val", fv.float(), persistent=False)
-        self.n_sparse_folds = len(folds or [])
-
-    def clear_prior_folds(self) -> None:
-        """Drop the out-of-fold priors once training is over (they are never saved)."""
-        self.prior_folds = torch.zeros(0, device=self.prior.device)
-        for f in range(self.n_sparse_folds):
-            for part in ("crow", "col", "val"):
-                delattr(self, f"prior_fold{f}_{part}")
-        self.n_sparse_folds = 0
-
-    def _sparse_prior_logits(self, items: torch.Tensor, fold: int | None,
-                             weights: torch.Tensor | None) -> torch.Tensor:
-        """Sum of CSR prior rows of ``items`` [B, L] -> dense [B, N+1]; memory B·L·row length."""
-        name = f"prior_fold{fold}_" if fold is not None and fold < self.n_sparse_folds else "prior_"
-        crow, col, val = (getattr(self, name + p) for p in ("crow", "col", "val"))
-        flat = items.reshape(-1)
-        start = crow[flat]
-        lens = crow[flat + 1] - start  # padding (row 0) has no entries
-        owner = torch.repeat_interleave(torch.arange(len(flat), device=items.device), lens)
-        offset = torch.arange(len(owner), device=items.device) - torch.repeat_interleave(
-            torch.cumsum(lens, 0) - lens, lens)
-        pos = start[owner] + offset
-        v = val[pos]
-        if weights is not None:
-            v = v * weights.reshape(-1)[owner].to(v.dtype)
-        out = torch.zeros(items.shape[0], self.config.n_items + 1, device=items.device,
-                          dtype=v.dtype)
-        return out.index_put((owner // items.shape[1], col[pos]), v, accumulate=True)
-
-    def _prior_logits(self, items: torch.Tensor, fold: int | None,
-                      weights: torch.Tensor | None = None) -> torch.Tensor:
-        """(Weighted) sum of the prior rows of ``items`` [B, L] -> [B, N+1].
-
-        ``fold`` picks an out-of-fold prior (training); ``embedding_bag`` never builds the
-        [B, L, N] intermediate.
-        """
-        if self.config.sparse_prior:
-            return self._sparse_prior_logits(items, fold, weights)
-        training = fold is not None and self.prior_folds.numel() > 0
-        prior = self.prior_folds[fold] if training else self.prior
-        return F.embedding_bag(items, prior, mode="sum", padding_idx=0, per_sample_weights=weights)
-
     def forward(self, context: torch.Tensor, history: torch.Tensor | None = None,
-                fold: int | None = None) -> torch.Tensor:
+                fold: int | None = None, columns: torch.Tensor | None = None,
+                shared: torch.Tensor | None = None) -> torch.Tensor:
         """Logits over all rows [B, n_items + 1]; context items and padding are set to -inf.
 
         ``fold`` picks the batch's out-of-fold prior while training (None = the full prior).
+        With ``columns`` (rows [B, C] per example) and/or ``shared`` (rows [K] for every
+        example), only those logits: [B, C + K] (the sampled path, ``shop_recs.ml.sampled``).
         """
+        if columns is not None or shared is not None:
+            return self._forward_columns(context, history, fold, columns, shared)
         table = self.item_table()  # [N+1, d]
         h = self.encode(context, history, table)  # [B, d]
         out_table = table
@@ -289,15 +259,85 @@ class BundleModel(nn.Module):
         logits[:, 0] = float("-inf")
         return logits.scatter(1, context, float("-inf"))
 
+    def _repeat_values(self, h: torch.Tensor, history: torch.Tensor, rows: torch.Tensor
+                       ) -> torch.Tensor:
+        """Bonus of each history entry [B, Lh]: recency bucket + fit with the context."""
+        bucket = self._buckets(history.shape[1], h.device)
+        fit = torch.einsum("bd,bld->bl", self.repeat_proj(h), rows)  # [B, Lh]
+        return (self.repeat_recency[bucket][None, :] + fit) * (history > 0)
+
     def _repeat_bonus(self, h: torch.Tensor, history: torch.Tensor, table: torch.Tensor
                       ) -> torch.Tensor:
         """Bonus for history items: recency bucket + fit with the context. -> [B, N+1]."""
-        bucket = self._buckets(history.shape[1], h.device)
         rows = F.embedding(history, table, padding_idx=0)  # [B, Lh, d], see _lookup
-        fit = torch.einsum("bd,bld->bl", self.repeat_proj(h), rows)  # [B, Lh]
-        bonus = (self.repeat_recency[bucket][None, :] + fit) * (history > 0)
+        bonus = self._repeat_values(h, history, rows)
         out = torch.zeros(h.shape[0], self.config.n_items + 1, device=h.device, dtype=bonus.dtype)
         return out.scatter_add(1, history, bonus)  # padding lands on row 0, masked later
+
+    def _forward_columns(self, context: torch.Tensor, history: torch.Tensor | None,
+                         fold: int | None, columns: torch.Tensor | None,
+                         shared: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`forward`'s logits at some rows only -> [B, C + K]; nothing here is n-wide.
+
+        The item rows are embedded for the rows the batch touches (context, history, columns)
+        and the prior and the repeat bonus are summed from their entries onto the asked
+        columns only. The same terms, added in the same order, as the full logits.
+        """
+        B, dev = context.shape[0], context.device
+        cols = columns if columns is not None else context.new_zeros(B, 0)
+        sh = shared if shared is not None else context.new_zeros(0)
+        has_hist = history is not None and self.config.use_history and history.shape[1] > 0
+        pieces = [context.new_zeros(1), context.reshape(-1), cols.reshape(-1), sh]
+        if has_hist:
+            pieces.append(history.reshape(-1))
+        ids, inv = torch.unique(torch.cat(pieces), return_inverse=True)  # ids[0] = 0 (padding)
+        _, cpos, colpos, shpos, *hpos = torch.split(inv, [p.numel() for p in pieces])
+        hpos = hpos[0].view_as(history) if has_hist else None
+        id_rows = self.item_emb(ids)  # [U, d]
+        table = self.item_rows(ids, id_rows)  # [U, d]
+        h = self.encode(context, history, table, (cpos.view_as(context), hpos, id_rows))
+        out_table = table
+        if self.training and self.config.out_id_dropout > 0:
+            drop = torch.rand(len(ids), 1, device=dev) < self.config.out_id_dropout
+            out_table = table - drop.to(table.dtype) * id_rows
+        every = torch.cat([cols, sh.unsqueeze(0).expand(B, -1)], 1)  # rows [B, C + K]
+        logits = torch.cat([
+            torch.einsum("bd,bcd->bc", h, F.embedding(colpos.view_as(cols), out_table)),
+            h @ F.embedding(shpos, out_table).T], 1) + self.out_bias[every]
+        ucols, cinv = torch.unique(every, return_inverse=True)  # [U], [B, C + K]
+        U = len(ucols)
+        # row -> its place among the batch's columns (U: none). One n-long index per batch,
+        # cheaper than a search per entry; nothing n-wide per example
+        where = torch.full((self.config.n_items + 1,), U, dtype=torch.long, device=dev)
+        where[ucols] = torch.arange(U, device=dev)
+
+        def at_columns(owner: torch.Tensor, item: torch.Tensor, value: torch.Tensor):
+            """Sum of entries (example, row, value) at each example's columns [B, C + K]."""
+            flat = owner * (U + 1) + where[item]  # entries off the columns land in column U
+            acc = torch.zeros(B * (U + 1), device=dev, dtype=value.dtype)
+            return acc.index_add(0, flat, value).view(B, U + 1).gather(1, cinv)
+
+        def prior_at(items: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+            if self.config.sparse_prior:
+                return at_columns(*self._sparse_prior_entries(items, fold, weights))
+            # a dense prior exists only below the dense limit, where n-wide rows are cheap
+            return self._prior_logits(items, fold, weights).gather(1, every)
+
+        if self.config.use_prior:
+            logits = logits + self.prior_scale * prior_at(context, None)
+            if has_hist:
+                w = self.history_prior[self._buckets(history.shape[1], history.device)]
+                w = w[None, :].expand(history.shape[0], -1).contiguous()  # [B, Lh]
+                logits = logits + prior_at(history, w.to(self.prior.dtype))
+        if has_hist:
+            bonus = self._repeat_values(h, history, F.embedding(hpos, table))  # [B, Lh]
+            owner = torch.arange(B, device=dev).repeat_interleave(history.shape[1])
+            logits = logits + at_columns(owner, history.reshape(-1), bonus.reshape(-1))
+        logits = logits.float()
+        owner = torch.arange(B, device=dev).repeat_interleave(context.shape[1])
+        in_context = at_columns(owner, context.reshape(-1),
+                                torch.ones(context.numel(), device=dev)) > 0
+        return logits.masked_fill(in_context | (every == 0), float("-inf"))
 
     @torch.no_grad()
     def full_sort_predict(self, context: torch.Tensor, history: torch.Tensor | None = None

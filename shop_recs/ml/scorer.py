@@ -6,6 +6,8 @@ Usage (what ``shop_recs.pipeline`` and the benchmark call)::
     scorer.fit(train, attrs, val=val_baskets, history_pool=all_baskets, callback=on_progress)
     scorer.result.history        # loss curve and validation metric per epoch
     scores = scorer.score([np.array([12])], histories=[np.array([3, 5])])  # [1, n_items]
+    idx, val = scorer.topk([np.array([12])], k=10)   # lists; above the sampled-softmax size
+                                                     # only each anchor's candidates are scored
 
 ``model_config.n_items`` and the attribute vocabulary sizes are filled in by :meth:`fit`.
 Warm start: :meth:`fit` with ``init_from=<previous scorer>, old_to_new=<index map>`` copies the
@@ -28,7 +30,9 @@ from shop_recs.ml.distil import distil_new_rows
 from shop_recs.ml.distributed import fit
 from shop_recs.ml.features import FeatureVocab
 from shop_recs.ml.model import BundleModel, BundleModelConfig
+from shop_recs.ml.sampled import FULL_SOFTMAX_MAX_ITEMS, NEGATIVES, use_sampled_softmax
 from shop_recs.ml.sparse import use_dense
+from shop_recs.ml.topk import masked, topk_candidates, topk_of_scores
 from shop_recs.ml.train import (EpochReport, Examples, TrainConfig, TrainResult, pad_batch,
                                 resolve_device, set_seed)
 from shop_recs.ml.types import Baskets, ItemAttributes
@@ -38,6 +42,13 @@ logger = logging.getLogger("shop_recs.ml.scorer")
 __all__ = ["BundleScorer", "warm_start", "MAX_PRIOR_ITEMS"]
 
 MAX_PRIOR_ITEMS = 8000  # dense prior up to here (8000^2 float32 = 256 MB each), CSR above
+# dense scoring: logits of at most this many (query, item) pairs per model call (128 MB of
+# float32 per [B, N+1] intermediate; 1M products: 33 queries a call, Online Retail: all 256)
+SCORE_ELEMENTS = 2 ** 25
+CANDIDATE_HEAD = 200  # best sellers (by learned output bias) added to every candidate set
+# above the full-softmax size, early stopping validates on a seeded sample of this many
+# validation orders: each query is still ranked against the whole catalogue, in chunks
+MAX_VAL_BASKETS = 2000
 
 
 class BundleScorer:
@@ -45,12 +56,15 @@ class BundleScorer:
 
     def __init__(self, model_config: BundleModelConfig | None = None,
                  train_config: TrainConfig | None = None, max_context_eval: int = 128,
-                 prior_lambda: float = 10.0, max_prior_items: int = MAX_PRIOR_ITEMS) -> None:
+                 prior_lambda: float = 10.0, max_prior_items: int = MAX_PRIOR_ITEMS,
+                 max_full_items: int = FULL_SOFTMAX_MAX_ITEMS) -> None:
         self.model_config = model_config or BundleModelConfig(n_items=0)
         self.train_config = train_config or TrainConfig()
         self.max_context_eval = max_context_eval
         self.prior_lambda = prior_lambda  # EASE lambda of the item-item prior (use_prior)
         self.max_prior_items = max_prior_items  # larger catalogues get a sparse (CSR) prior
+        # larger catalogues train with a sampled softmax and list from candidates (sampled.py)
+        self.max_full_items = max_full_items
         self.model: BundleModel | None = None
         self.vocab: FeatureVocab | None = None
         self.result: TrainResult | None = None
@@ -74,6 +88,12 @@ class BundleScorer:
             logger.info("catalogue of %d items: sparse item-item prior (dense limit %d)",
                         cfg.n_items, self.max_prior_items)
         self.model_config = cfg
+        negatives = 0  # full softmax: exactly the loop of a small catalogue
+        if self.sampled:
+            negatives = self.train_config.negatives or NEGATIVES
+            logger.info("catalogue of %d items: sampled softmax, %d negatives per batch "
+                        "(full softmax limit %d)", cfg.n_items, negatives, self.max_full_items)
+        self.train_config = dataclasses.replace(self.train_config, negatives=negatives)
         self.model = BundleModel(cfg)
         text = (torch.as_tensor(np.asarray(attrs.text_vectors, dtype=np.float32))
                 if attrs.text_vectors is not None else None)
@@ -102,6 +122,10 @@ class BundleScorer:
                             [hist[r] for r in rows] if hist is not None else None,
                             folds[rows] if folds is not None else None)
         validate = None
+        if val is not None and self.sampled and len(val) > MAX_VAL_BASKETS:
+            keep = np.random.default_rng(self.train_config.seed).choice(
+                len(val), MAX_VAL_BASKETS, replace=False)
+            val = val.select(np.sort(keep))
         if val is not None and len(val):
             pool = history_pool if history_pool is not None else train_baskets
             vh = customer_histories(val, pool) if use_hist else None
@@ -171,15 +195,26 @@ class BundleScorer:
                 prior[:, rows] = torch.einsum("ck,nck->nc", w, prior[:, nbrs])
         return out
 
+    @property
+    def sampled(self) -> bool:
+        """Above the full-softmax size: sampled training, candidate lists (sampled.py)."""
+        return use_sampled_softmax(self.model_config.n_items, self.max_full_items)
+
     # -- scoring ------------------------------------------------------------------------------
     @torch.no_grad()
     def score(self, contexts: Sequence[np.ndarray],
               histories: Sequence[np.ndarray] | None = None, batch_size: int = 256) -> np.ndarray:
-        """Log-probabilities float32 [len(contexts), n_items]."""
+        """Log-probabilities float32 [len(contexts), n_items].
+
+        Full ranking over the catalogue (what evaluation needs at any size): the model runs on
+        at most ``SCORE_ELEMENTS // (n + 1)`` queries at a time, so its n-wide intermediates
+        stay bounded; the caller's chunk of queries decides the size of the result.
+        """
         assert self.model is not None, "fit() or load a checkpoint first"  # nosec B101 # bug guard
         self.model.eval()
         device = next(self.model.parameters()).device
         use_hist = histories is not None and self.model_config.use_history
+        batch_size = max(1, min(batch_size, SCORE_ELEMENTS // (self.model_config.n_items + 1)))
         out = []
         for s in range(0, len(contexts), batch_size):
             ctx = pad_batch([np.asarray(c)[:self.max_context_eval] for c in contexts[s:s + batch_size]])
@@ -189,6 +224,87 @@ class BundleScorer:
                 ctx.to(device), hist.to(device) if hist is not None else None)
             out.append(scores.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model_config.n_items), np.float32)
+
+    def topk(self, contexts: Sequence[np.ndarray], k: int,
+             histories: Sequence[np.ndarray] | None = None, chunk: int = 256,
+             candidates=None, allowed: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` items per context (context excluded): int64 [q, k], float32 [q, k].
+
+        Up to the full-softmax size: the dense ranking of :meth:`score` (log-probabilities).
+        Above it, each query is scored only against its candidates: the prior's rows of its
+        context items, the rows of ``candidates`` (an optional CSR item x item matrix, e.g. a
+        sparse baseline's pruned neighbours), its history and the :data:`CANDIDATE_HEAD` best
+        sellers; values are then logits (the log-probabilities up to a per-query constant,
+        whose exact value would cost a pass over the catalogue) and a query with fewer than
+        ``k`` candidates gets -1 / -inf in its last places. Never ``chunk x n`` above the size.
+        ``allowed`` (bool [n_items]): only these items may be listed (publishing's filter).
+        """
+        assert self.model is not None, "fit() or load a checkpoint first"  # nosec B101 # bug guard
+        use_hist = histories is not None and self.model_config.use_history
+        if not self.sampled:
+            idx, val = [], []
+            for s in range(0, len(contexts), chunk):
+                ctx = contexts[s:s + chunk]
+                sc = masked(self.score(ctx, histories[s:s + chunk] if use_hist else None), ctx,
+                            np.float32)
+                if allowed is not None:
+                    sc[:, ~np.asarray(allowed, dtype=bool)] = -np.inf
+                top = topk_of_scores(sc, k)
+                idx.append(top)
+                val.append(np.take_along_axis(sc, top, 1))
+            if not idx:
+                return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+            return np.concatenate(idx), np.concatenate(val)
+        cands = self.candidates(contexts, histories if use_hist else None, candidates)
+        if allowed is not None:
+            ok = np.asarray(allowed, dtype=bool)
+            cands = [c[ok[c]] for c in cands]
+        return topk_candidates(
+            lambda a, b, cols: self._score_columns(contexts[a:b],
+                                                   histories[a:b] if use_hist else None, cols),
+            cands, k, chunk)
+
+    def candidates(self, contexts: Sequence[np.ndarray],
+                   histories: Sequence[np.ndarray] | None = None, extra=None
+                   ) -> list[np.ndarray]:
+        """Each query's candidate items (see :meth:`topk`), context items removed."""
+        m = self.model
+        n = self.model_config.n_items
+        bias = m.out_bias.detach()[1:].float().cpu().numpy()
+        h = min(CANDIDATE_HEAD, n)
+        head = np.argpartition(-bias, h - 1)[:h] if 0 < h < n else np.arange(n)
+        sparse_prior = self.model_config.use_prior and self.model_config.sparse_prior
+        if sparse_prior:  # the CSR prior, shifted by one row and column for the padding
+            crow, col = m.prior_crow.cpu().numpy(), m.prior_col.cpu().numpy() - 1
+        out = []
+        for q, ctx in enumerate(contexts):
+            ctx = np.asarray(ctx, dtype=np.int64)[:self.max_context_eval]
+            parts = [head]
+            if sparse_prior:
+                parts += [col[crow[c + 1]:crow[c + 2]] for c in ctx]
+            elif self.model_config.use_prior and m.prior.numel():
+                parts += [np.flatnonzero(m.prior[c + 1, 1:].cpu().numpy()) for c in ctx]
+            if extra is not None:
+                parts += [extra.indices[extra.indptr[c]:extra.indptr[c + 1]] for c in ctx]
+            if histories is not None:
+                parts.append(np.asarray(histories[q], dtype=np.int64)
+                             [:self.train_config.max_history])
+            cand = np.unique(np.concatenate(parts).astype(np.int64))
+            out.append(cand[~np.isin(cand, ctx)])
+        return out
+
+    @torch.no_grad()
+    def _score_columns(self, contexts, histories, cols: np.ndarray) -> np.ndarray:
+        """Logits of queries at item columns ``cols`` [b, C] (-1 = padding) -> float [b, C]."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        ctx = pad_batch([np.asarray(c)[:self.max_context_eval] for c in contexts])
+        hist = (pad_batch([np.asarray(x)[:self.train_config.max_history] for x in histories])
+                if histories is not None else None)
+        logits = self.model(ctx.to(device), hist.to(device) if hist is not None else None,
+                            columns=torch.from_numpy(cols + 1).to(device))  # padding -> row 0
+        return logits.float().cpu().numpy()
 
 
 def warm_start(new: BundleModel, old: BundleModel, old_to_new: np.ndarray | None) -> None:

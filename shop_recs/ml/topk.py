@@ -8,6 +8,7 @@ context items last) in ``O(n)`` per query:
 * :func:`rank_and_topk` - for evaluation: each query's best-ranked target and its top k.
 * :func:`topk_rows` - chunked top-k of any score function, never ``queries x n`` at once.
 * :func:`topk_sparse` - top-k of a sparse item-item matrix's scores, never ``chunk x n``.
+* :func:`topk_candidates` - top-k of a scorer asked about each query's candidates only.
 
 Usage::
 
@@ -24,7 +25,8 @@ import scipy.sparse as sp
 
 from shop_recs.ml.sparse import context_matrix
 
-__all__ = ["masked", "rank_and_topk", "topk_of_scores", "topk_rows", "topk_sparse"]
+__all__ = ["masked", "rank_and_topk", "topk_of_scores", "topk_rows", "topk_sparse",
+           "topk_candidates"]
 
 
 def masked(scores: np.ndarray, contexts: Sequence[np.ndarray], dtype=np.float64) -> np.ndarray:
@@ -131,4 +133,35 @@ def topk_sparse(matrix: sp.csr_matrix, contexts: Sequence[np.ndarray], k: int,
             order = np.lexsort((cand, -score))[:kk]
             idx_out[s + r, :len(order)] = cand[order]
             val_out[s + r, :len(order)] = score[order]
+    return idx_out, val_out
+
+
+def topk_candidates(score_columns: Callable[[int, int, np.ndarray], np.ndarray],
+                    candidates: Sequence[np.ndarray], k: int, chunk: int = 256
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of each query's ``candidates`` (distinct item arrays), never ``chunk x n``.
+
+    ``score_columns(start, stop, cols)`` scores queries ``start:stop`` at ``cols`` (int64
+    [b, C], item ids ascending per row, -1 = padding) and returns float [b, C] (-inf where an
+    item may not be listed). Ranked by score, ties by item index: a stable full sort's order
+    restricted to the candidates, so where the candidates hold a query's dense top ``k`` the
+    lists are the dense ones. Returns int64 [q, k] (-1 past the candidates) and float32
+    [q, k] (-inf there).
+    """
+    idx_out = np.full((len(candidates), k), -1, dtype=np.int64)
+    val_out = np.full((len(candidates), k), -np.inf, dtype=np.float32)
+    for s in range(0, len(candidates), chunk):
+        rows = [np.unique(np.asarray(c, dtype=np.int64)) for c in candidates[s:s + chunk]]
+        width = max([len(r) for r in rows] + [1])
+        cols = np.full((len(rows), width), -1, dtype=np.int64)
+        for r, c in enumerate(rows):
+            cols[r, :len(c)] = c
+        sc = np.asarray(score_columns(s, s + len(rows), cols), dtype=np.float64)
+        sc = np.where((cols >= 0) & np.isfinite(sc), sc, -np.inf)
+        top = topk_of_scores(sc, k)  # column order is item order: ties by item index
+        val = np.take_along_axis(sc, top, 1)
+        ok = np.isfinite(val)
+        idx_out[s:s + len(rows), :top.shape[1]] = np.where(ok, np.take_along_axis(cols, top, 1),
+                                                           -1)
+        val_out[s:s + len(rows), :top.shape[1]] = np.where(ok, val, -np.inf)
     return idx_out, val_out

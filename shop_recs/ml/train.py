@@ -2,7 +2,8 @@
 
 ``train()`` knows nothing about the bundle model beyond "``model(context, history)`` returns
 logits over all rows, padding at 0": it draws examples from baskets (a random subset of each
-basket is the context, the rest are targets), runs a full-softmax loss, reports progress through
+basket is the context, the rest are targets), runs a full-softmax loss (or, with
+``negatives``, a sampled softmax: ``shop_recs.ml.sampled``), reports progress through
 a callback, evaluates on validation after each epoch, stops early or at a time budget, and keeps
 the best epoch's weights::
 
@@ -27,10 +28,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from shop_recs.ml.sampled import NegativeSampler, sampled_set_loss
+
 logger = logging.getLogger("shop_recs.ml.train")
 
 __all__ = ["TrainConfig", "EpochReport", "TrainResult", "Examples", "set_seed",
-           "resolve_device", "train", "pad_batch"]
+           "resolve_device", "train", "pad_batch", "batch_loss", "make_sampler", "train_step",
+           "make_optimizer",
+           "batches"]
 
 
 @dataclass
@@ -52,6 +57,10 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (None = leave as is)
     log_every: int = 20  # steps between batch progress callbacks
     processes: int = 1  # > 1: data-parallel in that many processes (shop_recs.ml.distributed)
+    # > 0: sampled softmax with this many shared negatives per batch (shop_recs.ml.sampled;
+    # BundleScorer sets it above sampled.FULL_SOFTMAX_MAX_ITEMS); 0 = full softmax
+    negatives: int = 0
+    negative_alpha: float = 0.75  # proposal ~ (popularity + 1) ** alpha
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,7 +133,7 @@ def _draw(items: np.ndarray, rng: np.random.Generator, cfg: TrainConfig
     return items[:min(k, cfg.max_context)], items[k:k + cfg.max_targets]
 
 
-def _batches(ex: Examples, cfg: TrainConfig, rng: np.random.Generator):
+def batches(ex: Examples, cfg: TrainConfig, rng: np.random.Generator):
     """Shuffled batches of (context, targets, history, fold).
 
     With folds, every batch is drawn from one fold (``fold`` is that fold's number), so the
@@ -159,6 +168,57 @@ def set_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return -(picked.sum(1) / mask.sum(1).clamp(min=1)).mean()
 
 
+def make_sampler(model: nn.Module, examples: Examples, config: TrainConfig
+                 ) -> NegativeSampler | None:
+    """The shared-negative sampler of a sampled run (None: full softmax). The proposal counts
+    the examples' items over the model's catalogue (``model.config.n_items``)."""
+    if config.negatives <= 0:
+        return None
+    n_items = getattr(model, "module", model).config.n_items  # DDP wraps the model
+    items = (np.concatenate(examples.baskets) if examples.baskets else np.zeros(0, np.int64))
+    return NegativeSampler(np.bincount(items.astype(np.int64), minlength=n_items)[:n_items],
+                           config.negatives, config.negative_alpha)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device,
+                   sampled: bool) -> torch.optim.Optimizer:
+    """AdamW; fused on CUDA, and on CPU too for a sampled (large) catalogue, where the update
+    of the n x d item table costs 6x less fused (1M products: 0.18 s against 1.1 s a step).
+    A full-softmax run on CPU keeps the unfused update, so small catalogues train as before."""
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                             fused=device.type == "cuda" or sampled)
+
+
+def batch_loss(model: nn.Module, ctx: torch.Tensor, tgt: torch.Tensor,
+               hist: torch.Tensor | None, fold: int | None,
+               sampler: NegativeSampler | None = None) -> torch.Tensor:
+    """The loss of one batch: the full-softmax set loss, or the sampled one with ``sampler``
+    (then the model is asked for its logits at the targets and the shared negatives only)."""
+    extra = {"fold": fold} if fold is not None else {}
+    if sampler is None:
+        return set_loss(model(ctx, hist, **extra), tgt)
+    shared, log_q_shared = sampler.draw(ctx.device)
+    logits = model(ctx, hist, columns=tgt, shared=shared, **extra)  # [B, T + K]
+    return sampled_set_loss(logits, tgt, shared, sampler.log_expected(tgt), log_q_shared)
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: tuple, device: torch.device,
+               sampler: NegativeSampler | None = None) -> torch.Tensor:
+    """One optimiser step on ``batch`` = (context, targets, history, fold) from
+    :func:`batches`; returns the detached loss (still on the device: no sync)."""
+    ctx, tgt, hist, fold = batch
+    ctx, tgt = ctx.to(device, non_blocking=True), tgt.to(device, non_blocking=True)
+    hist = hist.to(device, non_blocking=True) if hist is not None else None
+    amp = device.type == "cuda"  # mixed precision only where it pays (and is exact enough)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = batch_loss(model, ctx, tgt, hist, fold, sampler)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.detach()
+
+
 def train(model: nn.Module, examples: Examples, config: TrainConfig,
           validate: Callable[[nn.Module], float] | None = None,
           callback: Callable[[EpochReport], None] | None = None,
@@ -177,9 +237,8 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     model.to(device)
-    amp = device.type == "cuda"  # mixed precision only where it pays (and is exact enough)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                            fused=device.type == "cuda")
+    sampler = make_sampler(model, examples, config)
+    opt = make_optimizer(model, config, device, sampler is not None)
     steps_per_epoch = math.ceil(len(examples.baskets) / config.batch_size)
     total = max(config.epochs * steps_per_epoch, 1)
     rng = np.random.default_rng(config.seed)
@@ -207,19 +266,11 @@ def train(model: nn.Module, examples: Examples, config: TrainConfig,
         t_epoch, seen, n_steps = time.perf_counter(), 0, 0
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
         out_of_time = False
-        for step, (ctx, tgt, hist, fold) in enumerate(_batches(examples, config, rng), 1):
-            ctx, tgt = ctx.to(device, non_blocking=True), tgt.to(device, non_blocking=True)
-            hist = hist.to(device, non_blocking=True) if hist is not None else None
-            extra = {"fold": fold} if fold is not None else {}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = set_loss(model(ctx, hist, **extra), tgt)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+        for step, batch in enumerate(batches(examples, config, rng), 1):
+            loss = train_step(model, opt, batch, device, sampler)
             sched.step()
-            seen += ctx.shape[0]
-            loss_sum += loss.detach()
+            seen += batch[0].shape[0]
+            loss_sum += loss
             n_steps += 1
             if callback and step % config.log_every == 0:
                 rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
