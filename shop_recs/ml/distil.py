@@ -22,7 +22,8 @@ def content_features(model) -> torch.Tensor:
     price band one-hot, text vector, and a constant (the intercept)."""
     c = model.config
     n = c.n_items + 1
-    words = torch.zeros(n, c.n_words + 1)
+    dev = model.item_words.device  # built where the model lives (a GPU run scores there)
+    words = torch.zeros(n, c.n_words + 1, device=dev)
     words.scatter_(1, model.item_words, 1.0)
     words[:, 0] = 0.0  # padding
     words = words / words.norm(dim=1, keepdim=True).clamp(min=1.0)
@@ -31,7 +32,7 @@ def content_features(model) -> torch.Tensor:
     parts = [words, cats, price]
     if c.text_dim > 0:
         parts.append(model.item_text.float())
-    parts.append(torch.ones(n, 1))
+    parts.append(torch.ones(n, 1, device=dev))
     return torch.cat(parts, dim=1)
 
 
@@ -42,7 +43,8 @@ def distil_new_rows(model, rows: torch.Tensor, penalty: float = 1.0) -> None:
     if penalty <= 0:
         raise ValueError(f"distillation penalty must be positive, got {penalty}")
     x = content_features(model)
-    known = torch.ones(x.shape[0], dtype=torch.bool)
+    rows = rows.to(x.device)
+    known = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     known[0] = False
     known[rows] = False
     y = torch.cat([model.item_emb.weight.float(), model.out_bias.float()[:, None]], dim=1)
@@ -50,11 +52,11 @@ def distil_new_rows(model, rows: torch.Tensor, penalty: float = 1.0) -> None:
     mean = yk.mean(0)  # fit the deviation from the average bought product
     yk = yk - mean
     if xk.shape[1] <= xk.shape[0]:  # primal: (X'X + aI) W = X'Y
-        gram = xk.T @ xk + penalty * torch.eye(xk.shape[1], dtype=xk.dtype)
+        gram = xk.T @ xk + penalty * torch.eye(xk.shape[1], dtype=xk.dtype, device=x.device)
         w = torch.linalg.solve(gram, xk.T @ yk)
         pred = x[rows].double() @ w
     else:  # dual: W = X' (XX' + aI)^-1 Y
-        gram = xk @ xk.T + penalty * torch.eye(xk.shape[0], dtype=xk.dtype)
+        gram = xk @ xk.T + penalty * torch.eye(xk.shape[0], dtype=xk.dtype, device=x.device)
         alpha = torch.linalg.solve(gram, yk)
         pred = (x[rows].double() @ xk.T) @ alpha
     pred = (pred + mean).to(model.item_emb.weight.dtype)

@@ -152,9 +152,10 @@ class BundleScorer:
         out = copy.copy(self)
         out.model = copy.deepcopy(self.model)
         new = np.asarray(new, dtype=np.int64)
-        rows = torch.as_tensor(new + 1)
+        dev = out.model.out_bias.device  # every index built where the model lives (GPU runs)
+        rows = torch.as_tensor(new + 1, device=dev)
         with torch.no_grad():
-            bought = torch.ones(len(out.model.out_bias), dtype=torch.bool)
+            bought = torch.ones(len(out.model.out_bias), dtype=torch.bool, device=dev)
             bought[0] = False
             bought[rows] = False
             bias = torch.quantile(out.model.out_bias[bought].float(), float(bias_quantile))
@@ -164,8 +165,8 @@ class BundleScorer:
                 distil_new_rows(out.model, rows, float(distil))
             prior = out.model.prior
             if borrow is not None and prior.numel():
-                nbrs = torch.as_tensor(np.asarray(borrow[0], dtype=np.int64) + 1)
-                w = torch.as_tensor(np.asarray(borrow[1]), dtype=prior.dtype)
+                nbrs = torch.as_tensor(np.asarray(borrow[0], dtype=np.int64) + 1, device=dev)
+                w = torch.as_tensor(np.asarray(borrow[1]), dtype=prior.dtype, device=dev)
                 prior[rows] = torch.einsum("ck,ckn->cn", w, prior[nbrs])
                 prior[:, rows] = torch.einsum("ck,nck->nc", w, prior[:, nbrs])
         return out
