@@ -5,11 +5,14 @@ table (``shop_recs.ml.runner.run_cold``), tuned on the validation cold queries l
 row, built on the scorers validation chose for the baselines and models:
 
 * ``NewOffset``: a scorer's row-standardised scores plus ``delta`` on the products without
-  training orders. The borrowed lists give a new product the score of its most similar
-  known product, so it ranks at best beside it; a new product that the shop adds is in fact
-  bought (the masked products had at least ``ColdConfig.min_orders`` orders), which an
-  offset tuned on validation learns. Reported for the borrowed lists, so that the model's
-  bias quantile (the same idea inside the model) is compared with it and not with less;
+  training orders, in the lists of known products (a context that holds a known product):
+  a new product's own list is left as it was. The borrowed lists give a new product the
+  score of its most similar known product, so it ranks at best beside it; a new product
+  the shop adds is in fact bought (the masked ones had at least ``ColdConfig.min_orders``
+  orders), which an offset tuned on validation learns. It is a merchandising rule ("show new
+  products in the lists of known ones") as much as a model, and the masked products are
+  products that sold, so read it as an upper end. Reported for the borrowed lists, so that
+  the model's bias quantile (the same idea inside the model) is compared with it;
 * a blend of the borrowed lists and a content model (``BlendScorer``: standardised scores,
   the model's weight tuned);
 * borrowed lists whose neighbours are found by the text encoder's cosine instead of TF-IDF
@@ -32,7 +35,8 @@ BORROWED = "borrowed_lists"
 
 
 class NewOffset:
-    """``standardise(base) + delta`` on the ``cold`` columns (bool [catalogue])."""
+    """``standardise(base) + delta`` on the ``cold`` columns (bool [catalogue]) of the rows
+    whose context holds a known product; other rows are ``standardise(base)``."""
 
     def __init__(self, base, cold: np.ndarray, delta: float) -> None:
         self.base, self.delta, self.name = base, float(delta), f"{base.name}+offset"
@@ -43,7 +47,9 @@ class NewOffset:
 
     def score(self, contexts, histories=None) -> np.ndarray:
         s = standardise(self.base.score(contexts, histories))
-        s[:, self.cold] += self.delta
+        known = np.asarray([(~self.cold[np.asarray(c, dtype=np.int64)]).any()
+                            for c in contexts], dtype=bool)
+        s[np.ix_(known, self.cold)] += self.delta
         return s
 
 
