@@ -4,10 +4,13 @@
 
 What ``python -m shop_recs.ml.benchmark --cold only`` measures (``shop_recs.ml.coldbench``:
 masked and truly new products, every baseline, the ceiling, the model with and without the
-text encoder, the variants), but sized for a machine lent for minutes: the seeds run one by
-one, each net's training budget is what is left divided over the nets still to train (after
-the evaluation time the last seed took), nets stop early on validation (``patience``), and the
-JSON is rewritten after every seed, so a run cut short still returns what it finished.
+text encoder, the variants), but sized for a machine lent for minutes. The evaluation is
+NumPy on one core per seed, so with ``--parallel N`` the seeds run in N processes at once
+(sharing the GPU for their nets); each process gives its nets the budget less the evaluation
+it expects (``--eval-guess-s``). Sequentially (``--parallel 1``) each net gets what is left
+divided over the nets still to train, after the evaluation time the last seed took. Nets stop
+early on validation (``patience``). Every finished seed is written at once (``seed-N.json``
+beside ``--json``), so a run cut short still returns what it finished.
 
 The text encoder's vectors come from a cache only (``--text-cache``; keyed by ``--text-key``,
 the encoder name that filled it, and the text): the weights never load here. A catalogue
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 import time
 import traceback
@@ -72,8 +77,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-cache", type=Path, default=DEVDATA / "text-cache")
     p.add_argument("--text-key", default=TEXT_KEY,
                    help="the encoder name that keyed the cache ('' = no encoder rows)")
+    p.add_argument("--parallel", type=int, default=1, help="seeds run at once (processes)")
     p.add_argument("--json", type=Path, required=True)
     return p
+
+
+def _seed_in_process(job: tuple) -> dict:
+    """One seed in a worker process (``--parallel``): its own threads, its result or error."""
+    data, text, cfg, seed, budget, threads, out = job
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    try:
+        result = cold_seed(data, text, cfg, seed, log=print, train_budget_s=budget)
+    except Exception as exc:  # noqa: BLE001 (reported by the parent, in the JSON)
+        return {"seed": seed, "error": repr(exc), "traceback": traceback.format_exc()}
+    result.update(train_budget_s=budget, seed_s=time.perf_counter() - t0)
+    out.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def _parallel(args, data, text, cfg, nets: int, out: dict) -> list[dict]:
+    """Every seed at once in ``args.parallel`` processes; their nets share the device."""
+    budget = max((args.budget_s - args.eval_guess_s) / nets, args.min_net_s)
+    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    print(f"{args.seeds} seeds in {args.parallel} processes: {budget:.1f} s of training per "
+          f"net ({nets} nets each), {threads} threads each", flush=True)
+    jobs = [(data, text, cfg, seed, budget, threads,
+             args.json.with_name(f"seed-{seed}.json")) for seed in range(args.seeds)]
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+    with ctx.Pool(min(args.parallel, args.seeds)) as pool:
+        results = pool.map(_seed_in_process, jobs, chunksize=1)
+    out["errors"] += [r for r in results if "error" in r]
+    return [r for r in results if "error" not in r]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     out["read_s"] = t0 - t_start
     per_seed, eval_s = [], args.eval_guess_s
     nets = cold_nets(cfg, text is not None)
-    for seed in range(args.seeds):
+    if args.parallel > 1:
+        per_seed = _parallel(args, data, text, cfg, nets, out)
+    for seed in range(args.seeds if args.parallel <= 1 else 0):
         left = args.budget_s - (time.perf_counter() - t0)
         seeds_left = args.seeds - seed
         per_net = (left - eval_s * seeds_left) / (nets * seeds_left)
@@ -129,11 +168,16 @@ def main(argv: list[str] | None = None) -> int:
         eval_s = result["evaluate_s"] + 2.0  # the split and the set-up besides
         result["train_budget_s"] = per_net
         per_seed.append(result)
+        args.json.with_name(f"seed-{seed}.json").write_text(
+            json.dumps(result, indent=1, default=float))
         out.update(cold_report(per_seed, cfg, 0.0))
         out.update(elapsed_s=time.perf_counter() - t_start, seeds_done=len(per_seed),
                    peak_mem_mb=peak_mem_mb())
         args.json.write_text(json.dumps(out, indent=1, default=float))
-    out.update(elapsed_s=time.perf_counter() - t_start, seeds_done=len(per_seed))
+    if per_seed:
+        out.update(cold_report(per_seed, cfg, 0.0))
+    out.update(elapsed_s=time.perf_counter() - t_start, seeds_done=len(per_seed),
+               peak_mem_mb=peak_mem_mb())
     args.json.write_text(json.dumps(out, indent=1, default=float))
     if per_seed:
         print(format_cold_table(out["cold_results"]))

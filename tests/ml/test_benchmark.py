@@ -176,10 +176,16 @@ def test_device_command_runs_seeds_under_a_budget_from_cached_vectors_only(csv_p
     seed = data["cold_per_seed"][0]
     assert 3.0 <= seed["train_budget_s"] and seed["evaluate_s"] > 0
     assert "masked cold_target_ndcg10" in data["cold_goal"]
-    # a text the cache lacks: no encoder rows (said why), the rest still runs
+    assert json.loads((tmp_path / "seed-0.json").read_text())["seed"] == 0
+    # a text the cache lacks: no encoder rows (said why), the rest still runs; two seeds in
+    # two processes at once (--parallel)
+    args[args.index("--seeds") + 1] = "2"
     assert cold_device.main([*args[:-6], "--text-cache", str(tmp_path / "empty"),
-                             "--text-key", _FakeEncoder.name, "--json", str(out)]) == 0
+                             "--text-key", _FakeEncoder.name, "--parallel", "2",
+                             "--json", str(out)]) == 0
     data = json.loads(out.read_text())
+    assert data["seeds_done"] == 2 and data["errors"] == []
+    assert [s["seed"] for s in data["cold_per_seed"]] == [0, 1]
     assert "not in the cache" in data["text"]["error"]
     assert "bundle_model (content-trained + text encoder)" not in {
         r["model"] for r in data["cold_results"]}
