@@ -24,19 +24,19 @@ from __future__ import annotations
 import numpy as np
 
 from shop_recs.ml.baselines import EASE, cooccurrence_counts
-from shop_recs.ml.blend import BlendScorer, standardise
+from shop_recs.ml.blend import BlendScorer
 from shop_recs.ml.coldstart import BorrowedLists, ColdConfig, ColdSplit
 
 __all__ = ["NewOffset", "variant_options", "OFFSETS", "BLEND_WEIGHTS"]
 
-OFFSETS = (0.5, 1.0, 2.0, 3.0, 4.0)  # in standard deviations of the row's scores
-BLEND_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)  # the content model's, against the borrowed lists
+OFFSETS = (1.0, 2.0, 3.0, 4.0, 6.0)  # in standard deviations of the row's scores
+BLEND_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0)  # the content model's, against the borrowed lists
 BORROWED = "borrowed_lists"
 
 
 class NewOffset:
-    """``standardise(base) + delta`` on the ``cold`` columns (bool [catalogue]) of the rows
-    whose context holds a known product; other rows are ``standardise(base)``."""
+    """Row z-scores of ``base`` + ``delta`` on the ``cold`` columns (bool [catalogue]) in
+    the rows whose context holds a known product; the other rows are ``base``'s scores."""
 
     def __init__(self, base, cold: np.ndarray, delta: float) -> None:
         self.base, self.delta, self.name = base, float(delta), f"{base.name}+offset"
@@ -46,10 +46,17 @@ class NewOffset:
         return self
 
     def score(self, contexts, histories=None) -> np.ndarray:
-        s = standardise(self.base.score(contexts, histories))
-        known = np.asarray([(~self.cold[np.asarray(c, dtype=np.int64)]).any()
-                            for c in contexts], dtype=bool)
-        s[np.ix_(known, self.cold)] += self.delta
+        # float64 throughout, and the other rows as the base scored them: a float32 z-score
+        # would merge near-ties of small scores (EASE with a large lambda) and move them
+        s = np.array(self.base.score(contexts, histories), dtype=np.float64)
+        known = np.flatnonzero([(~self.cold[np.asarray(c, dtype=np.int64)]).any()
+                                for c in contexts])
+        if len(known):
+            z = s[known]
+            z[~np.isfinite(z)] = np.nan  # masked entries stay out of the mean and sd
+            z = (z - np.nanmean(z, 1, keepdims=True)) / (np.nanstd(z, 1, keepdims=True) + 1e-12)
+            z[:, self.cold] += self.delta
+            s[known] = np.where(np.isnan(z), -np.inf, z)
         return s
 
 
@@ -63,13 +70,18 @@ def variant_options(split: ColdSplit, cfg: ColdConfig, chosen: dict, models: dic
     """
     cold = ~split.known
     borrowed = chosen[BORROWED]
-    out = {f"{BORROWED} + offset for new products (variant)": [
-        (f"offset {d:g} sd", lambda d=d: NewOffset(borrowed, cold, d)) for d in OFFSETS]}
+
+    def offsets(base) -> list:
+        return [(f"offset {d:g} sd", lambda d=d: NewOffset(base, cold, d)) for d in OFFSETS]
+
+    out = {f"{BORROWED} + offset for new products (variant)": offsets(borrowed)}
     for suffix, row in models.items():
         if row in chosen:
             out[f"blend: {BORROWED} + {suffix} (variant)"] = [
                 (f"model weight {w:g}", lambda w=w, m=chosen[row]: BlendScorer(
                     [borrowed, m], [1.0, w], "blend")) for w in BLEND_WEIGHTS]
+            # the same offset on the model's own row: does content add to it?
+            out[f"{suffix} + offset for new products (variant)"] = offsets(chosen[row])
     if vectors is not None:
         counts = cooccurrence_counts(split.train)
         eases = {lam: EASE(float(lam), counts).fit(split.train) for lam in cfg.ease_lambdas}

@@ -75,6 +75,8 @@ def test_cli_cold_start_table(csv_path, tmp_path, capsys):
                      "borrowed_lists + offset for new products (variant)",
                      "blend: borrowed_lists + content-trained model (variant)",
                      "blend: borrowed_lists + content-trained model + text encoder (variant)",
+                     "content-trained model + offset for new products (variant)",
+                     "content-trained model + text encoder + offset for new products (variant)",
                      "borrowed_lists by text-encoder similarity (variant)"}
     # every row against the best baseline; the ceiling's ratio says what content can reach
     goal = data["cold_goal"]["masked cold_anchor_ndcg10"]
