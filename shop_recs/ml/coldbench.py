@@ -4,7 +4,8 @@ the table over seeds, and each row's ratio to the best baseline (the goal's 1.5x
 Per seed (:func:`cold_seed`): a new masked set and a new model seed; the nets (the model, a
 content-trained one, and one that also reads a text encoder's vectors), every baseline, the
 ceiling, the model's content options and the variants of ``shop_recs.ml.coldvariants``, each
-tuned on the validation cold queries. :func:`run_cold` runs ``cfg.seeds`` of them (what
+tuned on the validation cold queries. ``cfg`` is a ``shop_recs.ml.runner.BenchConfig`` (not
+imported: runner imports this module). :func:`run_cold` runs ``cfg.seeds`` of them (what
 ``python -m shop_recs.ml.benchmark --cold`` calls); ``benchmarks/cold_device.py`` runs them one
 by one under a time budget::
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -27,9 +28,6 @@ from shop_recs.ml.protocol import MODEL, OnCatalogue
 from shop_recs.ml.scorer import BundleScorer
 from shop_recs.ml.text import LazyEncoder, embed_products
 from shop_recs.ml.types import baskets_from_frame
-
-if TYPE_CHECKING:
-    from shop_recs.ml.runner import BenchConfig
 
 logger = logging.getLogger("shop_recs.ml.coldbench")
 
@@ -203,12 +201,10 @@ def run_cold(frame, cfg: BenchConfig, progress: Callable | None = None,
 
 def cold_report(per_seed: list[dict], cfg: BenchConfig, embed_s: float) -> dict:
     """The JSON the benchmark writes: the table, the goal's ratios, every seed's detail."""
-    from shop_recs.ml.runner import _jsonable  # noqa: PLC0415 (runner imports this module)
-
     results = cold_table(per_seed)
     return {"cold_results": results, "cold_goal": cold_goal(results),
             "cold_per_seed": per_seed,
-            "cold_config": _jsonable(dataclasses.asdict(cfg.cold)),
+            "cold_config": dataclasses.asdict(cfg.cold),
             "cold_epochs": [s["epochs"] for s in per_seed],
             "cold_train_s": [s["train_s"] for s in per_seed],
             "cold_cost": [s["cost"] for s in per_seed], "text_embed_s": embed_s}
