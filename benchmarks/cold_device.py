@@ -182,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     if per_seed:
         print(format_cold_table(out["cold_results"]))
         for key, g in out["cold_goal"].items():
+            ceiling = g["ceiling_ratio"]
             print(f"{key}: best baseline {g['best_baseline']} {g['best_baseline_value']:.4f}, "
-                  f"1.5x line {g['line']:.4f}, ceiling {g['ceiling_ratio']:.2f}x")
+                  f"1.5x line {g['line']:.4f}, ceiling "
+                  + ("-" if ceiling is None else f"{ceiling:.2f}x"))
     print(f"{len(per_seed)} seeds in {out['elapsed_s']:.0f} s; wrote {args.json}")
     return 0 if per_seed and not out["errors"] else 1
 

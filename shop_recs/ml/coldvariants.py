@@ -29,7 +29,7 @@ from shop_recs.ml.coldstart import BorrowedLists, ColdConfig, ColdSplit
 
 __all__ = ["NewOffset", "variant_options", "OFFSETS", "BLEND_WEIGHTS"]
 
-OFFSETS = (1.0, 2.0, 3.0, 4.0, 6.0)  # in standard deviations of the row's scores
+OFFSETS = (2.0, 4.0, 6.0, 10.0, 20.0)  # sd of the row's scores; 20: every new product first
 BLEND_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0)  # the content model's, against the borrowed lists
 BORROWED = "borrowed_lists"
 
