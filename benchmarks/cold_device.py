@@ -82,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _progress(seed: int):
+    """One line per epoch of each net (the lead watches the device's output)."""
+    def show(r) -> None:
+        if r.kind == "epoch":
+            val = "-" if r.val_metric is None else f"{r.val_metric:.4f}"
+            print(f"  seed {seed} epoch {r.epoch:>2} loss {r.loss:.4f} val {val} "
+                  f"{r.examples_per_s:.0f} ex/s {r.elapsed_s:.0f} s", flush=True)
+    return show
+
+
 def _seed_in_process(job: tuple) -> dict:
     """One seed in a worker process (``--parallel``): its own threads, its result or error."""
     data, text, cfg, seed, budget, threads, out = job
@@ -90,7 +100,7 @@ def _seed_in_process(job: tuple) -> dict:
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     try:
-        result = cold_seed(data, text, cfg, seed, log=print, train_budget_s=budget)
+        result = cold_seed(data, text, cfg, seed, _progress, log=print, train_budget_s=budget)
     except Exception as exc:  # noqa: BLE001 (reported by the parent, in the JSON)
         return {"seed": seed, "error": repr(exc), "traceback": traceback.format_exc()}
     result.update(train_budget_s=budget, seed_s=time.perf_counter() - t0)
@@ -159,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: {per_net:.1f} s of training per net ({nets} nets), "
               f"{left:.0f} s left", flush=True)
         try:
-            result = cold_seed(data, text, cfg, seed, log=print, train_budget_s=per_net)
+            result = cold_seed(data, text, cfg, seed, _progress, log=print,
+                               train_budget_s=per_net)
         except Exception as exc:  # noqa: BLE001 (the JSON says what broke; nothing is lost)
             out["errors"].append({"seed": seed, "error": repr(exc),
                                   "traceback": traceback.format_exc()})
