@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="online_retail")
     p.add_argument("--device", default="cuda", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed+1, ..")
     p.add_argument("--budget-s", type=float, default=200.0,
                    help="wall-clock seconds for everything after reading the orders")
     p.add_argument("--eval-guess-s", type=float, default=30.0,
@@ -115,7 +116,8 @@ def _parallel(args, data, text, cfg, nets: int, out: dict) -> list[dict]:
     print(f"{args.seeds} seeds in {args.parallel} processes: {budget:.1f} s of training per "
           f"net ({nets} nets each), {threads} threads each", flush=True)
     jobs = [(data, text, cfg, seed, budget, threads,
-             args.json.with_name(f"seed-{seed}.json")) for seed in range(args.seeds)]
+             args.json.with_name(f"seed-{args.first_seed + seed}.json"))
+            for seed in range(args.seeds)]
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     with ctx.Pool(min(args.parallel, args.seeds)) as pool:
         results = pool.map(_seed_in_process, jobs, chunksize=1)
@@ -127,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t_start = time.perf_counter()
     overrides = {"train.device": args.device, "train.epochs": args.epochs,
-                 "train.patience": args.patience}
+                 "train.patience": args.patience,
+                 "seed": get_default_config().seed + args.first_seed}
     if args.threads:
         overrides["train.threads"] = args.threads
-    cold = ColdConfig(max_queries=args.max_queries, bias_quantiles=tuple(args.bias_quantiles),
-                      text_encoder=args.text_key,
+    cold = ColdConfig(seed=args.first_seed, max_queries=args.max_queries,
+                      bias_quantiles=tuple(args.bias_quantiles), text_encoder=args.text_key,
                       text_cache=str(args.text_cache) if args.text_key else "")
     cfg = BenchConfig(seeds=args.seeds, protocol=configure(get_default_config(), overrides),
                       cold=cold)
@@ -166,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"seed {seed}: {left:.0f} s left, not enough for another seed")
                 break
             per_net = args.min_net_s
-        print(f"seed {seed}: {per_net:.1f} s of training per net ({nets} nets), "
-              f"{left:.0f} s left", flush=True)
+        print(f"seed {args.first_seed + seed}: {per_net:.1f} s of training per net "
+              f"({nets} nets), {left:.0f} s left", flush=True)
         try:
             result = cold_seed(data, text, cfg, seed, _progress, log=print,
                                train_budget_s=per_net)
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_s = result["evaluate_s"] + 2.0  # the split and the set-up besides
         result["train_budget_s"] = per_net
         per_seed.append(result)
-        args.json.with_name(f"seed-{seed}.json").write_text(
+        args.json.with_name(f"seed-{result['seed']}.json").write_text(
             json.dumps(result, indent=1, default=float))
         out.update(cold_report(per_seed, cfg, 0.0))
         out.update(elapsed_s=time.perf_counter() - t_start, seeds_done=len(per_seed),
