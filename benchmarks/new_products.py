@@ -1,6 +1,7 @@
 """Benchmark: what lists for new products cost, next to the warm lists of a run (issue 17).
 
     python -m benchmarks.new_products [--orders FILE] [--epochs 1] [--new 1 100 1000]
+        [--text-encoder NAME_OR_FOLDER [--text-cache DIR]]
 
 Trains the bundle model briefly on an Online Retail file (the last 10 % of its products by
 first sale are held out as "created after the run"), then prints, from the checkpoint the
@@ -10,7 +11,10 @@ run would write:
   warm lists' scoring of every published product (seconds and the ratio);
 * the per-product task: checkpoint load, :func:`shop_recs.ml.newproducts.extend` and
   :func:`~shop_recs.ml.newproducts.model_lists` for 1, 100, 1000 new products (seconds,
-  peak RSS growth), against the run's training time.
+  peak RSS growth), against the run's training time. With ``--text-encoder`` the model reads
+  the encoder's vectors (the catalogue's from ``--text-cache`` when it holds them) and the task
+  embeds the new products' names as the task does (the encoder loaded, an empty cache: the
+  cost of products nobody has embedded yet).
 
 No Django, no database: the task's queries (the serving run's lists, the names of the
 products with lists, their availability) are not included. Figures only, never asserted.
@@ -29,6 +33,7 @@ from shop_recs.ml.model import BundleModelConfig
 from shop_recs.ml.newproducts import extend, model_lists
 from shop_recs.ml.orders import read_orders
 from shop_recs.ml.scorer import BundleScorer
+from shop_recs.ml.text import LazyEncoder, embed_products
 from shop_recs.ml.topk import topk_rows
 from shop_recs.ml.train import TrainConfig
 from shop_recs.ml.types import ItemAttributes, ItemIndex, baskets_from_frame
@@ -47,8 +52,16 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--new", type=int, nargs="+", default=[1, 100, 1000])
     parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--text-encoder", default="", help="model name or folder")
+    parser.add_argument("--text-cache", type=Path, default=None)
     args = parser.parse_args(argv)
     baskets, index, attrs = baskets_from_frame(read_orders([args.orders], "online_retail"))
+    if args.text_encoder:
+        t0 = time.perf_counter()
+        vecs = embed_products(list(attrs.names), None, LazyEncoder(args.text_encoder),
+                              args.text_cache)
+        attrs = ItemAttributes(attrs.names, attrs.categories, attrs.prices, vecs)
+        print(f"catalogue text vectors {vecs.shape} in {time.perf_counter() - t0:.1f} s")
     # the products first sold last are "new": the run knows them by name only
     first_sold = np.full(baskets.n_items, np.iinfo(np.int64).max)
     for b in range(len(baskets)):
@@ -89,16 +102,24 @@ def main(argv=None):
             scorer, _, _ = load_checkpoint(tmp)
             t_load = time.perf_counter() - t0
             new_attrs = attrs.take(late[:m])
+            t_embed = 0.0
+            if args.text_encoder:  # as the task: the run's encoder, texts not cached yet
+                t1 = time.perf_counter()
+                new_attrs.text_vectors = embed_products(
+                    list(new_attrs.names), None, LazyEncoder(args.text_encoder),
+                    Path(tmp) / f"cache-{m}")
+                t_embed = time.perf_counter() - t1
+            t1 = time.perf_counter()
             bigger, items = extend(scorer, new_attrs)
-            t_extend = time.perf_counter() - t0 - t_load
+            t_extend = time.perf_counter() - t1
             full = ItemAttributes(*(np.concatenate([getattr(known_attrs, f), getattr(
                 new_attrs, f)]) for f in ("names", "categories", "prices")))
             known = np.concatenate([published, np.zeros(m, bool)])
             model_lists(bigger, full, items, known, known, args.top_k)
             total = time.perf_counter() - t0
-            print(f"task: {m:5d} new  {total:8.2f} s (load {t_load:.2f}, extend {t_extend:.2f}, "
-                  f"score {total - t_load - t_extend:.2f}); {total / train_s:.3f}x training; "
-                  f"peak RSS +{rss_mb() - before:.0f} MB")
+            print(f"task: {m:5d} new  {total:8.2f} s (load {t_load:.2f}, embed {t_embed:.2f}, "
+                  f"extend {t_extend:.2f}, score {total - t_load - t_embed - t_extend:.2f}); "
+                  f"{total / train_s:.3f}x training; peak RSS +{rss_mb() - before:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ products created after the serving run (training side: loads the model code).
   serving run's checkpoint has never seen are appended to a copy of its model and scored the
   same way; when the run shipped a baseline, a product borrows the stored list of its most
   similar product with orders, then that product's "popular in its category" fallback rows.
+  A checkpoint that reads a text encoder's vectors (``TEXT_ENCODER``) gets the new products'
+  name and description embedded by the run's encoder through the run's cache
+  (:func:`new_text_vectors`); an encoder that cannot load leaves their text rows zero (name
+  words, category and price still score them) and the task logs why.
   The rows go into the serving run in one transaction (earlier content rows of the product
   are replaced) and ``bundles_changed`` on commit makes the widgets and API show them.
 
@@ -17,16 +21,18 @@ Rows are ``(product pk, recommended pk, rank, score, evidence)``, written with s
 
 import logging
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from django.db import transaction
 
 from shop_recs import newproducts
 from shop_recs.conf import recs_settings
-from shop_recs.data import _active_pks, product_attributes
+from shop_recs.data import _active_pks, product_attributes, product_descriptions
 from shop_recs.fallbacks import POPULAR
 from shop_recs.ml import newproducts as content
 from shop_recs.ml.checkpoint import CheckpointError, load_checkpoint
+from shop_recs.ml.text import LazyEncoder, TextEncoderError, embed_products
 from shop_recs.ml.types import ItemAttributes
 from shop_recs.models import FallbackRecommendation, Recommendation, TrainingRun
 from shop_recs.products import get_adapter
@@ -159,13 +165,46 @@ def publish_new_products(pks=None):
     all_pks = old_pks + new
     k = recs_settings.FBT_TOP_K
     if (manifest.get("extra") or {}).get("model_is_shipped", True):
-        bigger, items = content.extend(scorer, attrs.take(np.arange(len(warm), len(attrs))))
+        new_attrs = attrs.take(np.arange(len(warm), len(attrs)))
+        if scorer.model_config.text_dim > 0:
+            vecs, done["text_encoder"] = new_text_vectors(run, new, new_attrs.names,
+                                                          scorer.model_config.text_dim)
+            new_attrs.text_vectors = vecs
+        bigger, items = content.extend(scorer, new_attrs)
         lists = content.model_lists(bigger, full, items, known, allowed, k)
         rows, done["basis"] = rows_of(lists, all_pks, content.MODEL), content.MODEL
     else:
         rows = _borrowed_from_run(run, full, np.arange(n, n + m), known, all_pks, k)
         done["basis"] = content.BORROWED
     return done | _write(run, new, rows)
+
+
+def new_text_vectors(run, pks, names, dim):
+    """The run's text encoder's vectors of ``pks``' name and description, float32 [m, dim]:
+    the encoder the run read (its config's ``text_encoder``, else ``TEXT_ENCODER``) and the
+    cache the run filled (``text-cache`` beside its checkpoint folder), so a product whose
+    text the run has embedded costs nothing and the others are embedded once, here on the
+    training worker. Returns (vectors or None, a note for the task's summary): None when the
+    encoder cannot load or gives vectors of another width, logged with the reason."""
+    name = ((run.config or {}).get("text_encoder") or {}).get("model") \
+        or recs_settings.TEXT_ENCODER
+    if not name:
+        reason = "the checkpoint reads text vectors but no TEXT_ENCODER is set"
+        logger.warning("new-product lists without text vectors: %s", reason)
+        return None, {"model": None, "error": reason}
+    cache = Path(run.artifact_path).parent / "text-cache"
+    try:
+        vecs = embed_products(list(names), product_descriptions(list(pks)),
+                              LazyEncoder(str(name)), cache)
+    except (TextEncoderError, OSError, ValueError) as exc:
+        # the lists still go out: name words, category and price score the products
+        logger.warning("new-product lists without text vectors (encoder %s): %s", name, exc)
+        return None, {"model": str(name), "error": str(exc)}
+    if vecs.shape != (len(pks), dim):  # another model under the same name since the run
+        reason = f"the encoder gives {vecs.shape[-1]}-wide vectors, the checkpoint reads {dim}"
+        logger.warning("new-product lists without text vectors (encoder %s): %s", name, reason)
+        return None, {"model": str(name), "error": reason}
+    return vecs, {"model": str(name), "products": len(pks)}
 
 
 def _borrowed_from_run(run, attrs, items, known, pks, k):

@@ -248,3 +248,51 @@ def test_the_widget_and_api_show_a_content_lists_label(client):
     html = Template("{% load shop_recs %}{% frequently_bought_together p %}").render(
         Context({"p": shop[0]}))
     assert 'data-method="content"' in html and "it has no orders yet" in html
+
+
+def test_the_task_embeds_new_products_text_with_the_runs_encoder(sent, ships, settings,
+                                                                 tmp_path, monkeypatch, caplog):
+    """TEXT_ENCODER: a product created after the run is embedded by the run's encoder through
+    the run's cache, and its vector reaches the model; an encoder that cannot load leaves the
+    lists published from name words, category and price, and the task logs why."""
+    import numpy as np
+
+    from shop_recs.ml import newproducts as content
+    from shop_recs.ml.text import product_text, text_keys
+    from tests.ml.tiny_encoder import build_tiny_encoder
+
+    folder = build_tiny_encoder(tmp_path / "encoder")
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "TEXT_ENCODER": str(folder)}
+    ships("bundle_model")
+    products = planted_shop()
+    run = train()
+    assert run.config["text_encoder"]["dim"] == 32
+    seen = []
+    real_extend = content.extend
+    monkeypatch.setattr(content, "extend", lambda scorer, attrs: (
+        seen.append(attrs.text_vectors), real_extend(scorer, attrs))[1])
+    late = Product.objects.create(sku="N5", name="Teapot, green", price="5.00",
+                                  category="even", description="green ceramic teapot")
+    summary = tasks.publish_new_products.apply(args=([late.pk],)).get()
+    assert summary["products"] == 1 and summary["basis"] == "model"
+    assert summary["text_encoder"] == {"model": str(folder), "products": 1}
+    # the run's cache (beside its checkpoint) now holds the product's name and description
+    (cache,) = (tmp_path / "artifacts" / "text-cache").glob("text-*.npz")
+    with np.load(cache) as stored:
+        vectors = dict(zip(stored["keys"].tolist(), stored["vectors"]))
+    key = text_keys([product_text("Teapot, green", "green ceramic teapot")], str(folder))[0]
+    assert seen[-1].shape == (1, 32) and np.allclose(seen[-1][0], vectors[key])
+    assert first_of(run, late).recommended == products[1]
+
+    # the encoder's folder is gone: the list still goes out, without a text vector, logged
+    import shutil
+    shutil.rmtree(folder)
+    other = Product.objects.create(sku="N6", name="Teapot, blue", price="5.00",
+                                   category="even", description="blue teapot")
+    with caplog.at_level("WARNING", logger="shop_recs.content_lists"):
+        summary = tasks.publish_new_products.apply(args=([other.pk],)).get()
+    assert summary["products"] == 1 and "does not exist" in summary["text_encoder"]["error"]
+    assert seen[-1] is None
+    assert any("without text vectors" in r.getMessage() and "does not exist" in r.getMessage()
+               for r in caplog.records)
+    assert first_of(run, other) is not None

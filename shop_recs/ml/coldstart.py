@@ -39,7 +39,7 @@ from shop_recs.ml.features import _category, name_words
 from shop_recs.ml.types import Baskets, DataError, ItemAttributes, ItemIndex
 
 __all__ = ["ColdConfig", "ColdSplit", "cold_split", "cold_queries", "CategoryBestsellers",
-           "BorrowedLists", "name_similarity", "tune_and_score", "KINDS"]
+           "BorrowedLists", "name_similarity", "vector_similarity", "tune_and_score", "KINDS"]
 
 KINDS = ("masked", "new")
 TASKS = {"anchor": "multi_ndcg", "target": "ndcg"}
@@ -68,6 +68,8 @@ class ColdConfig:
     # a ceiling row: EASE fitted on the training orders with the masked products' orders kept
     # (what a scorer that knew each new product's own co-purchases would score)
     ceiling: bool = True
+    # rows of shop_recs.ml.coldvariants (offset, blend, encoder-borrowed lists) beside them
+    variants: bool = True
 
 
 @dataclass
@@ -199,15 +201,30 @@ class CategoryBestsellers:
         return out
 
 
+def vector_similarity(vectors: np.ndarray, items: np.ndarray, candidates: np.ndarray,
+                      k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`name_similarity` by cosine of other vectors (a text encoder's, ``ml.text``)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    sim = v[items] @ v[candidates].T
+    k = min(k, len(candidates))
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return candidates[top], np.take_along_axis(sim, top, axis=1)
+
+
 class BorrowedLists:
     """A warm scorer for new products: each borrows the rows and columns of its ``k`` most
-    similar known products (by name), weighted by similarity."""
+    similar known products (by name), weighted by similarity. ``vectors``: similar by the
+    cosine of these instead (a text encoder's: not the baseline, a variant of it)."""
 
-    def __init__(self, base, known: np.ndarray, attrs: ItemAttributes, k: int = 1) -> None:
+    def __init__(self, base, known: np.ndarray, attrs: ItemAttributes, k: int = 1,
+                 vectors: np.ndarray | None = None) -> None:
         self.base, self.k, self.name = base, k, "borrowed_lists"
         n = len(known)
         self.cold = np.flatnonzero(~known)
-        nbrs, sims = name_similarity(attrs, self.cold, np.flatnonzero(known), k)
+        nbrs, sims = (name_similarity(attrs, self.cold, np.flatnonzero(known), k)
+                      if vectors is None else
+                      vector_similarity(vectors, self.cold, np.flatnonzero(known), k))
         weights = np.maximum(sims, 1e-6)
         self.nbrs, self.weights = nbrs, weights / weights.sum(axis=1, keepdims=True)
         self.slot = np.full(n, -1, dtype=np.int64)
@@ -246,28 +263,31 @@ def _objective(figures: dict) -> float:
     return (figures.get("cold_anchor_ndcg10", 0.0) + figures.get("cold_target_ndcg10", 0.0)) / 2
 
 
-def tune_and_score(split: ColdSplit, cfg: ColdConfig,
-                   extra: dict | None = None) -> dict[str, dict]:
+def tune_and_score(split: ColdSplit, cfg: ColdConfig, extra: dict | None = None,
+                   baselines: bool = True, chosen: dict | None = None) -> dict[str, dict]:
     """Each baseline tuned on the validation cold queries, then scored on the test ones of
     each kind. ``extra``: {name: [(label, make() -> scorer)]} of other candidates (fitted on
-    ``split.train``'s orders, scoring the cold catalogue), tuned the same way.
+    ``split.train``'s orders, scoring the cold catalogue), tuned the same way;
+    ``baselines=False`` scores ``extra`` only. ``chosen``, a dict, receives each row's scorer
+    as validation chose it (for variants built on top of it).
     Returns {name: {"params", "val", "masked": {...}, "new": {...}}}."""
     pop = split.train.item_counts()
     val_q = cold_queries(split.val, split.cold["val"], cfg.max_queries, cfg.seed)
     test_q = {kind: cold_queries(split.test, split.cold[kind], cfg.max_queries, cfg.seed)
               for kind in KINDS}
-    counts = cooccurrence_counts(split.train)
-    options = {
+    options = {} if not baselines else {
         "popularity": [("", lambda: Popularity().fit(split.train))],
         "category_bestsellers": [(f"boost={b:g}", lambda b=b: CategoryBestsellers(b).fit(
             split.train, split.attrs)) for b in cfg.category_boosts],
     }
-    eases = {lam: EASE(float(lam), counts).fit(split.train) for lam in cfg.ease_lambdas}
-    options["borrowed_lists"] = [
-        (f"k={k}, ease lambda={lam:g}", lambda k=k, lam=lam: BorrowedLists(
-            eases[lam], split.known, split.attrs, int(k))) for k in cfg.neighbours
-        for lam in cfg.ease_lambdas]
-    if cfg.ceiling and split.train_oracle is not None:
+    if baselines:
+        counts = cooccurrence_counts(split.train)
+        eases = {lam: EASE(float(lam), counts).fit(split.train) for lam in cfg.ease_lambdas}
+        options["borrowed_lists"] = [
+            (f"k={k}, ease lambda={lam:g}", lambda k=k, lam=lam: BorrowedLists(
+                eases[lam], split.known, split.attrs, int(k))) for k in cfg.neighbours
+            for lam in cfg.ease_lambdas]
+    if baselines and cfg.ceiling and split.train_oracle is not None:
         # not a baseline: it has seen the orders the protocol hides (the content path's ceiling)
         ocounts = cooccurrence_counts(split.train_oracle)
         options["ceiling: EASE knowing the new products' orders"] = [
@@ -283,6 +303,8 @@ def tune_and_score(split: ColdSplit, cfg: ColdConfig,
             if best is None or _objective(figures) > _objective(best[2]):
                 best = (label, scorer, figures)
         label, scorer, figures = best
+        if chosen is not None:
+            chosen[name] = scorer
         rows[name] = {"params": label, "val": figures,
                       **{kind: _judge(scorer, test_q[kind], pop) for kind in KINDS}}
     return rows

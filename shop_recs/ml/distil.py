@@ -22,7 +22,7 @@ def content_features(model) -> torch.Tensor:
     price band one-hot, text vector, and a constant (the intercept)."""
     c = model.config
     n = c.n_items + 1
-    dev = model.item_words.device
+    dev = model.item_words.device  # built where the model lives (a GPU run scores there)
     words = torch.zeros(n, c.n_words + 1, device=dev)
     words.scatter_(1, model.item_words, 1.0)
     words[:, 0] = 0.0  # padding

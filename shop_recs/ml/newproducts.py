@@ -179,6 +179,9 @@ def extend(scorer, new_attrs: ItemAttributes):
     appended; returns (the copy, their catalogue items). Their rows are content only: no id
     embedding, no prior (``for_new_products`` gives them a bias and borrows a prior), and
     their attributes encoded with the model's own vocabulary (unknown words are dropped).
+    A model that reads a text encoder's vectors gets ``new_attrs.text_vectors`` (the same
+    encoder's, ``shop_recs.ml.text``) in their text rows; without them those rows stay zero
+    and the products are scored from name words, category and price alone.
     Costs a copy of the model (the dense prior included); the original is untouched."""
     assert scorer.model is not None and scorer.vocab is not None  # nosec B101 # bug guard
     n_old, m = scorer.model_config.n_items, len(new_attrs)
@@ -203,6 +206,12 @@ def extend(scorer, new_attrs: ItemAttributes):
         model.item_words[rows] = torch.from_numpy(feats.words)
         model.item_cat[rows] = torch.from_numpy(feats.category)
         model.item_price[rows] = torch.from_numpy(feats.price_band)
+        if config.text_dim > 0 and new_attrs.text_vectors is not None:
+            vecs = np.asarray(new_attrs.text_vectors, dtype=np.float32)
+            if vecs.shape != (m, config.text_dim):
+                raise ValueError(f"text vectors of the new products must be [{m}, "
+                                 f"{config.text_dim}] (the run's encoder), got {vecs.shape}")
+            model.item_text[rows] = torch.from_numpy(vecs).to(model.item_text.dtype)
     model.eval()
     out = type(scorer)(config, scorer.train_config, scorer.max_context_eval,
                        scorer.prior_lambda, scorer.max_prior_items)

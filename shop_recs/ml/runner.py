@@ -9,7 +9,8 @@ seeds). Every row is scored as served (``shop_recs.ml.served``): the product pag
 product's published top-K list, the cart merges the lists of its items.
 
 ``run_cold`` runs the cold-start protocol (``shop_recs.ml.coldstart``): masked and truly new
-products, their baselines, and the model with and without content-only scoring.
+products, their baselines, the ceiling, the model with and without content-only scoring, the
+variants of ``shop_recs.ml.coldvariants``, and each row's ratio to the best baseline.
 
 Research rows (``role="research"``, ``use_history``) are never shipped: a model that reads
 customers' earlier orders, the history-aware baseline (``shop_recs.ml.repeat``) and their blend.
@@ -31,14 +32,12 @@ import numpy as np
 
 from shop_recs.ml.blend import BlendScorer, tune_weight
 from shop_recs.ml.bundles import BundleRules, bundle_precision, search_bundles
-from shop_recs.ml.coldstart import (KINDS, ColdConfig, cold_split, name_similarity,
-                                    tune_and_score)
+from shop_recs.ml.coldstart import ColdConfig
 from shop_recs.ml.evaluate import coverage_and_popularity, customer_histories, evaluate
-from shop_recs.ml.protocol import (MODEL, TASKS, OnCatalogue, ProtocolConfig, configure,
+from shop_recs.ml.protocol import (MODEL, TASKS, ProtocolConfig, configure,
                                    fit_shop, get_default_config)
 from shop_recs.ml.repeat import RepeatBoost, tune_repeat
 from shop_recs.ml.scorer import BundleScorer
-from shop_recs.ml.text import LazyEncoder, embed_products
 from shop_recs.ml.train import resolve_device
 from shop_recs.ml.types import baskets_from_frame
 
@@ -224,111 +223,5 @@ def _short(res: dict[str, dict]) -> str:
     return f"complete {res['complete']['ndcg']:.4f} anchor {res['anchor']['multi_ndcg']:.4f}"
 
 
-
-COLD_FIGURES = ("cold_anchor_ndcg10", "cold_anchor_recall10", "cold_target_ndcg10",
-                "cold_target_hr10")
-CONTENT = f"{MODEL} (content for new products)"
-
-
-def _text_attrs(attrs, ccfg: ColdConfig, log) -> tuple:
-    """``attrs`` with the text encoder's vectors (None when no encoder is set) and the seconds
-    embedding took (zero when every text came from the cache)."""
-    if not ccfg.text_encoder:
-        return None, 0.0
-    t0 = time.perf_counter()
-    encoder = LazyEncoder(ccfg.text_encoder)
-    vecs = embed_products(list(attrs.names), None, encoder, ccfg.text_cache or None)
-    secs = time.perf_counter() - t0
-    log(f"text encoder {ccfg.text_encoder}: {vecs.shape[0]} products x {vecs.shape[1]} in "
-        f"{secs:.1f} s")
-    return dataclasses.replace(attrs, text_vectors=vecs), secs
-
-
-def _content_options(net, unseen, borrow, split, ccfg: ColdConfig) -> list:
-    """The ways one net can score products without orders, each tuned on validation."""
-    opts = [(f"bias quantile {q:g}" + (", prior borrowed from 5 similar" if b else ""),
-             lambda q=q, b=b: OnCatalogue(net.for_new_products(
-                 unseen, q, borrow if b else None), split.items))
-            for q in ccfg.bias_quantiles for b in (False, True)]
-    opts += [(f"distilled, ridge {a:g}" + (", prior borrowed from 5 similar" if b else ""),
-              lambda a=a, b=b: OnCatalogue(net.for_new_products(
-                  unseen, 0.5, borrow if b else None, distil=a), split.items))
-             for a in ccfg.distil_penalties for b in (False, True)]
-    return opts
-
-
-def _net_cost(net) -> dict:
-    """Training time, epochs, speed and weight size of one fitted net (the content tower's
-    cost is the difference between nets)."""
-    hist = net.result.history
-    state = net.model.state_dict()
-    return {"train_s": net.result.train_s, "epochs": len(hist),
-            "examples_per_s": float(np.mean([h.examples_per_s for h in hist])) if hist else 0.0,
-            "state_mb": sum(t.numel() * t.element_size() for t in state.values()) / 2 ** 20,
-            "parameters": sum(p.numel() for p in net.model.parameters())}
-
-
-def run_cold(frame, cfg: BenchConfig, progress: Callable | None = None,
-             log: Callable[[str], None] = logger.info) -> dict:
-    """The cold-start protocol (``shop_recs.ml.coldstart``) once per seed: a new masked set
-    and a new model seed each time. The model is trained over every product on the masked
-    training orders; its content variants score products without orders from their name,
-    category and price alone (``BundleScorer.for_new_products``: bias quantile, borrowed
-    prior rows or distilled id rows, tuned on validation like the baselines' settings). With
-    ``cfg.cold.text_encoder`` a third net also reads the pretrained encoder's vectors."""
-    baskets, index, attrs = baskets_from_frame(frame)
-    p, per_seed = cfg.protocol, []
-    text_attrs, embed_s = _text_attrs(attrs, cfg.cold, log)
-    for seed in range(cfg.seeds):
-        ccfg = dataclasses.replace(cfg.cold, seed=cfg.cold.seed + seed)
-        split = cold_split(baskets, index, attrs, p.val_frac, p.test_frac, p.min_orders, ccfg)
-
-        def train(model_cfg, seed=seed, attrs=attrs):
-            return BundleScorer(model_cfg, dataclasses.replace(p.train, seed=p.seed + seed),
-                                prior_lambda=p.prior_lambda or 10.0,
-                                max_prior_items=p.max_prior_items).fit(
-                split.train_full, attrs, val=split.val_full.select(split.val_full.sizes >= 2),
-                callback=progress(seed) if progress else None)
-
-        t0 = time.perf_counter()
-        nets = {MODEL: train(dataclasses.replace(p.model))}
-        train_s = time.perf_counter() - t0
-        d = ccfg.content_dropout
-        content = dataclasses.replace(p.model, id_dropout=d, out_id_dropout=d)
-        if d > 0:
-            nets[f"{MODEL} (content-trained, id dropout {d:g})"] = train(content)
-        if text_attrs is not None:
-            nets[f"{MODEL} (content-trained + text encoder)"] = train(content, attrs=text_attrs)
-        bought = split.train_full.item_counts() > 0
-        unseen = np.flatnonzero(~bought)
-        nbrs, sims = name_similarity(attrs, unseen, np.flatnonzero(bought), 5)
-        borrow = (nbrs, np.maximum(sims, 1e-6) / np.maximum(sims, 1e-6).sum(1, keepdims=True))
-        extra = {MODEL: [("as trained", lambda: OnCatalogue(nets[MODEL], split.items))]}
-        for name, net in nets.items():
-            extra[CONTENT if name == MODEL else name] = _content_options(
-                net, unseen, borrow, split, ccfg)
-        rows = tune_and_score(split, ccfg, extra)
-        per_seed.append({"seed": ccfg.seed, "split": split.info, "rows": rows,
-                         "train_s": train_s,
-                         "epochs": {name: len(net.result.history) for name, net in nets.items()},
-                         "cost": {name: _net_cost(net) for name, net in nets.items()}})
-        log(f"cold seed {ccfg.seed}: {split.info}; " + "; ".join(
-            f"{name} {r['masked'].get('cold_anchor_ndcg10', 0):.4f}/"
-            f"{r['masked'].get('cold_target_ndcg10', 0):.4f}" for name, r in rows.items()))
-    results = []
-    for name in per_seed[0]["rows"]:
-        for kind in KINDS:
-            runs = [s["rows"][name][kind] for s in per_seed]
-            row = {"model": name, "kind": kind, "seeds": len(runs),
-                   "queries": [r["queries"] for r in runs],
-                   "params": [s["rows"][name]["params"] for s in per_seed]}
-            for key in COLD_FIGURES:
-                vals = [r[key] for r in runs if key in r]
-                if vals:
-                    row[key], row[key + "_std"] = float(np.mean(vals)), float(np.std(vals))
-            results.append(row)
-    return {"cold_results": results, "cold_per_seed": per_seed,
-            "cold_config": _jsonable(dataclasses.asdict(cfg.cold)),
-            "cold_epochs": [s["epochs"] for s in per_seed],
-            "cold_train_s": [s["train_s"] for s in per_seed],
-            "cold_cost": [s["cost"] for s in per_seed], "text_embed_s": embed_s}
+# the cold-start protocol's benchmark lives in shop_recs.ml.coldbench (imported from here too)
+from shop_recs.ml.coldbench import COLD_FIGURES, run_cold  # noqa: E402,F401

@@ -176,7 +176,7 @@ class BundleScorer:
         out = copy.copy(self)
         out.model = copy.deepcopy(self.model)
         new = np.asarray(new, dtype=np.int64)
-        dev = out.model.out_bias.device  # the model may live on a GPU: index it there
+        dev = out.model.out_bias.device  # every index built where the model lives (GPU runs)
         rows = torch.as_tensor(new + 1, device=dev)
         with torch.no_grad():
             bought = torch.ones(len(out.model.out_bias), dtype=torch.bool, device=dev)

@@ -70,7 +70,18 @@ def test_cli_cold_start_table(csv_path, tmp_path, capsys):
                      "bundle_model (content for new products)",
                      "bundle_model (content-trained, id dropout 0.3)",
                      "bundle_model (content-trained + text encoder)",
-                     "ceiling: EASE knowing the new products' orders"}
+                     "ceiling: EASE knowing the new products' orders",
+                     # variants tried against the borrowed lists, rows of their own
+                     "borrowed_lists + offset for new products (variant)",
+                     "blend: borrowed_lists + content-trained model (variant)",
+                     "blend: borrowed_lists + content-trained model + text encoder (variant)",
+                     "content-trained model + offset for new products (variant)",
+                     "content-trained model + text encoder + offset for new products (variant)",
+                     "borrowed_lists by text-encoder similarity (variant)"}
+    # every row against the best baseline; the ceiling's ratio says what content can reach
+    goal = data["cold_goal"]["masked cold_anchor_ndcg10"]
+    assert goal["best_baseline"] in {"popularity", "category_bestsellers", "borrowed_lists"}
+    assert goal["line"] == 1.5 * goal["best_baseline_value"] and goal["ceiling_ratio"] > 0
     masked = next(r for r in data["cold_results"]
                   if r["model"] == "borrowed_lists" and r["kind"] == "masked")
     assert masked["queries"][0] > 0 and 0 < masked["cold_anchor_ndcg10"] <= 1
@@ -129,3 +140,54 @@ def test_speed_cli_refuses_bad_devices(csv_path, capsys):
     if not torch.cuda.is_available():
         assert speed_main(["--orders", str(csv_path), "--devices", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+class _FakeEncoder:
+    """Fills a cache as the run's encoder did: vectors keyed by its name and the text."""
+
+    name = "/tmp/enc/somewhere/model"
+
+    def encode(self, texts):
+        import numpy as np
+
+        rng = np.random.default_rng(len(texts))
+        return rng.normal(size=(len(texts), 8)).astype(np.float32)
+
+
+def test_device_command_runs_seeds_under_a_budget_from_cached_vectors_only(csv_path, tmp_path,
+                                                                           capsys):
+    """benchmarks.cold_device (what the lead runs on the GPU box), at a tiny size on CPU:
+    the encoder rows come from the cache alone (no weights), the JSON is written."""
+    from benchmarks import cold_device
+    from shop_recs.ml.text import embed_products
+
+    names = baskets_from_frame(read_orders([csv_path], "generic"))[2].names
+    cache = tmp_path / "cache"
+    embed_products(list(names), None, _FakeEncoder(), cache)
+    out = tmp_path / "cold.json"
+    args = ["--orders", str(csv_path), "--format", "generic", "--device", "cpu", "--seeds", "1",
+            "--budget-s", "30", "--eval-guess-s", "5", "--epochs", "2", "--threads", "1",
+            "--bias-quantiles", "0.5", "--text-cache", str(cache), "--text-key",
+            _FakeEncoder.name, "--json", str(out)]
+    assert cold_device.main(args) == 0
+    data = json.loads(out.read_text())
+    assert data["seeds_done"] == 1 and data["errors"] == [] and data["text"]["dim"] == 8
+    names = {r["model"] for r in data["cold_results"]}
+    assert "bundle_model (content-trained + text encoder)" in names
+    assert "ceiling: EASE knowing the new products' orders" in names
+    seed = data["cold_per_seed"][0]
+    assert 3.0 <= seed["train_budget_s"] and seed["evaluate_s"] > 0
+    assert "masked cold_target_ndcg10" in data["cold_goal"]
+    assert json.loads((tmp_path / "seed-0.json").read_text())["seed"] == 0
+    # a text the cache lacks: no encoder rows (said why), the rest still runs; two seeds in
+    # two processes at once (--parallel)
+    args[args.index("--seeds") + 1] = "2"
+    assert cold_device.main([*args[:-6], "--text-cache", str(tmp_path / "empty"),
+                             "--text-key", _FakeEncoder.name, "--parallel", "2",
+                             "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["seeds_done"] == 2 and data["errors"] == []
+    assert [s["seed"] for s in data["cold_per_seed"]] == [0, 1]
+    assert "not in the cache" in data["text"]["error"]
+    assert "bundle_model (content-trained + text encoder)" not in {
+        r["model"] for r in data["cold_results"]}

@@ -201,3 +201,27 @@ def test_the_ceiling_row_knows_the_masked_products_orders(data):
     off = tune_and_score(split, dataclasses.replace(ColdConfig(), ease_lambdas=(10.0,),
                                                     neighbours=(1,), ceiling=False))
     assert not any(name.startswith("ceiling") for name in off)
+
+
+def test_variants_offset_known_lists_only_and_borrow_by_vector_similarity():
+    from shop_recs.ml.blend import standardise
+    from shop_recs.ml.coldvariants import NewOffset
+
+    baskets = _teapot_orders(np.random.default_rng(0))
+    known = baskets.item_counts() > 0
+    base = BorrowedLists(EASE(10.0).fit(baskets), known, ATTRS, k=1)
+    offset = NewOffset(base, ~known, 2.0)
+    ctx = [np.array([1]), np.array([4])]  # a known cosy's list, the new teapot's own list
+    raw, s = base.score(ctx), offset.score(ctx)
+    z = standardise(raw)
+    assert np.allclose(s[0, 4:], z[0, 4:] + 2.0, atol=1e-5)
+    assert np.allclose(s[0, :4], z[0, :4], atol=1e-5)
+    assert np.array_equal(s[1], raw[1])  # a new product's own list is left as it was
+    # by vectors: the zorbing ball (no word in common with a known name) reads like the tray
+    vecs = np.eye(6, dtype=np.float32)
+    vecs[5] = vecs[2] + 0.1
+    by_vec = BorrowedLists(EASE(10.0).fit(baskets), known, ATTRS, k=1, vectors=vecs)
+    assert by_vec.nbrs[list(by_vec.cold).index(5), 0] == 2
+    top = by_vec.score([np.array([5])])[0]
+    top[[2, 4, 5]] = -np.inf
+    assert int(np.argmax(top)) == 3  # the tray's napkins

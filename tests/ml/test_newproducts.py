@@ -1,6 +1,7 @@
 """Lists for new products from content (shop_recs.ml.newproducts), on planted data."""
 
 import numpy as np
+import pytest
 import torch
 
 from shop_recs.ml.baselines import EASE
@@ -105,3 +106,51 @@ def test_extend_keeps_a_sparse_prior_csr_valid():
     crow = bigger.model.prior_crow
     assert len(crow) == 6 + 2 and crow[-1] == crow[-3] == net.model.prior_crow[-1]
     assert np.isfinite(bigger.score([np.array([4])])).any()
+
+
+# names that share no word: only the text vectors say the kettle is like the teapot
+TEXT_NAMES = ["TEAPOT", "COSY", "TRAY", "NAPKINS", "KETTLE", "BALL"]
+
+
+def _text_vectors():
+    """Product 4 (the kettle, new) reads like the teapot 0; 5 (new) like nothing bought."""
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(6, 8)).astype(np.float32)
+    v[4] = v[0] + 0.05 * rng.normal(size=8)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_extend_gives_new_products_their_text_vectors():
+    """The per-product task's path: a checkpoint that reads text vectors, extended with new
+    products and their vectors, ranks the kettle's teapot-like text to the teapot's cosy."""
+    vecs = _text_vectors()
+    names = np.asarray(TEXT_NAMES, dtype=object)
+    known_attrs = ItemAttributes(names[:4], np.asarray([""] * 4, dtype=object),
+                                 np.full(4, np.nan), vecs[:4])
+    baskets = _orders()
+    net = BundleScorer(
+        BundleModelConfig(n_items=0, d_model=32, n_heads=2, n_layers=1, use_history=False,
+                          use_prior=False, id_dropout=0.5, out_id_dropout=0.5),
+        TrainConfig(epochs=12, time_budget_s=None, threads=1, device="cpu", batch_size=64,
+                    lr=5e-3, seed=0)).fit(
+        Baskets(baskets.indptr, baskets.items, baskets.timestamps, baskets.customers, 4),
+        known_attrs)
+    assert net.model_config.text_dim == 8
+
+    def new_attrs(v):
+        return ItemAttributes(names[4:], np.asarray(["", ""], dtype=object), np.full(2, np.nan),
+                              v)
+
+    bigger, new = extend(net, new_attrs(vecs[4:]))
+    assert torch.allclose(bigger.model.item_text[5:], torch.from_numpy(vecs[4:]))
+    scores = bigger.for_new_products(new).score([np.array([4])])[0]
+    # the kettle -> the teapot's pair (teapot and cosy) far above the tray's
+    lead = lambda s: min(s[0], s[1]) - max(s[2], s[3])  # noqa: E731
+    assert lead(scores) > 3.0
+    # without vectors its text row stays zero: nothing says which pair it belongs to
+    plain, _ = extend(net, new_attrs(None))
+    assert (plain.model.item_text[5:] == 0).all()
+    s0 = plain.for_new_products(new).score([np.array([4])])[0]
+    assert lead(scores) > lead(s0) + 3.0
+    with pytest.raises(ValueError, match=r"must be \[2, 8\]"):
+        extend(net, new_attrs(vecs[4:, :5]))
