@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from shop_recs import content_lists, newproducts
 from shop_recs.conf import recs_settings
-from shop_recs.ml.bundles import BundleRules, Evidence, near_duplicates, search_bundles
+from shop_recs.ml.bundles import BundleRules, BundleSearch, Evidence
 from shop_recs.ml.topk import topk_of_scores
 from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun, bundle_signature
 from shop_recs.signals import run_activated
@@ -54,7 +54,12 @@ def explanation(n_orders, lift):
 
 
 def build(fitted, pks):
-    """FBT lists for every published product of the shipped catalogue, and bundles around each."""
+    """FBT lists for every published product of the shipped catalogue, and bundles around each.
+
+    Each chunk of anchors is scored once: the same rows give the FBT lists and the first step
+    of the bundle search (``BundleSearch``, over each anchor's candidate list above the dense
+    threshold: issue 15).
+    """
     # every product of the catalogue is scored; only those with enough orders are published
     allowed = content_lists.available(pks) & np.asarray(fitted.published, dtype=bool)
     anchors_all = np.flatnonzero(fitted.published)
@@ -62,55 +67,80 @@ def build(fitted, pks):
     rows = Rows(source=fitted.choice, bundle_source=(
         Bundle.Source.MODEL if fitted.model is not None else Bundle.Source.BASELINE))
     top_k = recs_settings.FBT_TOP_K
-    for start in range(0, len(anchors_all), SCORE_CHUNK):
-        anchors = anchors_all[start:start + SCORE_CHUNK]
-        scores = fitted.scorer.score([np.asarray([a]) for a in anchors])  # [chunk, n]
-        scores = np.where(allowed[None, :], scores, -np.inf)
-        scores[np.arange(len(anchors)), anchors] = -np.inf
-        # a stable argsort's first top_k, in O(n) a row (issue 15: catalogues of 10^6)
-        best = topk_of_scores(np.where(np.isnan(scores), -np.inf, scores), top_k)
-        for row, a in enumerate(anchors):
-            rank = 0
-            for j in best[row]:
-                if not np.isfinite(scores[row, j]):
-                    break
-                rank += 1
-                together = int(evidence.counts[a, j])
-                rows.fbt.append((pks[a], pks[j], rank, float(scores[row, j]), {
-                    "orders_together": together,
-                    "lift": round(evidence.lift(a, j), 3),
-                    "confidence": round(together / evidence.support[a], 4)
-                    if evidence.support[a] else 0.0,
-                }))
     per_anchor = recs_settings.BUNDLES_PER_PRODUCT
+    search = None
     if per_anchor:
         rules = BundleRules(sizes=(recs_settings.BUNDLE_SIZE,), allowed=allowed,
                             per_anchor=per_anchor)
-        anchors = np.flatnonzero(allowed)
-        dups = near_duplicates(fitted.attrs.names, rules.name_overlap)  # once, not per chunk
-        for start in range(0, len(anchors), SCORE_CHUNK):
-            found = search_bundles(fitted.scorer, anchors[start:start + SCORE_CHUNK],
-                                   fitted.index, fitted.attrs, rules, evidence, dups)
-            for anchor, bundles in found.items():
-                for bundle in bundles:
-                    if bundle.n_orders < MIN_BUNDLE_ORDERS:
-                        continue
-                    lifts = list(bundle.pair_lift.values())
-                    lift = float(np.mean(lifts)) if lifts else 0.0
-                    rows.bundles.append((pks[anchor], [pks[i] for i in bundle.items[1:]],
-                                         float(bundle.score), {
-                                             "orders_with_all": bundle.n_orders,
-                                             "lift": round(lift, 3),
-                                             "pair_lift": bundle.pair_lift,
-                                             "model_score": round(float(bundle.score), 4),
-                                             "explanation": explanation(bundle.n_orders, lift),
-                                         }))
+        search = BundleSearch(fitted.index, fitted.attrs, rules)  # O(n) once, not per chunk
+    for start in range(0, len(anchors_all), SCORE_CHUNK):
+        anchors = anchors_all[start:start + SCORE_CHUNK]
+        raw = fitted.scorer.score([np.asarray([a]) for a in anchors])  # [chunk, n]
+        _fbt_rows(rows, raw, anchors, allowed, evidence, pks, top_k)
+        if search is None or not allowed[anchors].any():
+            continue
+        mine = allowed[anchors]
+        if search.exhaustive:  # a small catalogue: search at once from the same rows
+            _bundle_rows(rows, search.search(fitted.scorer, anchors[mine], evidence,
+                                             first=raw[mine]), pks)
+        else:  # candidate lists: every list is known before any bundle grows
+            search.learn(anchors[mine], raw[mine])
+    if search is not None and not search.exhaustive:
+        bundle_anchors = np.flatnonzero(allowed)
+        for start in range(0, len(bundle_anchors), SCORE_CHUNK):
+            _bundle_rows(rows, search.search(fitted.scorer,
+                                             bundle_anchors[start:start + SCORE_CHUNK],
+                                             evidence), pks)
     started = time.monotonic()
     rows.content = content_lists.content_rows(fitted, pks, allowed)
     rows.content_s = time.monotonic() - started
     logger.debug("built %d FBT rows, %d content rows and %d bundle candidates", len(rows.fbt),
                  len(rows.content), len(rows.bundles))
     return rows
+
+
+def _fbt_rows(rows, raw, anchors, allowed, evidence, pks, top_k):
+    """Append the FBT rows of ``anchors`` (scored ``raw`` [chunk, n]) to ``rows.fbt``."""
+    scores = np.where(allowed[None, :], raw, -np.inf)
+    scores[np.arange(len(anchors)), anchors] = -np.inf
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    # a stable argsort's first top_k, in O(n) a row (issue 15: catalogues of 10^6)
+    best = topk_of_scores(scores, top_k)
+    vals = np.take_along_axis(scores, best, 1)
+    # a row's list stops at its first non-finite score
+    keep = np.cumprod(np.isfinite(vals), axis=1).astype(bool)
+    src = np.broadcast_to(anchors[:, None], best.shape)[keep]
+    dst, vals = best[keep], vals[keep]
+    ranks = np.cumsum(keep, axis=1)[keep]
+    together = evidence.together(src, dst)
+    lifts = evidence.lifts(src, dst, together)
+    support = evidence.support[src]
+    for a, j, rank, score, n, lift, sup in zip(src.tolist(), dst.tolist(), ranks.tolist(),
+                                              vals.tolist(), together.tolist(), lifts.tolist(),
+                                              support.tolist()):
+        rows.fbt.append((pks[a], pks[j], rank, score, {
+            "orders_together": int(n),
+            "lift": round(lift, 3),
+            "confidence": round(int(n) / sup, 4) if sup else 0.0,
+        }))
+
+
+def _bundle_rows(rows, found, pks):
+    """Append the bundles of ``found`` ({anchor: [Bundle]}) with enough orders to ``rows``."""
+    for anchor, bundles in found.items():
+        for bundle in bundles:
+            if bundle.n_orders < MIN_BUNDLE_ORDERS:
+                continue
+            lifts = list(bundle.pair_lift.values())
+            lift = float(np.mean(lifts)) if lifts else 0.0
+            rows.bundles.append((pks[anchor], [pks[i] for i in bundle.items[1:]],
+                                 float(bundle.score), {
+                                     "orders_with_all": bundle.n_orders,
+                                     "lift": round(lift, 3),
+                                     "pair_lift": bundle.pair_lift,
+                                     "model_score": round(float(bundle.score), 4),
+                                     "explanation": explanation(bundle.n_orders, lift),
+                                 }))
 
 
 def _propose(run, rows):

@@ -156,3 +156,33 @@ def test_a_failed_write_keeps_the_old_run_serving(products, monkeypatch):
     assert first.is_active and TrainingRun.objects.filter(is_active=True).count() == 1
     assert list(Recommendation.objects.values_list("pk", flat=True).order_by("pk")) == sorted(
         served)
+
+
+def test_candidate_lists_publish_the_rows_of_the_whole_catalogue(monkeypatch):
+    """Issue 15: above the dense threshold bundles grow from candidate lists learned from the
+    same rows as the FBT lists (each anchor is scored alone once). On a planted shop the FBT
+    rows and the proposed bundles are those of the search over the whole catalogue."""
+    from shop_recs.ml import bundles, sparse
+    from shop_recs.ml.baselines import EASE, cooccurrence_counts
+    from tests.ml.test_bundles import _planted
+
+    baskets, index, attrs = _planted(300)
+    counts = cooccurrence_counts(baskets, dense_max_items=0)  # a sparse EASE, as at scale
+    products = Product.objects.bulk_create(
+        [Product(sku=f"P{i}", name=attrs.names[i], price="2.00") for i in range(300)])
+    fit = SimpleNamespace(scorer=EASE(30.0, counts).fit(baskets), index=index, attrs=attrs,
+                          baskets=baskets, choice="ease", model=None,
+                          published=baskets.item_counts() >= 2)
+    pks = [p.pk for p in products]
+    whole = publish.build(fit, pks)
+    monkeypatch.setattr(sparse, "DENSE_MAX_ITEMS", 100)
+    monkeypatch.setattr(bundles, "CANDIDATES", 50)
+    contexts = []
+    real = type(fit.scorer).score
+    monkeypatch.setattr(type(fit.scorer), "score",
+                        lambda self, c, h=None: contexts.extend(map(len, c)) or real(self, c, h))
+    lists = publish.build(fit, pks)
+    assert len(whole.fbt) > 1000 and len(whole.bundles) > 100
+    assert lists.fbt == whole.fbt and lists.bundles == whole.bundles
+    # beams are scored at their candidates only: every full row is one anchor alone
+    assert set(contexts) == {1} and len(contexts) <= len(pks)  # and each at most once
