@@ -186,3 +186,16 @@ def test_candidate_lists_publish_the_rows_of_the_whole_catalogue(monkeypatch):
     assert lists.fbt == whole.fbt and lists.bundles == whole.bundles
     # beams are scored at their candidates only: every full row is one anchor alone
     assert set(contexts) == {1} and len(contexts) <= len(pks)  # and each at most once
+
+
+def test_fbt_rows_are_held_as_columns_and_read_as_tuples(products):
+    """Issue 15: 10 M FBT rows as tuples with a dict each would take about 5 GB; build() keeps
+    numpy columns and makes each tuple as it is read (what write_fbt and the counts read)."""
+    rows = publish.build(fitted(products, False), [p.pk for p in products])
+    assert isinstance(rows.fbt, publish.FbtRows) and len(rows.fbt) > 3
+    assert all(isinstance(col, np.ndarray) for part in rows.fbt.parts for col in part)
+    as_list = list(rows.fbt)
+    assert len(as_list) == len(rows.fbt) and rows.fbt[:2] == as_list[:2]
+    pk, rec, rank, score, evidence = as_list[0]
+    assert pk == products[0].pk and rank == 1 and isinstance(score, float)
+    assert set(evidence) == {"orders_together", "lift", "confidence"}
