@@ -16,17 +16,16 @@ content (``shop_recs.content_lists``), rows of the run with source ``"content"``
 (``shop_recs.newproducts.SOURCE``); the warm products' rows are computed as before.
 """
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from shop_recs import content_lists, newproducts
+from shop_recs import bulk, content_lists, newproducts
 from shop_recs.conf import recs_settings
 from shop_recs.ml.bundles import BundleRules, BundleSearch, Evidence
 from shop_recs.ml.topk import topk_of_scores
@@ -219,54 +218,16 @@ def _propose(run, rows):
 
 
 FBT_FIELDS = ("run", "product", "recommended", "rank", "score", "source", "evidence")
-WRITE_BATCH = 5_000
 
 
 def write_fbt(run, fbt, source):
     """Write the FBT rows ``(product pk, recommended pk, rank, score, evidence)`` of ``run``
-    at bulk speed, inside the caller's transaction (the old run serves until it commits).
-
-    No model instances (10 M rows of them would not fit in memory): COPY on PostgreSQL
-    (psycopg 3), one ``executemany`` per ``WRITE_BATCH`` rows elsewhere. Returns the count.
+    at bulk speed (``shop_recs.bulk``: COPY on PostgreSQL), inside the caller's transaction
+    (the old run serves until it commits). Returns the count.
     """
-    connection = connections[router.db_for_write(Recommendation)]
-    meta = Recommendation._meta
-    fields = [meta.get_field(name) for name in FBT_FIELDS]
-    product, evidence_field = fields[1], fields[-1]
-    quote = connection.ops.quote_name
-    table, columns = quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
-    keys = {}  # product pk -> as the database stores it (a field call per row is the cost)
-
-    def key(pk):
-        stored = keys.get(pk)
-        if stored is None:
-            stored = keys[pk] = product.get_db_prep_value(pk, connection)
-        return stored
-
-    def values():
-        for p, r, rank, score, ev in fbt:
-            yield (run.pk, key(p), key(r), rank, score, source, ev)
-
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        if connection.vendor == "postgresql" and hasattr(raw, "copy"):
-            dumps = evidence_field.encoder
-            copy_sql = f"COPY {table} ({columns}) FROM STDIN"  # nosec B608 # names only
-            with raw.copy(copy_sql) as copy:
-                for row in values():
-                    copy.write_row((*row[:-1], json.dumps(row[-1], cls=dumps)))
-            return len(fbt)
-        sql = (f"INSERT INTO {table} ({columns}) "  # nosec B608 # names only
-               f"VALUES ({', '.join(['%s'] * len(fields))})")
-        batch = []
-        for row in values():
-            batch.append((*row[:-1], evidence_field.get_db_prep_value(row[-1], connection)))
-            if len(batch) == WRITE_BATCH:
-                cursor.executemany(sql, batch)
-                batch = []
-        if batch:
-            cursor.executemany(sql, batch)
-    return len(fbt)
+    return bulk.write_rows(Recommendation, FBT_FIELDS,
+                           ((run.pk, p, r, rank, score, source, ev)
+                            for p, r, rank, score, ev in fbt))
 
 
 @transaction.atomic

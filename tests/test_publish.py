@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from shop_recs import publish
+from shop_recs import bulk, publish
 from shop_recs.ml.baselines import CoOccurrence
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 from shop_recs.models import Bundle, Product, Recommendation, TrainingRun
@@ -128,7 +128,7 @@ def test_fbt_rows_are_written_in_bulk_without_model_instances(products, monkeypa
     Recommendation objects; what is stored is what build() computed, evidence included."""
     monkeypatch.setattr(Recommendation.objects, "bulk_create",
                         lambda *a, **k: pytest.fail("bulk_create builds every row as an object"))
-    monkeypatch.setattr(publish, "WRITE_BATCH", 3)  # several batches on SQLite
+    monkeypatch.setattr(bulk, "BATCH", 3)  # several batches on SQLite
     run, rows = publish_run(products, False)
     stored = list(Recommendation.objects.filter(run=run).order_by("product_id", "rank").values_list(
         "product_id", "recommended_id", "rank", "score", "source", "evidence"))
