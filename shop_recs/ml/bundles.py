@@ -16,6 +16,12 @@ Usage::
 
 Each :class:`Bundle` carries its evidence: the scorer's score, the number of training orders
 that contain the whole bundle, and the pairwise lifts of its items.
+
+At catalogue scale (issue 15) :class:`BundleSearch` prepares the catalogue's part once for
+every chunk of anchors, and above ``sparse.DENSE_MAX_ITEMS`` products grows bundles only by
+items on their members' candidate lists (``BundleRules.candidates``, default
+:data:`CANDIDATES`), never scoring a beam over the whole catalogue when the scorer has
+``score_candidates``.
 """
 
 from __future__ import annotations
