@@ -75,10 +75,18 @@ def main(argv=None) -> int:
         write_s = time.perf_counter() - t0  # the rest is the commit (deferred FK checks)
     new_s = time.perf_counter() - t0
     assert Recommendation.objects.filter(run=run).count() == written  # nosec B101 # self-check
+    server_mb = None
+    if connection.vendor == "postgresql":  # the server process's peak, when it is local
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            status = Path(f"/proc/{cursor.fetchone()[0]}/status")
+        if status.exists():
+            hwm = [ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM")]
+            server_mb = round(int(hwm[0].split()[1]) / 1024) if hwm else None
     out = {"database": connection.vendor, "rows": written, "seconds": round(new_s, 2),
            "write_s": round(write_s, 2), "commit_s": round(new_s - write_s, 2),
            "rows_per_s": round(written / new_s), "fk": args.fk,
-           "peak_rss_growth_mb": round(peak_mb() - base_mb), "peak_rss_mb": round(peak_mb())}
+           "peak_rss_growth_mb": round(peak_mb() - base_mb), "peak_rss_mb": round(peak_mb()), "server_peak_rss_mb": server_mb}
     if args.old:
         old_run = TrainingRun.objects.create(trigger="benchmark", pending=None)
         t0 = time.perf_counter()
