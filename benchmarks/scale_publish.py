@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     out = {"database": connection.vendor, "rows": written, "seconds": round(new_s, 2),
            "write_s": round(write_s, 2), "commit_s": round(new_s - write_s, 2),
            "rows_per_s": round(written / new_s), "fk": args.fk,
-           "peak_rss_growth_mb": round(peak_mb() - base_mb), "peak_rss_mb": round(peak_mb()), "server_peak_rss_mb": server_mb}
+           "peak_rss_growth_mb": round(peak_mb() - base_mb), "peak_rss_mb": round(peak_mb()),
+           "server_peak_rss_mb": server_mb}
     if args.old:
         old_run = TrainingRun.objects.create(trigger="benchmark", pending=None)
         t0 = time.perf_counter()
