@@ -121,8 +121,10 @@ class Evidence:
 
     def fill(self, bundle: Bundle) -> Bundle:
         bundle.n_orders = self.orders_with_all(bundle.items)
-        bundle.pair_lift = {f"{i},{j}": round(self.lift(i, j), 3)
-                            for k, i in enumerate(bundle.items) for j in bundle.items[k + 1:]}
+        pairs = [(i, j) for k, i in enumerate(bundle.items) for j in bundle.items[k + 1:]]
+        ii, jj = np.asarray(pairs, dtype=np.int64).reshape(-1, 2).T
+        lifts = self.lifts(ii, jj, self.together(ii, jj))  # one gather, not one per pair
+        bundle.pair_lift = {f"{i},{j}": round(float(v), 3) for (i, j), v in zip(pairs, lifts)}
         return bundle
 
 
@@ -315,8 +317,7 @@ class BundleSearch:
                 cands = self._candidates(flat)
                 scores = self._step_scores(scorer, [np.asarray(it) for _, it, _ in flat], cands)
             new_beams: dict[int, list] = {}
-            for row, (a, items, s) in enumerate(flat):
-                top = self._extend(items, cands[row], scores[row])
+            for (a, items, s), top in zip(flat, self._extend(flat, cands, scores)):
                 new_beams.setdefault(a, []).extend(
                     (items + [j], s + float(v)) for j, v in top)
             beams = {}
@@ -331,22 +332,49 @@ class BundleSearch:
                         found[int(a)].append(evidence.fill(b) if evidence is not None else b)
         return found
 
-    def _extend(self, items: list[int], cand: np.ndarray, scores: np.ndarray) -> list:
-        """The ``beam_width`` best (item, score) that may join ``items`` (cand: item ids)."""
-        ok = cand >= 0
-        at = np.maximum(cand, 0)
-        ok &= self.static_ok[at]
-        ok &= ~np.isin(self.keys[at], self.keys[items])  # members and their variants
-        ok &= ~np.isin(self.same_words[at], self.same_words[items])
-        ok &= np.isfinite(scores)
+    def _extend(self, flat: list, cands: np.ndarray, scores: np.ndarray) -> list[list]:
+        """For each beam, the ``beam_width`` best (item, score) that may join its items.
+
+        ``cands`` [beams, width] item ids (-1 pads), ``scores`` their scores. The constraints
+        are applied to every beam at once (arrays); only the near-duplicate check walks a
+        beam's best candidates one by one.
+        """
+        at = np.maximum(cands, 0)
+        ok = (cands >= 0) & self.static_ok[at] & np.isfinite(scores)
+        members = np.full((len(flat), max(len(it) for _, it, _ in flat)), -1, dtype=np.int64)
+        for row, (_, items, _) in enumerate(flat):
+            members[row, :len(items)] = items
+        real = members >= 0
+        m = np.maximum(members, 0)
+        for attr in (self.keys, self.same_words):  # members, their variants, same names
+            mine = np.where(real, attr[m], np.iinfo(np.int64).min)  # pads match nothing
+            ok &= ~(attr[at][:, :, None] == mine[:, None, :]).any(axis=2)
         if self.rules.max_total_price is not None:
-            ok &= self.prices[at] + self.prices[items].sum() <= self.rules.max_total_price
-        pos = np.flatnonzero(ok)  # in item order
-        if len(pos) == 0:
-            return []
-        top = _sorted_walk(scores, pos, self.rules.beam_width,
-                           lambda p: self.near_duplicate(int(cand[p]), items))
-        return [(int(cand[p]), scores[p]) for p in top]
+            total = np.where(real, self.prices[m], 0.0).sum(axis=1)
+            ok &= self.prices[at] + total[:, None] <= self.rules.max_total_price
+        s = np.where(ok, scores, -np.inf)
+        want = self.rules.beam_width
+        k = min(s.shape[1], 4 * want)
+        # each row's k best, score descending, ties by position (= by item: cands are sorted)
+        top = (np.argsort(-s, axis=1, kind="stable")[:, :k] if s.shape[1] <= 1024
+               else topk_of_scores(s, k))
+        out = []
+        for row, (_, items, _) in enumerate(flat):
+            got = []
+            for p in top[row]:
+                if not np.isfinite(s[row, p]):
+                    break
+                if not self.near_duplicate(int(cands[row, p]), items):
+                    got.append(int(p))
+                    if len(got) == want:
+                        break
+            else:  # the k best were not enough: walk the rest of the row
+                if len(got) < want and k < s.shape[1]:
+                    pos = np.flatnonzero(np.isfinite(s[row]))
+                    got = _sorted_walk(s[row], pos, want, lambda p, items=items:
+                                       self.near_duplicate(int(cands[row, p]), items))
+            out.append([(int(cands[row, p]), scores[row, p]) for p in got])
+        return out
 
 
 def search_bundles(scorer: Scorer, anchors: Sequence[int], index: ItemIndex,
