@@ -41,7 +41,7 @@ def main(argv=None):
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"files            {len(paths)}")
     print(f"lines read       {result.report.read:,}")
-    print(f"lines imported   {result.imported:,} ({len(result.orders):,} orders)")
+    print(f"lines imported   {result.imported:,} ({result.orders:,} orders)")
     print(f"seconds          {result.seconds:.1f}")
     print(f"rate             {result.rate:,.0f} lines/s")
     print(f"peak memory      {peak_mb:,.0f} MB")

@@ -1,7 +1,7 @@
 """Scale benchmark: cost and quality of a whole training run against the catalogue size.
 
     python -m benchmarks.scale --sizes 10k,100k [--lines 10k=500k,100k=5m] [--json FILE]
-        [--epochs 2] [--time-budget 300] [--requests 300] [--keep DIR]
+        [--epochs 2] [--time-budget 300] [--requests 300] [--keep DIR] [--deadline S]
 
 For each size: a synthetic shop (``benchmarks.synthetic_shop``, seed 0) is written, imported
 into a fresh SQLite database with ``shop_recs_import_orders``' importer, and trained by the
@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess  # nosec B404 # runs this benchmark's own per-size process
 import sys
 import tempfile
@@ -84,6 +85,10 @@ def one_size(products: int, lines: int, workdir: Path, args) -> dict:
         stages[name] = {"seconds": round(end - start, 2), "peak_rss_mb": round(rss.peak(start,
                                                                                        end))}
 
+    def partial() -> None:  # what is known so far, in case the size is stopped (see _Stop)
+        args.json.write_text(json.dumps({"products": products, "lines": lines,
+                                         "stages": stages, "partial": True}, indent=1))
+
     t = time.monotonic()
     shop_file = workdir / f"shop{products}.csv.gz"
     write_shop(ShopParams(products, lines, seed=0), shop_file)
@@ -102,6 +107,8 @@ def one_size(products: int, lines: int, workdir: Path, args) -> dict:
     t = time.monotonic()
     result = import_orders([shop_file], fmt="generic")
     record("import", t)
+    stages["import"]["rate"] = round(result.rate)
+    partial()
     learning = {**settings.SHOP_RECS, "EPOCHS": args.epochs, "TIME_BUDGET_S": args.time_budget,
                 "EASE_LAMBDAS": (30, 300), "KNN_KS": (50,), "BUNDLES_PER_PRODUCT":
                     settings.SHOP_RECS.get("BUNDLES_PER_PRODUCT", 3)}
@@ -113,7 +120,16 @@ def one_size(products: int, lines: int, workdir: Path, args) -> dict:
         run = request_training(trigger="benchmark", config={"device": args.device},
                                broker_check=False, enqueue=False)
         t = time.monotonic()
-        status = pipeline.run_training(run.pk)
+        try:
+            status = pipeline.run_training(run.pk)
+        except _Stop as stop:  # --deadline or SIGTERM: say where the run was, then exit
+            run = TrainingRun.objects.get(pk=run.pk)
+            args.json.write_text(json.dumps({
+                "products": products, "lines": lines, "stages": stages, "partial": True,
+                "stopped": {"why": str(stop), "run_seconds": round(time.monotonic() - t),
+                            "progress": run.progress, "peak_rss_mb": round(max(
+                                mb for _, mb in rss.samples))}}, indent=1, default=str))
+            raise
         total = time.monotonic() - t
         run = TrainingRun.objects.get(pk=run.pk)
     # the run's stages follow one another in the order its timings were written
@@ -133,6 +149,20 @@ def one_size(products: int, lines: int, workdir: Path, args) -> dict:
     rss.stop()
     out["peak_rss_mb"] = round(max(mb for _, mb in rss.samples))
     return out
+
+
+class _Stop(BaseException):
+    """Raised in the size's process at its deadline or on SIGTERM (a BaseException, so the
+    pipeline's own error handling lets it through)."""
+
+
+def _stop_on_signals(deadline: float) -> None:
+    def stop(signum, frame):
+        raise _Stop("deadline" if signum == signal.SIGALRM else "terminated")
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGALRM, stop)
+    if deadline:
+        signal.alarm(max(1, int(deadline)))
 
 
 def shipped_recall(shop_file: Path, planted_recall) -> float:
@@ -171,6 +201,13 @@ def growth_exponent(sizes: list[int], values: list[float]) -> float | None:
     return round(sum((x - mx) * (y - my) for x, y in pts) / sxx, 2) if sxx else None
 
 
+def _cell(value) -> str:
+    if isinstance(value, dict) and "why" in value:  # a stopped size: when, in which stage
+        stage = (value.get("progress") or {}).get("stage", "before training")
+        return f"{value['why']} {value['run_seconds']}s in: {stage}"[:22]
+    return str(value)
+
+
 def table(results: list[dict]) -> str:
     names = [s for s in STAGES if any(s in r.get("stages", {}) for r in results)]
     names += sorted({k for r in results for k in r.get("stages", {})} - set(names))
@@ -184,9 +221,10 @@ def table(results: list[dict]) -> str:
                          f"{'-':>23}")
         lines.append(f"{name:<12}" + "".join(cells))
     for label, key in (("run total s", "run_seconds"), ("peak RSS MB", "peak_rss_mb"),
+                       ("stopped", "stopped"),
                        ("recall@10", "planted_recall10"), ("catalogue", "catalogue"),
                        ("lines", "lines")):
-        lines.append(f"{label:<12}" + "".join(f"{str(r.get(key, '-')):>23}" for r in results))
+        lines.append(f"{label:<12}" + "".join(f"{_cell(r.get(key, '-')):>23}" for r in results))
     lines.append(f"{'API ratio':<12}" + "".join(
         f"{json.dumps(r.get('api_ratio', '-')):>23}"[:60] for r in results))
     return "\n".join(lines)
@@ -204,6 +242,9 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--max-gb", type=float, default=0,
                         help="address-space cap of each size's process (0: none)")
+    parser.add_argument("--deadline", type=float, default=0,
+                        help="stop each size after this many seconds and report the stages it "
+                             "finished and where its run was (0: none)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, in this process
     parser.add_argument("--one-lines", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -215,7 +256,11 @@ def main(argv=None) -> int:
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         workdir = args.keep or Path(tempfile.mkdtemp(prefix="shop_recs_scale_"))
         workdir.mkdir(parents=True, exist_ok=True)
-        out = one_size(args.one, args.one_lines, workdir, args)
+        _stop_on_signals(args.deadline)
+        try:
+            out = one_size(args.one, args.one_lines, workdir, args)
+        except _Stop:
+            return 3  # the partial figures are in args.json
         args.json.write_text(json.dumps(out, indent=1, default=str))
         return 0
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
@@ -232,13 +277,16 @@ def main(argv=None) -> int:
             cmd = [sys.executable, "-m", "benchmarks.scale", "--one", str(n), "--one-lines",
                    str(m), "--json", str(one_json), "--keep", str(work), "--epochs",
                    str(args.epochs), "--time-budget", str(args.time_budget), "--device",
-                   args.device, "--requests", str(args.requests), "--max-gb", str(args.max_gb)]
+                   args.device, "--requests", str(args.requests), "--max-gb", str(args.max_gb),
+                   "--deadline", str(args.deadline)]
             print(f"== {n:,} products, {m:,} lines", flush=True)
             started = time.monotonic()
             proc = subprocess.run(cmd, cwd=REPO)  # nosec B603 # this module, fixed argv
             if proc.returncode or not one_json.exists():
                 results.append({"products": n, "lines": m, "error": f"exit {proc.returncode}",
                                 "wall_s": round(time.monotonic() - started)})
+                if one_json.exists():  # stopped: the stages it finished, where it was
+                    results[-1].update(json.loads(one_json.read_text()))
             else:
                 results.append(json.loads(one_json.read_text()))
             print(json.dumps(results[-1], default=str)[:2000], flush=True)
@@ -250,10 +298,11 @@ def main(argv=None) -> int:
                                                 [s["seconds"] for _, s in pts]),
                         "memory": growth_exponent([p for p, _ in pts],
                                                   [s["peak_rss_mb"] for _, s in pts])}
-    growth["run_total"] = {"time": growth_exponent([r["products"] for r in ok],
-                                                   [r["run_seconds"] for r in ok]),
-                           "memory": growth_exponent([r["products"] for r in ok],
-                                                     [r["peak_rss_mb"] for r in ok])}
+    done = [r for r in ok if "run_seconds" in r]  # sizes whose run finished
+    growth["run_total"] = {"time": growth_exponent([r["products"] for r in done],
+                                                   [r["run_seconds"] for r in done]),
+                           "memory": growth_exponent([r["products"] for r in done],
+                                                     [r["peak_rss_mb"] for r in done])}
     print("\n" + table(ok))
     print("\ngrowth exponents (value ~ products^b), time / memory:")
     for name, g in growth.items():

@@ -27,7 +27,7 @@ import numpy as np
 from django.db import router, transaction
 from scipy import sparse
 
-from shop_recs import data
+from shop_recs import bulk, data
 from shop_recs.conf import recs_settings
 from shop_recs.models import FallbackRecommendation
 from shop_recs.products import get_adapter
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 COOCCURRENCE, POPULAR = "cooccurrence", "popular"
 TASK_NAME = "shop_recs.refresh_fallbacks"  # shop_recs.tasks.refresh_fallbacks
 ROW_CHUNK = 4096  # anchors whose co-occurrence rows are counted at once
-WRITE_BATCH = 5000
+WRITE_FIELDS = ("product", "recommended", "rank", "method", "score", "evidence")
 
 
 @dataclass
@@ -215,17 +215,14 @@ def write(lists):
     using = router.db_for_write(FallbackRecommendation)
     with transaction.atomic(using=using):
         FallbackRecommendation.objects.using(using).all().delete()
-        for start in range(0, len(lists), WRITE_BATCH):
-            stop = start + WRITE_BATCH
-            FallbackRecommendation.objects.using(using).bulk_create([
-                FallbackRecommendation(
-                    product_id=a, recommended_id=i, rank=int(r), method=m,
-                    score=float(t if m == COOCCURRENCE else b),
-                    evidence={"orders_together": int(t), "purchases": int(b)})
-                for a, i, r, m, t, b in zip(
-                    lists.anchor[start:stop], lists.item[start:stop], lists.rank[start:stop],
-                    lists.method[start:stop], lists.together[start:stop],
-                    lists.bought[start:stop])])
+        # shop_recs.bulk: COPY on PostgreSQL, no model instances (issue 15: one row per
+        # product and candidate, 20 M at 10^6 products; bulk_create took most of a run's time)
+        bulk.write_rows(FallbackRecommendation, WRITE_FIELDS, (
+            (a, i, int(r), m, float(t if m == COOCCURRENCE else b),
+             {"orders_together": int(t), "purchases": int(b)})
+            for a, i, r, m, t, b in zip(lists.anchor, lists.item, lists.rank.tolist(),
+                                        lists.method, lists.together.tolist(),
+                                        lists.bought.tolist())), using=using)
         transaction.on_commit(invalidate, using=using)
     return len(lists)
 

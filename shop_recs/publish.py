@@ -16,18 +16,18 @@ content (``shop_recs.content_lists``), rows of the run with source ``"content"``
 (``shop_recs.newproducts.SOURCE``); the warm products' rows are computed as before.
 """
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from shop_recs import content_lists, newproducts
+from shop_recs import bulk, content_lists, newproducts
 from shop_recs.conf import recs_settings
-from shop_recs.ml.bundles import BundleRules, Evidence, near_duplicates, search_bundles
+from shop_recs.ml.bundles import BundleRules, BundleSearch, Evidence
 from shop_recs.ml.topk import topk_of_scores
 from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun, bundle_signature
 from shop_recs.signals import run_activated
@@ -40,7 +40,8 @@ MIN_BUNDLE_ORDERS = 2
 
 @dataclass
 class Rows:
-    fbt: list = field(default_factory=list)  # (product pk, recommended pk, rank, score, evidence)
+    # (product pk, recommended pk, rank, score, evidence): a list, or FbtRows from build()
+    fbt: list = field(default_factory=list)
     bundles: list = field(default_factory=list)  # (anchor pk, [item pks], score, evidence)
     source: str = ""  # the shipped candidate's name (FBT rows)
     content: list = field(default_factory=list)  # like fbt: lists of products without orders
@@ -54,63 +55,121 @@ def explanation(n_orders, lift):
 
 
 def build(fitted, pks):
-    """FBT lists for every published product of the shipped catalogue, and bundles around each."""
+    """FBT lists for every published product of the shipped catalogue, and bundles around each.
+
+    Each chunk of anchors is scored once: the same rows give the FBT lists and the first step
+    of the bundle search (``BundleSearch``, over each anchor's candidate list above the dense
+    threshold: issue 15).
+    """
     # every product of the catalogue is scored; only those with enough orders are published
     allowed = content_lists.available(pks) & np.asarray(fitted.published, dtype=bool)
     anchors_all = np.flatnonzero(fitted.published)
     evidence = Evidence(fitted.baskets)
-    rows = Rows(source=fitted.choice, bundle_source=(
+    rows = Rows(fbt=FbtRows(pks), source=fitted.choice, bundle_source=(
         Bundle.Source.MODEL if fitted.model is not None else Bundle.Source.BASELINE))
     top_k = recs_settings.FBT_TOP_K
-    for start in range(0, len(anchors_all), SCORE_CHUNK):
-        anchors = anchors_all[start:start + SCORE_CHUNK]
-        scores = fitted.scorer.score([np.asarray([a]) for a in anchors])  # [chunk, n]
-        scores = np.where(allowed[None, :], scores, -np.inf)
-        scores[np.arange(len(anchors)), anchors] = -np.inf
-        # a stable argsort's first top_k, in O(n) a row (issue 15: catalogues of 10^6)
-        best = topk_of_scores(np.where(np.isnan(scores), -np.inf, scores), top_k)
-        for row, a in enumerate(anchors):
-            rank = 0
-            for j in best[row]:
-                if not np.isfinite(scores[row, j]):
-                    break
-                rank += 1
-                together = int(evidence.counts[a, j])
-                rows.fbt.append((pks[a], pks[j], rank, float(scores[row, j]), {
-                    "orders_together": together,
-                    "lift": round(evidence.lift(a, j), 3),
-                    "confidence": round(together / evidence.support[a], 4)
-                    if evidence.support[a] else 0.0,
-                }))
     per_anchor = recs_settings.BUNDLES_PER_PRODUCT
+    search = None
     if per_anchor:
         rules = BundleRules(sizes=(recs_settings.BUNDLE_SIZE,), allowed=allowed,
                             per_anchor=per_anchor)
-        anchors = np.flatnonzero(allowed)
-        dups = near_duplicates(fitted.attrs.names, rules.name_overlap)  # once, not per chunk
-        for start in range(0, len(anchors), SCORE_CHUNK):
-            found = search_bundles(fitted.scorer, anchors[start:start + SCORE_CHUNK],
-                                   fitted.index, fitted.attrs, rules, evidence, dups)
-            for anchor, bundles in found.items():
-                for bundle in bundles:
-                    if bundle.n_orders < MIN_BUNDLE_ORDERS:
-                        continue
-                    lifts = list(bundle.pair_lift.values())
-                    lift = float(np.mean(lifts)) if lifts else 0.0
-                    rows.bundles.append((pks[anchor], [pks[i] for i in bundle.items[1:]],
-                                         float(bundle.score), {
-                                             "orders_with_all": bundle.n_orders,
-                                             "lift": round(lift, 3),
-                                             "pair_lift": bundle.pair_lift,
-                                             "model_score": round(float(bundle.score), 4),
-                                             "explanation": explanation(bundle.n_orders, lift),
-                                         }))
+        search = BundleSearch(fitted.index, fitted.attrs, rules)  # O(n) once, not per chunk
+    for start in range(0, len(anchors_all), SCORE_CHUNK):
+        anchors = anchors_all[start:start + SCORE_CHUNK]
+        raw = fitted.scorer.score([np.asarray([a]) for a in anchors])  # [chunk, n]
+        _fbt_rows(rows, raw, anchors, allowed, evidence, top_k)
+        if search is None or not allowed[anchors].any():
+            continue
+        mine = allowed[anchors]
+        if search.exhaustive:  # a small catalogue: search at once from the same rows
+            _bundle_rows(rows, search.search(fitted.scorer, anchors[mine], evidence,
+                                             first=raw[mine]), pks)
+        else:  # candidate lists: every list is known before any bundle grows
+            search.learn(anchors[mine], raw[mine])
+    if search is not None and not search.exhaustive:
+        bundle_anchors = np.flatnonzero(allowed)
+        for start in range(0, len(bundle_anchors), SCORE_CHUNK):
+            _bundle_rows(rows, search.search(fitted.scorer,
+                                             bundle_anchors[start:start + SCORE_CHUNK],
+                                             evidence), pks)
     started = time.monotonic()
     rows.content = content_lists.content_rows(fitted, pks, allowed)
     rows.content_s = time.monotonic() - started
     logger.debug("built %d FBT rows, %d content rows and %d bundle candidates", len(rows.fbt),
                  len(rows.content), len(rows.bundles))
     return rows
+
+
+class FbtRows:
+    """FBT rows ``(product pk, recommended pk, rank, score, evidence)``, held as columns and
+    made into tuples as they are read: 10 M rows as tuples with an evidence dict each take
+    about 5 GB, as columns about 0.3 GB (issue 15). Reads like the list it replaces."""
+
+    def __init__(self, pks):
+        self.pks, self.parts, self.count = pks, [], 0
+
+    def add(self, src, dst, rank, score, together, lift, support):
+        self.parts.append((np.asarray(src, np.int32), np.asarray(dst, np.int32),
+                           np.asarray(rank, np.int16), np.asarray(score, np.float32),
+                           np.asarray(together, np.float32), np.asarray(lift, np.float64),
+                           np.asarray(support, np.float64)))
+        self.count += len(src)
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        pks = self.pks
+        for part in self.parts:
+            for a, j, rank, score, n, lift, sup in zip(*(col.tolist() for col in part)):
+                yield (pks[a], pks[j], rank, score, {
+                    "orders_together": int(n),
+                    "lift": round(lift, 3),
+                    "confidence": round(int(n) / sup, 4) if sup else 0.0,
+                })
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(islice(self, *index.indices(len(self))))
+        return next(islice(self, index % len(self), None))
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+
+def _fbt_rows(rows, raw, anchors, allowed, evidence, top_k):
+    """Add the FBT rows of ``anchors`` (scored ``raw`` [chunk, n]) to ``rows.fbt``."""
+    scores = np.where(allowed[None, :], raw, -np.inf)
+    scores[np.arange(len(anchors)), anchors] = -np.inf
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    # a stable argsort's first top_k, in O(n) a row (issue 15: catalogues of 10^6)
+    best = topk_of_scores(scores, top_k)
+    vals = np.take_along_axis(scores, best, 1)
+    # a row's list stops at its first non-finite score
+    keep = np.cumprod(np.isfinite(vals), axis=1).astype(bool)
+    src = np.broadcast_to(anchors[:, None], best.shape)[keep]
+    dst = best[keep]
+    together = evidence.together(src, dst)
+    rows.fbt.add(src, dst, np.cumsum(keep, axis=1)[keep], vals[keep], together,
+                 evidence.lifts(src, dst, together), evidence.support[src])
+
+
+def _bundle_rows(rows, found, pks):
+    """Append the bundles of ``found`` ({anchor: [Bundle]}) with enough orders to ``rows``."""
+    for anchor, bundles in found.items():
+        for bundle in bundles:
+            if bundle.n_orders < MIN_BUNDLE_ORDERS:
+                continue
+            lifts = list(bundle.pair_lift.values())
+            lift = float(np.mean(lifts)) if lifts else 0.0
+            rows.bundles.append((pks[anchor], [pks[i] for i in bundle.items[1:]],
+                                 float(bundle.score), {
+                                     "orders_with_all": bundle.n_orders,
+                                     "lift": round(lift, 3),
+                                     "pair_lift": bundle.pair_lift,
+                                     "model_score": round(float(bundle.score), 4),
+                                     "explanation": explanation(bundle.n_orders, lift),
+                                 }))
 
 
 def _propose(run, rows):
@@ -159,54 +218,16 @@ def _propose(run, rows):
 
 
 FBT_FIELDS = ("run", "product", "recommended", "rank", "score", "source", "evidence")
-WRITE_BATCH = 5_000
 
 
 def write_fbt(run, fbt, source):
     """Write the FBT rows ``(product pk, recommended pk, rank, score, evidence)`` of ``run``
-    at bulk speed, inside the caller's transaction (the old run serves until it commits).
-
-    No model instances (10 M rows of them would not fit in memory): COPY on PostgreSQL
-    (psycopg 3), one ``executemany`` per ``WRITE_BATCH`` rows elsewhere. Returns the count.
+    at bulk speed (``shop_recs.bulk``: COPY on PostgreSQL), inside the caller's transaction
+    (the old run serves until it commits). Returns the count.
     """
-    connection = connections[router.db_for_write(Recommendation)]
-    meta = Recommendation._meta
-    fields = [meta.get_field(name) for name in FBT_FIELDS]
-    product, evidence_field = fields[1], fields[-1]
-    quote = connection.ops.quote_name
-    table, columns = quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
-    keys = {}  # product pk -> as the database stores it (a field call per row is the cost)
-
-    def key(pk):
-        stored = keys.get(pk)
-        if stored is None:
-            stored = keys[pk] = product.get_db_prep_value(pk, connection)
-        return stored
-
-    def values():
-        for p, r, rank, score, ev in fbt:
-            yield (run.pk, key(p), key(r), rank, score, source, ev)
-
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        if connection.vendor == "postgresql" and hasattr(raw, "copy"):
-            dumps = evidence_field.encoder
-            copy_sql = f"COPY {table} ({columns}) FROM STDIN"  # nosec B608 # names only
-            with raw.copy(copy_sql) as copy:
-                for row in values():
-                    copy.write_row((*row[:-1], json.dumps(row[-1], cls=dumps)))
-            return len(fbt)
-        sql = (f"INSERT INTO {table} ({columns}) "  # nosec B608 # names only
-               f"VALUES ({', '.join(['%s'] * len(fields))})")
-        batch = []
-        for row in values():
-            batch.append((*row[:-1], evidence_field.get_db_prep_value(row[-1], connection)))
-            if len(batch) == WRITE_BATCH:
-                cursor.executemany(sql, batch)
-                batch = []
-        if batch:
-            cursor.executemany(sql, batch)
-    return len(fbt)
+    return bulk.write_rows(Recommendation, FBT_FIELDS,
+                           ((run.pk, p, r, rank, score, source, ev)
+                            for p, r, rank, score, ev in fbt))
 
 
 @transaction.atomic

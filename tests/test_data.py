@@ -68,3 +68,34 @@ def test_active_products_without_orders_join_the_catalogue_with_their_attributes
     assert extract.attrs.names[j] == "Name N" and extract.attrs.prices[j] == 4.0
     assert extract.baskets.n_items == 5 and extract.baskets.item_counts()[j] == 0
     assert len(extract_baskets(with_unbought=False).index) == 4
+
+
+def test_lines_stream_through_a_chunked_server_side_cursor(shop, monkeypatch):
+    """Issue 15: extraction never holds every line as Python objects. The lines are read with
+    Django's chunked cursor (a named, server-side cursor on PostgreSQL) a CHUNK at a time and
+    each chunk becomes arrays; a chunk smaller than the data gives the same baskets."""
+    import numpy as np
+    from django.db import connection
+
+    from shop_recs import data
+
+    whole = extract_baskets()
+    cursors, real = [], connection.chunked_cursor
+
+    def chunked():
+        cursor = real()
+        cursors.append(cursor)
+        return cursor
+
+    monkeypatch.setattr(connection, "chunked_cursor", chunked)
+    monkeypatch.setattr(data, "CHUNK", 2)
+    fetched, epoch = [], data._epoch  # called once per chunk, with the chunk's timestamps
+    monkeypatch.setattr(data, "_epoch", lambda ts: fetched.append(len(ts)) or epoch(ts))
+    small = extract_baskets()
+    assert cursors, "the lines were not read through a chunked cursor"
+    if connection.vendor == "postgresql":  # psycopg's ServerCursor: a named cursor
+        assert any(getattr(c.cursor, "name", None) for c in cursors)
+    assert max(fetched) == 2 and sum(fetched) == whole.counts["lines"]
+    np.testing.assert_array_equal(small.baskets.items, whole.baskets.items)
+    np.testing.assert_array_equal(small.baskets.indptr, whole.baskets.indptr)
+    assert small.counts == whole.counts

@@ -261,3 +261,26 @@ def test_an_import_stores_the_lists_for_product_pages_before_any_run(write_csv, 
     Interaction.objects.all().delete()
     call_command("shop_recs_import_orders", str(path), "--no-fallbacks")
     assert Interaction.objects.exists() and not FallbackRecommendation.objects.exists()
+
+
+def test_lists_are_written_in_bulk_without_model_instances(monkeypatch):
+    """Issue 15: a refresh writes a row per product and candidate (20 M at a million products)
+    through shop_recs.bulk (COPY on PostgreSQL, batched executemany elsewhere), never a list of
+    objects; the stored rows are the computed lists, scores and evidence included."""
+    from shop_recs import bulk
+
+    p, _ = planted_shop()
+    extract = data.extract_baskets(min_orders=1, min_products=1)
+    lists = fallbacks.compute(extract, fallbacks._catalogue())
+    monkeypatch.setattr(FallbackRecommendation.objects, "bulk_create",
+                        lambda *a, **k: pytest.fail("bulk_create builds every row as an object"))
+    monkeypatch.setattr(bulk, "BATCH", 4)  # several batches on SQLite
+    assert fallbacks.write(lists) == len(lists) > 8
+    rows = sorted(FallbackRecommendation.objects.values_list(
+        "product", "rank", "recommended", "method", "score", "evidence"))
+    want = sorted((a, r, i, m, float(t if m == fallbacks.COOCCURRENCE else b),
+                   {"orders_together": t, "purchases": b}) for a, i, r, m, t, b in zip(
+        lists.anchor, lists.item, lists.rank.tolist(), lists.method, lists.together.tolist(),
+        lists.bought.tolist()))
+    assert rows == want
+    assert stored(p[0])[0] == (p[1].pk, "cooccurrence", {"orders_together": 3, "purchases": 3})

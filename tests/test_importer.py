@@ -5,6 +5,7 @@ from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from shop_recs import importer
 from shop_recs.ingest import pseudonymise
@@ -196,3 +197,18 @@ def test_repeated_lines_are_counted_from_the_database_not_a_set_in_memory(write_
     # however often the files repeat it (the run keeps no set to tell copies apart)
     assert again.imported == 0 and Interaction.objects.count() == 5
     assert again.already_imported == 9
+
+
+def test_the_order_count_comes_from_the_database_not_a_set_of_order_ids(write_csv):
+    """Issue 15: no set of every order id in memory (5M orders at 20M lines). The count is the
+    distinct orders this import wrote lines of: an order split across chunks counts once, a
+    re-import counts none, and orders stored by other means are not counted."""
+    head, *lines = GENERIC
+    product = Product.objects.create(sku="LIVE", name="Live", price=Decimal("1.00"))
+    Interaction.objects.create(product=product, kind=Interaction.Kind.PURCHASE, order_id="live-1",
+                               timestamp=timezone.now())
+    path = write_csv([head, *lines, "o3,SKU-D,2024-03-03T09:00:00Z,c2,1,2.00,Mug,kitchen"])
+    result = importer.import_orders([path], "generic", chunk_size=2)  # o1 | o2 | o3 chunks
+    assert isinstance(result.orders, int) and result.orders == 3
+    again = importer.import_orders([path], "generic", chunk_size=2)
+    assert again.orders == 0 and again.already_imported == 5

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from shop_recs import publish
+from shop_recs import bulk, publish
 from shop_recs.ml.baselines import CoOccurrence
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 from shop_recs.models import Bundle, Product, Recommendation, TrainingRun
@@ -128,7 +128,7 @@ def test_fbt_rows_are_written_in_bulk_without_model_instances(products, monkeypa
     Recommendation objects; what is stored is what build() computed, evidence included."""
     monkeypatch.setattr(Recommendation.objects, "bulk_create",
                         lambda *a, **k: pytest.fail("bulk_create builds every row as an object"))
-    monkeypatch.setattr(publish, "WRITE_BATCH", 3)  # several batches on SQLite
+    monkeypatch.setattr(bulk, "BATCH", 3)  # several batches on SQLite
     run, rows = publish_run(products, False)
     stored = list(Recommendation.objects.filter(run=run).order_by("product_id", "rank").values_list(
         "product_id", "recommended_id", "rank", "score", "source", "evidence"))
@@ -156,3 +156,46 @@ def test_a_failed_write_keeps_the_old_run_serving(products, monkeypatch):
     assert first.is_active and TrainingRun.objects.filter(is_active=True).count() == 1
     assert list(Recommendation.objects.values_list("pk", flat=True).order_by("pk")) == sorted(
         served)
+
+
+def test_candidate_lists_publish_the_rows_of_the_whole_catalogue(monkeypatch):
+    """Issue 15: above the dense threshold bundles grow from candidate lists learned from the
+    same rows as the FBT lists (each anchor is scored alone once). On a planted shop the FBT
+    rows and the proposed bundles are those of the search over the whole catalogue."""
+    from shop_recs.ml import bundles, sparse
+    from shop_recs.ml.baselines import EASE, cooccurrence_counts
+    from tests.ml.test_bundles import _planted
+
+    baskets, index, attrs = _planted(300)
+    counts = cooccurrence_counts(baskets, dense_max_items=0)  # a sparse EASE, as at scale
+    products = Product.objects.bulk_create(
+        [Product(sku=f"P{i}", name=attrs.names[i], price="2.00") for i in range(300)])
+    fit = SimpleNamespace(scorer=EASE(30.0, counts).fit(baskets), index=index, attrs=attrs,
+                          baskets=baskets, choice="ease", model=None,
+                          published=baskets.item_counts() >= 2)
+    pks = [p.pk for p in products]
+    whole = publish.build(fit, pks)
+    monkeypatch.setattr(sparse, "DENSE_MAX_ITEMS", 100)
+    monkeypatch.setattr(bundles, "CANDIDATES", 50)
+    contexts = []
+    real = type(fit.scorer).score
+    monkeypatch.setattr(type(fit.scorer), "score",
+                        lambda self, c, h=None: contexts.extend(map(len, c)) or real(self, c, h))
+    lists = publish.build(fit, pks)
+    assert len(whole.fbt) > 1000 and len(whole.bundles) > 100
+    assert lists.fbt == whole.fbt and lists.bundles == whole.bundles
+    # beams are scored at their candidates only: every full row is one anchor alone
+    assert set(contexts) == {1} and len(contexts) <= len(pks)  # and each at most once
+
+
+def test_fbt_rows_are_held_as_columns_and_read_as_tuples(products):
+    """Issue 15: 10 M FBT rows as tuples with a dict each would take about 5 GB; build() keeps
+    numpy columns and makes each tuple as it is read (what write_fbt and the counts read)."""
+    rows = publish.build(fitted(products, False), [p.pk for p in products])
+    assert isinstance(rows.fbt, publish.FbtRows) and len(rows.fbt) > 3
+    assert all(isinstance(col, np.ndarray) for part in rows.fbt.parts for col in part)
+    as_list = list(rows.fbt)
+    assert len(as_list) == len(rows.fbt) and rows.fbt[:2] == as_list[:2]
+    pk, rec, rank, score, evidence = as_list[0]
+    assert pk == products[0].pk and rank == 1 and isinstance(score, float)
+    assert set(evidence) == {"orders_together", "lift", "confidence"}

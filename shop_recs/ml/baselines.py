@@ -89,6 +89,19 @@ class ItemMatrixScorer:
             out[row] = self.matrix[np.asarray(ctx, dtype=np.int64)].sum(axis=0) + tie
         return out
 
+    def score_candidates(self, contexts: Sequence[np.ndarray], candidates: np.ndarray
+                         ) -> np.ndarray:
+        """``score(contexts)`` at each row's ``candidates`` (int [len, m]) only: float32
+        [len, m], the same values, without a ``len x n`` row on the sparse path (issue 15)."""
+        cand = np.asarray(candidates, dtype=np.int64)
+        tie = _TIE * self.popularity / max(float(self.popularity.max(initial=0.0)), 1.0)
+        if not sp.issparse(self.matrix):
+            return np.take_along_axis(self.score(contexts), cand, 1)
+        q = sparse.context_matrix(contexts, self.matrix.shape[0])
+        rows = np.repeat(np.arange(len(contexts)), cand.shape[1])
+        vals = np.asarray((q @ self.matrix).tocsr()[rows, cand.ravel()], dtype=np.float32)
+        return vals.reshape(cand.shape) + tie[cand]
+
     def topk(self, contexts: Sequence[np.ndarray], k: int, chunk: int = 256
              ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` items per context, context excluded: int64 [q, k], float32 [q, k].
@@ -115,6 +128,9 @@ class Popularity(ItemMatrixScorer):
     def score(self, contexts, histories=None) -> np.ndarray:
         row = np.log1p(self.popularity)
         return np.repeat(row[None, :], len(contexts), axis=0)
+
+    def score_candidates(self, contexts, candidates) -> np.ndarray:
+        return np.log1p(self.popularity)[np.asarray(candidates, dtype=np.int64)]
 
 
 class CoOccurrence(ItemMatrixScorer):

@@ -160,6 +160,15 @@ class OnCatalogue:
                                  [self.items[np.asarray(h, dtype=np.int64)] for h in histories])
         return full[:, self.items]
 
+    def score_candidates(self, contexts, candidates) -> np.ndarray:
+        """:meth:`score` at each row's ``candidates`` (catalogue ids, int [len, m])."""
+        inner = getattr(self.scorer, "score_candidates", None)
+        cand = np.asarray(candidates, dtype=np.int64)
+        if inner is None:
+            return np.take_along_axis(self.score(contexts), cand, 1)
+        return inner([self.items[np.asarray(c, dtype=np.int64)] for c in contexts],
+                     self.items[cand])
+
 
 def _model(cfg: ProtocolConfig, train_cfg: TrainConfig, prior_lambda: float) -> BundleScorer:
     return BundleScorer(dataclasses.replace(cfg.model), train_cfg, prior_lambda=prior_lambda,

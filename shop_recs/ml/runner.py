@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from shop_recs.ml.blend import BlendScorer, tune_weight
-from shop_recs.ml.bundles import BundleRules, bundle_precision, search_bundles
+from shop_recs.ml.bundles import BundleRules, BundleSearch, bundle_precision
 from shop_recs.ml.coldstart import ColdConfig
 from shop_recs.ml.evaluate import coverage_and_popularity, customer_histories, evaluate
 from shop_recs.ml.protocol import (MODEL, TASKS, ProtocolConfig, configure,
@@ -66,9 +66,9 @@ def _bundle_precision(scorer, ev, size: int, chunk: int = 256) -> float:
     bundles = {}
     rules = BundleRules(sizes=(size,), per_anchor=1)
     uniq = np.unique(anchors)
+    search = BundleSearch(ev.split.index, ev.split.attrs, rules)  # the catalogue's part, once
     for s in range(0, len(uniq), chunk):  # bounded memory: beams of a few anchors at a time
-        bundles.update(search_bundles(scorer, uniq[s:s + chunk], ev.split.index, ev.split.attrs,
-                                      rules))
+        bundles.update(search.search(scorer, uniq[s:s + chunk]))
     baskets = [np.concatenate([c, t]) for c, t in zip(queries.contexts, queries.targets)]
     return bundle_precision(bundles, baskets, anchors, size)
 

@@ -1,10 +1,11 @@
 """Bundle search: constraints hold, evidence is counted, precision is measured."""
 
 import numpy as np
+import pytest
 
 from shop_recs.ml.baselines import CoOccurrence
-from shop_recs.ml.bundles import (BundleRules, Evidence, bundle_precision, near_duplicates,
-                                  search_bundles, variant_keys)
+from shop_recs.ml.bundles import (BundleRules, BundleSearch, Evidence, bundle_precision,
+                                  near_duplicates, search_bundles, variant_keys)
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 
 
@@ -64,3 +65,86 @@ def test_bundle_precision_by_hand():
     bundles = {0: [Bundle(0, [0, 1, 2], 1.0)]}
     orders = [np.array([0, 1, 5]), np.array([0, 1, 2])]
     assert bundle_precision(bundles, orders, [0, 0], size=3) == (0.5 + 1.0) / 2
+
+
+def _planted(n=300, seed=1):
+    from benchmarks.synthetic_shop import ShopParams, synthetic_baskets
+
+    baskets, _ = synthetic_baskets(ShopParams(products=n, lines=25 * n, seed=seed,
+                                              chunk_orders=500))
+    # names that share words, some identical but for a number (near-duplicates), prices
+    from benchmarks.synthetic_shop import ADJECTIVES, NOUNS
+
+    names = np.asarray([f"{ADJECTIVES[i % 17]} {NOUNS[i // 17 % 20]} {i}" if i % 5 else
+                        f"BLUE LAMP SHADE {i % 40}" for i in range(n)], dtype=object)
+    prices = np.random.default_rng(seed).uniform(1.0, 30.0, n)
+    attrs = ItemAttributes(names, np.array([""] * n, dtype=object), prices)
+    return baskets, ItemIndex([f"P{i:05d}" for i in range(n)]), attrs
+
+
+@pytest.mark.parametrize("kind", ["count", "lift", "ease"])
+@pytest.mark.parametrize("price_cap", [None, 40.0])
+def test_candidate_lists_find_the_bundles_of_the_whole_catalogue(kind, price_cap):
+    """Issue 15: above the dense threshold bundles grow only by items on their members'
+    candidate lists (40 items each here). On a planted shop that finds every bundle the search
+    over the whole catalogue finds; with a price cap (which pushes the search down the lists)
+    every bundle publishing keeps (bought together at least twice) is found (the lists may find
+    a few more: the whole catalogue fills beams with items never bought with the anchor)."""
+    from shop_recs.ml.baselines import EASE
+
+    baskets, index, attrs = _planted()
+    scorer = EASE(30.0).fit(baskets) if kind == "ease" else CoOccurrence(kind).fit(baskets)
+    allowed = np.random.default_rng(2).random(len(index)) > 0.1
+    anchors = np.flatnonzero(allowed & (baskets.item_counts() > 0))
+
+    def run(candidates):
+        rules = BundleRules(sizes=(2, 3, 4), allowed=allowed, name_overlap=0.6,
+                            max_total_price=price_cap, candidates=candidates)
+        search = BundleSearch(index, attrs, rules)
+        found = search.search(scorer, anchors, Evidence(baskets))
+        return search, {a: [(b.items, b.score) for b in bs
+                            if price_cap is None or b.n_orders >= 2]
+                        for a, bs in found.items()}
+
+    whole, full = run(None)
+    assert whole.exhaustive  # below the threshold: the whole catalogue
+    short, restricted = run(40)
+    assert short.list_size == 40 and not short.exhaustive
+    assert sum(len(v) for v in full.values()) > len(anchors) // 2  # bundles were found
+    if price_cap is None:
+        assert restricted == full
+    else:
+        assert all({tuple(b) for b, _ in full[a]} <= {tuple(b) for b, _ in restricted[a]}
+                   for a in full)
+
+
+def test_above_the_dense_threshold_beams_are_scored_at_candidates_only(monkeypatch):
+    """No beam is scored over the whole catalogue above the threshold: the scorer scores
+    each anchor alone once, then only its candidates."""
+    from shop_recs.ml import bundles, sparse
+
+    baskets, index, attrs = _planted()
+    from shop_recs.ml.baselines import cooccurrence_counts
+
+    # a sparse matrix, as above the threshold (its score_candidates reads no full row)
+    scorer = CoOccurrence("lift", cooccurrence_counts(baskets, dense_max_items=0)).fit(baskets)
+    anchors = np.flatnonzero(baskets.item_counts() > 0)[:60]
+    want = search_bundles(scorer, anchors, index, attrs, BundleRules(sizes=(3,)))
+    monkeypatch.setattr(sparse, "DENSE_MAX_ITEMS", 100)
+    monkeypatch.setattr(bundles, "CANDIDATES", 40)
+    widths, full = [], CoOccurrence.score
+    real = CoOccurrence.score_candidates
+
+    def score(self, contexts, histories=None):
+        assert all(len(c) == 1 for c in contexts), "a beam scored over the whole catalogue"
+        return full(self, contexts, histories)
+
+    monkeypatch.setattr(CoOccurrence, "score", score)
+    monkeypatch.setattr(CoOccurrence, "score_candidates",
+                        lambda self, c, cand: widths.append(cand.shape[1]) or real(self, c, cand))
+    search = BundleSearch(index, attrs, BundleRules(sizes=(3,)))
+    assert search.list_size == 40
+    got = search.search(scorer, anchors)
+    assert widths and set(widths) == {80}  # the union of two members' lists of 40
+    assert {a: [b.items for b in bs] for a, bs in got.items()} == \
+        {a: [b.items for b in bs] for a, bs in want.items()}

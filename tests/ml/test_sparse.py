@@ -131,3 +131,25 @@ def test_published_lists_of_a_sparse_scorer_never_score_densely(shop, make, monk
     served = PublishedLists(scorer, n, 10)
     np.testing.assert_array_equal(served.lists, want[0])
     np.testing.assert_allclose(served.list_scores, want[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dense_max", [None, 0], ids=["dense", "sparse"])
+def test_score_candidates_equals_score_at_those_items(shop, dense_max):
+    """Bundle search scores a beam at its anchor's candidates only (issue 15): the values are
+    exactly those of the full rows."""
+    from shop_recs.ml.baselines import Popularity
+    from shop_recs.ml.protocol import OnCatalogue
+
+    counts = cooccurrence_counts(shop, dense_max_items=dense_max)
+    rng = np.random.default_rng(0)
+    contexts = [rng.choice(shop.n_items, size=s, replace=False) for s in (1, 2, 3, 1)]
+    cand = rng.integers(0, shop.n_items, size=(4, 25))
+    for scorer in (CoOccurrence("lift", counts).fit(shop), EASE(30.0, counts).fit(shop),
+                   Popularity().fit(shop)):
+        got = scorer.score_candidates(contexts, cand)
+        assert got.dtype == np.float32 and got.shape == cand.shape
+        np.testing.assert_array_equal(got, np.take_along_axis(scorer.score(contexts), cand, 1))
+    items = np.arange(shop.n_items)[::-1].copy()  # a catalogue seen through a permutation
+    seen = OnCatalogue(CoOccurrence("count", counts).fit(shop), items)
+    np.testing.assert_array_equal(seen.score_candidates(contexts, cand),
+                                  np.take_along_axis(seen.score(contexts), cand, 1))

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         write = self.stdout.write
         write(f"Read {report.read:,} lines from {len(paths)} file(s) in {result.seconds:.1f} s "
               f"({result.rate:,.0f} lines/s).")
-        write(f"Imported {result.imported:,} purchase lines in {len(result.orders):,} orders; "
+        write(f"Imported {result.imported:,} purchase lines in {result.orders:,} orders; "
               f"{result.already_imported:,} already imported.")
         write(f"Products: {result.products_created:,} created, "
               f"{result.products_updated:,} updated.")
