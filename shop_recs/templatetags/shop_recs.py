@@ -42,14 +42,16 @@ import logging
 import uuid
 import zlib
 from decimal import Decimal
+from functools import lru_cache
 
 from django import template
-from django.core import signing
 from django.contrib.humanize.templatetags.humanize import apnumber
+from django.core import signing
+from django.core.signals import setting_changed
 from django.middleware.csrf import CSRF_TOKEN_LENGTH, get_token
 from django.template.loader import render_to_string
 from django.templatetags.static import static
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.crypto import salted_hmac
 from django.utils.functional import SimpleLazyObject
 from django.utils.html import format_html
@@ -275,15 +277,29 @@ def _deferred(context, pk, shown, template_name):
     if (recs_settings.WIDGET_ON_MISS != "defer" or context.get(INLINE)
             or context.get("request") is None):
         return None
+    return _placeholder(str(pk), shown, template_name, get_language(), get_script_prefix())
+
+
+@lru_cache(maxsize=4096)
+def _placeholder(pk, shown, template_name, language, _prefix):
+    """The placeholder's HTML, the same on every miss of one widget (kept per process: the
+    signature, the URL and the static path cost more than the lookup that missed)."""
     url = _reverse("shop_recs:widget-fbt")
     if not url:
         return None
-    signed = signing.dumps([str(pk), shown, template_name, get_language()], salt=DEFER_SALT,
+    signed = signing.dumps([pk, shown, template_name, language], salt=DEFER_SALT,
                            compress=True)
     return format_html(
         '{}<div class="shop-recs shop-recs-deferred" data-shop-recs-defer="{}" '
         'aria-busy="true"></div><script src="{}" defer></script>',
         str(CSS_MARKER), f"{url}?{urlencode({'w': signed})}", static("shop_recs/widget.js"))
+
+
+def _forget_placeholders(**kwargs):
+    _placeholder.cache_clear()  # a new SECRET_KEY, STATIC_URL or URLconf (tests)
+
+
+setting_changed.connect(_forget_placeholders, dispatch_uid="shop_recs.placeholders")
 
 
 def _holdout(context, widget, assigned):
