@@ -352,9 +352,10 @@ def measure(args, label):
     return results
 
 
-def run(args):
+def trivial_urlconf(name="benchmark_urls"):
+    """A URLconf module (registered as ``name``): the trivial DRF endpoint at TRIVIAL_URL,
+    then the demo's own URLs."""
     from django.conf import settings  # noqa: PLC0415
-    from django.test import override_settings  # noqa: PLC0415
     from django.urls import include, path  # noqa: PLC0415
     from rest_framework.response import Response  # noqa: PLC0415
     from rest_framework.views import APIView  # noqa: PLC0415
@@ -370,10 +371,18 @@ def run(args):
         def get(self, request):
             return Response({"ok": True})
 
-    module = type(sys)("benchmark_urls")
+    module = type(sys)(name)
     module.urlpatterns = [path(TRIVIAL_URL.strip("/") + "/", Trivial.as_view()),
                           path("", include(settings.ROOT_URLCONF))]
-    sys.modules["benchmark_urls"] = module
+    sys.modules[name] = module
+    return name
+
+
+def run(args):
+    from django.conf import settings  # noqa: PLC0415
+    from django.test import override_settings  # noqa: PLC0415
+
+    trivial_urlconf()
     # No ``setup_test_environment()``: its instrumented template rendering (a signal and a
     # copy of every context) is not what a shop runs. ``testserver`` is an allowed host.
     rates = {"shop_recs.read": None, "shop_recs.events": None, "shop_recs.staff": None}

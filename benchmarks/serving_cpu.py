@@ -27,12 +27,12 @@ import cProfile
 import pstats
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.serving import TRIVIAL_URL, private_redis, setup_django, traffic
+from benchmarks.serving import (TRIVIAL_URL, private_redis, setup_django, traffic,
+                                trivial_urlconf)
 
 API = "/api/shop-recs/v1/products/{}/frequently-bought-together/"
 CACHE_CALLS = ("get", "get_many", "set", "set_many", "add", "has_key", "incr", "delete",
@@ -152,23 +152,8 @@ def measure(args):
 def run(args):
     from django.conf import settings  # noqa: PLC0415
     from django.test import override_settings  # noqa: PLC0415
-    from django.urls import include, path  # noqa: PLC0415
-    from rest_framework.response import Response  # noqa: PLC0415
-    from rest_framework.views import APIView  # noqa: PLC0415
 
-    from shop_recs.api.views import PublicView  # noqa: PLC0415
-
-    class Trivial(APIView):
-        permission_classes = PublicView.permission_classes
-        throttle_classes = PublicView.throttle_classes
-
-        def get(self, request):
-            return Response({"ok": True})
-
-    module = type(sys)("benchmark_cpu_urls")
-    module.urlpatterns = [path(TRIVIAL_URL.strip("/") + "/", Trivial.as_view()),
-                          path("", include(settings.ROOT_URLCONF))]
-    sys.modules["benchmark_cpu_urls"] = module
+    trivial_urlconf("benchmark_cpu_urls")
     rates = {"shop_recs.read": None, "shop_recs.events": None, "shop_recs.staff": None}
     if args.throttled:
         rates = {**rates, "shop_recs.read": "1000000/hour"}
