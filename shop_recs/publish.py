@@ -27,7 +27,8 @@ from django.utils import timezone
 
 from shop_recs import bulk, content_lists, newproducts
 from shop_recs.conf import recs_settings
-from shop_recs.ml.bundles import BundleRules, BundleSearch, Evidence
+from shop_recs.ml.bundle_search import BundleSearch
+from shop_recs.ml.bundles import BundleRules, Evidence
 from shop_recs.ml.topk import topk_of_scores
 from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun, bundle_signature
 from shop_recs.signals import run_activated

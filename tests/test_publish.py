@@ -162,7 +162,7 @@ def test_candidate_lists_publish_the_rows_of_the_whole_catalogue(monkeypatch):
     """Issue 15: above the dense threshold bundles grow from candidate lists learned from the
     same rows as the FBT lists (each anchor is scored alone once). On a planted shop the FBT
     rows and the proposed bundles are those of the search over the whole catalogue."""
-    from shop_recs.ml import bundles, sparse
+    from shop_recs.ml import bundle_search, sparse
     from shop_recs.ml.baselines import EASE, cooccurrence_counts
     from tests.ml.test_bundles import _planted
 
@@ -176,7 +176,7 @@ def test_candidate_lists_publish_the_rows_of_the_whole_catalogue(monkeypatch):
     pks = [p.pk for p in products]
     whole = publish.build(fit, pks)
     monkeypatch.setattr(sparse, "DENSE_MAX_ITEMS", 100)
-    monkeypatch.setattr(bundles, "CANDIDATES", 50)
+    monkeypatch.setattr(bundle_search, "CANDIDATES", 50)
     contexts = []
     real = type(fit.scorer).score
     monkeypatch.setattr(type(fit.scorer), "score",

@@ -31,7 +31,8 @@ from typing import Callable
 import numpy as np
 
 from shop_recs.ml.blend import BlendScorer, tune_weight
-from shop_recs.ml.bundles import BundleRules, BundleSearch, bundle_precision
+from shop_recs.ml.bundle_search import BundleSearch
+from shop_recs.ml.bundles import BundleRules, bundle_precision
 from shop_recs.ml.coldstart import ColdConfig
 from shop_recs.ml.evaluate import coverage_and_popularity, customer_histories, evaluate
 from shop_recs.ml.protocol import (MODEL, TASKS, ProtocolConfig, configure,

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from shop_recs.ml.baselines import CoOccurrence
-from shop_recs.ml.bundles import (BundleRules, BundleSearch, Evidence, bundle_precision,
-                                  near_duplicates, search_bundles, variant_keys)
+from shop_recs.ml.bundle_search import BundleSearch, search_bundles
+from shop_recs.ml.bundles import (BundleRules, Evidence, bundle_precision, near_duplicates,
+                                  variant_keys)
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 
 
@@ -121,7 +122,7 @@ def test_candidate_lists_find_the_bundles_of_the_whole_catalogue(kind, price_cap
 def test_above_the_dense_threshold_beams_are_scored_at_candidates_only(monkeypatch):
     """No beam is scored over the whole catalogue above the threshold: the scorer scores
     each anchor alone once, then only its candidates."""
-    from shop_recs.ml import bundles, sparse
+    from shop_recs.ml import bundle_search, sparse
 
     baskets, index, attrs = _planted()
     from shop_recs.ml.baselines import cooccurrence_counts
@@ -131,7 +132,7 @@ def test_above_the_dense_threshold_beams_are_scored_at_candidates_only(monkeypat
     anchors = np.flatnonzero(baskets.item_counts() > 0)[:60]
     want = search_bundles(scorer, anchors, index, attrs, BundleRules(sizes=(3,)))
     monkeypatch.setattr(sparse, "DENSE_MAX_ITEMS", 100)
-    monkeypatch.setattr(bundles, "CANDIDATES", 40)
+    monkeypatch.setattr(bundle_search, "CANDIDATES", 40)
     widths, full = [], CoOccurrence.score
     real = CoOccurrence.score_candidates
 

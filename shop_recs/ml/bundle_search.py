@@ -1,0 +1,274 @@
+"""Bundle search: beam search for 2-4 item bundles around each anchor product.
+
+A bundle is grown by beam search over a scorer's *set-completion* scores: the bundle
+``(a, b1, b2)`` scores ``s(b1 | {a}) + s(b2 | {a, b1})``, so each item is judged against the
+whole partial bundle, not as a list of pairs. The constraints of :class:`BundleRules`
+(:mod:`shop_recs.ml.bundles`) hold at every step, and each :class:`Bundle` found gets its
+evidence from an :class:`Evidence` when one is given.
+
+Why candidate lists (issue 15): a step that scores every beam over the whole catalogue costs
+one catalogue-long row per beam, so its time and memory grow as anchors x beams x products,
+which a catalogue of up to 1,000,000 products cannot afford (issue 15's budget).
+:class:`BundleSearch` therefore prepares the catalogue's part once for every chunk of
+anchors, and above ``sparse.DENSE_MAX_ITEMS`` products grows bundles only by items on their
+members' candidate lists (``BundleRules.candidates``, default :data:`CANDIDATES`), never
+scoring a beam over the whole catalogue when the scorer has ``score_candidates``: each anchor
+is scored alone once (publishing already has that row for its FBT list). Below the threshold
+the search stays exhaustive.
+
+Usage::
+
+    search = BundleSearch(index, attrs, rules)       # once per catalogue and rules
+    found = search.search(scorer, anchors, evidence)  # {anchor: [Bundle]}, per chunk
+    found = search_bundles(scorer, anchors, index, attrs, rules, evidence)  # one call
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from shop_recs.ml import sparse
+from shop_recs.ml.bundles import Bundle, BundleRules, Evidence, variant_keys
+from shop_recs.ml.evaluate import Scorer
+from shop_recs.ml.features import name_words
+from shop_recs.ml.topk import topk_of_scores
+from shop_recs.ml.types import ItemAttributes, ItemIndex
+
+__all__ = ["BundleSearch", "search_bundles", "CANDIDATES"]
+
+CANDIDATES = 100  # items on each candidate list above the dense threshold (issue 15)
+
+
+def _static_mask(attrs: ItemAttributes, rules: BundleRules, n: int) -> np.ndarray:
+    ok = np.ones(n, dtype=bool) if rules.allowed is None else np.asarray(rules.allowed, bool).copy()
+    price = np.asarray(attrs.prices, dtype=np.float64)
+    if rules.min_item_price is not None:
+        ok &= ~(price < rules.min_item_price)
+    if rules.max_item_price is not None:
+        ok &= ~(price > rules.max_item_price)
+    return ok
+
+def _sorted_walk(scores: np.ndarray, cand: np.ndarray, want: int, skip) -> list[int]:
+    """The first ``want`` of ``cand`` (positions) in stable descending score order (ties by
+    position) that ``skip`` does not reject; the order is computed a few at a time."""
+    out: list[int] = []
+    done, k = 0, min(len(cand), max(2 * want, 8))
+    while True:
+        top = cand[topk_of_scores(scores[cand][None, :], k)[0]]
+        for j in top[done:]:  # a longer stable top-k starts with the shorter one
+            if not skip(int(j)):
+                out.append(int(j))
+                if len(out) == want:
+                    return out
+        if k >= len(cand):
+            return out
+        done, k = k, min(len(cand), 4 * k)
+
+
+class BundleSearch:
+    """Beam search around anchors; what it needs of the catalogue is computed once.
+
+    Above ``sparse.DENSE_MAX_ITEMS`` products (the one rule, ``sparse.use_dense``) the search
+    runs on candidate lists (issue 15): each item's list is its ``rules.candidates`` best items
+    when it is scored alone (the constraints applied), and a bundle grows only by items on the
+    lists of its members, scored with the scorer's ``score_candidates(contexts, candidates)``
+    when it has one. A step then costs the lists' length, not the catalogue's; for an
+    item-item scorer whose rows hold at most that many items the lists hold every item with
+    a score above the tie-break. Below the threshold the search is exhaustive (every item is a
+    candidate). Near-duplicate names are checked lazily, for the items a beam would take (a
+    table of item pairs that share words is O(n^2) when names share common words).
+
+        search = BundleSearch(index, attrs, rules)
+        search.learn(items, scorer.score([[i] for i in items]))  # lists, from rows you have
+        search.search(scorer, anchors, evidence)                 # scores what it lacks
+    """
+
+    def __init__(self, index: ItemIndex, attrs: ItemAttributes,
+                 rules: BundleRules | None = None) -> None:
+        self.rules = rules = rules or BundleRules()
+        self.n = n = len(index)
+        self.static_ok = _static_mask(attrs, rules, n)
+        self.keys = np.unique(variant_keys(index.ids), return_inverse=True)[1]  # int per item
+        self.words = [frozenset(name_words(nm)) for nm in attrs.names]
+        # items whose names have the same words are near-duplicates of each other whatever
+        # the threshold: left out at once, in arrays
+        groups: dict[frozenset, int] = {}
+        self.same_words = np.asarray([groups.setdefault(w, len(groups)) if w else -1 - i
+                                      for i, w in enumerate(self.words)], dtype=np.int64)
+        self.prices = np.nan_to_num(np.asarray(attrs.prices, dtype=np.float64), nan=0.0)
+        size = rules.candidates
+        if size is None:
+            size = n if sparse.use_dense(n) else CANDIDATES
+        self.list_size = min(int(size), n)
+        self.exhaustive = self.list_size >= n
+        # each item's list (-1 pads, -2: not learned yet) and its scores, int32/float32 [n, L]
+        self.lists = self.list_scores = None
+        if not self.exhaustive:
+            self.lists = np.full((n, self.list_size), -2, dtype=np.int32)
+            self.list_scores = np.full((n, self.list_size), -np.inf, dtype=np.float32)
+
+    def near_duplicate(self, j: int, items: Sequence[int]) -> bool:
+        """Whether item ``j``'s name words have Jaccard >= ``name_overlap`` with a member's."""
+        wj = self.words[j]
+        if not wj:
+            return False
+        for it in items:
+            shared = len(wj & self.words[it])
+            if shared and shared / (len(wj) + len(self.words[it]) - shared) >= \
+                    self.rules.name_overlap:
+                return True
+        return False
+
+    def learn(self, items: Sequence[int], rows: np.ndarray) -> None:
+        """Store the lists of ``items`` from their rows scored alone ([len(items), n])."""
+        if self.exhaustive:
+            return
+        items = np.asarray(items, dtype=np.int64)
+        rows = np.asarray(rows)
+        ok = self.static_ok[None, :] & np.isfinite(rows)
+        ok &= self.keys[None, :] != self.keys[items][:, None]  # the item and its variants
+        ok &= self.same_words[None, :] != self.same_words[items][:, None]
+        s = np.where(ok, rows, -np.inf).astype(np.float64)
+        best = topk_of_scores(s, self.list_size)
+        best = np.where(np.isfinite(np.take_along_axis(s, best, 1)), best, self.n)
+        best.sort(axis=1)  # item order, so that ties break by item index as in a full row
+        found = best < self.n
+        self.lists[items] = np.where(found, best, -1)
+        self.list_scores[items] = np.where(
+            found, np.take_along_axis(rows, np.minimum(best, self.n - 1), 1), -np.inf)
+
+    def _ensure(self, scorer, items: np.ndarray, chunk: int = 256) -> None:
+        """Learn the lists of those ``items`` that have none yet (scoring each alone)."""
+        items = np.unique(np.asarray(items, dtype=np.int64))
+        todo = items[self.lists[items, 0] == -2]
+        for s in range(0, len(todo), chunk):
+            part = todo[s:s + chunk]
+            self.learn(part, scorer.score([np.asarray([i]) for i in part]))
+
+    def _candidates(self, flat: list) -> np.ndarray:
+        """Each beam's candidates: the union of its members' lists, item order, -1 pads."""
+        width = self.list_size * max(len(items) for _, items, _ in flat)
+        out = np.full((len(flat), width), -1, dtype=np.int64)
+        for row, (_, items, _) in enumerate(flat):
+            union = np.unique(self.lists[items].ravel())
+            union = union[union >= 0]
+            out[row, :len(union)] = union
+        return out
+
+    def _step_scores(self, scorer, contexts: list, cands: np.ndarray) -> np.ndarray:
+        """Scores of each context's candidates, float32 [len(contexts), width]."""
+        fn = getattr(scorer, "score_candidates", None)
+        safe = np.maximum(cands, 0)
+        if fn is not None:
+            out = np.asarray(fn(contexts, safe), dtype=np.float32)
+        else:
+            out = np.take_along_axis(scorer.score(contexts), safe, 1)
+        return np.where(cands >= 0, out, -np.inf)
+
+    def search(self, scorer: Scorer, anchors: Sequence[int], evidence: Evidence | None = None,
+               first: np.ndarray | None = None) -> dict[int, list[Bundle]]:
+        """``{anchor: bundles}`` (best first within each size). ``first``: the scorer's rows
+        for the anchors alone (``scorer.score([[a] for a in anchors])``) when the caller has
+        them already (publishing scores them for the FBT lists)."""
+        rules = self.rules
+        anchors = np.asarray(anchors, dtype=np.int64)
+        if self.exhaustive and first is None:
+            first = scorer.score([np.asarray([a]) for a in anchors])
+        elif not self.exhaustive:
+            if first is not None:
+                self.learn(anchors, first)
+            self._ensure(scorer, anchors)
+        first_row = dict(zip(anchors.tolist(), range(len(anchors))))
+        beams = {int(a): [([int(a)], 0.0)] for a in anchors}
+        found: dict[int, list[Bundle]] = {int(a): [] for a in anchors}
+        for size in range(2, max(rules.sizes) + 1):
+            flat = [(a, items, s) for a, bs in beams.items() for items, s in bs]
+            if not flat:
+                break
+            if self.exhaustive:
+                cands = np.broadcast_to(np.arange(self.n), (len(flat), self.n))
+                rows = [first_row[a] for a, _, _ in flat]
+                scores = (np.asarray(first)[rows] if size == 2 else
+                          scorer.score([np.asarray(it) for _, it, _ in flat]))
+            elif size == 2:  # the anchor alone: its list and the scores it was learned from
+                cands = self.lists[anchors].astype(np.int64)
+                scores = self.list_scores[anchors]
+            else:
+                self._ensure(scorer, np.concatenate([it for _, it, _ in flat]))
+                cands = self._candidates(flat)
+                scores = self._step_scores(scorer, [np.asarray(it) for _, it, _ in flat], cands)
+            new_beams: dict[int, list] = {}
+            for (a, items, s), top in zip(flat, self._extend(flat, cands, scores)):
+                new_beams.setdefault(a, []).extend(
+                    (items + [j], s + float(v)) for j, v in top)
+            beams = {}
+            for a, options in new_beams.items():
+                unique: dict[frozenset, tuple] = {}
+                for items, s in sorted(options, key=lambda c: -c[1]):
+                    unique.setdefault(frozenset(items), (items, s))  # other order: keep best
+                beams[a] = list(unique.values())[:rules.beam_width]
+                if size in rules.sizes:
+                    for items, s in beams[a][:rules.per_anchor]:
+                        b = Bundle(int(a), items, s)
+                        found[int(a)].append(evidence.fill(b) if evidence is not None else b)
+        return found
+
+    def _extend(self, flat: list, cands: np.ndarray, scores: np.ndarray) -> list[list]:
+        """For each beam, the ``beam_width`` best (item, score) that may join its items.
+
+        ``cands`` [beams, width] item ids (-1 pads), ``scores`` their scores. The constraints
+        are applied to every beam at once (arrays); only the near-duplicate check walks a
+        beam's best candidates one by one.
+        """
+        at = np.maximum(cands, 0)
+        ok = (cands >= 0) & self.static_ok[at] & np.isfinite(scores)
+        members = np.full((len(flat), max(len(it) for _, it, _ in flat)), -1, dtype=np.int64)
+        for row, (_, items, _) in enumerate(flat):
+            members[row, :len(items)] = items
+        real = members >= 0
+        m = np.maximum(members, 0)
+        for attr in (self.keys, self.same_words):  # members, their variants, same names
+            mine = np.where(real, attr[m], np.iinfo(np.int64).min)  # pads match nothing
+            ok &= ~(attr[at][:, :, None] == mine[:, None, :]).any(axis=2)
+        if self.rules.max_total_price is not None:
+            total = np.where(real, self.prices[m], 0.0).sum(axis=1)
+            ok &= self.prices[at] + total[:, None] <= self.rules.max_total_price
+        s = np.where(ok, scores, -np.inf)
+        want = self.rules.beam_width
+        k = min(s.shape[1], 4 * want)
+        # each row's k best, score descending, ties by position (= by item: cands are sorted)
+        top = (np.argsort(-s, axis=1, kind="stable")[:, :k] if s.shape[1] <= 1024
+               else topk_of_scores(s, k))
+        out = []
+        for row, (_, items, _) in enumerate(flat):
+            got = []
+            for p in top[row]:
+                if not np.isfinite(s[row, p]):
+                    break
+                if not self.near_duplicate(int(cands[row, p]), items):
+                    got.append(int(p))
+                    if len(got) == want:
+                        break
+            else:  # the k best were not enough: walk the rest of the row
+                if len(got) < want and k < s.shape[1]:
+                    pos = np.flatnonzero(np.isfinite(s[row]))
+                    got = _sorted_walk(s[row], pos, want, lambda p, items=items:
+                                       self.near_duplicate(int(cands[row, p]), items))
+            out.append([(int(cands[row, p]), scores[row, p]) for p in got])
+        return out
+
+
+def search_bundles(scorer: Scorer, anchors: Sequence[int], index: ItemIndex,
+                   attrs: ItemAttributes, rules: BundleRules | None = None,
+                   evidence: Evidence | None = None,
+                   search: BundleSearch | None = None) -> dict[int, list[Bundle]]:
+    """Beam search per anchor; returns ``{anchor: bundles}`` (best first within each size).
+
+    ``search``: a :class:`BundleSearch` of the same catalogue and rules, when the caller
+    searches the catalogue in chunks of anchors and prepares it once.
+    """
+    search = search or BundleSearch(index, attrs, rules)
+    return search.search(scorer, anchors, evidence)
+
