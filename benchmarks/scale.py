@@ -1,7 +1,8 @@
 """Scale benchmark: cost and quality of a whole training run against the catalogue size.
 
     python -m benchmarks.scale --sizes 10k,100k [--lines 10k=500k,100k=5m] [--json FILE]
-        [--epochs 2] [--time-budget 300] [--requests 300] [--keep DIR] [--deadline S]
+        [--epochs 40] [--time-budget 150] [--requests 300] [--keep DIR [--reuse]]
+        [--deadline S]
 
 For each size: a synthetic shop (``benchmarks.synthetic_shop``, seed 0) is written, imported
 into a fresh SQLite database with ``shop_recs_import_orders``' importer, and trained by the
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,8 +93,12 @@ def one_size(products: int, lines: int, workdir: Path, args) -> dict:
 
     t = time.monotonic()
     shop_file = workdir / f"shop{products}.csv.gz"
-    write_shop(ShopParams(products, lines, seed=0), shop_file)
-    record("generate", t)
+    db = workdir / "scale.sqlite3"
+    reuse = args.reuse and shop_file.exists() and db.exists()
+    if not reuse:
+        db.unlink(missing_ok=True)
+        write_shop(ShopParams(products, lines, seed=0), shop_file)
+        record("generate", t)
 
     from benchmarks.serving import setup_django
 
@@ -104,14 +110,22 @@ def one_size(products: int, lines: int, workdir: Path, args) -> dict:
     call_command("migrate", verbosity=0)
     from shop_recs.importer import import_orders
 
-    t = time.monotonic()
-    result = import_orders([shop_file], fmt="generic")
-    record("import", t)
-    stages["import"]["rate"] = round(result.rate)
+    done = workdir / "import.json"
+    if reuse:  # the earlier run's import (--reuse): its figures, if it wrote them
+        earlier = json.loads(done.read_text()) if done.exists() else {}
+        stages.update(earlier.get("stages", {}))
+        result = SimpleNamespace(imported=earlier.get("imported"), rate=earlier.get("rate") or 0)
+        stages.setdefault("import", {})["reused"] = True
+    else:
+        t = time.monotonic()
+        result = import_orders([shop_file], fmt="generic")
+        record("import", t)
+        stages["import"]["rate"] = round(result.rate)
+        done.write_text(json.dumps({"stages": stages, "imported": result.imported,
+                                    "rate": result.rate}))
     partial()
-    learning = {**settings.SHOP_RECS, "EPOCHS": args.epochs, "TIME_BUDGET_S": args.time_budget,
-                "EASE_LAMBDAS": (30, 300), "KNN_KS": (50,), "BUNDLES_PER_PRODUCT":
-                    settings.SHOP_RECS.get("BUNDLES_PER_PRODUCT", 3)}
+    # the shop's own settings (every grid), only the epochs and time budget as asked
+    learning = {**settings.SHOP_RECS, "EPOCHS": args.epochs, "TIME_BUDGET_S": args.time_budget}
     with override_settings(SHOP_RECS=learning):
         from shop_recs import pipeline
         from shop_recs.models import TrainingRun
@@ -217,8 +231,9 @@ def table(results: list[dict]) -> str:
         cells = []
         for r in results:
             st = r.get("stages", {}).get(name)
-            cells.append(f"{st['seconds']:>14.1f} / {st['peak_rss_mb']:>6,}" if st else
-                         f"{'-':>23}")
+            cells.append(f"{st['seconds']:>14.1f} / {st['peak_rss_mb']:>6,}"
+                         if st and "seconds" in st else
+                         f"{'reused' if st else '-':>23}")
         lines.append(f"{name:<12}" + "".join(cells))
     for label, key in (("run total s", "run_seconds"), ("peak RSS MB", "peak_rss_mb"),
                        ("stopped", "stopped"),
@@ -234,12 +249,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10k,100k")
     parser.add_argument("--lines", default="", help="per size, e.g. 10k=500k,100k=5m")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--time-budget", type=float, default=300.0)
+    parser.add_argument("--epochs", type=int, default=40, help="SHOP_RECS EPOCHS (default too)")
+    parser.add_argument("--time-budget", type=float, default=150.0,
+                        help="SHOP_RECS TIME_BUDGET_S (default the shop default)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--requests", type=int, default=300, help="0: no API latency")
     parser.add_argument("--json", type=Path, default=Path("scale.json"))
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep: reuse a size's shop file and imported database "
+                             "from an earlier run (its import figures, if it saved them)")
     parser.add_argument("--max-gb", type=float, default=0,
                         help="address-space cap of each size's process (0: none)")
     parser.add_argument("--deadline", type=float, default=0,
@@ -278,7 +297,7 @@ def main(argv=None) -> int:
                    str(m), "--json", str(one_json), "--keep", str(work), "--epochs",
                    str(args.epochs), "--time-budget", str(args.time_budget), "--device",
                    args.device, "--requests", str(args.requests), "--max-gb", str(args.max_gb),
-                   "--deadline", str(args.deadline)]
+                   "--deadline", str(args.deadline)] + (["--reuse"] if args.reuse else [])
             print(f"== {n:,} products, {m:,} lines", flush=True)
             started = time.monotonic()
             proc = subprocess.run(cmd, cwd=REPO)  # nosec B603 # this module, fixed argv
@@ -293,7 +312,8 @@ def main(argv=None) -> int:
     ok = [r for r in results if "stages" in r]
     growth = {}
     for name in sorted({k for r in ok for k in r["stages"]}):
-        pts = [(r["products"], r["stages"][name]) for r in ok if name in r["stages"]]
+        pts = [(r["products"], r["stages"][name]) for r in ok
+               if "seconds" in r["stages"].get(name, {})]
         growth[name] = {"time": growth_exponent([p for p, _ in pts],
                                                 [s["seconds"] for _, s in pts]),
                         "memory": growth_exponent([p for p, _ in pts],

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from shop_recs import bulk, content_lists, newproducts
 from shop_recs.conf import recs_settings
-from shop_recs.ml.bundle_search import BundleSearch
+from shop_recs.ml.bundle_search import LIST_SPARE, BundleSearch
 from shop_recs.ml.bundles import BundleRules, Evidence
 from shop_recs.ml.topk import topk_of_scores
 from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun, bundle_signature
@@ -75,8 +75,24 @@ def build(fitted, pks):
         rules = BundleRules(sizes=(recs_settings.BUNDLE_SIZE,), allowed=allowed,
                             per_anchor=per_anchor)
         search = BundleSearch(fitted.index, fitted.attrs, rules)  # O(n) once, not per chunk
+    # above the dense size the scorer lists from candidates: no [chunk, n] row (issue 15)
+    by_lists = bool(getattr(fitted.scorer, "lists_from_topk", False))
+    want = (top_k if search is None or search.exhaustive
+            else max(top_k, search.list_size + LIST_SPARE))
     for start in range(0, len(anchors_all), SCORE_CHUNK):
         anchors = anchors_all[start:start + SCORE_CHUNK]
+        if by_lists:
+            idx, val = fitted.scorer.topk([np.asarray([a]) for a in anchors], want,
+                                          allowed=allowed)
+            _list_rows(rows, idx[:, :top_k], val[:, :top_k], anchors, evidence)
+            if search is None or not allowed[anchors].any():
+                continue
+            mine = allowed[anchors]
+            if search.exhaustive:  # a small catalogue (a sparse scorer all the same)
+                _bundle_rows(rows, search.search(fitted.scorer, anchors[mine], evidence), pks)
+            else:
+                search.learn_lists(anchors[mine], idx[mine], val[mine])
+            continue
         raw = fitted.scorer.score([np.asarray([a]) for a in anchors])  # [chunk, n]
         _fbt_rows(rows, raw, anchors, allowed, evidence, top_k)
         if search is None or not allowed[anchors].any():
@@ -145,9 +161,13 @@ def _fbt_rows(rows, raw, anchors, allowed, evidence, top_k):
     scores = np.where(np.isnan(scores), -np.inf, scores)
     # a stable argsort's first top_k, in O(n) a row (issue 15: catalogues of 10^6)
     best = topk_of_scores(scores, top_k)
-    vals = np.take_along_axis(scores, best, 1)
-    # a row's list stops at its first non-finite score
-    keep = np.cumprod(np.isfinite(vals), axis=1).astype(bool)
+    _list_rows(rows, best, np.take_along_axis(scores, best, 1), anchors, evidence)
+
+
+def _list_rows(rows, best, vals, anchors, evidence):
+    """Add the FBT rows of ``anchors``' lists (items ``best``, scores ``vals`` [chunk, k])."""
+    # a row's list stops at its first non-finite score (or missing item)
+    keep = np.cumprod(np.isfinite(vals) & (best >= 0), axis=1).astype(bool)
     src = np.broadcast_to(anchors[:, None], best.shape)[keep]
     dst = best[keep]
     together = evidence.together(src, dst)

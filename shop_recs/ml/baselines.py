@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shop_recs.ml import sparse
-from shop_recs.ml.topk import topk_rows, topk_sparse
+from shop_recs.ml.topk import rank_and_topk, rank_sparse, topk_rows, topk_sparse
 from shop_recs.ml.types import Baskets, ItemAttributes
 
 logger = logging.getLogger("shop_recs.ml.baselines")
@@ -102,17 +102,73 @@ class ItemMatrixScorer:
         vals = np.asarray((q @ self.matrix).tocsr()[rows, cand.ravel()], dtype=np.float32)
         return vals.reshape(cand.shape) + tie[cand]
 
-    def topk(self, contexts: Sequence[np.ndarray], k: int, chunk: int = 256
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def topk(self, contexts: Sequence[np.ndarray], k: int, chunk: int = 256,
+             allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` items per context, context excluded: int64 [q, k], float32 [q, k].
 
         Same lists as sorting :meth:`score` (ties by index); never ``q x n`` at once, and on
-        the sparse path never ``chunk x n`` either.
+        the sparse path never ``chunk x n`` either. ``allowed`` (bool [n]): only these are
+        listed (-inf past them).
         """
         if sp.issparse(self.matrix):
+            return topk_sparse(self.matrix, contexts, k, self._tie(), allowed=allowed)
+        if allowed is None:
+            return topk_rows(self.score, contexts, k, chunk)
+        ok = np.asarray(allowed, dtype=bool)
+        return topk_rows(lambda c: np.where(ok[None, :], self.score(c), -np.inf), contexts, k,
+                         chunk)
+
+    def rank_and_topk(self, contexts: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+                      k: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """``topk.rank_and_topk`` of :meth:`score` (what ``evaluate`` computes); on the sparse
+        path from the matrix's entries, never ``chunk x n`` (issue 15)."""
+        if sp.issparse(getattr(self, "matrix", None)):
             tie = _TIE * self.popularity / max(float(self.popularity.max(initial=0.0)), 1.0)
-            return topk_sparse(self.matrix, contexts, k, tie)
-        return topk_rows(self.score, contexts, k, chunk)
+            return rank_sparse(self.matrix, contexts, targets, k, tie)
+        ranks, tops = [], []
+        for s in range(0, len(contexts), chunk):
+            r, t = rank_and_topk(self.score(contexts[s:s + chunk]), contexts[s:s + chunk],
+                                 targets[s:s + chunk], k)
+            ranks.append(r)
+            tops.append(t)
+        if not ranks:
+            return np.zeros(0, np.int64), np.zeros((0, k), np.int64)
+        return np.concatenate(ranks), np.concatenate(tops)
+
+    def _tie(self) -> np.ndarray:
+        return _TIE * self.popularity / max(float(self.popularity.max(initial=0.0)), 1.0)
+
+    def row_moments(self, contexts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of each :meth:`score` row over the catalogue (float64 [len]), from
+        the sparse rows' entries: every item without an entry scores its tie-break alone."""
+        tie = self._tie().astype(np.float64)
+        n = len(tie)
+        prod = (sparse.context_matrix(contexts, n) @ self.matrix).tocsr()
+        rows = np.repeat(np.arange(len(contexts)), np.diff(prod.indptr))
+        t = tie[prod.indices]
+        v = prod.data.astype(np.float64) + t
+        s1 = tie.sum() + np.bincount(rows, weights=v - t, minlength=len(contexts))
+        s2 = (tie ** 2).sum() + np.bincount(rows, weights=v ** 2 - t ** 2,
+                                            minlength=len(contexts))
+        mean = s1 / n
+        return mean, np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+
+    def candidates(self, contexts: Sequence[np.ndarray], head: int = 50) -> list[np.ndarray]:
+        """Each context's items with a stored entry on its rows, and the ``head`` best
+        sellers (the rest score their tie-break alone), context items removed."""
+        n = len(self.popularity)
+        prod = (sparse.context_matrix(contexts, n) @ self.matrix).tocsr()
+        best = np.lexsort((np.arange(n), -self.popularity))[:head]
+        out = []
+        for r, ctx in enumerate(contexts):
+            c = np.union1d(prod.indices[prod.indptr[r]:prod.indptr[r + 1]], best)
+            out.append(c[~np.isin(c, ctx)].astype(np.int64))
+        return out
+
+    @property
+    def lists_from_topk(self) -> bool:
+        """Whether :meth:`topk` gives the published lists without a dense row (sparse)."""
+        return sp.issparse(getattr(self, "matrix", None))
 
     def _set_popularity(self, train: Baskets) -> None:
         self.popularity = train.item_counts().astype(np.float32)
@@ -120,6 +176,7 @@ class ItemMatrixScorer:
 
 class Popularity(ItemMatrixScorer):
     name = "popularity"
+    lists_from_topk = True  # one row for every anchor
 
     def fit(self, train: Baskets, attrs: ItemAttributes | None = None) -> "Popularity":
         self._set_popularity(train)
@@ -131,6 +188,47 @@ class Popularity(ItemMatrixScorer):
 
     def score_candidates(self, contexts, candidates) -> np.ndarray:
         return np.log1p(self.popularity)[np.asarray(candidates, dtype=np.int64)]
+
+    def row_moments(self, contexts) -> tuple[np.ndarray, np.ndarray]:
+        row = np.log1p(self.popularity).astype(np.float64)
+        return np.full(len(contexts), row.mean()), np.full(len(contexts), row.std())
+
+    def candidates(self, contexts, head: int = 200) -> list[np.ndarray]:
+        best = np.lexsort((np.arange(len(self.popularity)), -self.popularity))[:head]
+        return [best[~np.isin(best, ctx)].astype(np.int64) for ctx in contexts]
+
+    def topk(self, contexts: Sequence[np.ndarray], k: int, chunk: int = 4096,
+             allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ItemMatrixScorer.topk` of the one popularity row: the best sellers in
+        order (ties by index), each context's items skipped; O(k + |context|) a query."""
+        row = np.log1p(self.popularity).astype(np.float32)
+        n = len(row)
+        sizes = np.fromiter((len(c) for c in contexts), dtype=np.int64, count=len(contexts))
+        width = min(n, k + int(sizes.max(initial=0)))  # enough best sellers for every query
+        head = np.lexsort((np.arange(n), -row))
+        if allowed is not None:
+            head = head[np.asarray(allowed, dtype=bool)[head]]
+        head = head[:width]
+        kk = min(k, n)
+        idx = np.zeros((len(contexts), kk), dtype=np.int64)
+        val = np.full((len(contexts), kk), -np.inf, dtype=np.float32)
+        for s in range(0, len(contexts), chunk):
+            ctx = contexts[s:s + chunk]
+            own = np.repeat(np.arange(len(ctx)), sizes[s:s + len(ctx)])
+            flat = (np.concatenate([np.asarray(c, dtype=np.int64) for c in ctx])
+                    if len(own) else np.zeros(0, dtype=np.int64))
+            # head items that are in the row's context: a sorted (row, item) key lookup
+            keys = np.sort(own * n + flat)
+            cand = np.arange(len(ctx))[:, None] * n + head[None, :]
+            spot = np.minimum(np.searchsorted(keys, cand), max(len(keys) - 1, 0))
+            taken = (keys[spot] == cand) if len(keys) else np.zeros(cand.shape, dtype=bool)
+            # the first kk untaken head items of each row, in head order
+            order = np.argsort(taken, axis=1, kind="stable")[:, :kk]
+            ok = ~np.take_along_axis(taken, order, 1)
+            items = head[order]
+            idx[s:s + len(ctx), :order.shape[1]] = items
+            val[s:s + len(ctx), :order.shape[1]] = np.where(ok, row[items], -np.inf)
+        return idx, val
 
 
 class CoOccurrence(ItemMatrixScorer):

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from shop_recs.ml.candidates import blend_topk, scales, standardised_at, union_candidates
 from shop_recs.ml.evaluate import Queries, Scorer, query_chunks, query_rows, score_chunk
 
 logger = logging.getLogger("shop_recs.ml.blend")
@@ -65,6 +66,30 @@ class BlendScorer:
             z = w * standardise(comp.score(contexts, histories if pers else None))
             out = z if out is None else out + z
         return out
+
+    @property
+    def lists_from_topk(self) -> bool:
+        """Above the dense size every used component ranks by candidates (issue 15)."""
+        return scales([c for c, w in zip(self.components, self.weights) if w])
+
+    def candidates(self, contexts) -> list[np.ndarray]:
+        used = [c for c, w in zip(self.components, self.weights) if w]
+        cols = union_candidates(used, contexts)
+        return [row[row >= 0] for row in cols]
+
+    def score_candidates(self, contexts, candidates) -> np.ndarray:
+        """The blend at each row's ``candidates`` (int [len, m]), each component standardised
+        by its row moments, without an n-wide row (``candidates.standardised_at``)."""
+        cols = np.asarray(candidates, dtype=np.int64)
+        if not self.lists_from_topk:  # dense rows: exactly what score() standardises
+            return np.take_along_axis(self.score(contexts), np.maximum(cols, 0), 1)
+        return sum(np.float32(w) * standardised_at(c, contexts, cols)
+                   for c, w in zip(self.components, self.weights) if w)
+
+    def topk(self, contexts, k: int, allowed: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` per context over the components' candidates (``lists_from_topk``)."""
+        return blend_topk(self.components, self.weights, contexts, k, allowed)
 
     @staticmethod
     def pair_weights(w: float) -> list[float]:

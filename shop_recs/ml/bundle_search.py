@@ -39,6 +39,7 @@ from shop_recs.ml.types import ItemAttributes, ItemIndex
 __all__ = ["BundleSearch", "search_bundles", "CANDIDATES"]
 
 CANDIDATES = 100  # items on each candidate list above the dense threshold (issue 15)
+LIST_SPARE = 16  # extra listed items asked of a scorer: variants and near-duplicates drop out
 
 
 def _static_mask(attrs: ItemAttributes, rules: BundleRules, n: int) -> np.ndarray:
@@ -139,13 +140,44 @@ class BundleSearch:
         self.list_scores[items] = np.where(
             found, np.take_along_axis(rows, np.minimum(best, self.n - 1), 1), -np.inf)
 
+    def learn_lists(self, items: Sequence[int], idx: np.ndarray, vals: np.ndarray) -> None:
+        """Store the lists of ``items`` from their top lists (``scorer.topk`` of each alone,
+        best first; -1 / -inf pads): what :meth:`learn` keeps of a full row, found among
+        the listed items, for scorers that list from candidates (issue 15)."""
+        if self.exhaustive:
+            return
+        items = np.asarray(items, dtype=np.int64)
+        idx = np.asarray(idx, dtype=np.int64)
+        safe = np.maximum(idx, 0)
+        ok = (idx >= 0) & np.isfinite(vals) & self.static_ok[safe]
+        ok &= self.keys[safe] != self.keys[items][:, None]  # the item and its variants
+        ok &= self.same_words[safe] != self.same_words[items][:, None]
+        keep = ok & (np.cumsum(ok, axis=1) <= self.list_size)  # the best list_size, in order
+        best = np.full((len(items), self.list_size), self.n, dtype=np.int64)
+        score = np.full((len(items), self.list_size), -np.inf, dtype=np.float32)
+        row, col = np.nonzero(keep)
+        slot = np.cumsum(keep, axis=1)[row, col] - 1
+        best[row, slot], score[row, slot] = idx[row, col], vals[row, col]
+        order = np.argsort(best, axis=1, kind="stable")  # item order, as learn() stores them
+        best, score = np.take_along_axis(best, order, 1), np.take_along_axis(score, order, 1)
+        found = best < self.n
+        self.lists[items] = np.where(found, best, -1)
+        self.list_scores[items] = np.where(found, score, -np.inf)
+
     def _ensure(self, scorer, items: np.ndarray, chunk: int = 256) -> None:
         """Learn the lists of those ``items`` that have none yet (scoring each alone)."""
         items = np.unique(np.asarray(items, dtype=np.int64))
         todo = items[self.lists[items, 0] == -2]
+        by_lists = bool(getattr(scorer, "lists_from_topk", False))
         for s in range(0, len(todo), chunk):
             part = todo[s:s + chunk]
-            self.learn(part, scorer.score([np.asarray([i]) for i in part]))
+            contexts = [np.asarray([i]) for i in part]
+            if by_lists:  # no n-wide row: the scorer's own candidate lists
+                idx, vals = scorer.topk(contexts, self.list_size + LIST_SPARE,
+                                        allowed=self.static_ok)
+                self.learn_lists(part, idx, vals)
+            else:
+                self.learn(part, scorer.score(contexts))
 
     def _candidates(self, flat: list) -> np.ndarray:
         """Each beam's candidates: the union of its members' lists, item order, -1 pads."""

@@ -307,14 +307,18 @@ def evaluate(scorer: "Scorer | np.ndarray", queries: Queries, popularity: np.nda
     Scores exist one chunk of ``batch_size`` queries at a time.
     """
     ranks, tops = [], []
-    for start, ctx, hist, tgt in query_chunks(queries, batch_size):
-        scores = score_chunk(scorer, start, ctx, hist)
-        # the ranks and lists of rank_items' stable sort, in O(n) per query (issue 15)
-        best, top = rank_and_topk(scores, ctx, tgt, k)
-        ranks.extend(best.tolist())  # best-ranked target (single-target view)
-        tops.append(top)
-    ranks_arr = np.asarray(ranks)
-    topk = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
+    served = getattr(scorer, "rank_and_topk", None)  # published lists rank without scores
+    if served is not None:
+        ranks_arr, topk = served(queries.contexts, queries.targets, k)
+    else:
+        for start, ctx, hist, tgt in query_chunks(queries, batch_size):
+            scores = score_chunk(scorer, start, ctx, hist)
+            # the ranks and lists of rank_items' stable sort, in O(n) per query (issue 15)
+            best, top = rank_and_topk(scores, ctx, tgt, k)
+            ranks.extend(best.tolist())  # best-ranked target (single-target view)
+            tops.append(top)
+        ranks_arr = np.asarray(ranks)
+        topk = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
     rows = {"ndcg": ndcg_rows(ranks_arr, k),
             "multi_ndcg": multi_ndcg_rows(topk, queries.targets, k)}
     return {

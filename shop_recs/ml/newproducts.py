@@ -149,11 +149,29 @@ def borrowed_lists(scorer, attrs: ItemAttributes, new: np.ndarray, known: np.nda
     items = np.full((len(new), k), -1, np.int64)
     scores = np.full((len(new), k), -np.inf)
     how = np.full((len(new), k), "", dtype=object)
+    # each category's allowed bestsellers, the first 2k + 1 (enough whatever is listed
+    # already and the product itself), found once: not one catalogue pass per product
+    sellers = np.flatnonzero(allowed & (pop > 0))
+    sellers = sellers[np.argsort(-pop[sellers], kind="stable")]
+    by_cat: dict = {}
+    for j in sellers:
+        best = by_cat.setdefault(cats[j], [])
+        if len(best) <= 2 * k:
+            best.append(int(j))
+    by_lists = bool(getattr(scorer, "lists_from_topk", False))
     for start in range(0, len(new), CHUNK):
         part = np.arange(start, min(start + CHUNK, len(new)))
         with_nbr = part[neighbour[part] >= 0]
         borrowed = {}
-        if len(with_nbr):
+        if len(with_nbr) and by_lists:  # a large catalogue: the neighbour's own top list
+            top, val = scorer.topk([np.asarray([n]) for n in neighbour[with_nbr]], k + 1,
+                                   allowed=allowed)
+            val = np.where((top == new[with_nbr][:, None]) | (top < 0), -np.inf, val)
+            order = np.argsort(~np.isfinite(val), axis=1, kind="stable")[:, :k]
+            top, val = np.take_along_axis(top, order, 1), np.take_along_axis(val, order, 1)
+            top = np.where(np.isfinite(val), top, -1)
+            borrowed = {int(r): (t, v) for r, t, v in zip(with_nbr, top, val)}
+        elif len(with_nbr):
             s = scorer.score([np.asarray([n]) for n in neighbour[with_nbr]])
             s[np.arange(len(with_nbr)), neighbour[with_nbr]] = -np.inf  # it is a substitute
             top, val = _top(s, new[with_nbr], allowed, k)
@@ -163,12 +181,9 @@ def borrowed_lists(scorer, attrs: ItemAttributes, new: np.ndarray, known: np.nda
             keep = top >= 0
             entries = list(zip(top[keep], val[keep], [BORROWED] * int(keep.sum())))
             if len(entries) < k:  # then the category's bestsellers not listed yet
-                same = allowed & (cats == cats[new[r]]) & (pop > 0)
-                same[new[r]] = False
-                same[top[keep]] = False
-                best = np.flatnonzero(same)
-                best = best[np.argsort(-pop[best], kind="stable")][:k - len(entries)]
-                entries += [(j, pop[j], CATEGORY) for j in best]
+                taken = set(top[keep].tolist()) | {int(new[r])}
+                best = [j for j in by_cat.get(cats[new[r]], []) if j not in taken]
+                entries += [(j, pop[j], CATEGORY) for j in best[:k - len(entries)]]
             for pos, (j, v, h) in enumerate(entries):
                 items[r, pos], scores[r, pos], how[r, pos] = j, v, h
     return NewLists(new, items, scores, neighbour, similarity, how)

@@ -67,7 +67,15 @@ def candidate_lists(scores: np.ndarray, contexts, top_k: int) -> np.ndarray:
 
 def scorer_lists(scorer, contexts, top_k: int, chunk: int = 256) -> np.ndarray:
     """:func:`candidate_lists` of ``scorer``, scored ``chunk`` queries at a time: only
-    ``chunk x n_items`` scores exist at once, never ``queries x n_items`` (issue 15)."""
+    ``chunk x n_items`` scores exist at once, never ``queries x n_items`` (issue 15).
+    Published lists (``served.PublishedLists``) answer single-anchor queries from their
+    lists, with -1 where a list is short (what the widget can show)."""
+    lists = getattr(scorer, "lists", None)
+    if (lists is not None and lists.shape[1] >= top_k
+            and all(len(c) == 1 for c in contexts)):
+        anchors = np.fromiter((int(c[0]) for c in contexts), dtype=np.int64,
+                              count=len(contexts))
+        return lists[anchors, :top_k]
     return topk_rows(scorer.score, contexts, top_k, chunk, dtype=np.float64)[0]
 
 

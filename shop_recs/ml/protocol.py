@@ -169,6 +169,45 @@ class OnCatalogue:
         return inner([self.items[np.asarray(c, dtype=np.int64)] for c in contexts],
                      self.items[cand])
 
+    # above the full-softmax size the model ranks by candidates (issue 15): the same, mapped
+    @property
+    def lists_from_topk(self) -> bool:
+        return bool(getattr(self.scorer, "lists_from_topk", False))
+
+    def _inner(self, contexts) -> list[np.ndarray]:
+        return [self.items[np.asarray(c, dtype=np.int64)] for c in contexts]
+
+    def _to_catalogue(self, idx: np.ndarray) -> np.ndarray:
+        back = np.full(int(self.items.max(initial=-1)) + 2, -1, dtype=np.int64)
+        back[self.items] = np.arange(len(self.items))
+        return np.where(idx >= 0, back[np.minimum(idx, len(back) - 1)], -1)
+
+    def candidates(self, contexts) -> list[np.ndarray]:
+        """The inner model's candidates that are in the catalogue, as catalogue ids."""
+        return [c[c >= 0] for c in (self._to_catalogue(np.asarray(x, dtype=np.int64))
+                                    for x in self.scorer.candidates(self._inner(contexts)))]
+
+    def row_moments(self, contexts) -> tuple[np.ndarray, np.ndarray]:
+        """The inner row's moments (over the model's whole index, of which the catalogue is
+        all but the rarest products)."""
+        return self.scorer.row_moments(self._inner(contexts))
+
+    def standardised_at(self, contexts, cols: np.ndarray) -> np.ndarray:
+        """The inner model's z-scores at catalogue columns ``cols`` (-1 pads)."""
+        cols = np.asarray(cols, dtype=np.int64)
+        return self.scorer.standardised_at(self._inner(contexts),
+                                           np.where(cols >= 0, self.items[np.maximum(cols, 0)],
+                                                    -1))
+
+    def topk(self, contexts, k: int, allowed: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """The inner model's top ``k`` among catalogue items (and ``allowed`` ones)."""
+        ok = np.zeros(self.scorer.model_config.n_items, dtype=bool)
+        ok[self.items[allowed] if allowed is not None else self.items] = True
+        idx, val = self.scorer.topk(self._inner(contexts), k, allowed=ok)
+        idx = self._to_catalogue(idx)
+        return idx, np.where(idx >= 0, val, -np.inf).astype(np.float32)
+
 
 def _model(cfg: ProtocolConfig, train_cfg: TrainConfig, prior_lambda: float) -> BundleScorer:
     return BundleScorer(dataclasses.replace(cfg.model), train_cfg, prior_lambda=prior_lambda,
@@ -318,7 +357,9 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
                           "blend_partner": partner, "best_epoch": net.result.best_epoch,
                           "top_k": cfg.top_k, "objective": GATE_METRIC}}
     t4 = time.perf_counter()
-    winner = {MODEL: model, blend_name: blend}.get(choice) or best[choice].scorer
+    # the winner as published: the anchors' lists are read, not scored again (issue 15)
+    winner = ({MODEL: served_model, blend_name: served_blend}.get(choice)
+              or best[choice].served)
     metrics["serving_policy"] = shop_policy(
         winner, split, cfg.query_seed, PolicyConfig(top_k=cfg.top_k, seed=cfg.seed))
     timings["policy"] = time.perf_counter() - t4

@@ -22,14 +22,15 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from shop_recs.ml.blend import standardise
+from shop_recs.ml.candidates import blend_weight_lists, scales
 from shop_recs.ml.topk import topk_of_scores
 
-__all__ = ["PublishedLists", "top_lists", "sparse_lists", "blend_lists"]
+__all__ = ["PublishedLists", "top_lists", "sparse_lists", "blend_lists", "served_ranks"]
 
 CHUNK = 256
+QUERY_CHUNK = 65_536  # queries ranked at once by served_ranks (~15 entries each, int64)
 
 
 def _top(scores: np.ndarray, anchors: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +52,8 @@ def top_lists(score_rows: Callable[[np.ndarray], np.ndarray], n_items: int, top_
     scores = np.zeros((n_items, top_k))
     for start in range(0, n_items, chunk):
         anchors = np.arange(start, min(start + chunk, n_items))
-        lists[anchors], scores[anchors] = _top(score_rows(anchors), anchors, top_k)
+        idx, val = _top(score_rows(anchors), anchors, top_k)  # narrower below top_k items
+        lists[anchors, :idx.shape[1]], scores[anchors, :idx.shape[1]] = idx, val
     return lists, scores
 
 
@@ -71,6 +73,9 @@ def blend_lists(first, second, weights: Sequence[float], n_items: int, top_k: in
     """``{w: lists of standardise(first) + w * standardise(second)}`` (inf: ``second``
     alone), the way ``BlendScorer.pair_weights(w)`` would publish them; each component is
     scored once per chunk of anchors."""
+    if scales([first, second]):  # above the dense size: by candidates (issue 15)
+        return {w: PublishedLists.from_lists(lists, scores, name) for w, (lists, scores)
+                in blend_weight_lists(first, second, weights, n_items, top_k).items()}
     out = {w: (np.full((n_items, top_k), -1, np.int64), np.zeros((n_items, top_k)))
            for w in weights}
     for start in range(0, n_items, chunk):
@@ -80,9 +85,103 @@ def blend_lists(first, second, weights: Sequence[float], n_items: int, top_k: in
         zb = standardise(second.score(contexts))
         for w, (lists, scores) in out.items():
             mixed = zb if np.isinf(w) else (za + np.float32(w) * zb if w else za)
-            lists[anchors], scores[anchors] = _top(mixed, anchors, top_k)
+            idx, val = _top(mixed, anchors, top_k)
+            lists[anchors, :idx.shape[1]], scores[anchors, :idx.shape[1]] = idx, val
     return {w: PublishedLists.from_lists(lists, scores, name) for w, (lists, scores)
             in out.items()}
+
+
+def _flat(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(owner row, value) of ragged int arrays, int64."""
+    sizes = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    values = (np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in arrays])
+              if sizes.sum() else np.zeros(0, dtype=np.int64))
+    return np.repeat(np.arange(len(arrays), dtype=np.int64), sizes), values
+
+
+def _served_chunk(lists: np.ndarray, scores: np.ndarray, contexts, targets, k: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`served_ranks` of one chunk of queries."""
+    n = len(lists)
+    q = len(contexts)
+    c_own, c_item = _flat(contexts)
+    ctx_keys = np.unique(c_own * n + c_item)  # each query's distinct context items, sorted
+    cq, citem = ctx_keys // n, ctx_keys % n
+    width = lists.shape[1]
+    eq = np.repeat(cq, width)
+    item = lists[citem].ravel()
+    score = scores[citem].ravel()
+    pos = np.tile(np.arange(1, width + 1, dtype=np.int64), len(citem))
+    key = eq * n + item
+    keep = item >= 0
+    keep[keep] = ~_contains(ctx_keys, key[keep])  # serving drops context items, order kept
+    eq, item, score, pos, key = eq[keep], item[keep], score[keep], pos[keep], key[keep]
+    # PublishedLists.merge, every query at once: entries by (position, -score) inside a
+    # query; an item's first entry holds its best position, and its reciprocal ranks are
+    # summed in that order (bincount adds in input order: the same floats as merge)
+    first = np.lexsort((-score, pos, eq))
+    key, item, score, pos, eq = key[first], item[first], score[first], pos[first], eq[first]
+    uniq, at, inverse = np.unique(key, return_index=True, return_inverse=True)
+    fusion = np.bincount(inverse.ravel(), weights=1.0 / pos, minlength=len(uniq))
+    uq, uitem = uniq // n, uniq % n
+    served = np.lexsort((uitem, -score[at], pos[at], -fusion, uq))  # serving order per query
+    listed = np.bincount(uq, minlength=q)  # items each query's lists serve
+    start = np.cumsum(listed) - listed
+    rank_of = np.empty(len(uniq), dtype=np.int64)  # position in its query's served order
+    rank_of[served] = np.arange(len(served)) - start[uq[served]]
+    # the best-ranked target: the listed one served first, else (every target unranked, -inf)
+    # the lowest item id, behind every listed item and every lower id (ties by item index)
+    t_own, t_item = _flat(targets)
+    t_key = t_own * n + t_item
+    spot = np.searchsorted(uniq, t_key)
+    found = spot < len(uniq)
+    found[found] = uniq[spot[found]] == t_key[found]
+    best = np.full(q, np.iinfo(np.int64).max)
+    np.minimum.at(best, t_own[found], rank_of[spot[found]])
+    lowest = np.full(q, n, dtype=np.int64)
+    np.minimum.at(lowest, t_own, t_item)
+    below = np.searchsorted(uniq, np.arange(q) * n + lowest) - start  # listed ids < lowest
+    ranks = np.where(best < np.iinfo(np.int64).max, best, listed + lowest - below)
+    # the top k: the served order, then (a short list) the lowest ids not served, as a
+    # stable sort puts the -inf scores (context items among them)
+    kk = min(k, n)
+    top = np.full((q, kk), -1, dtype=np.int64)
+    order_q, order_item = uq[served], uitem[served]
+    r = np.arange(len(served)) - start[order_q]
+    head = r < kk
+    top[order_q[head], r[head]] = order_item[head]
+    for row in np.flatnonzero(listed < kk):
+        taken = set(order_item[start[row]:start[row] + listed[row]].tolist())
+        fill = [j for j in range(min(n, kk + len(taken))) if j not in taken][:kk - listed[row]]
+        top[row, listed[row]:listed[row] + len(fill)] = fill
+    return ranks.astype(np.int64), top
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    spot = np.searchsorted(sorted_keys, keys)
+    hit = spot < len(sorted_keys)
+    hit[hit] = sorted_keys[spot[hit]] == keys[hit]
+    return hit
+
+
+def served_ranks(lists: np.ndarray, scores: np.ndarray, contexts: Sequence[np.ndarray],
+                 targets: Sequence[np.ndarray], k: int, chunk: int = QUERY_CHUNK
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``rank_and_topk`` of published lists without a ``queries x n_items`` array.
+
+    The same ranks and top-``k`` lists as ranking :meth:`PublishedLists.score` densely
+    (served items in serving order, then every other item by id, context items at -inf), for
+    every query at once from the lists' entries: memory and time grow with the queries times
+    the context's list entries, not with the catalogue. int64 [q] and [q, min(k, n)].
+    """
+    ranks, tops = [], []
+    for s in range(0, len(contexts), chunk):
+        r, t = _served_chunk(lists, scores, contexts[s:s + chunk], targets[s:s + chunk], k)
+        ranks.append(r)
+        tops.append(t)
+    if not ranks:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, min(k, len(lists))), dtype=np.int64)
+    return np.concatenate(ranks), np.concatenate(tops)
 
 
 class PublishedLists:
@@ -92,8 +191,8 @@ class PublishedLists:
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, not {top_k!r}")
         self.scorer, self.name, self.n_items = scorer, scorer.name, n_items
-        if sp.issparse(getattr(scorer, "matrix", None)) and hasattr(scorer, "topk"):
-            # a sparse item-item scorer: its lists without a dense chunk x n (issue 15)
+        if getattr(scorer, "lists_from_topk", False):
+            # sparse item-item, popularity, a candidate-scored model: no chunk x n (issue 15)
             self.lists, self.list_scores = sparse_lists(scorer, n_items, top_k)
             return
         self.lists, self.list_scores = top_lists(
@@ -127,6 +226,10 @@ class PublishedLists:
         np.add.at(fusion, inverse, 1.0 / pos[first])
         best_pos, best_score = pos[first][at], scores[first][at]
         return uniq[np.lexsort((uniq, -best_score, best_pos, -fusion))]
+
+    def rank_and_topk(self, contexts, targets, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``topk.rank_and_topk`` of :meth:`score`, from the lists (see :func:`served_ranks`)."""
+        return served_ranks(self.lists, self.list_scores, contexts, targets, k)
 
     def score(self, contexts, histories=None) -> np.ndarray:
         """Served order as scores (float32 [len(contexts), n_items]); -inf off the lists."""

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from shop_recs.ml.sparse import context_matrix
 
 __all__ = ["masked", "rank_and_topk", "topk_of_scores", "topk_rows", "topk_sparse",
-           "topk_candidates"]
+           "rank_sparse", "topk_candidates"]
 
 
 def masked(scores: np.ndarray, contexts: Sequence[np.ndarray], dtype=np.float64) -> np.ndarray:
@@ -98,42 +98,170 @@ def topk_rows(score: Callable[[Sequence[np.ndarray]], np.ndarray],
 
 
 def topk_sparse(matrix: sp.csr_matrix, contexts: Sequence[np.ndarray], k: int,
-                tie: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+                tie: np.ndarray, chunk: int = 4096, allowed: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` of ``score = sum of context rows + tie`` without a dense ``chunk x n`` array.
 
     Exactly the ranking of the dense scores (float32, ties by item index, context excluded):
     the candidates of a row are its stored entries, and past them the items with no entry
     score ``tie`` alone, so the next ones come from the popularity order (precomputed once).
+    ``allowed`` (bool [n]): only these items are listed.
     """
-    n = matrix.shape[1]
-    tie = np.asarray(tie, dtype=np.float32)
-    by_tie = np.lexsort((np.arange(n), -tie))  # popularity order, ties by index
-    kk = min(k, n)
-    idx_out = np.zeros((len(contexts), kk), dtype=np.int64)
-    val_out = np.full((len(contexts), kk), -np.inf, dtype=np.float32)
-    for s in range(0, len(contexts), chunk):
-        ctx = contexts[s:s + chunk]
-        prod = (context_matrix(ctx, n) @ matrix).tocsr()
+    return _SparseRanker(matrix, tie, allowed).run(contexts, None, k, chunk)[1:]
+
+
+def rank_sparse(matrix: sp.csr_matrix, contexts: Sequence[np.ndarray],
+                targets: Sequence[np.ndarray], k: int, tie: np.ndarray, chunk: int = 4096
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank_and_topk` of the sparse scores of :func:`topk_sparse` (the best target's
+    0-based rank and the top ``k``), without a dense ``chunk x n`` array: a target's rank
+    counts the stored entries ahead of it plus the entry-less items whose ``tie`` alone is
+    ahead, found by binary search in the popularity order."""
+    ranks, idx, _ = _SparseRanker(matrix, tie).run(contexts, targets, k, chunk)
+    return ranks, idx
+
+
+class _SparseRanker:
+    """The shared work of :func:`topk_sparse` and :func:`rank_sparse`, a chunk of queries at
+    a time with array operations (a Python loop only for a query whose best sellers are
+    nearly all in its context or on its rows)."""
+
+    SPARE = 64  # best sellers looked at past k + the longest context
+
+    def __init__(self, matrix: sp.csr_matrix, tie: np.ndarray,
+                 allowed: np.ndarray | None = None) -> None:
+        self.matrix, self.n = matrix, matrix.shape[1]
+        self.tie = np.asarray(tie, dtype=np.float32)
+        self.by_tie = np.lexsort((np.arange(self.n), -self.tie))  # popularity, ties by index
+        self.allowed = None if allowed is None else np.asarray(allowed, dtype=bool)
+        self.head_order = (self.by_tie if allowed is None
+                           else self.by_tie[self.allowed[self.by_tie]])
+        neg = -self.tie[self.by_tie].astype(np.float64)
+        self.neg = neg
+        block = np.concatenate([[0], np.cumsum(neg[1:] != neg[:-1])])  # equal-tie blocks
+        self.block_key = block * self.n + self.by_tie  # ascending: (block, index)
+        self.block_of = block
+
+    def _ahead_without_entry(self, s: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """#items j with ``tie[j] > s`` or (``tie[j] == s`` and ``j < b``), every item."""
+        lo = np.searchsorted(self.neg, -s, "left")
+        hi = np.searchsorted(self.neg, -s, "right")
+        same = hi > lo
+        out = lo.copy()
+        blk = self.block_of[np.minimum(lo, self.n - 1)]
+        out[same] = np.searchsorted(self.block_key, blk[same] * self.n + b[same])
+        return out
+
+    def run(self, contexts, targets, k: int, chunk: int):
+        n = self.n
+        kk = min(k, n)
+        q = len(contexts)
+        ranks = np.zeros(q, dtype=np.int64)
+        idx_out = np.zeros((q, kk), dtype=np.int64)
+        val_out = np.full((q, kk), -np.inf, dtype=np.float32)
+        for s in range(0, q, chunk):
+            ctx = contexts[s:s + chunk]
+            r_, i_, v_ = self._chunk(ctx, None if targets is None else targets[s:s + chunk], kk)
+            ranks[s:s + len(ctx)], idx_out[s:s + len(ctx)], val_out[s:s + len(ctx)] = r_, i_, v_
+        return ranks, idx_out, val_out
+
+    def _chunk(self, ctx, targets, kk: int):
+        n, b = self.n, len(ctx)
+        prod = (context_matrix(ctx, n) @ self.matrix).tocsr()
         prod.sort_indices()
-        for r, c in enumerate(ctx):
-            a, b = prod.indptr[r], prod.indptr[r + 1]
-            cols = prod.indices[a:b].astype(np.int64)
-            vals = prod.data[a:b].astype(np.float32) + tie[cols]
-            taken = set(cols.tolist()) | set(np.asarray(c, dtype=np.int64).tolist())
-            extra = []
-            for j in by_tie:  # items without an entry: score = tie, popularity order
-                if len(extra) >= kk:
-                    break
-                if int(j) not in taken:
-                    extra.append(int(j))
-            extra_arr = np.asarray(extra, dtype=np.int64)
-            keep = ~np.isin(cols, np.asarray(c, dtype=np.int64))
-            cand = np.concatenate([cols[keep], extra_arr])
-            score = np.concatenate([vals[keep], tie[extra_arr]])
-            order = np.lexsort((cand, -score))[:kk]
-            idx_out[s + r, :len(order)] = cand[order]
-            val_out[s + r, :len(order)] = score[order]
-    return idx_out, val_out
+        e_row = np.repeat(np.arange(b, dtype=np.int64), np.diff(prod.indptr))
+        e_col = prod.indices.astype(np.int64)
+        e_val = prod.data.astype(np.float32) + self.tie[e_col]  # the dense scores' float32
+        cmat = context_matrix(ctx, n)
+        ctx_keys = np.repeat(np.arange(b, dtype=np.int64), np.diff(cmat.indptr)) * n + \
+            cmat.indices.astype(np.int64)  # sorted: csr rows, sorted columns
+        in_ctx = _member(ctx_keys, e_row * n + e_col)
+        e_row, e_col, e_val = e_row[~in_ctx], e_col[~in_ctx], e_val[~in_ctx]
+        e_keys = e_row * n + e_col  # sorted
+        ranks = np.zeros(b, dtype=np.int64)
+        if targets is not None:
+            ranks = self._ranks(targets, b, e_keys, e_val, ctx_keys)
+        # candidates: the entries, and the best sellers that are neither entries nor context
+        c_len = np.diff(cmat.indptr)
+        if self.allowed is not None:  # listing only allowed items (ranks are unaffected)
+            ok = self.allowed[e_col]
+            e_row, e_col, e_val = e_row[ok], e_col[ok], e_val[ok]
+            e_keys = e_row * n + e_col
+        e_len = np.bincount(e_row, minlength=b)
+        n_ok = len(self.head_order)
+        width = min(n_ok, kk + int(c_len.max(initial=0)) + self.SPARE)
+        head = self.head_order[:width]
+        h_keys = (np.arange(b, dtype=np.int64)[:, None] * n + head[None, :]).ravel()
+        free = ~(_member(e_keys, h_keys) | _member(ctx_keys, h_keys))
+        h_row = np.repeat(np.arange(b, dtype=np.int64), width)[free]
+        h_col = np.tile(head, b)[free]
+        avail = np.bincount(h_row, minlength=b)
+        c_ok = c_len if self.allowed is None else np.bincount(
+            ctx_keys[self.allowed[ctx_keys % n]] // n, minlength=b)
+        short = np.flatnonzero((avail < kk) & (avail + e_len < n_ok - c_ok))  # rare: below
+        rows = np.concatenate([e_row, h_row])
+        cols = np.concatenate([e_col, h_col])
+        vals = np.concatenate([e_val, self.tie[h_col]])
+        order = np.lexsort((cols, -vals, rows))
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        first = np.searchsorted(rows, np.arange(b))
+        nth = np.arange(len(rows)) - first[rows]
+        top = nth < kk
+        idx = np.zeros((b, kk), dtype=np.int64)
+        val = np.full((b, kk), -np.inf, dtype=np.float32)
+        idx[rows[top], nth[top]] = cols[top]
+        val[rows[top], nth[top]] = vals[top]
+        for r in short:  # the best sellers ran out: walk the popularity order for this row
+            taken = set(e_col[e_row == r].tolist()) | set(np.asarray(ctx[r]).tolist())
+            extra = [int(j) for j in self.head_order if int(j) not in taken][:kk]
+            cand = np.concatenate([e_col[e_row == r], np.asarray(extra, dtype=np.int64)])
+            score = np.concatenate([e_val[e_row == r], self.tie[extra]])
+            pick = np.lexsort((cand, -score))[:kk]
+            idx[r], val[r] = 0, -np.inf
+            idx[r, :len(pick)], val[r, :len(pick)] = cand[pick], score[pick]
+        return ranks, idx, val
+
+    def _ranks(self, targets, b, e_keys, e_val, ctx_keys):
+        n = self.n
+        sizes = np.fromiter((len(t) for t in targets), dtype=np.int64, count=b)
+        t_row = np.repeat(np.arange(b, dtype=np.int64), sizes)
+        t_col = np.concatenate([np.asarray(t, dtype=np.int64) for t in targets])
+        t_key = t_row * n + t_col
+        spot = np.minimum(np.searchsorted(e_keys, t_key), max(len(e_keys) - 1, 0))
+        has = (e_keys[spot] == t_key) if len(e_keys) else np.zeros(len(t_key), dtype=bool)
+        t_val = np.where(has, e_val[spot] if len(e_val) else 0.0, self.tie[t_col])
+        t_val = np.where(_member(ctx_keys, t_key), -np.inf, t_val).astype(np.float64)
+        # each row's best target: highest score, then lowest index
+        pick = np.lexsort((t_col, -t_val, t_row))
+        best_at = pick[np.searchsorted(t_row[pick], np.arange(b))]
+        s_best, b_best = t_val[best_at], t_col[best_at]
+        e_row, e_col = e_keys // n, e_keys % n
+        e_ahead = (e_val > s_best[e_row]) | ((e_val == s_best[e_row]) & (e_col < b_best[e_row]))
+        ahead = np.bincount(e_row[e_ahead], minlength=b)
+        # entry-less items ahead: all items by tie, less those that have an entry or are context
+        c_row, c_col = ctx_keys // n, ctx_keys % n
+        o_row = np.concatenate([e_row, c_row])
+        o_tie = self.tie[np.concatenate([e_col, c_col])].astype(np.float64)
+        o_col = np.concatenate([e_col, c_col])
+        o_ahead = (o_tie > s_best[o_row]) | ((o_tie == s_best[o_row]) & (o_col < b_best[o_row]))
+        finite = np.isfinite(s_best)
+        total = np.where(finite, self._ahead_without_entry(np.where(finite, s_best, 0.0),
+                                                           b_best), 0)
+        ahead += total - np.bincount(o_row[o_ahead], minlength=b)
+        # a target in the context (-inf): behind every finite score, then by index
+        inf_rows = np.flatnonzero(~finite)
+        for r in inf_rows:
+            finite_items = (n - int(np.sum(c_row == r)))
+            ahead[r] = finite_items + int(np.sum(c_col[c_row == r] < b_best[r]))
+        return ahead.astype(np.int64)
+
+
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Whether each of ``keys`` is in ``sorted_keys`` (int64, ascending)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    spot = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[spot] == keys
 
 
 def topk_candidates(score_columns: Callable[[int, int, np.ndarray], np.ndarray],
