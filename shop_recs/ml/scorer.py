@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from shop_recs.ml.baselines import EASE, cooccurrence_counts
+from shop_recs.ml.candidate_scoring import CandidateScoring
 from shop_recs.ml.evaluate import anchor_queries, complete_queries, customer_histories, evaluate
 from shop_recs.ml.distil import distil_new_rows
 from shop_recs.ml.distributed import fit
@@ -45,14 +46,13 @@ MAX_PRIOR_ITEMS = 8000  # dense prior up to here (8000^2 float32 = 256 MB each),
 # dense scoring: logits of at most this many (query, item) pairs per model call (128 MB of
 # float32 per [B, N+1] intermediate; 1M products: 33 queries a call, Online Retail: all 256)
 SCORE_ELEMENTS = 2 ** 25
-MOMENT_SAMPLE = 2048  # catalogue items standing for a whole row (row_moments, log-partition)
 CANDIDATE_HEAD = 200  # best sellers (by learned output bias) added to every candidate set
 # above the full-softmax size, early stopping validates on a seeded sample of this many
 # validation orders: each query is still ranked against the whole catalogue, in chunks
 MAX_VAL_BASKETS = 2000
 
 
-class BundleScorer:
+class BundleScorer(CandidateScoring):
     name = "bundle_model"
 
     def __init__(self, model_config: BundleModelConfig | None = None,
@@ -294,96 +294,6 @@ class BundleScorer:
             cand = np.unique(np.concatenate(parts).astype(np.int64))
             out.append(cand[~np.isin(cand, ctx)])
         return out
-
-    @property
-    def lists_from_topk(self) -> bool:
-        """Published lists come from :meth:`topk` (candidates), not a dense row (issue 15)."""
-        return self.sampled
-
-    def moment_sample(self) -> np.ndarray:
-        """A fixed uniform sample of the catalogue (sorted, seeded by its size): the items
-        whose scores stand for the whole row in :meth:`row_moments` and
-        :meth:`score_candidates` above the full-softmax size."""
-        n = self.model_config.n_items
-        if n <= MOMENT_SAMPLE:
-            return np.arange(n, dtype=np.int64)
-        rng = np.random.default_rng(n)
-        return np.sort(rng.choice(n, MOMENT_SAMPLE, replace=False)).astype(np.int64)
-
-    def row_moments(self, contexts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) of each context's log-probability row over the catalogue, estimated
-        on :meth:`moment_sample` (exact at or below its size): what a blend standardises
-        by, without an n-wide row."""
-        logits = self._score_shared(contexts, self.moment_sample()).astype(np.float64)
-        ok = np.isfinite(logits)  # the context's own items are masked (-inf)
-        count = np.maximum(ok.sum(axis=1), 1)
-        mean = np.where(ok, logits, 0.0).sum(axis=1) / count
-        var = np.where(ok, (logits - mean[:, None]) ** 2, 0.0).sum(axis=1) / count
-        return mean, np.sqrt(var)
-
-    def score_candidates(self, contexts: Sequence[np.ndarray], candidates: np.ndarray
-                         ) -> np.ndarray:
-        """Log-probabilities at each row's ``candidates`` (int [len, m]) without an n-wide
-        row: the logits minus an estimate of the log-partition, summed exactly over the
-        row's distinct candidates (where the mass is) and over the rest of the catalogue
-        from :meth:`moment_sample` scaled up. float32 [len, m]."""
-        cand = np.asarray(candidates, dtype=np.int64)
-        if not self.sampled:  # a full row is cheap: the exact log-probabilities
-            return np.take_along_axis(self.score(contexts), np.maximum(cand, 0), 1)
-        n = self.model_config.n_items
-        sample = self.moment_sample()
-        b = len(contexts)
-        logits = self._score_columns(contexts, None, cand).astype(np.float64)
-        s_logits = self._score_shared(contexts, sample).astype(np.float64)
-        top = np.maximum(logits.max(axis=1, initial=-np.inf), s_logits.max(axis=1))
-        order = np.argsort(cand, axis=1, kind="stable")
-        sc = np.take_along_axis(cand, order, 1)
-        first = np.ones(sc.shape, dtype=bool)
-        first[:, 1:] = sc[:, 1:] != sc[:, :-1]
-        first &= sc >= 0
-        z_cand = (np.exp(np.take_along_axis(logits, order, 1) - top[:, None]) * first).sum(1)
-        keys = np.where(first, np.arange(b)[:, None] * n + sc, -1)
-        keys = np.sort(keys[keys >= 0])
-        s_keys = (np.arange(b)[:, None] * n + sample[None, :]).ravel()
-        spot = np.minimum(np.searchsorted(keys, s_keys), max(len(keys) - 1, 0))
-        out_c = ~((keys[spot] == s_keys) if len(keys) else np.zeros(len(s_keys), bool))
-        out_c = out_c.reshape(b, len(sample))
-        n_rest = np.maximum(n - first.sum(1), 0)
-        seen = np.maximum(out_c.sum(1), 1)
-        z_rest = (np.exp(s_logits - top[:, None]) * out_c).sum(1) * n_rest / seen
-        log_z = top + np.log(z_cand + z_rest)
-        return (logits - log_z[:, None]).astype(np.float32)
-
-    @torch.no_grad()
-    def standardised_at(self, contexts: Sequence[np.ndarray], cols: np.ndarray) -> np.ndarray:
-        """``blend.standardise`` of each context's row at ``cols`` (int [b, C]), in one
-        forward pass: the logits at ``cols`` and at :meth:`moment_sample` (a per-row constant
-        apart from the log-probabilities, which z-scores do not see). float32 [b, C]."""
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        cols = np.asarray(cols, dtype=np.int64)
-        sample = self.moment_sample()
-        ctx = pad_batch([np.asarray(c)[:self.max_context_eval] for c in contexts])
-        out = self.model(ctx.to(device), None, columns=torch.from_numpy(cols + 1).to(device),
-                         shared=torch.from_numpy(sample + 1).to(device)).double().cpu().numpy()
-        at, ref = out[:, :cols.shape[1]], out[:, cols.shape[1]:]
-        ok = np.isfinite(ref)  # the context's own items are masked (-inf)
-        count = np.maximum(ok.sum(axis=1), 1)
-        mean = np.where(ok, ref, 0.0).sum(axis=1) / count
-        std = np.sqrt(np.where(ok, (ref - mean[:, None]) ** 2, 0.0).sum(axis=1) / count)
-        z = (at - mean[:, None]) / (std[:, None] + 1e-8)
-        return np.where(np.isfinite(z), z, -np.inf).astype(np.float32)
-
-    @torch.no_grad()
-    def _score_shared(self, contexts, items: np.ndarray) -> np.ndarray:
-        """Logits of every query at the same ``items`` (int [K]) -> float [b, K]: the item
-        rows are embedded once for the whole batch (``forward(shared=)``)."""
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        ctx = pad_batch([np.asarray(c)[:self.max_context_eval] for c in contexts])
-        logits = self.model(ctx.to(device), None,
-                            shared=torch.from_numpy(np.asarray(items, np.int64) + 1).to(device))
-        return logits.float().cpu().numpy()
 
     @torch.no_grad()
     def _score_columns(self, contexts, histories, cols: np.ndarray) -> np.ndarray:
