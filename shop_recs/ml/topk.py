@@ -126,7 +126,8 @@ class _SparseRanker:
     a time with array operations (a Python loop only for a query whose best sellers are
     nearly all in its context or on its rows)."""
 
-    SPARE = 64  # best sellers looked at past k + the longest context
+    SPARE = 16  # best sellers looked at past k + the longest context + the most entries
+    MAX_ENTRIES = 512  # ... counted up to this many (a longer row walks the order itself)
 
     def __init__(self, matrix: sp.csr_matrix, tie: np.ndarray,
                  allowed: np.ndarray | None = None) -> None:
@@ -189,7 +190,9 @@ class _SparseRanker:
             e_keys = e_row * n + e_col
         e_len = np.bincount(e_row, minlength=b)
         n_ok = len(self.head_order)
-        width = min(n_ok, kk + int(c_len.max(initial=0)) + self.SPARE)
+        # enough best sellers that only a row with more than MAX_ENTRIES entries can run out
+        width = min(n_ok, kk + int(c_len.max(initial=0)) + self.SPARE
+                    + min(int(e_len.max(initial=0)), self.MAX_ENTRIES))
         head = self.head_order[:width]
         h_keys = (np.arange(b, dtype=np.int64)[:, None] * n + head[None, :]).ravel()
         free = ~(_member(e_keys, h_keys) | _member(ctx_keys, h_keys))
@@ -212,10 +215,13 @@ class _SparseRanker:
         idx[rows[top], nth[top]] = cols[top]
         val[rows[top], nth[top]] = vals[top]
         for r in short:  # the best sellers ran out: walk the popularity order for this row
-            taken = set(e_col[e_row == r].tolist()) | set(np.asarray(ctx[r]).tolist())
-            extra = [int(j) for j in self.head_order if int(j) not in taken][:kk]
-            cand = np.concatenate([e_col[e_row == r], np.asarray(extra, dtype=np.int64)])
-            score = np.concatenate([e_val[e_row == r], self.tie[extra]])
+            lo, hi = np.searchsorted(e_row, [r, r + 1])  # e_row is sorted (csr rows)
+            taken = set(e_col[lo:hi].tolist()) | set(np.asarray(ctx[r]).tolist())
+            # at most len(taken) of the first len(taken) + kk best sellers are taken
+            extra = [j for j in self.head_order[:len(taken) + kk].tolist()
+                     if j not in taken][:kk]
+            cand = np.concatenate([e_col[lo:hi], np.asarray(extra, dtype=np.int64)])
+            score = np.concatenate([e_val[lo:hi], self.tie[extra]])
             pick = np.lexsort((cand, -score))[:kk]
             idx[r], val[r] = 0, -np.inf
             idx[r, :len(pick)], val[r, :len(pick)] = cand[pick], score[pick]

@@ -89,10 +89,12 @@ def sparse_case(rng, trial):
 
 
 @pytest.mark.parametrize("spare", [0, 64])
-def test_sparse_rows_rank_and_list_as_their_dense_scores(spare, monkeypatch):
+@pytest.mark.parametrize("max_entries", [0, 512])
+def test_sparse_rows_rank_and_list_as_their_dense_scores(spare, max_entries, monkeypatch):
     """rank_sparse / topk_sparse: the dense scores' ranks and lists (float32, ties by id,
     entry-less items at their tie-break), with few best sellers to hand (spare 0) or many."""
     monkeypatch.setattr(topk_module._SparseRanker, "SPARE", spare)
+    monkeypatch.setattr(topk_module._SparseRanker, "MAX_ENTRIES", max_entries)
     rng = np.random.default_rng(1)
     for trial in range(150):
         n, m, tie = sparse_case(rng, trial)
