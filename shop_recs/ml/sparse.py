@@ -159,12 +159,16 @@ def prune_rows(m: sp.csr_matrix, keep: int, tie: np.ndarray | None = None) -> sp
     if len(counts) == 0 or counts.max() <= keep:
         return m
     rows = _row_ids(m)
-    key = m.data.astype(np.float32)
+    # only rows longer than keep are sorted (in a long-tailed shop most rows are short)
+    long = np.flatnonzero((counts > keep)[rows])
+    lrows = rows[long]
+    key = m.data[long].astype(np.float32)
     if tie is not None:
-        key = key + np.asarray(tie, dtype=np.float32)[m.indices]
-    order = np.lexsort((m.indices, -key, rows))  # by row, best first, ties by column
-    rank = np.arange(len(order)) - m.indptr[rows[order]]
-    chosen = np.sort(order[rank < keep])  # csr order (row, column) preserved
+        key = key + np.asarray(tie, dtype=np.float32)[m.indices[long]]
+    order = long[np.lexsort((m.indices[long], -key, lrows))]  # by row, best first, by column
+    rank = np.arange(len(order)) - np.searchsorted(rows[order], rows[order], "left")
+    chosen = np.sort(np.concatenate([np.flatnonzero((counts <= keep)[rows]),
+                                     order[rank < keep]]))  # csr order (row, column) kept
     sizes = np.bincount(rows[chosen], minlength=m.shape[0])
     return sp.csr_matrix((m.data[chosen], m.indices[chosen],
                           np.concatenate([[0], np.cumsum(sizes)])), shape=m.shape)
