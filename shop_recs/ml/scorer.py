@@ -50,6 +50,7 @@ CANDIDATE_HEAD = 200  # best sellers (by learned output bias) added to every can
 # above the full-softmax size, early stopping validates on a seeded sample of this many
 # validation orders: each query is still ranked against the whole catalogue, in chunks
 MAX_VAL_BASKETS = 2000
+VAL_ELEMENTS = 200_000_000  # scores one early-stopping validation may rank per task
 
 
 class BundleScorer(CandidateScoring):
@@ -123,9 +124,12 @@ class BundleScorer(CandidateScoring):
                             [hist[r] for r in rows] if hist is not None else None,
                             folds[rows] if folds is not None else None)
         validate = None
-        if val is not None and self.sampled and len(val) > MAX_VAL_BASKETS:
+        # early stopping ranks the whole catalogue for a sample of validation orders: at most
+        # VAL_ELEMENTS scores per task, so a 1M-product catalogue validates 200 orders
+        limit = min(MAX_VAL_BASKETS, max(200, VAL_ELEMENTS // max(self.model_config.n_items, 1)))
+        if val is not None and self.sampled and len(val) > limit:
             keep = np.random.default_rng(self.train_config.seed).choice(
-                len(val), MAX_VAL_BASKETS, replace=False)
+                len(val), limit, replace=False)
             val = val.select(np.sort(keep))
         if val is not None and len(val):
             pool = history_pool if history_pool is not None else train_baskets
