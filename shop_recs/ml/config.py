@@ -59,6 +59,8 @@ class ProtocolConfig:
     blend_folds: int = 2  # cross-fitting folds of the blend weight (gate figures)
     refit: bool = True  # ship the winner refit on every order (False: as trained on the split)
     evaluate_refit: bool = True  # also refit on train + validation and score it on test
+    # validation and test orders judged at most (a seeded sample above it; issue 15)
+    max_eval_orders: int | None = 50_000
     gate: GateConfig = field(default_factory=GateConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(time_budget_s=150.0))
     # Published lists and bundles are per product and never see a visitor's history, so the

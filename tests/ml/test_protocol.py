@@ -169,3 +169,25 @@ def test_a_shipped_baseline_is_scored_with_its_one_setting_on_both_tasks(data):
                             + evaluate(lists, q["anchor"], pop)["multi_ndcg"]) / 2
     assert lam == max(objective, key=objective.get)
     assert f.metrics["validation"]["ease"]["combined"] == pytest.approx(objective[lam])
+
+
+def test_validation_and_test_orders_are_capped_by_a_seeded_sample(data):
+    """Issue 15: past max_eval_orders, every candidate is judged on a seeded sample of the
+    validation orders (and reported on one of the test orders), kept in time order; below
+    it the split is untouched."""
+    from shop_recs.ml.evaluate import temporal_split
+    from shop_recs.ml.protocol import cap_evaluated
+
+    split = temporal_split(*data)
+    assert cap_evaluated(split, None) is split and cap_evaluated(split, 10**6) is split
+    capped = cap_evaluated(split, 40, seed=3)
+    assert len(capped.val) == len(capped.test) == 40 < len(split.val)
+    assert capped.info["eval_orders_cap"] == 40 and capped.train is split.train
+    for name in ("val", "test"):
+        part, whole = getattr(capped, name), getattr(split, name)
+        assert np.all(np.diff(part.timestamps) >= 0)  # time order kept
+        rows = {tuple(whole.basket(i)) + (int(whole.timestamps[i]),) for i in range(len(whole))}
+        assert all(tuple(part.basket(i)) + (int(part.timestamps[i]),) in rows
+                   for i in range(len(part)))
+    again = cap_evaluated(split, 40, seed=3)
+    assert np.array_equal(again.val.items, capped.val.items)  # seeded
