@@ -17,6 +17,19 @@ REPO = Path(__file__).resolve().parent.parent
 CAP_BYTES = 3 * 1024**3  # address space; 200k x 200k / 32 float32 = 5 GB
 FIT_CAP_BYTES = 4 * 1024**3  # with torch loaded; 200k x 200k / 8 float32 = 20 GB
 
+# The cap, then proof that it is tight: a 1/FRACTION slice of one n x n float32 matrix fails.
+CAP_CHECK = textwrap.dedent("""
+    cap = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    out = {}
+    n = 200_000
+    try:
+        np.zeros((n, n // FRACTION), dtype=np.float32)
+        out["n2_allocation"] = "succeeded"
+    except MemoryError:
+        out["n2_allocation"] = "failed"
+""")
+
 SCRIPT = textwrap.dedent("""
     import json, resource, sys
     import numpy as np
@@ -24,15 +37,7 @@ SCRIPT = textwrap.dedent("""
     from benchmarks.synthetic_shop import ShopParams, synthetic_baskets, planted_recall
     from shop_recs.ml.baselines import EASE, CoOccurrence, ItemKNN, cooccurrence_counts
 
-    cap = int(sys.argv[1])
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    out = {}
-    n = 200_000
-    try:
-        np.zeros((n, n // 32), dtype=np.float32)  # 1/32 of one n x n float32 matrix
-        out["n2_allocation"] = "succeeded"
-    except MemoryError:
-        out["n2_allocation"] = "failed"
+""") + CAP_CHECK.replace("FRACTION", "32") + textwrap.dedent("""
     baskets, groups = synthetic_baskets(ShopParams(products=n, lines=300_000, seed=0))
     counts = cooccurrence_counts(baskets)
     out["counts_sparse"] = bool(sp.issparse(counts))
@@ -76,16 +81,8 @@ FIT_SCRIPT = textwrap.dedent("""
     from shop_recs.ml.synthetic import synthetic_orders
     from shop_recs.ml.types import ItemAttributes, ItemIndex
 
-    cap = int(sys.argv[1])
     torch.set_num_threads(1)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    out = {}
-    n = 200_000
-    try:
-        np.zeros((n, n // 8), dtype=np.float32)  # 1/8 of one n x n float32 matrix
-        out["n2_allocation"] = "succeeded"
-    except MemoryError:
-        out["n2_allocation"] = "failed"
+""") + CAP_CHECK.replace("FRACTION", "8") + textwrap.dedent("""
     shop = synthetic_orders(n, 400_000, seed=0)
     attrs = ItemAttributes(np.asarray([f"w{a} w{b}" for a, b in shop.words[:, :2]], object),
                            np.asarray([f"c{c}" for c in shop.category], object),
