@@ -88,9 +88,15 @@ class Evidence:
         self._orders_of = np.split(baskets.basket_ids()[order], starts[1:-1])
 
     def orders_with_all(self, items: Sequence[int]) -> int:
-        common = self._orders_of[items[0]]
-        for it in items[1:]:
-            common = np.intersect1d(common, self._orders_of[it], assume_unique=True)
+        # from the shortest order list, each step a binary search into the next (a best
+        # seller's list holds 10^5 orders: merging it whole per bundle dominated the search)
+        lists = sorted((self._orders_of[it] for it in items), key=len)
+        common = lists[0]
+        for other in lists[1:]:
+            if not len(common) or not len(other):
+                return 0
+            spot = np.minimum(np.searchsorted(other, common), len(other) - 1)
+            common = common[other[spot] == common]
         return int(len(common))
 
     def lift(self, i: int, j: int) -> float:
