@@ -149,3 +149,18 @@ def test_above_the_dense_threshold_beams_are_scored_at_candidates_only(monkeypat
     assert widths and set(widths) == {80}  # the union of two members' lists of 40
     assert {a: [b.items for b in bs] for a, bs in got.items()} == \
         {a: [b.items for b in bs] for a, bs in want.items()}
+
+
+def test_orders_with_all_counts_the_orders_holding_every_item():
+    """Evidence's intersection (shortest order list first, binary search) against a count
+    over the orders themselves, for bundles of popular and rare items alike."""
+    from shop_recs.ml.synthetic import synthetic_orders
+
+    baskets = synthetic_orders(300, 20_000, seed=1).baskets
+    evidence = Evidence(baskets)
+    orders = [set(baskets.basket(i).tolist()) for i in range(len(baskets))]
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        items = rng.choice(300, int(rng.integers(1, 4)), replace=False).tolist()
+        assert evidence.orders_with_all(items) == sum(all(i in o for i in items)
+                                                      for o in orders)
