@@ -198,7 +198,7 @@ def shipped_recall(shop_file: Path, planted_recall) -> float:
 def api_ratio(args) -> dict:
     from benchmarks import serving
 
-    ns = argparse.Namespace(cache="locmem", requests=args.requests, seed=0)
+    ns = argparse.Namespace(cache="locmem", requests=args.requests, seed=0, headless=True)
     _, rows = serving.run(ns)
     warm = {r["traffic"]: r["api_ratio"] for r in rows if r["mode"] == "warm"}
     return {k: [round(v, 2) for v in vals] for k, vals in warm.items()}
