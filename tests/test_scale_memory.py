@@ -56,15 +56,20 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_200k_products_fit_and_rank_under_a_memory_cap():
+def run_capped(script: str, cap: int, timeout: int) -> dict:
+    """Run ``script`` under the address-space ``cap`` in a fresh interpreter; its JSON."""
     proc = subprocess.run(  # nosec B603 # fixed argv: this interpreter and this script
-        [sys.executable, "-c", SCRIPT, str(CAP_BYTES)], cwd=REPO, capture_output=True,
-        text=True, timeout=600,
+        [sys.executable, "-c", script, str(cap)], cwd=REPO, capture_output=True, text=True,
+        timeout=timeout,
         env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
              "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_200k_products_fit_and_rank_under_a_memory_cap():
+    out = run_capped(SCRIPT, CAP_BYTES, timeout=600)
     assert out["n2_allocation"] == "failed"  # the cap would catch a dense n x n matrix
     assert out["counts_sparse"]
     for name in ("cooc_lift", "item_knn", "ease"):
@@ -110,13 +115,7 @@ def test_200k_products_whole_fit_under_a_memory_cap():
     blend, gate, refit, serving policy) and the shipped scorer's lists for a 200,000-product
     shop (catalogue about 40,000 products bought twice), under a cap a dense n x n / 8 array
     breaks: nothing in it is O(n²)."""
-    proc = subprocess.run(  # nosec B603 # fixed argv: this interpreter and this script
-        [sys.executable, "-c", FIT_SCRIPT, str(FIT_CAP_BYTES)], cwd=REPO, capture_output=True,
-        text=True, timeout=1200,
-        env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-             "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_capped(FIT_SCRIPT, FIT_CAP_BYTES, timeout=1200)
     assert out["n2_allocation"] == "failed"
     # a catalogue of products bought twice in training: 4x past the dense size
     assert out["catalogue"] > 30_000 and out["listed"] > 4 * 5000, out
