@@ -73,9 +73,8 @@ class BlendScorer:
         return scales([c for c, w in zip(self.components, self.weights) if w])
 
     def candidates(self, contexts) -> list[np.ndarray]:
-        used = [c for c, w in zip(self.components, self.weights) if w]
-        cols = union_candidates(used, contexts)
-        return [row[row >= 0] for row in cols]
+        return union_candidates([c for c, w in zip(self.components, self.weights) if w],
+                                contexts)
 
     def score_candidates(self, contexts, candidates) -> np.ndarray:
         """The blend at each row's ``candidates`` (int [len, m]), each component standardised

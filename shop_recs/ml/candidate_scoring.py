@@ -18,12 +18,12 @@ from shop_recs.ml.train import pad_batch
 
 __all__ = ["CandidateScoring", "MOMENT_SAMPLE"]
 
-MOMENT_SAMPLE = 2048  # catalogue items standing for a whole row (row_moments, log-partition)
+MOMENT_SAMPLE = 2048  # catalogue items standing for a whole row (z-scores, log-partition)
 
 
 class CandidateScoring:
     """Scoring at given columns only; needs ``model``, ``model_config``, ``sampled``,
-    ``max_context_eval`` and ``_score_columns`` of ``BundleScorer``."""
+    ``max_context_eval`` and ``score`` of ``BundleScorer``."""
 
     @property
     def lists_from_topk(self) -> bool:
@@ -32,24 +32,13 @@ class CandidateScoring:
 
     def moment_sample(self) -> np.ndarray:
         """A fixed uniform sample of the catalogue (sorted, seeded by its size): the items
-        whose scores stand for the whole row in :meth:`row_moments` and
+        whose scores stand for the whole row in :meth:`standardised_at` and
         :meth:`score_candidates` above the full-softmax size."""
         n = self.model_config.n_items
         if n <= MOMENT_SAMPLE:
             return np.arange(n, dtype=np.int64)
         rng = np.random.default_rng(n)
         return np.sort(rng.choice(n, MOMENT_SAMPLE, replace=False)).astype(np.int64)
-
-    def row_moments(self, contexts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) of each context's log-probability row over the catalogue, estimated
-        on :meth:`moment_sample` (exact at or below its size): what a blend standardises
-        by, without an n-wide row."""
-        logits = self._score_shared(contexts, self.moment_sample()).astype(np.float64)
-        ok = np.isfinite(logits)  # the context's own items are masked (-inf)
-        count = np.maximum(ok.sum(axis=1), 1)
-        mean = np.where(ok, logits, 0.0).sum(axis=1) / count
-        var = np.where(ok, (logits - mean[:, None]) ** 2, 0.0).sum(axis=1) / count
-        return mean, np.sqrt(var)
 
     def score_candidates(self, contexts: Sequence[np.ndarray], candidates: np.ndarray
                          ) -> np.ndarray:
@@ -63,8 +52,7 @@ class CandidateScoring:
         n = self.model_config.n_items
         sample = self.moment_sample()
         b = len(contexts)
-        logits = self._score_columns(contexts, None, cand).astype(np.float64)
-        s_logits = self._score_shared(contexts, sample).astype(np.float64)
+        logits, s_logits = self._with_sample(contexts, cand)
         top = np.maximum(logits.max(axis=1, initial=-np.inf), s_logits.max(axis=1))
         order = np.argsort(cand, axis=1, kind="stable")
         sc = np.take_along_axis(cand, order, 1)
@@ -84,19 +72,11 @@ class CandidateScoring:
         log_z = top + np.log(z_cand + z_rest)
         return (logits - log_z[:, None]).astype(np.float32)
 
-    @torch.no_grad()
     def standardised_at(self, contexts: Sequence[np.ndarray], cols: np.ndarray) -> np.ndarray:
-        """``blend.standardise`` of each context's row at ``cols`` (int [b, C]), in one
-        forward pass: the logits at ``cols`` and at :meth:`moment_sample` (a per-row constant
-        apart from the log-probabilities, which z-scores do not see). float32 [b, C]."""
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        cols = np.asarray(cols, dtype=np.int64)
-        sample = self.moment_sample()
-        ctx = pad_batch([np.asarray(c)[:self.max_context_eval] for c in contexts])
-        out = self.model(ctx.to(device), None, columns=torch.from_numpy(cols + 1).to(device),
-                         shared=torch.from_numpy(sample + 1).to(device)).double().cpu().numpy()
-        at, ref = out[:, :cols.shape[1]], out[:, cols.shape[1]:]
+        """``blend.standardise`` of each context's row at ``cols`` (int [b, C]): the logits
+        at ``cols`` against their mean and deviation at :meth:`moment_sample` (a per-row
+        constant apart from the log-probabilities, which z-scores do not see). float32."""
+        at, ref = self._with_sample(contexts, np.asarray(cols, dtype=np.int64))
         ok = np.isfinite(ref)  # the context's own items are masked (-inf)
         count = np.maximum(ok.sum(axis=1), 1)
         mean = np.where(ok, ref, 0.0).sum(axis=1) / count
@@ -105,13 +85,14 @@ class CandidateScoring:
         return np.where(np.isfinite(z), z, -np.inf).astype(np.float32)
 
     @torch.no_grad()
-    def _score_shared(self, contexts, items: np.ndarray) -> np.ndarray:
-        """Logits of every query at the same ``items`` (int [K]) -> float [b, K]: the item
-        rows are embedded once for the whole batch (``forward(shared=)``)."""
+    def _with_sample(self, contexts, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits at ``cols`` (int [b, C], -1 pads) and at :meth:`moment_sample`, in one
+        forward pass (the sample's rows are embedded once for the batch): float64 [b, C],
+        [b, K]."""
         self.model.eval()
         device = next(self.model.parameters()).device
+        sample = self.moment_sample()
         ctx = pad_batch([np.asarray(c)[:self.max_context_eval] for c in contexts])
-        logits = self.model(ctx.to(device), None,
-                            shared=torch.from_numpy(np.asarray(items, np.int64) + 1).to(device))
-        return logits.float().cpu().numpy()
-
+        out = self.model(ctx.to(device), None, columns=torch.from_numpy(cols + 1).to(device),
+                         shared=torch.from_numpy(sample + 1).to(device)).double().cpu().numpy()
+        return out[:, :cols.shape[1]], out[:, cols.shape[1]:]

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from shop_recs.ml.topk import topk_of_scores
+from shop_recs.ml.topk import topk_candidates, topk_of_scores
 
 __all__ = ["scales", "pad_rows", "union_candidates", "standardised_at", "blend_topk",
            "blend_weight_lists"]
@@ -42,9 +42,9 @@ def pad_rows(rows: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def union_candidates(components: Sequence, contexts: Sequence[np.ndarray],
-                     allowed: np.ndarray | None = None) -> np.ndarray:
-    """The union of the components' candidates per context (context items removed, only
-    ``allowed`` items when given), as :func:`pad_rows`."""
+                     allowed: np.ndarray | None = None) -> list[np.ndarray]:
+    """The union of the components' candidates per context (distinct, ascending; context
+    items removed, only ``allowed`` items when given)."""
     parts = [c.candidates(contexts) for c in components]
     rows = []
     for q, ctx in enumerate(contexts):
@@ -53,7 +53,7 @@ def union_candidates(components: Sequence, contexts: Sequence[np.ndarray],
         if allowed is not None:
             row = row[allowed[row]]
         rows.append(row)
-    return pad_rows(rows)
+    return rows
 
 
 def standardised_at(component, contexts: Sequence[np.ndarray], cols: np.ndarray
@@ -84,19 +84,12 @@ def blend_topk(components: Sequence, weights: Sequence[float], contexts: Sequenc
                k: int, allowed: np.ndarray | None = None, chunk: int = 1024
                ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` of the blend per context, over the union of the candidates: int64 [q, k]
-    (-1 past the candidates), float32 [q, k]."""
+    (-1 past the candidates), float32 [q, k] (``topk.topk_candidates``)."""
     used = [(c, w) for c, w in zip(components, weights) if w]
-    idx_out, val_out = [], []
-    for s in range(0, len(contexts), chunk):
-        ctx = contexts[s:s + chunk]
-        cols = union_candidates([c for c, _ in used], ctx, allowed)
-        mixed = sum(np.float32(w) * standardised_at(c, ctx, cols) for c, w in used)
-        idx, val = _top(mixed, cols, k)
-        idx_out.append(idx)
-        val_out.append(val)
-    if not idx_out:
-        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
-    return np.concatenate(idx_out), np.concatenate(val_out)
+    cands = union_candidates([c for c, _ in used], contexts, allowed)
+    return topk_candidates(
+        lambda a, b, cols: sum(np.float32(w) * standardised_at(c, contexts[a:b], cols)
+                               for c, w in used), cands, k, chunk)
 
 
 def blend_weight_lists(first, second, weights: Sequence[float], n_items: int, top_k: int,
@@ -109,7 +102,7 @@ def blend_weight_lists(first, second, weights: Sequence[float], n_items: int, to
     for start in range(0, n_items, chunk):
         anchors = np.arange(start, min(start + chunk, n_items))
         ctx = [np.asarray([a]) for a in anchors]
-        cols = union_candidates([first, second], ctx)
+        cols = pad_rows(union_candidates([first, second], ctx))
         za, zb = standardised_at(first, ctx, cols), standardised_at(second, ctx, cols)
         for w, (lists, scores) in out.items():
             mixed = zb if np.isinf(w) else (za + np.float32(w) * zb if w else za)

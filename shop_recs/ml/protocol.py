@@ -187,13 +187,9 @@ class OnCatalogue:
         return [c[c >= 0] for c in (self._to_catalogue(np.asarray(x, dtype=np.int64))
                                     for x in self.scorer.candidates(self._inner(contexts)))]
 
-    def row_moments(self, contexts) -> tuple[np.ndarray, np.ndarray]:
-        """The inner row's moments (over the model's whole index, of which the catalogue is
-        all but the rarest products)."""
-        return self.scorer.row_moments(self._inner(contexts))
-
     def standardised_at(self, contexts, cols: np.ndarray) -> np.ndarray:
-        """The inner model's z-scores at catalogue columns ``cols`` (-1 pads)."""
+        """The inner model's z-scores at catalogue columns ``cols`` (-1 pads; moments over
+        the model's whole index, of which the catalogue is all but the rarest products)."""
         cols = np.asarray(cols, dtype=np.int64)
         return self.scorer.standardised_at(self._inner(contexts),
                                            np.where(cols >= 0, self.items[np.maximum(cols, 0)],
