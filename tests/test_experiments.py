@@ -337,7 +337,12 @@ def test_results_count_each_visitors_outcomes_after_their_first_exposure():
     exp = experiment([("a", Arm.Kind.NO_WIDGET, None), ("b", Arm.Kind.ACTIVE_RUN, None)])
     a, b = exp.arms.order_by("position")
     user = get_user_model().objects.create_user("buyer")
-    now = timezone.now() + timedelta(minutes=1)  # exposed a minute after the start
+    # Started 10 minutes ago, so every event below is in the past, whatever the time of day
+    # (the roll-up covers the experiment's days through today).
+    Experiment.objects.filter(pk=exp.pk).update(
+        started_at=timezone.now() - timedelta(minutes=10))
+    exp.refresh_from_db()
+    now = exp.started_at + timedelta(minutes=1)  # exposed a minute after the start
     Exposure.objects.bulk_create([
         Exposure(experiment=exp, arm=a, unit="visitor-a", first_exposed_at=now),
         Exposure(experiment=exp, arm=b, unit=experiments.user_unit(user.pk), first_exposed_at=now),
