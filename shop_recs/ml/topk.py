@@ -133,6 +133,7 @@ class _SparseRanker:
                  allowed: np.ndarray | None = None) -> None:
         self.matrix, self.n = matrix, matrix.shape[1]
         self.tie = np.asarray(tie, dtype=np.float32)
+        self.tie_max = self.tie.max(initial=-np.inf)
         self.by_tie = np.lexsort((np.arange(self.n), -self.tie))  # popularity, ties by index
         self.allowed = None if allowed is None else np.asarray(allowed, dtype=bool)
         self.head_order = (self.by_tie if allowed is None
@@ -182,30 +183,42 @@ class _SparseRanker:
         ranks = np.zeros(b, dtype=np.int64)
         if targets is not None:
             ranks = self._ranks(targets, b, e_keys, e_val, ctx_keys)
-        # candidates: the entries, and the best sellers that are neither entries nor context
+        # candidates: the entries, and (for a row with fewer than kk entries above every
+        # tie-break) the best sellers that are neither entries nor context
         c_len = np.diff(cmat.indptr)
         if self.allowed is not None:  # listing only allowed items (ranks are unaffected)
             ok = self.allowed[e_col]
             e_row, e_col, e_val = e_row[ok], e_col[ok], e_val[ok]
             e_keys = e_row * n + e_col
         e_len = np.bincount(e_row, minlength=b)
+        # an entry above the largest tie-break outranks every item without an entry: a row
+        # with kk of them is listed from those alone (most rows; the rest need best sellers)
+        strong = e_val > self.tie_max
+        weak = np.bincount(e_row[strong], minlength=b) < kk
+        keep = strong | weak[e_row]
+        e_row, e_col, e_val = e_row[keep], e_col[keep], e_val[keep]
+        e_keys = e_row * n + e_col
+        w_rows = np.flatnonzero(weak)
         n_ok = len(self.head_order)
         # enough best sellers that only a row with more than MAX_ENTRIES entries can run out
-        width = min(n_ok, kk + int(c_len.max(initial=0)) + self.SPARE
-                    + min(int(e_len.max(initial=0)), self.MAX_ENTRIES))
-        head = self.head_order[:width]
-        h_keys = (np.arange(b, dtype=np.int64)[:, None] * n + head[None, :]).ravel()
+        width = min(n_ok, kk + int(c_len[w_rows].max(initial=0)) + self.SPARE
+                    + min(int(e_len[w_rows].max(initial=0)), self.MAX_ENTRIES))
+        head = np.sort(self.head_order[:width])  # by index: merged with the entries below
+        h_keys = (w_rows[:, None] * n + head[None, :]).ravel()
         free = ~(_member(e_keys, h_keys) | _member(ctx_keys, h_keys))
-        h_row = np.repeat(np.arange(b, dtype=np.int64), width)[free]
-        h_col = np.tile(head, b)[free]
-        avail = np.bincount(h_row, minlength=b)
+        h_keys = h_keys[free]
+        avail = np.bincount(h_keys // n, minlength=b)
         c_ok = c_len if self.allowed is None else np.bincount(
             ctx_keys[self.allowed[ctx_keys % n]] // n, minlength=b)
-        short = np.flatnonzero((avail < kk) & (avail + e_len < n_ok - c_ok))  # rare: below
-        rows = np.concatenate([e_row, h_row])
-        cols = np.concatenate([e_col, h_col])
-        vals = np.concatenate([e_val, self.tie[h_col]])
-        order = np.lexsort((cols, -vals, rows))
+        short = np.flatnonzero(weak & (avail < kk) & (avail + e_len < n_ok - c_ok))  # rare
+        # every candidate in (row, item) order, then a stable sort by (row, score descending):
+        # the dense order (ties by item index) with one sort key
+        keys = np.concatenate([e_keys, h_keys])
+        vals = np.concatenate([e_val, self.tie[h_keys % n]])
+        by_item = np.argsort(keys, kind="stable")  # two sorted runs: a merge
+        keys, vals = keys[by_item], vals[by_item]
+        rows, cols = keys // n, keys % n
+        order = np.argsort(_descending(rows, vals), kind="stable")
         rows, cols, vals = rows[order], cols[order], vals[order]
         first = np.searchsorted(rows, np.arange(b))
         nth = np.arange(len(rows)) - first[rows]
@@ -260,6 +273,15 @@ class _SparseRanker:
             finite_items = (n - int(np.sum(c_row == r)))
             ahead[r] = finite_items + int(np.sum(c_col[c_row == r] < b_best[r]))
         return ahead.astype(np.int64)
+
+
+def _descending(rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """int64 sort key of (row ascending, float32 value descending): the value's bits mapped
+    to an unsigned order (equal floats, -0.0 and 0.0 included, get equal keys)."""
+    bits = (np.asarray(vals, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
+    bits = bits.astype(np.int64)
+    ascending = np.where(bits >= 1 << 31, 0xFFFFFFFF - bits, bits | (1 << 31))
+    return rows.astype(np.int64) * (1 << 32) + (0xFFFFFFFF - ascending)
 
 
 def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
