@@ -36,7 +36,8 @@ from shop_recs.ml.types import Baskets
 
 __all__ = ["DENSE_MAX_ITEMS", "KEEP", "EASE_HEAD_ITEMS", "use_dense", "incidence",
            "sparse_cooccurrence",
-           "transform_rows", "prune_rows", "tie_term", "head_tail_ease", "context_matrix"]
+           "transform_rows", "prune_rows", "tie_term", "head_tail_ease", "context_matrix",
+           "descending_key"]
 
 DENSE_MAX_ITEMS = 8000  # 24 * 8000^2 bytes = 1.5 GB while counting; EASE inverts in ~10 s
 KEEP = 200  # neighbours kept per item: FBT lists (<= 50) and bundle candidates come from these
@@ -93,6 +94,16 @@ def _blocks(weights: np.ndarray, budget: float) -> list[int]:
         bounds.append(min(nxt, len(weights)))
         start = cum[bounds[-1] - 1]
     return bounds
+
+
+def descending_key(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """int64 sort key of (row ascending, float32 value descending): the value's bits mapped
+    to an unsigned order (equal floats, -0.0 and 0.0 included, get equal keys), so one
+    stable sort replaces a lexsort by row, value and position."""
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
+    bits = bits.astype(np.int64)
+    ascending = np.where(bits >= 1 << 31, 0xFFFFFFFF - bits, bits | (1 << 31))
+    return np.asarray(rows, dtype=np.int64) * (1 << 32) + (0xFFFFFFFF - ascending)
 
 
 def _row_ids(m: sp.csr_matrix) -> np.ndarray:
@@ -155,6 +166,7 @@ def prune_rows(m: sp.csr_matrix, keep: int, tie: np.ndarray | None = None) -> sp
     """
     m = m.tocsr()
     m.sum_duplicates()
+    m.sort_indices()
     counts = np.diff(m.indptr)
     if len(counts) == 0 or counts.max() <= keep:
         return m
@@ -165,8 +177,11 @@ def prune_rows(m: sp.csr_matrix, keep: int, tie: np.ndarray | None = None) -> sp
     key = m.data[long].astype(np.float32)
     if tie is not None:
         key = key + np.asarray(tie, dtype=np.float32)[m.indices[long]]
-    order = long[np.lexsort((m.indices[long], -key, lrows))]  # by row, best first, by column
-    rank = np.arange(len(order)) - np.searchsorted(rows[order], rows[order], "left")
+    # by row, best first, then by column: entries are in (row, column) order, so a stable
+    # sort by (row, key descending) settles ties by column
+    order = long[np.argsort(descending_key(lrows, key), kind="stable")]
+    lens = counts[counts > keep]
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(lens) - lens, lens)
     chosen = np.sort(np.concatenate([np.flatnonzero((counts <= keep)[rows]),
                                      order[rank < keep]]))  # csr order (row, column) kept
     sizes = np.bincount(rows[chosen], minlength=m.shape[0])

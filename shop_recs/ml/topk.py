@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from shop_recs.ml.sparse import context_matrix
+from shop_recs.ml.sparse import context_matrix, descending_key
 
 __all__ = ["masked", "rank_and_topk", "topk_of_scores", "topk_rows", "topk_sparse",
            "rank_sparse", "topk_candidates"]
@@ -218,7 +218,7 @@ class _SparseRanker:
         by_item = np.argsort(keys, kind="stable")  # two sorted runs: a merge
         keys, vals = keys[by_item], vals[by_item]
         rows, cols = keys // n, keys % n
-        order = np.argsort(_descending(rows, vals), kind="stable")
+        order = np.argsort(descending_key(rows, vals), kind="stable")
         rows, cols, vals = rows[order], cols[order], vals[order]
         first = np.searchsorted(rows, np.arange(b))
         nth = np.arange(len(rows)) - first[rows]
@@ -273,15 +273,6 @@ class _SparseRanker:
             finite_items = (n - int(np.sum(c_row == r)))
             ahead[r] = finite_items + int(np.sum(c_col[c_row == r] < b_best[r]))
         return ahead.astype(np.int64)
-
-
-def _descending(rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """int64 sort key of (row ascending, float32 value descending): the value's bits mapped
-    to an unsigned order (equal floats, -0.0 and 0.0 included, get equal keys)."""
-    bits = (np.asarray(vals, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
-    bits = bits.astype(np.int64)
-    ascending = np.where(bits >= 1 << 31, 0xFFFFFFFF - bits, bits | (1 << 31))
-    return rows.astype(np.int64) * (1 << 32) + (0xFFFFFFFF - ascending)
 
 
 def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
