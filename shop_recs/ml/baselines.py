@@ -97,9 +97,17 @@ class ItemMatrixScorer:
         tie = _TIE * self.popularity / max(float(self.popularity.max(initial=0.0)), 1.0)
         if not sp.issparse(self.matrix):
             return np.take_along_axis(self.score(contexts), cand, 1)
-        q = sparse.context_matrix(contexts, self.matrix.shape[0])
-        rows = np.repeat(np.arange(len(contexts)), cand.shape[1])
-        vals = np.asarray((q @ self.matrix).tocsr()[rows, cand.ravel()], dtype=np.float32)
+        n = self.matrix.shape[0]
+        prod = (sparse.context_matrix(contexts, n) @ self.matrix).tocsr()
+        prod.sort_indices()
+        # each (row, candidate) looked up among the product's sorted (row, column) keys: a
+        # binary search, faster than SciPy's element indexing
+        keys = np.repeat(np.arange(len(contexts), dtype=np.int64), np.diff(prod.indptr)) * n \
+            + prod.indices
+        want = (np.arange(len(contexts), dtype=np.int64)[:, None] * n + cand).ravel()
+        spot = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
+        hit = keys[spot] == want if len(keys) else np.zeros(len(want), dtype=bool)
+        vals = np.where(hit, prod.data[spot] if len(keys) else 0.0, 0.0).astype(np.float32)
         return vals.reshape(cand.shape) + tie[cand]
 
     def topk(self, contexts: Sequence[np.ndarray], k: int, chunk: int = 256,

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from shop_recs.ml import sparse
 from shop_recs.ml.bundles import Bundle, BundleRules, Evidence, variant_keys
@@ -50,6 +51,14 @@ def _static_mask(attrs: ItemAttributes, rules: BundleRules, n: int) -> np.ndarra
     if rules.max_item_price is not None:
         ok &= ~(price > rules.max_item_price)
     return ok
+
+def _members(flat: list) -> np.ndarray:
+    """The items of each beam ``(anchor, items, score)``, int64 [beams, most items], -1 pads."""
+    members = np.full((len(flat), max(len(it) for _, it, _ in flat)), -1, dtype=np.int64)
+    for row, (_, items, _) in enumerate(flat):
+        members[row, :len(items)] = items
+    return members
+
 
 def _sorted_walk(scores: np.ndarray, cand: np.ndarray, want: int, skip) -> list[int]:
     """The first ``want`` of ``cand`` (positions) in stable descending score order (ties by
@@ -98,6 +107,14 @@ class BundleSearch:
         groups: dict[frozenset, int] = {}
         self.same_words = np.asarray([groups.setdefault(w, len(groups)) if w else -1 - i
                                       for i, w in enumerate(self.words)], dtype=np.int64)
+        # name words as an item x word 0/1 matrix: near-duplicate checks for many pairs at once
+        vocab: dict[str, int] = {}
+        cols = [vocab.setdefault(word, len(vocab)) for w in self.words for word in sorted(w)]
+        sizes = np.fromiter((len(w) for w in self.words), dtype=np.int64, count=n)
+        self.word_matrix = sp.csr_matrix(
+            (np.ones(len(cols), dtype=np.float32), np.asarray(cols, dtype=np.int64),
+             np.concatenate([[0], np.cumsum(sizes)])), shape=(n, max(len(vocab), 1)))
+        self.word_counts = sizes
         self.prices = np.nan_to_num(np.asarray(attrs.prices, dtype=np.float64), nan=0.0)
         size = rules.candidates
         if size is None:
@@ -121,6 +138,17 @@ class BundleSearch:
                     self.rules.name_overlap:
                 return True
         return False
+
+    def near_duplicates(self, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """:meth:`near_duplicate` of item pairs ``(j[p], i[p])`` at once (bool [len(j)])."""
+        j, i = np.asarray(j, dtype=np.int64), np.asarray(i, dtype=np.int64)
+        if len(j) == 0:
+            return np.zeros(0, dtype=bool)
+        shared = np.asarray(self.word_matrix[j].multiply(self.word_matrix[i]).sum(axis=1),
+                            dtype=np.float64).ravel()
+        union = self.word_counts[j] + self.word_counts[i] - shared
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (shared > 0) & (shared / union >= self.rules.name_overlap)
 
     def learn(self, items: Sequence[int], rows: np.ndarray) -> None:
         """Store the lists of ``items`` from their rows scored alone ([len(items), n])."""
@@ -181,13 +209,14 @@ class BundleSearch:
 
     def _candidates(self, flat: list) -> np.ndarray:
         """Each beam's candidates: the union of its members' lists, item order, -1 pads."""
-        width = self.list_size * max(len(items) for _, items, _ in flat)
-        out = np.full((len(flat), width), -1, dtype=np.int64)
-        for row, (_, items, _) in enumerate(flat):
-            union = np.unique(self.lists[items].ravel())
-            union = union[union >= 0]
-            out[row, :len(union)] = union
-        return out
+        members = _members(flat)
+        both = np.where(members[:, :, None] >= 0,
+                        self.lists[np.maximum(members, 0)].astype(np.int64), -1)
+        both = np.sort(both.reshape(len(flat), -1), axis=1)
+        both[:, 1:][both[:, 1:] == both[:, :-1]] = -1  # repeats
+        both[both < 0] = self.n  # pads last, then back to -1
+        both = np.sort(both, axis=1)
+        return np.where(both < self.n, both, -1)
 
     def _step_scores(self, scorer, contexts: list, cands: np.ndarray) -> np.ndarray:
         """Scores of each context's candidates, float32 [len(contexts), width]."""
@@ -243,8 +272,9 @@ class BundleSearch:
                 beams[a] = list(unique.values())[:rules.beam_width]
                 if size in rules.sizes:
                     for items, s in beams[a][:rules.per_anchor]:
-                        b = Bundle(int(a), items, s)
-                        found[int(a)].append(evidence.fill(b) if evidence is not None else b)
+                        found[int(a)].append(Bundle(int(a), items, s))
+        if evidence is not None:
+            evidence.fill_all([b for bundles in found.values() for b in bundles])
         return found
 
     def _extend(self, flat: list, cands: np.ndarray, scores: np.ndarray) -> list[list]:
@@ -256,9 +286,7 @@ class BundleSearch:
         """
         at = np.maximum(cands, 0)
         ok = (cands >= 0) & self.static_ok[at] & np.isfinite(scores)
-        members = np.full((len(flat), max(len(it) for _, it, _ in flat)), -1, dtype=np.int64)
-        for row, (_, items, _) in enumerate(flat):
-            members[row, :len(items)] = items
+        members = _members(flat)
         real = members >= 0
         m = np.maximum(members, 0)
         for attr in (self.keys, self.same_words):  # members, their variants, same names
@@ -273,21 +301,38 @@ class BundleSearch:
         # each row's k best, score descending, ties by position (= by item: cands are sorted)
         top = (np.argsort(-s, axis=1, kind="stable")[:, :k] if s.shape[1] <= 1024
                else topk_of_scores(s, k))
+        # each row's first ``want`` finite candidates in that order that are not near
+        # duplicates of a member: names are compared for the first few (usually enough),
+        # then for all k of the rows that lost some
+        finite = np.isfinite(np.take_along_axis(s, top, 1))
+        item = np.take_along_axis(cands, top, 1)
+        near = np.zeros(top.shape, dtype=bool)
+
+        def check(where: np.ndarray) -> None:
+            rr, pp = np.nonzero(where)
+            for col in range(members.shape[1]):
+                mem = members[rr, col]
+                real_pair = mem >= 0
+                hit = self.near_duplicates(item[rr, pp][real_pair], mem[real_pair])
+                near[rr[real_pair][hit], pp[real_pair][hit]] = True
+
+        few = min(k, want + 2)
+        first = finite.copy()
+        first[:, few:] = False
+        check(first)
+        rest = finite & ((first & ~near).sum(axis=1) < want)[:, None]
+        rest[:, :few] = False
+        check(rest)
+        ok = finite & ~near  # unchecked past ``few`` only where ``want`` were found before
+        got_all = ok & (np.cumsum(ok, axis=1) <= want)
         out = []
         for row, (_, items, _) in enumerate(flat):
-            got = []
-            for p in top[row]:
-                if not np.isfinite(s[row, p]):
-                    break
-                if not self.near_duplicate(int(cands[row, p]), items):
-                    got.append(int(p))
-                    if len(got) == want:
-                        break
-            else:  # the k best were not enough: walk the rest of the row
-                if len(got) < want and k < s.shape[1]:
-                    pos = np.flatnonzero(np.isfinite(s[row]))
-                    got = _sorted_walk(s[row], pos, want, lambda p, items=items:
-                                       self.near_duplicate(int(cands[row, p]), items))
+            got = top[row][got_all[row]].tolist()
+            if len(got) < want and finite[row].all() and k < s.shape[1]:
+                # the k best were not enough: walk the rest of the row
+                pos = np.flatnonzero(np.isfinite(s[row]))
+                got = _sorted_walk(s[row], pos, want, lambda p, items=items:
+                                   self.near_duplicate(int(cands[row, p]), items))
             out.append([(int(cands[row, p]), scores[row, p]) for p in got])
         return out
 

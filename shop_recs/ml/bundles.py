@@ -119,12 +119,22 @@ class Evidence:
         return np.where(denom > 0, out, 0.0)
 
     def fill(self, bundle: Bundle) -> Bundle:
-        bundle.n_orders = self.orders_with_all(bundle.items)
-        pairs = [(i, j) for k, i in enumerate(bundle.items) for j in bundle.items[k + 1:]]
-        ii, jj = np.asarray(pairs, dtype=np.int64).reshape(-1, 2).T
-        lifts = self.lifts(ii, jj, self.together(ii, jj))  # one gather, not one per pair
-        bundle.pair_lift = {f"{i},{j}": round(float(v), 3) for (i, j), v in zip(pairs, lifts)}
-        return bundle
+        return self.fill_all([bundle])[0]
+
+    def fill_all(self, bundles: Sequence[Bundle]) -> list[Bundle]:
+        """Each bundle with its evidence: the pairs of every bundle are gathered at once
+        (one CSR lookup per bundle cost ~0.1 ms: 30 s for a 100k-product shop's bundles)."""
+        pairs = [[(i, j) for k, i in enumerate(b.items) for j in b.items[k + 1:]]
+                 for b in bundles]
+        flat = np.asarray([p for ps in pairs for p in ps], dtype=np.int64).reshape(-1, 2)
+        lifts = self.lifts(flat[:, 0], flat[:, 1], self.together(flat[:, 0], flat[:, 1]))
+        at = 0
+        for bundle, ps in zip(bundles, pairs):
+            bundle.n_orders = self.orders_with_all(bundle.items)
+            bundle.pair_lift = {f"{i},{j}": round(float(v), 3)
+                                for (i, j), v in zip(ps, lifts[at:at + len(ps)])}
+            at += len(ps)
+        return list(bundles)
 
 
 def near_duplicates(names: Sequence[str], threshold: float) -> list[np.ndarray]:

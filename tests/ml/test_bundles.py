@@ -164,3 +164,21 @@ def test_orders_with_all_counts_the_orders_holding_every_item():
         items = rng.choice(300, int(rng.integers(1, 4)), replace=False).tolist()
         assert evidence.orders_with_all(items) == sum(all(i in o for i in items)
                                                       for o in orders)
+
+
+def test_name_checks_of_many_pairs_agree_with_one_pair_at_a_time():
+    """The beam search compares names for many (candidate, member) pairs at once; each answer
+    is the one-pair check's: Jaccard of name words at or above ``name_overlap``, never for a
+    name without words."""
+    words = ["RED", "BLUE", "LAMP", "SHADE", "MUG", "TEA", "CUP"]
+    rng = np.random.default_rng(3)
+    names = [" ".join(rng.choice(words, int(rng.integers(0, 5)))) for _ in range(120)]
+    names[:3] = ["", "12 34", "RED LAMP"]  # no words, digits only, a plain name
+    attrs = ItemAttributes(np.asarray(names, dtype=object), np.array([""] * 120, dtype=object),
+                           np.ones(120))
+    search = BundleSearch(ItemIndex([f"P{i}" for i in range(120)]), attrs,
+                          BundleRules(name_overlap=0.6))
+    j, i = rng.integers(0, 120, 3000), rng.integers(0, 120, 3000)
+    want = [search.near_duplicate(int(a), [int(b)]) for a, b in zip(j, i)]
+    assert search.near_duplicates(j, i).tolist() == want
+    assert 0 < sum(want) < len(want)
