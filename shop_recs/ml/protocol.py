@@ -40,7 +40,7 @@ from shop_recs.ml.baselines import EASE, CoOccurrence, ItemKNN, Popularity, cooc
 from shop_recs.ml.blend import BlendScorer, best_weight, crossfit_rows
 from shop_recs.ml.config import (SETTINGS, ConfigError, ProtocolConfig, configure,
                                  get_default_config)
-from shop_recs.ml.evaluate import (Split, anchor_queries, complete_queries, evaluate,
+from shop_recs.ml.evaluate import (Queries, Split, anchor_queries, complete_queries, evaluate,
                                    temporal_split)
 from shop_recs.ml.gate import decide
 from shop_recs.ml.policy import PolicyConfig, shop_policy
@@ -57,6 +57,9 @@ __all__ = ["ProtocolConfig", "ConfigError", "SETTINGS", "get_default_config", "c
 
 TASKS = {"complete": "ndcg", "anchor": "multi_ndcg"}  # task -> per-query metric
 GATE_METRIC = "served NDCG@10 (mean of cart and product page)"
+# validation queries that choose the model's EASE prior (a seeded sample above this; the
+# prior is ranked from whole rows, the costliest evaluation at 10^5 products and more)
+PRIOR_QUERIES = 10_000
 MODEL = "bundle_model"
 
 
@@ -225,6 +228,16 @@ def cap_evaluated(split, limit: int | None, seed: int = 0):
     return dataclasses.replace(split, val=parts["val"], test=parts["test"], info=info)
 
 
+def _sample(queries: Queries, limit: int, seed: int) -> Queries:
+    """At most ``limit`` of ``queries``: a seeded sample in their order (all when fewer)."""
+    if len(queries.contexts) <= limit:
+        return queries
+    keep = np.sort(np.random.default_rng(seed).choice(len(queries.contexts), limit,
+                                                      replace=False))
+    return Queries([queries.contexts[i] for i in keep], [queries.targets[i] for i in keep],
+                   None if queries.histories is None else [queries.histories[i] for i in keep])
+
+
 def _model(cfg: ProtocolConfig, train_cfg: TrainConfig, prior_lambda: float) -> BundleScorer:
     return BundleScorer(dataclasses.replace(cfg.model), train_cfg, prior_lambda=prior_lambda,
                         max_prior_items=cfg.max_prior_items)
@@ -264,16 +277,22 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     test: dict[str, dict] = {}
     best: dict[str, _Option] = {}  # family -> its one published setting
     prior = None  # (cart NDCG with the whole cart as context, lambda): the model's EASE prior
+    prior_queries = _sample(queries[("val", "complete")], PRIOR_QUERIES, cfg.query_seed)
     for family, options in _options(cfg).items():
+        judged: list[tuple[PublishedLists, tuple]] = []  # this family's lists and figures
         for label, make in options:
             scorer = make(counts).fit(split.train, split.attrs)
             served = PublishedLists(scorer, n, cfg.top_k)
-            figures, per_order = _judge(served, queries, pop)
+            # settings that publish the same lists score the same (e.g. item-kNN's k above
+            # top_k: a list is the top of the same row): judged once
+            same = next((f for lists, f in judged if lists.same_as(served)), None)
+            figures, per_order = same or _judge(served, queries, pop)
+            judged.append((served, (figures, per_order)))
             if family not in best or figures["combined"] > best[family].value:
                 best[family] = _Option(figures["combined"], label, make, scorer, served,
                                        per_order, figures)
             if family == "ease" and cfg.prior_lambda is None:
-                whole = evaluate(scorer, queries[("val", "complete")], pop)["ndcg"]
+                whole = evaluate(scorer, prior_queries, pop)["ndcg"]
                 if prior is None or whole > prior[0]:
                     prior = (whole, scorer.lam)
         opt = best[family]

@@ -206,6 +206,11 @@ class PublishedLists:
         self.lists, self.list_scores = np.asarray(lists, np.int64), np.asarray(scores)
         return self
 
+    def same_as(self, other: "PublishedLists") -> bool:
+        """Whether both publish the same lists with the same scores (so rank the same)."""
+        return (np.array_equal(self.lists, other.lists)
+                and np.array_equal(self.list_scores, other.list_scores))
+
     def fit(self, train=None, attrs=None) -> "PublishedLists":
         return self  # the lists come from a fitted scorer
 

@@ -191,3 +191,37 @@ def test_validation_and_test_orders_are_capped_by_a_seeded_sample(data):
                    for i in range(len(part)))
     again = cap_evaluated(split, 40, seed=3)
     assert np.array_equal(again.val.items, capped.val.items)  # seeded
+
+
+def test_settings_that_publish_the_same_lists_are_judged_once(shop, monkeypatch):
+    """item-kNN keeps k >= top_k neighbours per row, so k=20 and k=50 publish the same
+    top-10 lists: the second is not scored again, and ties keep the first (simpler)."""
+    from shop_recs.ml import protocol
+
+    judged = []
+    real = protocol._judge
+
+    def counting(served, queries, pop):
+        judged.append(served.name)
+        return real(served, queries, pop)
+
+    monkeypatch.setattr(protocol, "_judge", counting)
+    cfg = configure(get_default_config(), {**TINY, "knn_ks": [20, 50], "train.epochs": 1,
+                                           "families": ["popularity", "item_knn"],
+                                           "prior_lambda": 10.0, "evaluate_refit": False})
+    f = fit_shop(*shop, cfg)
+    assert judged.count("item_knn") == 1 and judged.count("popularity") == 1
+    assert f.metrics["test"]["item_knn"]["params"] == "k=20"
+
+
+def test_the_prior_is_chosen_on_a_seeded_sample_of_queries_in_their_order():
+    from shop_recs.ml.evaluate import Queries
+    from shop_recs.ml.protocol import _sample
+
+    q = Queries([np.array([i]) for i in range(50)], [np.array([i + 1]) for i in range(50)])
+    assert _sample(q, 50, 0) is q
+    part = _sample(q, 20, 7)
+    firsts = [int(c[0]) for c in part.contexts]
+    assert len(firsts) == 20 and firsts == sorted(firsts) and len(set(firsts)) == 20
+    assert [int(t[0]) for t in part.targets] == [c + 1 for c in firsts]  # pairs kept
+    assert firsts == [int(c[0]) for c in _sample(q, 20, 7).contexts]
