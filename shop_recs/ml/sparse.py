@@ -199,15 +199,12 @@ def head_tail_ease(counts: sp.csr_matrix, lam: float, head: int, keep: int | Non
     Memory: one ``head x head`` float64 matrix plus the sparse result.
     """
     n = counts.shape[0]
+    counts = counts.tocsr()
+    counts.sort_indices()
     support = counts.diagonal()
     hidx = np.sort(np.argsort(-support, kind="stable")[:min(head, n)])
-    tail = transform_rows(counts, "ease_diag", 0, keep=None, lam=lam).tocsr()
     is_head = np.zeros(n, dtype=bool)
     is_head[hidx] = True
-    # drop the approximation where the exact solve applies (both ends in the head)
-    t = tail.tocoo()
-    off = ~(is_head[t.row] & is_head[t.col])
-    tail = sp.csr_matrix((t.data[off], (t.row[off], t.col[off])), shape=(n, n))
     g = counts[hidx][:, hidx].toarray().astype(np.float64)
     g[np.diag_indices_from(g)] += lam
     p = np.linalg.inv(g)
@@ -217,16 +214,34 @@ def head_tail_ease(counts: sp.csr_matrix, lam: float, head: int, keep: int | Non
         # a first cut with margin (ties are settled exactly by prune_rows below)
         cut = np.partition(b, -keep, axis=1)[:, -keep][:, None]
         b = np.where(b >= cut, b, 0.0)
-    hb = sp.coo_matrix(sp.csr_matrix(b.astype(np.float32)))
-    head_part = sp.csr_matrix((hb.data, (hidx[hb.row], hidx[hb.col])), shape=(n, n))
-    out = (tail + head_part).tocsr()
-    if keep is None:
-        return out
-    # row blocks: one lexsort over every entry needs several int64 copies of nnz (1M products:
-    # ~10^8 entries, past an 8 GB cap)
+    hb = sp.csr_matrix(b.astype(np.float32)).tocoo()  # zeros dropped, (row, column) order
+    h_row, h_col, h_val = hidx[hb.row], hidx[hb.col], hb.data
+    scale = (support.astype(np.float64) + lam).astype(np.float32)  # G_ii + lambda
     tie = tie_term(support)
-    return sp.vstack([prune_rows(out[a:b], keep, tie) for a, b in zip(*_nnz_blocks(out))],
-                     format="csr")
+    parts = []
+    # a block of rows at a time, each entry touched once: the diagonal regression for every
+    # pair outside head x head, the exact solve's entries merged in, then the per-row cut
+    # (one sort over every entry needs several int64 copies of nnz: ~10^8 at 1M products)
+    for lo, hi in zip(*_nnz_blocks(counts)):
+        blk = counts[lo:hi]
+        rows = np.repeat(np.arange(lo, hi), np.diff(blk.indptr))
+        cols = blk.indices.astype(np.int64)
+        val = blk.data.astype(np.float32) / scale[rows]
+        off = (rows != cols) & ~(is_head[rows] & is_head[cols])
+        rows, cols, val = rows[off], cols[off], val[off]
+        mine = slice(*np.searchsorted(h_row, [lo, hi]))
+        if mine.stop > mine.start:  # head rows: their exact entries, in (row, column) order
+            rows = np.concatenate([rows, h_row[mine]])
+            cols = np.concatenate([cols, h_col[mine]])
+            val = np.concatenate([val, h_val[mine]])
+            order = np.argsort(rows * n + cols, kind="stable")
+            rows, cols, val = rows[order], cols[order], val[order]
+        m = sp.csr_matrix((val, cols, np.concatenate([[0], np.cumsum(
+            np.bincount(rows - lo, minlength=hi - lo))])), shape=(hi - lo, n))
+        parts.append(m if keep is None else prune_rows(m, keep, tie))
+    if not parts:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    return sp.vstack(parts, format="csr")
 
 
 def context_matrix(contexts: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
