@@ -86,14 +86,34 @@ def similar_known(attrs: ItemAttributes, items: np.ndarray, known: np.ndarray,
     if k == 0 or not len(items):
         return np.zeros((len(items), k), np.int64), np.zeros((len(items), k), np.float32)
     vec = _tfidf(attrs)
+    known_vec = vec[candidates].T.tocsc()
     nbrs, sims = [], []
     for start in range(0, len(items), CHUNK):
         part = items[start:start + CHUNK]
-        sim = np.asarray((vec[part] @ vec[candidates].T).todense(), dtype=np.float64)
-        sim[candidates[None, :] == part[:, None]] = -np.inf
-        top = topk_of_scores(sim, k)
+        # the similarities stay sparse (issue 15: a dense [CHUNK, known] block is 2 GB at
+        # 10^6 products): the best entries of each row, then (cosine 0, as a full sort
+        # would order them) the lowest known items that are neither entries nor the item
+        sim = (vec[part] @ known_vec).tocsr()
+        sim.sort_indices()
+        rows = np.repeat(np.arange(len(part)), np.diff(sim.indptr))
+        cols, vals = sim.indices.astype(np.int64), sim.data.astype(np.float64)
+        mine = (candidates[cols] != part[rows]) & (vals > 0)
+        rows, cols, vals = rows[mine], cols[mine], vals[mine]
+        order = np.lexsort((cols, -vals, rows))
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        nth = np.arange(len(rows)) - np.searchsorted(rows, rows)
+        top = np.full((len(part), k), -1, dtype=np.int64)
+        val = np.zeros((len(part), k))
+        first = nth < k
+        top[rows[first], nth[first]], val[rows[first], nth[first]] = cols[first], vals[first]
+        for r in np.flatnonzero((top < 0).any(axis=1)):  # fewer than k similar: fill
+            found = int((top[r] >= 0).sum())
+            own = np.flatnonzero(candidates == part[r]).tolist()  # the item itself: last
+            taken = set(top[r, :found].tolist()) | set(own)
+            fill = [c for c in range(min(len(candidates), len(taken) + k)) if c not in taken]
+            top[r, found:] = (fill + own)[:k - found]
         nbrs.append(candidates[top])
-        sims.append(np.maximum(np.take_along_axis(sim, top, axis=1), 0.0))
+        sims.append(val)
     return np.concatenate(nbrs), np.concatenate(sims).astype(np.float32)
 
 

@@ -154,3 +154,32 @@ def test_extend_gives_new_products_their_text_vectors():
     assert lead(scores) > lead(s0) + 3.0
     with pytest.raises(ValueError, match=r"must be \[2, 8\]"):
         extend(net, new_attrs(vecs[4:, :5]))
+
+
+def test_similar_known_lists_what_a_full_sort_of_the_dense_similarities_lists():
+    """The similarities stay sparse; the neighbours and cosines are a stable full sort's
+    (ties by item, cosine-0 products by item, the item itself last) on random names."""
+    from shop_recs.ml.newproducts import _tfidf
+    from shop_recs.ml.topk import topk_of_scores
+
+    rng = np.random.default_rng(4)
+    words = ["MUG", "TEA", "RED", "LAMP", "SET", "BOX", "ZORB"]
+    for trial in range(30):
+        n = int(rng.integers(3, 40))
+        names = [" ".join(rng.choice(words, int(rng.integers(0, 3)))) for _ in range(n)]
+        cats = rng.choice(["", "kitchen", "garden"], n)
+        attrs = ItemAttributes(np.asarray(names, dtype=object), np.asarray(cats, dtype=object),
+                               np.ones(n))
+        known = rng.random(n) < 0.6
+        known[:2] = True
+        items = rng.choice(n, int(rng.integers(1, n)), replace=False)
+        k = int(rng.integers(1, 6))
+        nbrs, sims = similar_known(attrs, items, known, k)
+        cand = np.flatnonzero(known)
+        vec = _tfidf(attrs)
+        dense = np.asarray((vec[items] @ vec[cand].T).todense(), dtype=np.float64)
+        dense[cand[None, :] == items[:, None]] = -np.inf
+        top = topk_of_scores(dense, min(k, len(cand)))
+        assert np.array_equal(nbrs, cand[top]), trial
+        want = np.maximum(np.take_along_axis(dense, top, 1), 0.0).astype(np.float32)
+        assert np.array_equal(sims, want), trial
