@@ -43,6 +43,8 @@ from shop_recs.ml.prior import ItemPrior
 
 __all__ = ["BundleModelConfig", "BundleModel"]
 
+TABLE_ROWS = 65_536  # item rows embedded at once above this (the word lookup is rows x words x d)
+
 
 @dataclass
 class BundleModelConfig:
@@ -142,13 +144,13 @@ class BundleModel(ItemPrior, nn.Module):
                                  f"{None if text is None else tuple(text.shape)}")
             self.item_text[1:] = text
 
-    def _content_parts(self) -> list[torch.Tensor]:
-        words = self.item_words  # [N+1, W]
+    def _content_parts(self, rows: slice = slice(None)) -> list[torch.Tensor]:
+        words = self.item_words[rows]  # [N+1, W]
         wmask = (words > 0).unsqueeze(-1).to(self.word_emb.weight.dtype)
         wvec = (self.word_emb(words) * wmask).sum(-2) / wmask.sum(-2).clamp(min=1.0)
-        parts = [wvec, self.cat_emb(self.item_cat), self.price_emb(self.item_price)]
+        parts = [wvec, self.cat_emb(self.item_cat[rows]), self.price_emb(self.item_price[rows])]
         if self.config.text_dim > 0:
-            parts.append(self.text_proj(self.item_text))
+            parts.append(self.text_proj(self.item_text[rows]))
         return parts
 
     def content_table(self) -> torch.Tensor:
@@ -164,8 +166,15 @@ class BundleModel(ItemPrior, nn.Module):
 
         Computed once per forward pass and indexed, instead of embedding each occurrence.
         """
-        out = self.item_emb.weight
-        for part in self._content_parts():  # summed in this order: the same floats as before
+        n = self.item_emb.weight.shape[0]
+        if n > TABLE_ROWS:  # a block of rows at a time: the word lookup is [rows, words, d]
+            return torch.cat([self._table_rows(slice(s, s + TABLE_ROWS))
+                              for s in range(0, n, TABLE_ROWS)])
+        return self._table_rows(slice(None))
+
+    def _table_rows(self, rows: slice) -> torch.Tensor:
+        out = self.item_emb.weight[rows]
+        for part in self._content_parts(rows):  # summed in this order: the same floats
             out = out + part
         return out
 
@@ -231,7 +240,8 @@ class BundleModel(ItemPrior, nn.Module):
 
     def forward(self, context: torch.Tensor, history: torch.Tensor | None = None,
                 fold: int | None = None, columns: torch.Tensor | None = None,
-                shared: torch.Tensor | None = None) -> torch.Tensor:
+                shared: torch.Tensor | None = None, table: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Logits over all rows [B, n_items + 1]; context items and padding are set to -inf.
 
         ``fold`` picks the batch's out-of-fold prior while training (None = the full prior).
@@ -240,7 +250,7 @@ class BundleModel(ItemPrior, nn.Module):
         """
         if columns is not None or shared is not None:
             return self._forward_columns(context, history, fold, columns, shared)
-        table = self.item_table()  # [N+1, d]
+        table = self.item_table() if table is None else table  # [N+1, d]
         h = self.encode(context, history, table)  # [B, d]
         out_table = table
         if self.training and self.config.out_id_dropout > 0:
@@ -340,8 +350,9 @@ class BundleModel(ItemPrior, nn.Module):
         return logits.masked_fill(in_context | (every == 0), float("-inf"))
 
     @torch.no_grad()
-    def full_sort_predict(self, context: torch.Tensor, history: torch.Tensor | None = None
-                          ) -> torch.Tensor:
-        """Log-probabilities of every catalogue item [B, n_items] (padding row dropped)."""
+    def full_sort_predict(self, context: torch.Tensor, history: torch.Tensor | None = None,
+                          table: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities of every catalogue item [B, n_items] (padding row dropped).
+        ``table``: :meth:`item_table`, when the caller scores several batches with it."""
         self.eval()
-        return F.log_softmax(self.forward(context, history), dim=-1)[:, 1:]
+        return F.log_softmax(self.forward(context, history, table=table), dim=-1)[:, 1:]

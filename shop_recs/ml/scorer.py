@@ -137,9 +137,13 @@ class BundleScorer(CandidateScoring):
             qs = (complete_queries(val, 0, vh), anchor_queries(val, 0, vh))
             pop = train_baskets.item_counts()
 
+            # queries per chunk: the score rows of a chunk are [chunk, n_items] (and ranking
+            # copies them), so a chunk holds at most SCORE_ELEMENTS scores
+            chunk = max(1, min(256, SCORE_ELEMENTS // max(self.model_config.n_items, 1)))
+
             def validate(_model) -> float:
-                return float(np.mean([evaluate(self, q, pop)["ndcg" if i == 0 else "multi_ndcg"]
-                                      for i, q in enumerate(qs)]))
+                return float(np.mean([evaluate(self, q, pop, batch_size=chunk)[
+                    "ndcg" if i == 0 else "multi_ndcg"] for i, q in enumerate(qs)]))
         self.device = torch.device("cpu")
         self.result = fit(self.model, examples, self.train_config, validate, callback)
         self.model.clear_prior_folds()  # training only
@@ -221,12 +225,15 @@ class BundleScorer(CandidateScoring):
         use_hist = histories is not None and self.model_config.use_history
         batch_size = max(1, min(batch_size, SCORE_ELEMENTS // (self.model_config.n_items + 1)))
         out = []
+        # every product's representation once for all batches (issue 15: at 10^6 products
+        # it took most of a batch's time and memory)
+        table = self.model.item_table() if len(contexts) > batch_size else None
         for s in range(0, len(contexts), batch_size):
             ctx = pad_batch([np.asarray(c)[:self.max_context_eval] for c in contexts[s:s + batch_size]])
             hist = (pad_batch([np.asarray(h)[:self.train_config.max_history]
                                for h in histories[s:s + batch_size]]) if use_hist else None)
             scores = self.model.full_sort_predict(
-                ctx.to(device), hist.to(device) if hist is not None else None)
+                ctx.to(device), hist.to(device) if hist is not None else None, table=table)
             out.append(scores.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model_config.n_items), np.float32)
 

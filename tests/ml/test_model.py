@@ -89,3 +89,16 @@ def test_output_id_dropout_scores_items_by_content_alone_while_training():
     torch.testing.assert_close(logits[0, 2:], expected[0, 2:])
     model.eval()  # scoring keeps the ids
     torch.testing.assert_close(model(context)[0, 2:], (h @ table.T + model.out_bias)[0, 2:])
+
+
+def test_a_large_catalogue_is_embedded_a_block_of_rows_at_a_time(model, monkeypatch):
+    """Above TABLE_ROWS rows the item table is built in blocks (the word lookup is rows x
+    words x d: gigabytes at 10^6 products); the rows and the logits are the same floats."""
+    from shop_recs.ml import model as model_module
+
+    model.eval()
+    ctx = pad_batch([np.array([1, 2]), np.array([3])])
+    whole, logits = model.item_table(), model(ctx)
+    monkeypatch.setattr(model_module, "TABLE_ROWS", 3)
+    assert torch.equal(model.item_table(), whole)
+    assert torch.equal(model(ctx, table=model.item_table()), logits)
