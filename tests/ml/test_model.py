@@ -89,3 +89,14 @@ def test_output_id_dropout_scores_items_by_content_alone_while_training():
     torch.testing.assert_close(logits[0, 2:], expected[0, 2:])
     model.eval()  # scoring keeps the ids
     torch.testing.assert_close(model(context)[0, 2:], (h @ table.T + model.out_bias)[0, 2:])
+
+
+def test_the_column_path_s_distinct_rows_are_torch_unique_s():
+    from shop_recs.ml.model import _unique_rows
+    gen = torch.Generator().manual_seed(0)
+    for shape in [(0,), (1,), (50,), (7, 13)]:
+        rows = torch.randint(0, 20, shape, generator=gen)
+        ids, inv = _unique_rows(rows, 20)
+        want_ids, want_inv = torch.unique(rows, return_inverse=True)
+        assert torch.equal(ids, want_ids) and torch.equal(inv, want_inv)
+        assert inv.shape == rows.shape
