@@ -291,7 +291,7 @@ class BundleScorer(CandidateScoring):
         sparse_prior = self.model_config.use_prior and self.model_config.sparse_prior
         dense_prior = (self.model_config.use_prior and not sparse_prior and m.prior.numel())
         if sparse_prior:  # the CSR prior, shifted by one row and column for the padding
-            crow, col = m.prior_crow.cpu().numpy(), m.prior_col.cpu().numpy() - 1
+            crow, col = m.prior_crow.cpu().numpy(), m.prior_col.cpu().numpy()
         out = [np.zeros(0, dtype=np.int64)]
         for s in range(0, len(contexts), CANDIDATE_CHUNK):
             ctx = [np.asarray(c, dtype=np.int64)[:self.max_context_eval]
@@ -299,10 +299,10 @@ class BundleScorer(CandidateScoring):
             b = len(ctx)
             c_own, c_item = flat_rows(ctx)
             owners, items = [np.repeat(np.arange(b), len(head))], [np.tile(head, b)]
-            if sparse_prior:  # row c of the prior is row c + 1 of the shifted CSR
+            if sparse_prior:  # row c of the prior is row c + 1, column j is j + 1
                 o, i = gather_rows(crow[1:], col, c_item, c_own)
                 owners.append(o)
-                items.append(i)
+                items.append(i - 1)
             elif dense_prior:  # below the dense size: rows of the n x n prior, a block a time
                 step = max(1, 2 ** 22 // max(n, 1))
                 for lo in range(0, len(c_item), step):
