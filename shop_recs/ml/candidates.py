@@ -161,7 +161,8 @@ def standardised_at(component, contexts: Sequence[np.ndarray], cols: np.ndarray
 
 def topk_positions(s: np.ndarray, k: int) -> np.ndarray:
     """``topk.topk_of_scores`` without its loop over rows: each row's ``k`` best positions
-    of (masked, float) ``s``, score descending, ties by position. int64 [b, min(k, C)]."""
+    of (masked, float, no NaN) ``s``, score descending, ties by position. int64
+    [b, min(k, C)]."""
     b, width = s.shape
     kk = min(k, width)
     if kk == 0:
@@ -186,10 +187,10 @@ def top_columns(scores: np.ndarray, cols: np.ndarray, k: int, finite_only: bool 
     """Top ``k`` of candidate scores at ``cols`` (int64 [b, C], ascending, -1 pads; ties by
     item id), -1 / -inf pads: int64 [b, k], float32 [b, k]. With ``finite_only`` a
     non-finite score is never ranked (``topk.topk_candidates``' rule); without, only the
-    pads are (a +inf ranks first and leaves a -1 in its place)."""
+    pads and NaN are (a +inf ranks first and leaves a -1 in its place)."""
     s = np.asarray(scores)  # float32 ranks as its float64 copy would, at half the cost
     s = s if s.dtype == np.float32 else s.astype(np.float64)
-    s = np.where((cols >= 0) & (np.isfinite(s) if finite_only else True), s, -np.inf)
+    s = np.where((cols >= 0) & (np.isfinite(s) if finite_only else ~np.isnan(s)), s, -np.inf)
     best = topk_positions(s, k)
     val = np.take_along_axis(s, best, 1)
     ok = np.isfinite(val)

@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import shop_recs.ml.scorer as scorer_module
 from shop_recs.ml.baselines import EASE, Popularity, cooccurrence_counts
-from shop_recs.ml.candidates import pad_rows, topk_positions, union_candidates
+from shop_recs.ml.candidates import pad_rows, top_columns, topk_positions, union_candidates
 from shop_recs.ml.model import BundleModelConfig
 from shop_recs.ml.scorer import BundleScorer
 from shop_recs.ml.sparse import context_matrix
@@ -240,3 +240,8 @@ def test_baseline_candidates_are_each_row_s_entries_and_best_sellers_less_its_co
         assert e.tolist() == want[~np.isin(want, contexts[r])].tolist()
         assert p.tolist() == [j for j in best[:200] if j not in set(contexts[r])]  # in order
     assert ease.candidates([]) == [] and pop.candidates([]) == []
+    cols = np.array([[3, 5, 8, -1], [3, 5, 8, 9]])
+    z = np.array([[np.nan, 1.0, 2.0, 7.0], [1.0, np.inf, 2.0, np.nan]], dtype=np.float32)
+    assert top_columns(z, cols, 3)[0].tolist() == [[8, 5, -1], [8, 3, -1]]
+    # the blend's lists keep their old rule: a +inf ranks first and leaves a -1 there
+    assert top_columns(z, cols, 3, finite_only=False)[0].tolist() == [[8, 5, -1], [-1, 8, 3]]
