@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shop_recs.ml import sparse
+from shop_recs.ml.candidates import flat_rows, row_sets, split_counts
 from shop_recs.ml.topk import rank_and_topk, rank_sparse, topk_rows, topk_sparse
 from shop_recs.ml.types import Baskets, ItemAttributes
 
@@ -167,11 +168,11 @@ class ItemMatrixScorer:
         n = len(self.popularity)
         prod = (sparse.context_matrix(contexts, n) @ self.matrix).tocsr()
         best = np.lexsort((np.arange(n), -self.popularity))[:head]
-        out = []
-        for r, ctx in enumerate(contexts):
-            c = np.union1d(prod.indices[prod.indptr[r]:prod.indptr[r + 1]], best)
-            out.append(c[~np.isin(c, ctx)].astype(np.int64))
-        return out
+        q = len(contexts)  # every row at once: (row, item) keys, sorted and split
+        owner = np.concatenate([np.repeat(np.arange(q), np.diff(prod.indptr)),
+                                np.repeat(np.arange(q), len(best))])
+        items = np.concatenate([prod.indices.astype(np.int64), np.tile(best, q)])
+        return row_sets(owner, items, q, flat_rows(contexts))
 
     @property
     def lists_from_topk(self) -> bool:
@@ -202,8 +203,13 @@ class Popularity(ItemMatrixScorer):
         return np.full(len(contexts), row.mean()), np.full(len(contexts), row.std())
 
     def candidates(self, contexts, head: int = 200) -> list[np.ndarray]:
-        best = np.lexsort((np.arange(len(self.popularity)), -self.popularity))[:head]
-        return [best[~np.isin(best, ctx)].astype(np.int64) for ctx in contexts]
+        n = len(self.popularity)
+        best = np.lexsort((np.arange(n), -self.popularity))[:head]
+        own, item = flat_rows(contexts)  # each row's best sellers, in order, less its context
+        taken = np.isin(np.arange(len(contexts))[:, None] * n + best[None, :], own * n + item,
+                        kind="sort")
+        keep = ~taken
+        return split_counts(np.tile(best, len(contexts))[keep.ravel()], keep.sum(1))
 
     def topk(self, contexts: Sequence[np.ndarray], k: int, chunk: int = 4096,
              allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -13,18 +13,24 @@ the union of its components' candidates only::
 
 A component qualifies when it has ``lists_from_topk`` set (``baselines`` above the dense
 size and popularity; ``BundleScorer`` above the full-softmax size).
+
+Every anchor of a 100k-product catalogue is listed this way, so nothing here loops over
+queries in Python: ragged candidate rows are handled as one sorted array of ``row * n +
+item`` keys (:func:`row_keys`; sorted keys are each row's items ascending, so padding,
+splitting and the union are array operations), and :func:`topk_positions` ranks every row
+of a chunk at once with the stable sort's ties.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from shop_recs.ml.topk import topk_candidates, topk_of_scores
 
-__all__ = ["scales", "pad_rows", "union_candidates", "standardised_at", "blend_topk",
-           "blend_weight_lists"]
+__all__ = ["scales", "flat_rows", "gather_rows", "row_keys", "split_counts", "split_keys",
+           "row_sets", "pad_rows", "union_candidates", "standardised_at", "topk_positions",
+           "top_columns", "topk_keys", "blend_topk", "blend_weight_lists"]
 
 
 def scales(components: Sequence) -> bool:
@@ -32,28 +38,114 @@ def scales(components: Sequence) -> bool:
     return all(getattr(c, "lists_from_topk", False) for c in components)
 
 
+def flat_rows(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(owner row, item) of ragged item arrays, in row order: int64 [total] each."""
+    sizes = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    items = (np.concatenate([np.asarray(r, dtype=np.int64).ravel() for r in rows])
+             if sizes.sum() else np.zeros(0, dtype=np.int64))
+    return np.repeat(np.arange(len(rows), dtype=np.int64), sizes), items
+
+
+def gather_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
+                owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, entry) of the CSR rows ``rows`` (one per ``owner``), in order: the ragged
+    ``indices[indptr[r]:indptr[r + 1]]`` of every row at once. int64."""
+    rows = np.asarray(rows, dtype=np.int64)
+    start = np.asarray(indptr, dtype=np.int64)[rows]
+    sizes = np.asarray(indptr, dtype=np.int64)[rows + 1] - start
+    at = np.repeat(start - (np.cumsum(sizes) - sizes), sizes) + np.arange(sizes.sum())
+    return np.repeat(np.asarray(owner, dtype=np.int64), sizes), np.asarray(
+        indices)[at].astype(np.int64)
+
+
+def row_keys(owner: np.ndarray, items: np.ndarray, exclude=None, allowed=None,
+             n: int | None = None) -> tuple[np.ndarray, int]:
+    """Sorted distinct ``owner * n + item`` keys (items >= 0), less the (owner, item) pairs
+    of ``exclude`` and, with ``allowed`` (bool [n_items]), the items it forbids; and n (by
+    default one past the largest item)."""
+    owner, items = np.asarray(owner, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    if n is None:
+        n = int(max(items.max(initial=-1), -1 if exclude is None else
+                    np.asarray(exclude[1]).max(initial=-1))) + 1
+    keys = _distinct(owner * n + items)
+    if exclude is not None and len(keys):
+        e_own, e_item = np.asarray(exclude[0], np.int64), np.asarray(exclude[1], np.int64)
+        inside = e_item < n  # an item past n is no candidate (and its key another row's)
+        drop = _distinct(e_own[inside] * n + e_item[inside])
+        keys = keys[~_member(drop, keys)]
+    if allowed is not None:
+        keys = keys[np.asarray(allowed, dtype=bool)[keys % max(n, 1)]]
+    return keys, max(n, 1)
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """``np.unique`` of int64 keys by a sort (numpy 2's hashed unique is ~50x slower on
+    millions of distinct keys)."""
+    keys = np.sort(keys)
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
+
+
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Whether each of ``keys`` is in ``sorted_keys`` (int64, ascending)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    spot = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[spot] == keys
+
+
+def split_counts(values: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    """``values`` cut into consecutive arrays of ``counts`` items (one per count)."""
+    if len(counts) == 0:
+        return []
+    return np.split(values, np.cumsum(counts)[:-1])
+
+
+def split_keys(keys: np.ndarray, n: int, q: int) -> list[np.ndarray]:
+    """Sorted ``row * n + item`` keys as ``q`` item arrays (one per row, ascending)."""
+    return split_counts(keys % n, np.bincount(keys // n, minlength=q)[:q] if len(keys)
+                        else np.zeros(q, dtype=np.int64))
+
+
+def row_sets(owner: np.ndarray, items: np.ndarray, q: int, exclude=None,
+             allowed: np.ndarray | None = None) -> list[np.ndarray]:
+    """The distinct ``items`` of each of ``q`` rows (owner = row), ascending, less the
+    (owner, item) pairs of ``exclude`` and, with ``allowed``, the items it forbids."""
+    return split_keys(*row_keys(owner, items, exclude, allowed), q)
+
+
+def _pad_keys(keys: np.ndarray, n: int, q: int, base: int = 0) -> np.ndarray:
+    """Sorted ``row * n + item`` keys as rows of items (ascending, plus ``base``) padded
+    with -1: int64 [q, widest] (at least one column)."""
+    row = keys // n
+    first = np.searchsorted(row, np.arange(q))
+    count = np.bincount(row, minlength=q) if len(keys) else np.zeros(q, dtype=np.int64)
+    out = np.full((q, max(int(count.max(initial=0)), 1)), -1, dtype=np.int64)
+    out[row, np.arange(len(keys)) - first[row]] = keys % n + base
+    return out
+
+
 def pad_rows(rows: Sequence[np.ndarray]) -> np.ndarray:
     """Distinct items of each row, ascending, padded with -1: int64 [len, widest]."""
-    rows = [np.unique(np.asarray(r, dtype=np.int64)) for r in rows]
-    out = np.full((len(rows), max([len(r) for r in rows] + [1])), -1, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out
+    owner, items = flat_rows(rows)
+    low = int(items.min(initial=0))  # any ints: keys need offsets >= 0
+    keys, n = row_keys(owner, items - low)
+    return _pad_keys(keys, n, len(rows), low)
+
+
+def _union_keys(components: Sequence, contexts: Sequence[np.ndarray],
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """:func:`union_candidates` as sorted ``row * n + item`` keys, and n."""
+    parts = [flat_rows(c.candidates(contexts)) for c in components]
+    owner = np.concatenate([o for o, _ in parts] + [np.zeros(0, np.int64)])
+    items = np.concatenate([i for _, i in parts] + [np.zeros(0, np.int64)])
+    return row_keys(owner, items, flat_rows(contexts), allowed)
 
 
 def union_candidates(components: Sequence, contexts: Sequence[np.ndarray],
                      allowed: np.ndarray | None = None) -> list[np.ndarray]:
     """The union of the components' candidates per context (distinct, ascending; context
     items removed, only ``allowed`` items when given)."""
-    parts = [c.candidates(contexts) for c in components]
-    rows = []
-    for q, ctx in enumerate(contexts):
-        row = np.unique(np.concatenate([p[q] for p in parts]).astype(np.int64))
-        row = row[~np.isin(row, np.asarray(ctx, dtype=np.int64))]
-        if allowed is not None:
-            row = row[allowed[row]]
-        rows.append(row)
-    return rows
+    return split_keys(*_union_keys(components, contexts, allowed), len(contexts))
 
 
 def standardised_at(component, contexts: Sequence[np.ndarray], cols: np.ndarray
@@ -67,10 +159,39 @@ def standardised_at(component, contexts: Sequence[np.ndarray], cols: np.ndarray
     return ((raw - mean[:, None]) / (std[:, None] + 1e-8)).astype(np.float32)
 
 
-def _top(scores: np.ndarray, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` of candidate scores (ties by item id: ``cols`` ascending), -1 / -inf pads."""
-    s = np.where(cols >= 0, scores.astype(np.float64), -np.inf)
-    best = topk_of_scores(s, k)
+def topk_positions(s: np.ndarray, k: int) -> np.ndarray:
+    """``topk.topk_of_scores`` without its loop over rows: each row's ``k`` best positions
+    of (masked, float, no NaN) ``s``, score descending, ties by position. int64
+    [b, min(k, C)]."""
+    b, width = s.shape
+    kk = min(k, width)
+    if kk == 0:
+        return np.zeros((b, 0), dtype=np.int64)
+    part = (np.argpartition(-s, kk - 1, axis=1)[:, :kk] if kk < width
+            else np.tile(np.arange(width), (b, 1)))
+    # argpartition cuts arbitrarily among ties: every entry tied with the k-th value
+    # competes, ordered by (row, score descending, position) as the loop's lexsort does
+    kth = np.take_along_axis(s, part, 1).min(axis=1)
+    row, pos = np.nonzero(s >= kth[:, None])
+    order = np.lexsort((pos, -s[row, pos], row))
+    row, pos = row[order], pos[order]
+    nth = np.arange(len(row)) - np.searchsorted(row, row)
+    out = np.empty((b, kk), dtype=np.int64)
+    keep = nth < kk
+    out[row[keep], nth[keep]] = pos[keep]
+    return out
+
+
+def top_columns(scores: np.ndarray, cols: np.ndarray, k: int, finite_only: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of candidate scores at ``cols`` (int64 [b, C], ascending, -1 pads; ties by
+    item id), -1 / -inf pads: int64 [b, k], float32 [b, k]. With ``finite_only`` a
+    non-finite score is never ranked (``topk.topk_candidates``' rule); without, only the
+    pads and NaN are (a +inf ranks first and leaves a -1 in its place)."""
+    s = np.asarray(scores)  # float32 ranks as its float64 copy would, at half the cost
+    s = s if s.dtype == np.float32 else s.astype(np.float64)
+    s = np.where((cols >= 0) & (np.isfinite(s) if finite_only else ~np.isnan(s)), s, -np.inf)
+    best = topk_positions(s, k)
     val = np.take_along_axis(s, best, 1)
     ok = np.isfinite(val)
     idx = np.full((len(s), k), -1, dtype=np.int64)
@@ -80,16 +201,31 @@ def _top(scores: np.ndarray, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return idx, out
 
 
+def topk_keys(score_columns: Callable[[int, int, np.ndarray], np.ndarray], keys: np.ndarray,
+              n: int, q: int, k: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``topk.topk_candidates`` of candidates given as sorted ``row * n + item`` keys (the
+    same chunks, columns and lists), without a loop over rows."""
+    idx_out = np.full((q, k), -1, dtype=np.int64)
+    val_out = np.full((q, k), -np.inf, dtype=np.float32)
+    bounds = np.searchsorted(keys, np.arange(0, q + chunk, chunk) * n)
+    for c, start in enumerate(range(0, q, chunk)):
+        stop = min(start + chunk, q)
+        cols = _pad_keys(keys[bounds[c]:bounds[c + 1]] - start * n, n, stop - start)
+        idx_out[start:stop], val_out[start:stop] = top_columns(
+            score_columns(start, stop, cols), cols, k)
+    return idx_out, val_out
+
+
 def blend_topk(components: Sequence, weights: Sequence[float], contexts: Sequence[np.ndarray],
                k: int, allowed: np.ndarray | None = None, chunk: int = 1024
                ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` of the blend per context, over the union of the candidates: int64 [q, k]
     (-1 past the candidates), float32 [q, k] (``topk.topk_candidates``)."""
     used = [(c, w) for c, w in zip(components, weights) if w]
-    cands = union_candidates([c for c, _ in used], contexts, allowed)
-    return topk_candidates(
+    keys, n = _union_keys([c for c, _ in used], contexts, allowed)
+    return topk_keys(
         lambda a, b, cols: sum(np.float32(w) * standardised_at(c, contexts[a:b], cols)
-                               for c, w in used), cands, k, chunk)
+                               for c, w in used), keys, n, len(contexts), k, chunk)
 
 
 def blend_weight_lists(first, second, weights: Sequence[float], n_items: int, top_k: int,
@@ -102,11 +238,11 @@ def blend_weight_lists(first, second, weights: Sequence[float], n_items: int, to
     for start in range(0, n_items, chunk):
         anchors = np.arange(start, min(start + chunk, n_items))
         ctx = [np.asarray([a]) for a in anchors]
-        cols = pad_rows(union_candidates([first, second], ctx))
+        cols = _pad_keys(*_union_keys([first, second], ctx), len(ctx))
         za, zb = standardised_at(first, ctx, cols), standardised_at(second, ctx, cols)
         for w, (lists, scores) in out.items():
             mixed = zb if np.isinf(w) else (za + np.float32(w) * zb if w else za)
-            idx, val = _top(mixed, cols, top_k)
+            idx, val = top_columns(mixed, cols, top_k, finite_only=False)
             lists[anchors] = idx
             scores[anchors] = np.where(idx >= 0, val, 0.0)
     return out

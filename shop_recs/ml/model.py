@@ -300,7 +300,7 @@ class BundleModel(ItemPrior, nn.Module):
         pieces = [context.new_zeros(1), context.reshape(-1), cols.reshape(-1), sh]
         if has_hist:
             pieces.append(history.reshape(-1))
-        ids, inv = torch.unique(torch.cat(pieces), return_inverse=True)  # ids[0] = 0 (padding)
+        ids, inv = _unique_rows(torch.cat(pieces), self.config.n_items + 1)  # ids[0] = 0
         _, cpos, colpos, shpos, *hpos = torch.split(inv, [p.numel() for p in pieces])
         hpos = hpos[0].view_as(history) if has_hist else None
         id_rows = self.item_emb(ids)  # [U, d]
@@ -314,7 +314,7 @@ class BundleModel(ItemPrior, nn.Module):
         logits = torch.cat([
             torch.einsum("bd,bcd->bc", h, F.embedding(colpos.view_as(cols), out_table)),
             h @ F.embedding(shpos, out_table).T], 1) + self.out_bias[every]
-        ucols, cinv = torch.unique(every, return_inverse=True)  # [U], [B, C + K]
+        ucols, cinv = _unique_rows(every, self.config.n_items + 1)  # [U], [B, C + K]
         U = len(ucols)
         # row -> its place among the batch's columns (U: none). One n-long index per batch,
         # cheaper than a search per entry; nothing n-wide per example
@@ -356,3 +356,15 @@ class BundleModel(ItemPrior, nn.Module):
         ``table``: :meth:`item_table`, when the caller scores several batches with it."""
         self.eval()
         return F.log_softmax(self.forward(context, history, table=table), dim=-1)[:, 1:]
+
+
+def _unique_rows(rows: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(rows, return_inverse=True)`` of row ids in ``[0, size)`` from one
+    ``size``-long table instead of a sort: the same sorted ids and inverse (same shape as
+    ``rows``), several times cheaper for the millions of entries of a scoring batch."""
+    seen = torch.zeros(size, dtype=torch.bool, device=rows.device)
+    seen[rows] = True
+    ids = torch.nonzero(seen).squeeze(1)
+    place = torch.zeros(size, dtype=torch.long, device=rows.device)
+    place[ids] = torch.arange(len(ids), device=rows.device)
+    return ids, place[rows]

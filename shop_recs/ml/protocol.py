@@ -38,6 +38,7 @@ import numpy as np
 
 from shop_recs.ml.baselines import EASE, CoOccurrence, ItemKNN, Popularity, cooccurrence_counts
 from shop_recs.ml.blend import BlendScorer, best_weight, crossfit_rows
+from shop_recs.ml.candidates import flat_rows, split_counts
 from shop_recs.ml.config import (SETTINGS, ConfigError, ProtocolConfig, configure,
                                  get_default_config)
 from shop_recs.ml.evaluate import (Queries, Split, anchor_queries, complete_queries, evaluate,
@@ -187,8 +188,11 @@ class OnCatalogue:
 
     def candidates(self, contexts) -> list[np.ndarray]:
         """The inner model's candidates that are in the catalogue, as catalogue ids."""
-        return [c[c >= 0] for c in (self._to_catalogue(np.asarray(x, dtype=np.int64))
-                                    for x in self.scorer.candidates(self._inner(contexts)))]
+        inner = self.scorer.candidates(self._inner(contexts))
+        owner, items = flat_rows(inner)
+        mapped = self._to_catalogue(items)  # one lookup table for every row
+        keep = mapped >= 0
+        return split_counts(mapped[keep], np.bincount(owner[keep], minlength=len(inner)))
 
     def standardised_at(self, contexts, cols: np.ndarray) -> np.ndarray:
         """The inner model's z-scores at catalogue columns ``cols`` (-1 pads; moments over

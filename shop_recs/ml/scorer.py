@@ -26,6 +26,7 @@ import torch
 
 from shop_recs.ml.baselines import EASE, cooccurrence_counts
 from shop_recs.ml.candidate_scoring import CandidateScoring
+from shop_recs.ml.candidates import flat_rows, gather_rows, row_keys, split_keys, topk_keys
 from shop_recs.ml.evaluate import anchor_queries, complete_queries, customer_histories, evaluate
 from shop_recs.ml.distil import distil_new_rows
 from shop_recs.ml.distributed import fit
@@ -33,7 +34,7 @@ from shop_recs.ml.features import FeatureVocab
 from shop_recs.ml.model import BundleModel, BundleModelConfig
 from shop_recs.ml.sampled import FULL_SOFTMAX_MAX_ITEMS, NEGATIVES, use_sampled_softmax
 from shop_recs.ml.sparse import use_dense
-from shop_recs.ml.topk import masked, topk_candidates, topk_of_scores
+from shop_recs.ml.topk import masked, topk_of_scores
 from shop_recs.ml.train import (EpochReport, Examples, TrainConfig, TrainResult, pad_batch,
                                 resolve_device, set_seed)
 from shop_recs.ml.types import Baskets, ItemAttributes
@@ -47,6 +48,7 @@ MAX_PRIOR_ITEMS = 8000  # dense prior up to here (8000^2 float32 = 256 MB each),
 # float32 per [B, N+1] intermediate; 1M products: 33 queries a call, Online Retail: all 256)
 SCORE_ELEMENTS = 2 ** 25
 CANDIDATE_HEAD = 200  # best sellers (by learned output bias) added to every candidate set
+CANDIDATE_CHUNK = 4096  # queries whose candidates are gathered in one pass of array operations
 # above the full-softmax size, early stopping validates on a seeded sample of this many
 # validation orders: each query is still ranked against the whole catalogue, in chunks
 MAX_VAL_BASKETS = 2000
@@ -268,43 +270,66 @@ class BundleScorer(CandidateScoring):
             if not idx:
                 return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
             return np.concatenate(idx), np.concatenate(val)
-        cands = self.candidates(contexts, histories if use_hist else None, candidates)
-        if allowed is not None:
-            ok = np.asarray(allowed, dtype=bool)
-            cands = [c[ok[c]] for c in cands]
-        return topk_candidates(
+        keys, n = self._candidate_keys(contexts, histories if use_hist else None, candidates,
+                                       allowed)
+        return topk_keys(
             lambda a, b, cols: self._score_columns(contexts[a:b],
                                                    histories[a:b] if use_hist else None, cols),
-            cands, k, chunk)
+            keys, n, len(contexts), k, chunk)
 
     def candidates(self, contexts: Sequence[np.ndarray],
                    histories: Sequence[np.ndarray] | None = None, extra=None
                    ) -> list[np.ndarray]:
-        """Each query's candidate items (see :meth:`topk`), context items removed."""
+        """Each query's candidate items (see :meth:`topk`), context items removed: distinct,
+        ascending."""
+        return split_keys(*self._candidate_keys(contexts, histories, extra), len(contexts))
+
+    def _candidate_keys(self, contexts: Sequence[np.ndarray],
+                        histories: Sequence[np.ndarray] | None = None, extra=None,
+                        allowed: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """:meth:`candidates` (only ``allowed`` items when given) as sorted ``query * n +
+        item`` keys and n, every query at once (CANDIDATE_CHUNK of them per array pass)."""
         m = self.model
         n = self.model_config.n_items
         bias = m.out_bias.detach()[1:].float().cpu().numpy()
         h = min(CANDIDATE_HEAD, n)
         head = np.argpartition(-bias, h - 1)[:h] if 0 < h < n else np.arange(n)
+        head = head.astype(np.int64)
         sparse_prior = self.model_config.use_prior and self.model_config.sparse_prior
+        dense_prior = (self.model_config.use_prior and not sparse_prior and m.prior.numel())
         if sparse_prior:  # the CSR prior, shifted by one row and column for the padding
-            crow, col = m.prior_crow.cpu().numpy(), m.prior_col.cpu().numpy() - 1
-        out = []
-        for q, ctx in enumerate(contexts):
-            ctx = np.asarray(ctx, dtype=np.int64)[:self.max_context_eval]
-            parts = [head]
-            if sparse_prior:
-                parts += [col[crow[c + 1]:crow[c + 2]] for c in ctx]
-            elif self.model_config.use_prior and m.prior.numel():
-                parts += [np.flatnonzero(m.prior[c + 1, 1:].cpu().numpy()) for c in ctx]
+            crow, col = m.prior_crow.cpu().numpy(), m.prior_col.cpu().numpy()
+        out = [np.zeros(0, dtype=np.int64)]
+        for s in range(0, len(contexts), CANDIDATE_CHUNK):
+            ctx = [np.asarray(c, dtype=np.int64)[:self.max_context_eval]
+                   for c in contexts[s:s + CANDIDATE_CHUNK]]
+            b = len(ctx)
+            c_own, c_item = flat_rows(ctx)
+            owners, items = [np.repeat(np.arange(b), len(head))], [np.tile(head, b)]
+            if sparse_prior:  # row c of the prior is row c + 1, column j is j + 1
+                o, i = gather_rows(crow[1:], col, c_item, c_own)
+                owners.append(o)
+                items.append(i - 1)
+            elif dense_prior:  # below the dense size: rows of the n x n prior, a block a time
+                step = max(1, 2 ** 22 // max(n, 1))
+                for lo in range(0, len(c_item), step):
+                    rows = m.prior[torch.from_numpy(c_item[lo:lo + step] + 1), 1:].cpu().numpy()
+                    r, j = np.nonzero(rows)
+                    owners.append(c_own[lo:lo + step][r])
+                    items.append(j.astype(np.int64))
             if extra is not None:
-                parts += [extra.indices[extra.indptr[c]:extra.indptr[c + 1]] for c in ctx]
+                o, i = gather_rows(extra.indptr, extra.indices, c_item, c_own)
+                owners.append(o)
+                items.append(i)
             if histories is not None:
-                parts.append(np.asarray(histories[q], dtype=np.int64)
-                             [:self.train_config.max_history])
-            cand = np.unique(np.concatenate(parts).astype(np.int64))
-            out.append(cand[~np.isin(cand, ctx)])
-        return out
+                o, i = flat_rows([np.asarray(x, dtype=np.int64)[:self.train_config.max_history]
+                                  for x in histories[s:s + CANDIDATE_CHUNK]])
+                owners.append(o)
+                items.append(i)
+            keys, _ = row_keys(np.concatenate(owners), np.concatenate(items), (c_own, c_item),
+                               allowed, n)
+            out.append(keys + s * n)
+        return np.concatenate(out), max(n, 1)
 
     @torch.no_grad()
     def _score_columns(self, contexts, histories, cols: np.ndarray) -> np.ndarray:
