@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from shop_recs.ml.baselines import cooccurrence_counts
 from shop_recs.ml.features import name_words
 from shop_recs.ml.types import Baskets, ItemIndex
 
 __all__ = ["BundleRules", "Bundle", "Evidence", "bundle_precision", "variant_keys",
-           "near_duplicates"]
+           "near_duplicates", "csr_lookup"]
 
 _VARIANT = re.compile(r"^(\d+)[A-Za-z]*$")
 
@@ -80,6 +81,9 @@ class Evidence:
     def __init__(self, baskets: Baskets, counts: np.ndarray | None = None) -> None:
         self.n_orders = len(baskets)
         self.counts = counts if counts is not None else cooccurrence_counts(baskets)
+        if sp.issparse(self.counts):  # csr_lookup binary-searches sorted rows
+            self.counts = self.counts.tocsr()
+            self.counts.sort_indices()
         # .diagonal(): a dense array or, above the dense threshold, a SciPy CSR matrix
         self.support = np.asarray(self.counts.diagonal(), dtype=np.float64)
         # inverted index: for each item, the sorted ids of the orders that contain it
@@ -109,7 +113,9 @@ class Evidence:
         i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
         if len(i) == 0:
             return np.zeros(0, dtype=np.float32)
-        return np.asarray(self.counts[i, j], dtype=np.float32).ravel()
+        if not sp.issparse(self.counts):
+            return np.asarray(self.counts[i, j], dtype=np.float32).ravel()
+        return csr_lookup(self.counts, i, j)
 
     def lifts(self, i: np.ndarray, j: np.ndarray, together: np.ndarray) -> np.ndarray:
         """:meth:`lift` of each pair, from their ``together`` counts (float64 [len(i)])."""
@@ -135,6 +141,26 @@ class Evidence:
                                 for (i, j), v in zip(ps, lifts[at:at + len(ps)])}
             at += len(ps)
         return list(bundles)
+
+
+def csr_lookup(m: sp.csr_matrix, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``m[i[k], j[k]]`` of a CSR matrix with sorted indices (float32 [len(i)]): a binary
+    search in each pair's row, all pairs in step (SciPy's element indexing costs ~5 us a
+    pair: a minute for the 10^7 FBT rows of 10^6 products)."""
+    lo, hi = m.indptr[i].astype(np.int64), m.indptr[i + 1].astype(np.int64)
+    end = hi.copy()
+    while True:  # the first position in the row whose column is >= j
+        open_ = lo < hi
+        if not open_.any():
+            break
+        mid = (lo + hi) // 2
+        right = open_ & (m.indices[np.minimum(mid, len(m.indices) - 1)] < j)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(open_ & ~right, mid, hi)
+    found = (lo < end) & (m.indices[np.minimum(lo, max(len(m.indices) - 1, 0))] == j) \
+        if len(m.indices) else np.zeros(len(i), dtype=bool)
+    return np.where(found, m.data[np.minimum(lo, max(len(m.data) - 1, 0))] if len(m.data)
+                    else 0.0, 0.0).astype(np.float32)
 
 
 def near_duplicates(names: Sequence[str], threshold: float) -> list[np.ndarray]:

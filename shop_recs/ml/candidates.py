@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from shop_recs.ml.topk import distinct, member
+
 
 __all__ = ["scales", "flat_rows", "gather_rows", "row_keys", "split_counts", "split_keys",
            "row_sets", "pad_rows", "union_candidates", "standardised_at", "topk_positions",
@@ -67,30 +69,15 @@ def row_keys(owner: np.ndarray, items: np.ndarray, exclude=None, allowed=None,
     if n is None:
         n = int(max(items.max(initial=-1), -1 if exclude is None else
                     np.asarray(exclude[1]).max(initial=-1))) + 1
-    keys = _distinct(owner * n + items)
+    keys = distinct(owner * n + items)
     if exclude is not None and len(keys):
         e_own, e_item = np.asarray(exclude[0], np.int64), np.asarray(exclude[1], np.int64)
         inside = e_item < n  # an item past n is no candidate (and its key another row's)
-        drop = _distinct(e_own[inside] * n + e_item[inside])
-        keys = keys[~_member(drop, keys)]
+        drop = distinct(e_own[inside] * n + e_item[inside])
+        keys = keys[~member(drop, keys)]
     if allowed is not None:
         keys = keys[np.asarray(allowed, dtype=bool)[keys % max(n, 1)]]
     return keys, max(n, 1)
-
-
-def _distinct(keys: np.ndarray) -> np.ndarray:
-    """``np.unique`` of int64 keys by a sort (numpy 2's hashed unique is ~50x slower on
-    millions of distinct keys)."""
-    keys = np.sort(keys)
-    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
-
-
-def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Whether each of ``keys`` is in ``sorted_keys`` (int64, ascending)."""
-    if len(sorted_keys) == 0:
-        return np.zeros(len(keys), dtype=bool)
-    spot = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return sorted_keys[spot] == keys
 
 
 def split_counts(values: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from shop_recs.ml.blend import standardise
 from shop_recs.ml.candidates import blend_weight_lists, scales
-from shop_recs.ml.topk import topk_of_scores
+from shop_recs.ml.topk import distinct, member, topk_of_scores
 
 __all__ = ["PublishedLists", "top_lists", "sparse_lists", "blend_lists", "served_ranks"]
 
@@ -105,7 +105,7 @@ def _served_chunk(lists: np.ndarray, scores: np.ndarray, contexts, targets, k: i
     n = len(lists)
     q = len(contexts)
     c_own, c_item = _flat(contexts)
-    ctx_keys = np.unique(c_own * n + c_item)  # each query's distinct context items, sorted
+    ctx_keys = distinct(c_own * n + c_item)  # each query's distinct context items, sorted
     cq, citem = ctx_keys // n, ctx_keys % n
     width = lists.shape[1]
     eq = np.repeat(cq, width)
@@ -114,7 +114,7 @@ def _served_chunk(lists: np.ndarray, scores: np.ndarray, contexts, targets, k: i
     pos = np.tile(np.arange(1, width + 1, dtype=np.int64), len(citem))
     key = eq * n + item
     keep = item >= 0
-    keep[keep] = ~_contains(ctx_keys, key[keep])  # serving drops context items, order kept
+    keep[keep] = ~member(ctx_keys, key[keep])  # serving drops context items, order kept
     eq, item, score, pos, key = eq[keep], item[keep], score[keep], pos[keep], key[keep]
     # PublishedLists.merge, every query at once: entries by (position, -score) inside a
     # query; an item's first entry holds its best position, and its reciprocal ranks are
@@ -155,13 +155,6 @@ def _served_chunk(lists: np.ndarray, scores: np.ndarray, contexts, targets, k: i
         fill = [j for j in range(min(n, kk + len(taken))) if j not in taken][:kk - listed[row]]
         top[row, listed[row]:listed[row] + len(fill)] = fill
     return ranks.astype(np.int64), top
-
-
-def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    spot = np.searchsorted(sorted_keys, keys)
-    hit = spot < len(sorted_keys)
-    hit[hit] = sorted_keys[spot[hit]] == keys[hit]
-    return hit
 
 
 def served_ranks(lists: np.ndarray, scores: np.ndarray, contexts: Sequence[np.ndarray],

@@ -182,3 +182,20 @@ def test_name_checks_of_many_pairs_agree_with_one_pair_at_a_time():
     want = [search.near_duplicate(int(a), [int(b)]) for a, b in zip(j, i)]
     assert search.near_duplicates(j, i).tolist() == want
     assert 0 < sum(want) < len(want)
+
+
+def test_pair_counts_are_looked_up_in_sorted_csr_rows():
+    """Evidence reads co-purchase counts of many pairs at once by binary search in each
+    pair's CSR row: the matrix's values, 0 where a row holds no entry (empty rows too)."""
+    import scipy.sparse as sp
+
+    from shop_recs.ml.bundles import csr_lookup
+
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        n = int(rng.integers(1, 30))
+        m = sp.random(n, n, density=rng.random(), format="csr", random_state=trial,
+                      dtype=np.float32)
+        m.sort_indices()
+        i, j = rng.integers(0, n, 200), rng.integers(0, n, 200)
+        assert np.array_equal(csr_lookup(m, i, j), m.toarray()[i, j]), trial
