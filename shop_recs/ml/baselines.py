@@ -259,6 +259,7 @@ class CoOccurrence(ItemMatrixScorer):
     def fit(self, train: Baskets, attrs: ItemAttributes | None = None) -> "CoOccurrence":
         self._set_popularity(train)
         c = self._counts if self._counts is not None else cooccurrence_counts(train)
+        self._counts = None  # the shared counts are not kept by a fitted scorer
         if sp.issparse(c):
             self.matrix = sparse.transform_rows(c, self.kind, len(train), self.keep)
             return self
@@ -282,6 +283,7 @@ class ItemKNN(ItemMatrixScorer):
     def fit(self, train: Baskets, attrs: ItemAttributes | None = None) -> "ItemKNN":
         self._set_popularity(train)
         c = self._counts if self._counts is not None else cooccurrence_counts(train)
+        self._counts = None  # the shared counts are not kept by a fitted scorer
         if sp.issparse(c):
             self.matrix = sparse.transform_rows(c, "cosine", len(train), self.k, self.shrink)
             return self
@@ -310,6 +312,7 @@ class EASE(ItemMatrixScorer):
     def fit(self, train: Baskets, attrs: ItemAttributes | None = None) -> "EASE":
         self._set_popularity(train)
         g = (self._counts if self._counts is not None else cooccurrence_counts(train))
+        self._counts = None  # the shared counts are not kept by a fitted scorer
         if sp.issparse(g):
             self.matrix = sparse.head_tail_ease(g, self.lam, self.head_items, self.keep)
             return self

@@ -304,6 +304,14 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         test[family] = {**scored_on_test(opt.served, queries, pop),
                         "params": opt.label}  # the one published setting
     timings["baselines"] = time.perf_counter() - t0
+    partner = max(best, key=lambda f: best[f].value)  # first of equals: the simplest
+    del counts
+    if cfg.refit and not keep_candidates:
+        # only the blend's partner is scored again (the rest are refit from ``make`` if they
+        # win): their item-item matrices go (issue 15: gigabytes at 10^6 products)
+        for family in best:
+            if family != partner:
+                best[family].scorer = best[family].served.scorer = None
 
     t1 = time.perf_counter()
     prior_lambda = cfg.prior_lambda
@@ -322,7 +330,6 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     served_model = PublishedLists(model, n, cfg.top_k)
     val[MODEL], rows[MODEL] = _judge(served_model, queries, pop)
     test[MODEL] = scored_on_test(served_model, queries, pop)
-    partner = max(best, key=lambda f: best[f].value)  # first of equals: the simplest
     base = best[partner].scorer
     blend_name = f"{MODEL}+{partner}"
     # the blend's published lists for every weight; the weight is judged like the rest
