@@ -30,12 +30,12 @@ class ItemPrior:
         crow, col, val = full
         self.config.prior_nnz = int(len(col))
         self.prior_crow = torch.cat([torch.zeros(1, dtype=torch.long), crow.long()])
-        self.prior_col = col.long() + 1
+        self.prior_col = col.to(torch.int32) + 1  # int32: n < 2^31, half of int64's memory
         self.prior_val = val.float()
         for f, (fc, fi, fv) in enumerate(folds or []):
             self.register_buffer(f"prior_fold{f}_crow", torch.cat(
                 [torch.zeros(1, dtype=torch.long), fc.long()]), persistent=False)
-            self.register_buffer(f"prior_fold{f}_col", fi.long() + 1, persistent=False)
+            self.register_buffer(f"prior_fold{f}_col", fi.to(torch.int32) + 1, persistent=False)
             self.register_buffer(f"prior_fold{f}_val", fv.float(), persistent=False)
         self.n_sparse_folds = len(folds or [])
 
@@ -71,7 +71,7 @@ class ItemPrior:
         v = val[pos]
         if weights is not None:
             v = v * weights.reshape(-1)[owner].to(v.dtype)
-        return owner // items.shape[1], col[pos], v
+        return owner // items.shape[1], col[pos].long(), v
 
     def _prior_logits(self, items: torch.Tensor, fold: int | None,
                       weights: torch.Tensor | None = None) -> torch.Tensor:

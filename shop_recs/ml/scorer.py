@@ -162,7 +162,7 @@ class BundleScorer(CandidateScoring):
                 for b in parts]
         if self.model_config.sparse_prior:
             csr = [(torch.from_numpy(m.indptr.astype(np.int64)),
-                    torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data))
+                    torch.from_numpy(m.indices.astype(np.int32)), torch.from_numpy(m.data))
                    for m in mats]
             self.model.set_sparse_prior(csr[0], csr[1:])
             self.model_config = self.model.config
