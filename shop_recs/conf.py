@@ -128,8 +128,10 @@ DEFAULTS = {
     # interval (this confidence) of its validation gain exceeds GATE_MIN_GAIN (0.01 = 1 %).
     "GATE_CONFIDENCE": 0.95,
     "GATE_MIN_GAIN": 0.0,
-    # Also refit the winner on train + validation and score it on test (one more fit).
-    "EVALUATE_REFIT": True,
+    # Also refit the winner on train + validation and score it on test (one more fit; the
+    # gate never reads it). "auto": up to 8,000 products; above, a network fit takes the
+    # whole TIME_BUDGET_S and the figure is not measured.
+    "EVALUATE_REFIT": "auto",
     # Optional pretrained sentence encoder read by the model's content tower (issue 17): a
     # sentence-transformers model name or a local folder (pip install "shop-recs[text]").
     # Products are embedded once on the training worker (name + description), cached under

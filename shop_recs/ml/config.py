@@ -58,7 +58,9 @@ class ProtocolConfig:
     blend_weights: tuple = WEIGHT_GRID  # model weight relative to the partner baseline
     blend_folds: int = 2  # cross-fitting folds of the blend weight (gate figures)
     refit: bool = True  # ship the winner refit on every order (False: as trained on the split)
-    evaluate_refit: bool = True  # also refit on train + validation and score it on test
+    # also refit on train + validation and score it on test (one more network fit when a
+    # network ships); "auto": up to sparse.DENSE_MAX_ITEMS products, where a fit is cheap
+    evaluate_refit: bool | str = "auto"
     # validation and test orders judged at most (a seeded sample above it; issue 15)
     max_eval_orders: int | None = 50_000
     gate: GateConfig = field(default_factory=GateConfig)
@@ -121,6 +123,9 @@ def _check(cfg: ProtocolConfig) -> None:
     grid("blend_weights", cfg.blend_weights, 0.0, inf_ok=True)
     if cfg.prior_lambda is not None and not cfg.prior_lambda > 0:
         raise ConfigError(f"prior_lambda must be positive or None, not {cfg.prior_lambda!r}")
+    if cfg.evaluate_refit not in (True, False, "auto"):
+        raise ConfigError(f"evaluate_refit must be True, False or 'auto', not "
+                          f"{cfg.evaluate_refit!r}")
     if not (isinstance(cfg.top_k, int) and not isinstance(cfg.top_k, bool) and cfg.top_k >= 1):
         raise ConfigError(f"top_k must be a whole number >= 1, not {cfg.top_k!r}")
     if not (isinstance(cfg.min_orders, int) and cfg.min_orders >= 1):

@@ -46,6 +46,7 @@ from shop_recs.ml.evaluate import (Queries, Split, anchor_queries, complete_quer
 from shop_recs.ml.gate import decide
 from shop_recs.ml.policy import PolicyConfig, shop_policy
 from shop_recs.ml.scorer import BundleScorer
+from shop_recs.ml.sparse import use_dense
 from shop_recs.ml.served import PublishedLists, blend_lists
 from shop_recs.ml.train import EpochReport, TrainConfig
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
@@ -378,7 +379,11 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         return BlendScorer([base, seen], weights, blend_name, personal=[False, False]), fitted_net
 
     t2 = time.perf_counter()
-    if cfg.evaluate_refit:
+    # "auto": above the dense size a network fit takes the whole TIME_BUDGET_S, and this
+    # figure (the gate never reads it) would cost one more per run (issue 15)
+    refit_evaluated = (use_dense(len(index)) if cfg.evaluate_refit == "auto"
+                       else bool(cfg.evaluate_refit))
+    if refit_evaluated:
         train_val = np.concatenate([split.rows["train"], split.rows["val"]])
         refit_eval, _ = recipe("refit_eval", baskets.select(train_val),
                                split.all_baskets.select(np.arange(len(train_val))))
@@ -401,6 +406,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     trained = shipped_model if shipped_model is not None and cfg.refit else net
     metrics = {"validation": val, "test": test,
                "params": {"prior_lambda": prior_lambda, "blend_weights": weights,
+                          "refit_evaluated": refit_evaluated,
                           "blend_partner": partner, "best_epoch": net.result.best_epoch,
                           "top_k": cfg.top_k, "objective": GATE_METRIC}}
     t4 = time.perf_counter()

@@ -225,3 +225,23 @@ def test_the_prior_is_chosen_on_a_seeded_sample_of_queries_in_their_order():
     assert len(firsts) == 20 and firsts == sorted(firsts) and len(set(firsts)) == 20
     assert [int(t[0]) for t in part.targets] == [c + 1 for c in firsts]  # pairs kept
     assert firsts == [int(c[0]) for c in _sample(q, 20, 7).contexts]
+
+
+@pytest.mark.parametrize("setting, measured", [("auto", False), (True, True)])
+def test_the_refit_figure_is_measured_up_to_the_dense_size_unless_asked(shop, monkeypatch,
+                                                                         setting, measured):
+    """EVALUATE_REFIT "auto": above sparse.DENSE_MAX_ITEMS products the refit on train +
+    validation (one more network fit, which the gate never reads) is skipped; True keeps it."""
+    from shop_recs.ml import sparse
+
+    monkeypatch.setattr(sparse, "DENSE_MAX_ITEMS", 20)  # the planted shop is "large" here
+    cfg = configure(get_default_config(), {**TINY, "train.epochs": 1,
+                                           "evaluate_refit": setting})
+    f = fit_shop(*shop, cfg)
+    assert ("shipped_refit" in f.metrics["test"]) is measured
+    assert f.metrics["params"]["refit_evaluated"] is measured
+
+
+def test_evaluate_refit_takes_a_boolean_or_auto():
+    with pytest.raises(ConfigError, match="evaluate_refit must be True, False or 'auto'"):
+        configure(get_default_config(), {"evaluate_refit": "sometimes"})
