@@ -5,6 +5,7 @@
                               ("product", "recommended", "rank", "method", "score", "evidence"),
                               rows)  # an iterable of tuples in that order
 
+``update_rows`` sets fields of existing rows by primary key the same way.
 No model instances are made (10 M of them do not fit in memory, and their per-object cost is
 most of ``bulk_create``'s time): COPY on PostgreSQL (psycopg 3's ``cursor.copy``), one
 ``executemany`` per ``batch`` rows elsewhere. Values are what the fields hold in Python:
@@ -18,7 +19,7 @@ import json
 
 from django.db import connections, models, router
 
-__all__ = ["write_rows", "BATCH"]
+__all__ = ["write_rows", "update_rows", "BATCH"]
 
 BATCH = 5_000
 
@@ -87,6 +88,38 @@ def write_rows(model, field_names, rows, using=None, batch=None):
                 cursor.executemany(sql, pending)
                 count += len(pending)
                 pending = []
+        if pending:
+            cursor.executemany(sql, pending)
+            count += len(pending)
+    return count
+
+
+def update_rows(model, field_names, rows, using=None, batch=None):
+    """Set ``field_names`` of existing rows: ``rows`` are tuples ``(pk, value, ...)``; returns
+    the count. One primary-key UPDATE per row through ``executemany`` (``bulk_update``
+    builds a CASE expression per row and field: most of a run's publishing time when 10^5
+    proposals are refreshed). Values are prepared as :func:`write_rows` prepares them.
+    """
+    using = using or router.db_for_write(model)
+    batch = batch or BATCH
+    connection = connections[using]
+    meta = model._meta
+    fields = [meta.get_field(name) for name in field_names]
+    quote = connection.ops.quote_name
+    sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    sql = (f"UPDATE {quote(meta.db_table)} SET {sets} "  # nosec B608 # names only
+           f"WHERE {quote(meta.pk.column)} = %s")
+    preps = [(i, p) for i, p in enumerate(_preparers(fields, connection, copy=False))
+             if p is not None]
+    count, pending = 0, []
+    with connection.cursor() as cursor:
+        for pk, *values in rows:
+            for i, prep in preps:
+                values[i] = prep(values[i])
+            pending.append((*values, pk))
+            if len(pending) == batch:
+                cursor.executemany(sql, pending)
+                count, pending = count + len(pending), []
         if pending:
             cursor.executemany(sql, pending)
             count += len(pending)

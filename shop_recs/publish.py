@@ -221,7 +221,8 @@ def _propose(run, rows):
                         source=rows.bundle_source)
         new_bundles.append(bundle)
         new_items.append(items)
-    Bundle.objects.bulk_update(updated, ["run", "score", "evidence", "source"], batch_size=500)
+    bulk.update_rows(Bundle, ("run", "score", "evidence", "source"),
+                     ((b.pk, run.pk, b.score, b.evidence, b.source) for b in updated))
     Bundle.objects.bulk_create(new_bundles, batch_size=1000)
     BundleItem.objects.bulk_create(
         [BundleItem(bundle=b, product_id=pk, position=pos)

@@ -200,3 +200,19 @@ def test_fbt_rows_are_held_as_columns_and_read_as_tuples(products):
     pk, rec, rank, score, evidence = as_list[0]
     assert pk == products[0].pk and rank == 1 and isinstance(score, float)
     assert set(evidence) == {"orders_together", "lift", "confidence"}
+
+
+def test_refreshed_proposals_are_updated_by_primary_key_in_batches(products, monkeypatch):
+    """A run that proposes the same bundles again updates them (run, score, evidence, source)
+    with one primary-key UPDATE per row in batches, not bulk_update's CASE per row and field."""
+    first, _ = publish_run(products, True)
+    ids = set(Bundle.objects.filter(run=first).values_list("pk", flat=True))
+    monkeypatch.setattr(Bundle.objects, "bulk_update",
+                        lambda *a, **k: pytest.fail("bulk_update builds a CASE per row"))
+    monkeypatch.setattr(bulk, "BATCH", 2)  # several batches
+    second, _ = publish_run(products, False)
+    again = Bundle.objects.filter(run=second)
+    assert set(again.values_list("pk", flat=True)) == ids  # the same rows, updated
+    assert {b.source for b in again} == {Bundle.Source.BASELINE}
+    assert all(b.evidence["orders_with_all"] >= 1 and "explanation" in b.evidence
+               for b in again)
