@@ -129,8 +129,8 @@ DEFAULTS = {
     "GATE_CONFIDENCE": 0.95,
     "GATE_MIN_GAIN": 0.0,
     # Also refit the winner on train + validation and score it on test (one more fit; the
-    # gate never reads it). "auto": up to 8,000 products; above, a network fit takes the
-    # whole TIME_BUDGET_S and the figure is not measured.
+    # gate never reads it). "auto": unless a network ships above 8,000 products, where that
+    # fit takes the whole TIME_BUDGET_S.
     "EVALUATE_REFIT": "auto",
     # Optional pretrained sentence encoder read by the model's content tower (issue 17): a
     # sentence-transformers model name or a local folder (pip install "shop-recs[text]").

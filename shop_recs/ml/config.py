@@ -59,7 +59,7 @@ class ProtocolConfig:
     blend_folds: int = 2  # cross-fitting folds of the blend weight (gate figures)
     refit: bool = True  # ship the winner refit on every order (False: as trained on the split)
     # also refit on train + validation and score it on test (one more network fit when a
-    # network ships); "auto": up to sparse.DENSE_MAX_ITEMS products, where a fit is cheap
+    # network ships); "auto": unless a network ships above sparse.DENSE_MAX_ITEMS products
     evaluate_refit: bool | str = "auto"
     # validation and test orders judged at most (a seeded sample above it; issue 15)
     max_eval_orders: int | None = 50_000

@@ -379,10 +379,10 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         return BlendScorer([base, seen], weights, blend_name, personal=[False, False]), fitted_net
 
     t2 = time.perf_counter()
-    # "auto": above the dense size a network fit takes the whole TIME_BUDGET_S, and this
-    # figure (the gate never reads it) would cost one more per run (issue 15)
-    refit_evaluated = (use_dense(len(index)) if cfg.evaluate_refit == "auto"
-                       else bool(cfg.evaluate_refit))
+    # "auto": skipped only when it would train a network above the dense size, where a fit
+    # takes the whole TIME_BUDGET_S for a figure the gate never reads (issue 15)
+    refit_evaluated = ((choice in best or use_dense(len(index)))
+                       if cfg.evaluate_refit == "auto" else bool(cfg.evaluate_refit))
     if refit_evaluated:
         train_val = np.concatenate([split.rows["train"], split.rows["val"]])
         refit_eval, _ = recipe("refit_eval", baskets.select(train_val),

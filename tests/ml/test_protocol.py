@@ -227,14 +227,23 @@ def test_the_prior_is_chosen_on_a_seeded_sample_of_queries_in_their_order():
     assert firsts == [int(c[0]) for c in _sample(q, 20, 7).contexts]
 
 
-@pytest.mark.parametrize("setting, measured", [("auto", False), (True, True)])
-def test_the_refit_figure_is_measured_up_to_the_dense_size_unless_asked(shop, monkeypatch,
-                                                                         setting, measured):
+@pytest.mark.parametrize("setting, shipped, measured", [
+    ("auto", "network", False), ("auto", "baseline", True), (True, "network", True)])
+def test_the_refit_figure_is_skipped_only_for_a_network_above_the_dense_size(
+        shop, monkeypatch, setting, shipped, measured):
     """EVALUATE_REFIT "auto": above sparse.DENSE_MAX_ITEMS products the refit on train +
-    validation (one more network fit, which the gate never reads) is skipped; True keeps it."""
-    from shop_recs.ml import sparse
+    validation is skipped when it would train a network (one more TIME_BUDGET_S for a figure
+    the gate never reads); a baseline's is cheap and kept; True always keeps it."""
+    from shop_recs.ml import protocol, sparse
 
     monkeypatch.setattr(sparse, "DENSE_MAX_ITEMS", 20)  # the planted shop is "large" here
+    real = protocol.decide
+
+    def deciding(rows, baselines, candidates, *args):  # the gate's choice, made to order
+        decision = real(rows, baselines, candidates, *args)
+        return {**decision, "choice": candidates[0] if shipped == "network" else baselines[0]}
+
+    monkeypatch.setattr(protocol, "decide", deciding)
     cfg = configure(get_default_config(), {**TINY, "train.epochs": 1,
                                            "evaluate_refit": setting})
     f = fit_shop(*shop, cfg)
