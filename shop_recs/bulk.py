@@ -48,15 +48,18 @@ def _preparers(fields, connection, copy):
     return out
 
 
+def _target(model, field_names, using, batch):
+    """(connection, model meta, fields, batch size) of a bulk write to ``model``."""
+    connection = connections[using or router.db_for_write(model)]
+    meta = model._meta
+    return connection, meta, [meta.get_field(name) for name in field_names], batch or BATCH
+
+
 def write_rows(model, field_names, rows, using=None, batch=None):
     """Write ``rows`` (tuples of ``field_names``' values) into ``model``'s table; returns
     the count. Runs inside the caller's transaction: nobody sees the rows before it commits.
     """
-    using = using or router.db_for_write(model)
-    batch = batch or BATCH
-    connection = connections[using]
-    meta = model._meta
-    fields = [meta.get_field(name) for name in field_names]
+    connection, meta, fields, batch = _target(model, field_names, using, batch)
     quote = connection.ops.quote_name
     table, columns = quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
     count = 0
@@ -100,11 +103,7 @@ def update_rows(model, field_names, rows, using=None, batch=None):
     builds a CASE expression per row and field: most of a run's publishing time when 10^5
     proposals are refreshed). Values are prepared as :func:`write_rows` prepares them.
     """
-    using = using or router.db_for_write(model)
-    batch = batch or BATCH
-    connection = connections[using]
-    meta = model._meta
-    fields = [meta.get_field(name) for name in field_names]
+    connection, meta, fields, batch = _target(model, field_names, using, batch)
     quote = connection.ops.quote_name
     sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     sql = (f"UPDATE {quote(meta.db_table)} SET {sets} "  # nosec B608 # names only
