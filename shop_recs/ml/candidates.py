@@ -216,14 +216,16 @@ def blend_topk(components: Sequence, weights: Sequence[float], contexts: Sequenc
 
 
 def blend_weight_lists(first, second, weights: Sequence[float], n_items: int, top_k: int,
-                       chunk: int = 1024) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+                       chunk: int = 1024, anchors: np.ndarray | None = None
+                       ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """``{w: (lists, scores)}`` of every single-anchor list of ``first + w * second`` (inf:
     ``second`` alone) over the candidates of both, each component scored once per chunk;
-    like ``served.blend_lists`` (-1 / 0 pads)."""
+    like ``served.blend_lists`` (-1 / 0 pads). ``anchors``: only their lists (sorted)."""
     out = {w: (np.full((n_items, top_k), -1, np.int64), np.zeros((n_items, top_k)))
            for w in weights}
-    for start in range(0, n_items, chunk):
-        anchors = np.arange(start, min(start + chunk, n_items))
+    rows = np.arange(n_items, dtype=np.int64) if anchors is None else np.asarray(anchors)
+    for start in range(0, len(rows), chunk):
+        anchors = rows[start:start + chunk]
         ctx = [np.asarray([a]) for a in anchors]
         cols = _pad_keys(*_union_keys([first, second], ctx), len(ctx))
         za, zb = standardised_at(first, ctx, cols), standardised_at(second, ctx, cols)

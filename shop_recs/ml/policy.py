@@ -75,6 +75,8 @@ def scorer_lists(scorer, contexts, top_k: int, chunk: int = 256) -> np.ndarray:
             and all(len(c) == 1 for c in contexts)):
         anchors = np.fromiter((int(c[0]) for c in contexts), dtype=np.int64,
                               count=len(contexts))
+        if hasattr(scorer, "require"):  # lists built for some anchors only must hold these
+            scorer.require(anchors)
         return lists[anchors, :top_k]
     return topk_rows(scorer.score, contexts, top_k, chunk, dtype=np.float64)[0]
 

@@ -48,6 +48,7 @@ from shop_recs.ml.policy import PolicyConfig, shop_policy
 from shop_recs.ml.scorer import BundleScorer
 from shop_recs.ml.sparse import use_dense
 from shop_recs.ml.served import PublishedLists, blend_lists
+from shop_recs.ml.topk import distinct
 from shop_recs.ml.train import EpochReport, TrainConfig
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
 
@@ -179,6 +180,11 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     queries = {(part, task): make(getattr(split, part), cfg.query_seed)
                for part in ("val", "test")
                for task, make in (("complete", complete_queries), ("anchor", anchor_queries))}
+    # the lists judging reads: those of the evaluated orders' products (every list with
+    # keep_candidates, whose lists the benchmark reads)
+    anchors = None if keep_candidates else distinct(np.concatenate(
+        [np.asarray(c, dtype=np.int64).ravel() for q in queries.values() for c in q.contexts]
+        + [np.zeros(0, dtype=np.int64)]))
     counts = cooccurrence_counts(split.train)
     val: dict[str, dict] = {}
     rows: dict[str, np.ndarray] = {}  # candidate -> per-order validation objective (the gate's)
@@ -190,7 +196,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         judged: list[tuple[PublishedLists, tuple]] = []  # this family's lists and figures
         for label, make in options:
             scorer = make(counts).fit(split.train, split.attrs)
-            served = PublishedLists(scorer, n, cfg.top_k)
+            served = PublishedLists(scorer, n, cfg.top_k, anchors=anchors)
             # settings that publish the same lists score the same (e.g. item-kNN's k above
             # top_k: a list is the top of the same row): judged once
             same = next((f for lists, f in judged if lists.same_as(served)), None)
@@ -231,13 +237,14 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         **_warm(init_from, index))
     model = OnCatalogue(net, split.items)
     history = list(net.result.history)
-    served_model = PublishedLists(model, n, cfg.top_k)
+    served_model = PublishedLists(model, n, cfg.top_k, anchors=anchors)
     val[MODEL], rows[MODEL] = _judge(served_model, queries, pop)
     test[MODEL] = scored_on_test(served_model, queries, pop)
     base = best[partner].scorer
     blend_name = f"{MODEL}+{partner}"
     # the blend's published lists for every weight; the weight is judged like the rest
-    by_weight = blend_lists(base, model, cfg.blend_weights, n, cfg.top_k, blend_name)
+    by_weight = blend_lists(base, model, cfg.blend_weights, n, cfg.top_k, blend_name,
+                            anchors=anchors)
     judged = {w: _judge(lists, queries, pop) for w, lists in by_weight.items()}
     per_weight = {w: per_order for w, (_, per_order) in judged.items()}
     weight = best_weight(per_weight)
@@ -290,8 +297,8 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
         train_val = np.concatenate([split.rows["train"], split.rows["val"]])
         refit_eval, _ = recipe("refit_eval", baskets.select(train_val),
                                split.all_baskets.select(np.arange(len(train_val))))
-        test["shipped_refit"] = {**scored_on_test(PublishedLists(refit_eval, n, cfg.top_k),
-                                                  queries, pop), "choice": choice}
+        refit_lists = PublishedLists(refit_eval, n, cfg.top_k, anchors=anchors)
+        test["shipped_refit"] = {**scored_on_test(refit_lists, queries, pop), "choice": choice}
     timings["refit_eval"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()

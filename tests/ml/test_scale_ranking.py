@@ -199,6 +199,12 @@ def test_a_blend_by_candidates_lists_what_the_dense_blend_lists(data, sampled_mo
         got = fast[w][0]
         overlap = np.mean([len(set(got[a]) & set(want[a])) / 5 for a in range(n)])
         assert overlap > 0.9, (w, overlap)  # the candidates hold (nearly) every dense list
+    # some anchors only (what judging reads): the same lists for those, nothing for the rest
+    some = np.arange(1, n, 3)
+    part = blend_weight_lists(ease, sampled_model, weights, n, 5, chunk=64, anchors=some)
+    for w in weights:
+        np.testing.assert_array_equal(part[w][0][some], fast[w][0][some])
+        assert (np.delete(part[w][0], some, axis=0) == -1).all()
 
 
 def test_the_policy_reads_published_lists_for_anchors(data, monkeypatch):

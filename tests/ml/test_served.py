@@ -74,3 +74,33 @@ def test_blend_lists_for_a_grid_equal_the_blend_scorer_published():
 def test_top_k_must_be_positive():
     with pytest.raises(ValueError, match="top_k must be at least 1"):
         PublishedLists(Fixed(np.zeros((2, 2))), 2, top_k=0)
+
+
+def test_lists_for_some_anchors_are_the_same_rows_and_refuse_the_others():
+    rng = np.random.default_rng(1)
+    a, b = Fixed(rng.normal(size=(30, 30))), Fixed(rng.normal(size=(30, 30)))
+    anchors = np.array([17, 3, 3, 25, 0, 9])
+    every, some = PublishedLists(a, 30, 5, chunk=4), PublishedLists(a, 30, 5, chunk=4,
+                                                                    anchors=anchors)
+    built = np.unique(anchors)
+    np.testing.assert_array_equal(some.lists[built], every.lists[built])
+    np.testing.assert_array_equal(some.list_scores[built], every.list_scores[built])
+    assert (np.delete(some.lists, built, axis=0) == -1).all()
+    assert not some.same_as(every) and some.same_as(PublishedLists(a, 30, 5, anchors=built))
+    # the cart and product-page figures of covered contexts are the full lists' figures
+    q = Queries([np.array([3, 17]), np.array([25]), np.array([0, 9, 3])],
+                [np.array([4]), np.array([1, 2]), np.array([11])])
+    pop = np.ones(30)
+    assert evaluate(some, q, pop, k=5)["ndcg"] == evaluate(every, q, pop, k=5)["ndcg"]
+    np.testing.assert_array_equal(some.merge(np.array([0, 9])), every.merge(np.array([0, 9])))
+    # a context without its list is an error, never an empty list that scores zero
+    with pytest.raises(ValueError, match="some anchors only"):
+        some.merge(np.array([3, 4]))
+    with pytest.raises(ValueError, match="some anchors only"):
+        evaluate(some, Queries([np.array([5])], [np.array([1])]), pop)
+    blends = blend_lists(a, b, (0.0, 1.0), 30, top_k=5, chunk=4, anchors=anchors)
+    full = blend_lists(a, b, (0.0, 1.0), 30, top_k=5, chunk=4)
+    for w in (0.0, 1.0):
+        np.testing.assert_array_equal(blends[w].lists[built], full[w].lists[built])
+        with pytest.raises(ValueError, match="some anchors only"):
+            blends[w].merge(np.array([1]))
