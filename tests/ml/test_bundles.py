@@ -311,3 +311,21 @@ def test_array_beams_give_the_bundles_of_a_search_beam_by_beam(sizes, price_cap,
         assert all(b.anchor == a and type(b.score) is float and
                    all(type(i) is int for i in b.items) for a, bs in got.items() for b in bs)
         assert sum(map(len, want.values())) > len(anchors)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_first_rows_of_each_key_packed_or_lexsorted(packed, monkeypatch):
+    """The beams' de-duplication keeps the first row of each (anchor, item set) key; the key's
+    columns are packed into one int64 where they fit, else lexsorted: both give the rows a
+    dict of the keys seen, row by row, gives."""
+    from shop_recs.ml import bundle_search
+
+    if not packed:
+        monkeypatch.setattr(bundle_search, "PACKED_MAX", 1)
+    rng = np.random.default_rng(7)
+    for trial in range(30):
+        cols, top = int(rng.integers(1, 5)), int(rng.choice([2, 5, 1000, 2 ** 40]))
+        key = rng.integers(0, top, (int(rng.integers(0, 300)), cols))
+        seen: dict = {}
+        want = [seen.setdefault(tuple(row), i) == i for i, row in enumerate(key.tolist())]
+        assert bundle_search._firsts(key).tolist() == want, trial
