@@ -25,6 +25,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = ["BundleSearch", "search_bundles", "CANDIDATES"]
 
 CANDIDATES = 100  # items on each candidate list above the dense threshold (issue 15)
 LIST_SPARE = 16  # extra listed items asked of a scorer: variants and near-duplicates drop out
+PACKED_MAX = 2 ** 63  # sort keys whose columns pack into one int64 below this as one
 
 
 def _static_mask(attrs: ItemAttributes, rules: BundleRules, n: int) -> np.ndarray:
@@ -51,13 +53,6 @@ def _static_mask(attrs: ItemAttributes, rules: BundleRules, n: int) -> np.ndarra
     if rules.max_item_price is not None:
         ok &= ~(price > rules.max_item_price)
     return ok
-
-def _members(flat: list) -> np.ndarray:
-    """The items of each beam ``(anchor, items, score)``, int64 [beams, most items], -1 pads."""
-    members = np.full((len(flat), max(len(it) for _, it, _ in flat)), -1, dtype=np.int64)
-    for row, (_, items, _) in enumerate(flat):
-        members[row, :len(items)] = items
-    return members
 
 
 def _sorted_walk(scores: np.ndarray, cand: np.ndarray, want: int, skip) -> list[int]:
@@ -207,12 +202,9 @@ class BundleSearch:
             else:
                 self.learn(part, scorer.score(contexts))
 
-    def _candidates(self, flat: list) -> np.ndarray:
+    def _candidates(self, members: np.ndarray) -> np.ndarray:
         """Each beam's candidates: the union of its members' lists, item order, -1 pads."""
-        members = _members(flat)
-        both = np.where(members[:, :, None] >= 0,
-                        self.lists[np.maximum(members, 0)].astype(np.int64), -1)
-        both = np.sort(both.reshape(len(flat), -1), axis=1)
+        both = np.sort(self.lists[members].astype(np.int64).reshape(len(members), -1), axis=1)
         both[:, 1:][both[:, 1:] == both[:, :-1]] = -1  # repeats
         both[both < 0] = self.n  # pads last, then back to -1
         both = np.sort(both, axis=1)
@@ -232,7 +224,13 @@ class BundleSearch:
                first: np.ndarray | None = None) -> dict[int, list[Bundle]]:
         """``{anchor: bundles}`` (best first within each size). ``first``: the scorer's rows
         for the anchors alone (``scorer.score([[a] for a in anchors])``) when the caller has
-        them already (publishing scores them for the FBT lists)."""
+        them already (publishing scores them for the FBT lists).
+
+        The beams of all anchors are arrays for the whole search (issue 15: per-beam Python
+        was ~40% of the search): ``group`` (the anchor's position) int64 [B], ``items`` int64
+        [B, size - 1] (the anchor first) and ``score`` float64 [B], grouped by anchor in
+        anchor order, best first; :class:`Bundle` objects are made for what is returned only.
+        """
         rules = self.rules
         anchors = np.asarray(anchors, dtype=np.int64)
         if self.exhaustive and first is None:
@@ -241,59 +239,59 @@ class BundleSearch:
             if first is not None:
                 self.learn(anchors, first)
             self._ensure(scorer, anchors)
-        first_row = dict(zip(anchors.tolist(), range(len(anchors))))
-        beams = {int(a): [([int(a)], 0.0)] for a in anchors}
-        found: dict[int, list[Bundle]] = {int(a): [] for a in anchors}
+        first_row = dict(zip(anchors.tolist(), range(len(anchors))))  # an anchor's row
+        uniq = np.fromiter(first_row, dtype=np.int64, count=len(first_row))
+        group, items = np.arange(len(uniq)), uniq[:, None]
+        score = np.zeros(len(uniq))
+        kept = []  # (group, items, score) of the bundles found, by size
         for size in range(2, max(rules.sizes) + 1):
-            flat = [(a, items, s) for a, bs in beams.items() for items, s in bs]
-            if not flat:
+            if not len(group):
                 break
             if self.exhaustive:
-                cands = np.broadcast_to(np.arange(self.n), (len(flat), self.n))
-                rows = [first_row[a] for a, _, _ in flat]
-                scores = (np.asarray(first)[rows] if size == 2 else
-                          scorer.score([np.asarray(it) for _, it, _ in flat]))
+                cands = np.broadcast_to(np.arange(self.n), (len(group), self.n))
+                scores = (np.asarray(first)[list(first_row.values())] if size == 2 else
+                          scorer.score(list(items)))
             elif size == 2:  # the anchor alone: its list and the scores it was learned from
-                cands = self.lists[anchors].astype(np.int64)
-                scores = self.list_scores[anchors]
+                cands = self.lists[items[:, 0]].astype(np.int64)
+                scores = self.list_scores[items[:, 0]]
             else:
-                self._ensure(scorer, np.concatenate([it for _, it, _ in flat]))
-                cands = self._candidates(flat)
-                scores = self._step_scores(scorer, [np.asarray(it) for _, it, _ in flat], cands)
-            new_beams: dict[int, list] = {}
-            for (a, items, s), top in zip(flat, self._extend(flat, cands, scores)):
-                new_beams.setdefault(a, []).extend(
-                    (items + [j], s + float(v)) for j, v in top)
-            beams = {}
-            for a, options in new_beams.items():
-                unique: dict[frozenset, tuple] = {}
-                for items, s in sorted(options, key=lambda c: -c[1]):
-                    unique.setdefault(frozenset(items), (items, s))  # other order: keep best
-                beams[a] = list(unique.values())[:rules.beam_width]
-                if size in rules.sizes:
-                    for items, s in beams[a][:rules.per_anchor]:
-                        found[int(a)].append(Bundle(int(a), items, s))
+                self._ensure(scorer, items.ravel())
+                cands = self._candidates(items)
+                scores = self._step_scores(scorer, list(items), cands)
+            step_item, step_score = self._extend(items, cands, scores)
+            group, items, score, rank = _next_beams(group, items, score, step_item, step_score,
+                                                    rules.beam_width)
+            if size in rules.sizes:
+                best = rank < rules.per_anchor
+                kept.append((group[best], items[best], score[best]))
+        found: dict[int, list[Bundle]] = {a: [] for a in first_row}
+        lists = list(found.values())
+        for g, it, sc in kept:
+            for gg, row, s in zip(g.tolist(), it.tolist(), sc.tolist()):
+                lists[gg].append(Bundle(row[0], row, s))
         if evidence is not None:
             evidence.fill_all([b for bundles in found.values() for b in bundles])
         return found
 
-    def _extend(self, flat: list, cands: np.ndarray, scores: np.ndarray) -> list[list]:
-        """For each beam, the ``beam_width`` best (item, score) that may join its items.
+    def _extend(self, members: np.ndarray, cands: np.ndarray,
+                scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each beam (its items ``members`` [beams, m]), the ``beam_width`` best items that
+        may join it, best first: item int64 [beams, beam_width] (-1 pads) and their scores
+        ([beams, beam_width], the dtype of ``scores``).
 
         ``cands`` [beams, width] item ids (-1 pads), ``scores`` their scores. The constraints
         are applied to every beam at once (arrays); only the near-duplicate check walks a
         beam's best candidates one by one.
         """
+        scores = np.asarray(scores)
         at = np.maximum(cands, 0)
         ok = (cands >= 0) & self.static_ok[at] & np.isfinite(scores)
-        members = _members(flat)
-        real = members >= 0
-        m = np.maximum(members, 0)
         for attr in (self.keys, self.same_words):  # members, their variants, same names
-            mine = np.where(real, attr[m], np.iinfo(np.int64).min)  # pads match nothing
-            ok &= ~(attr[at][:, :, None] == mine[:, None, :]).any(axis=2)
+            mine, theirs = attr[at], attr[members]
+            for col in range(members.shape[1]):  # a member at a time: any(axis=2) was slow
+                ok &= mine != theirs[:, col, None]
         if self.rules.max_total_price is not None:
-            total = np.where(real, self.prices[m], 0.0).sum(axis=1)
+            total = self.prices[members].sum(axis=1)
             ok &= self.prices[at] + total[:, None] <= self.rules.max_total_price
         s = np.where(ok, scores, -np.inf)
         want = self.rules.beam_width
@@ -311,10 +309,8 @@ class BundleSearch:
         def check(where: np.ndarray) -> None:
             rr, pp = np.nonzero(where)
             for col in range(members.shape[1]):
-                mem = members[rr, col]
-                real_pair = mem >= 0
-                hit = self.near_duplicates(item[rr, pp][real_pair], mem[real_pair])
-                near[rr[real_pair][hit], pp[real_pair][hit]] = True
+                hit = self.near_duplicates(item[rr, pp], members[rr, col])
+                near[rr[hit], pp[hit]] = True
 
         few = min(k, want + 2)
         first = finite.copy()
@@ -324,17 +320,60 @@ class BundleSearch:
         rest[:, :few] = False
         check(rest)
         ok = finite & ~near  # unchecked past ``few`` only where ``want`` were found before
-        got_all = ok & (np.cumsum(ok, axis=1) <= want)
-        out = []
-        for row, (_, items, _) in enumerate(flat):
-            got = top[row][got_all[row]].tolist()
-            if len(got) < want and finite[row].all() and k < s.shape[1]:
-                # the k best were not enough: walk the rest of the row
-                pos = np.flatnonzero(np.isfinite(s[row]))
-                got = _sorted_walk(s[row], pos, want, lambda p, items=items:
-                                   self.near_duplicate(int(cands[row, p]), items))
-            out.append([(int(cands[row, p]), scores[row, p]) for p in got])
-        return out
+        got = ok & (np.cumsum(ok, axis=1) <= want)
+        out_item = np.full((len(members), want), -1, dtype=np.int64)
+        out_score = np.zeros((len(members), want), dtype=scores.dtype)
+        rr, cc = np.nonzero(got)
+        slot = (np.cumsum(got, axis=1) - 1)[rr, cc]
+        out_item[rr, slot], out_score[rr, slot] = item[rr, cc], scores[rr, top[rr, cc]]
+        short = (got.sum(axis=1) < want) & finite.all(axis=1) & (k < s.shape[1])
+        for row in np.flatnonzero(short):  # the k best were not enough: walk the rest
+            pos = np.flatnonzero(np.isfinite(s[row]))
+            walk = _sorted_walk(s[row], pos, want, lambda p, row=row:
+                                self.near_duplicate(int(cands[row, p]), members[row].tolist()))
+            out_item[row] = -1
+            out_item[row, :len(walk)] = cands[row, walk]
+            out_score[row, :len(walk)] = scores[row, walk]
+        return out_item, out_score
+
+
+def _next_beams(group: np.ndarray, items: np.ndarray, score: np.ndarray, step_item: np.ndarray,
+                step_score: np.ndarray, width: int) -> tuple[np.ndarray, ...]:
+    """The beams one item longer: every beam with each of its steps (``step_item`` [B, w],
+    -1 pads), best first per anchor (a stable sort: ties keep beam then step order), one
+    option per item set (the same items in another order: the first, i.e. the best), the
+    ``width`` best per anchor. Returns ``(group, items, score, rank within the anchor)``."""
+    r, p = np.nonzero(step_item >= 0)  # beam order, then each beam's steps in order
+    g = group[r]
+    items = np.concatenate([items[r], step_item[r, p][:, None]], axis=1)
+    score = score[r] + step_score[r, p].astype(np.float64)  # float64 + each float32 step
+    order = np.lexsort((-score, g))  # stable: as sorted(options, key=-score) per anchor
+    g, items, score = g[order], items[order], score[order]
+    # the anchor (its group) and the set of the other items; the first of each is the best
+    first = _firsts(np.column_stack([g, np.sort(items[:, 1:], axis=1)]))
+    g, items, score = g[first], items[first], score[first]
+    rank = np.arange(len(g)) - np.searchsorted(g, g)  # g is sorted: position in its anchor
+    cut = rank < width
+    return g[cut], items[cut], score[cut], rank[cut]
+
+
+def _firsts(key: np.ndarray) -> np.ndarray:
+    """Whether each row of ``key`` (int64 [N, c], values >= 0) is the first row with its
+    values. The columns are packed into one int64 where they fit (an argsort of it is ~10x
+    faster than a lexsort of the columns), else lexsorted; both sorts are stable."""
+    radix = [int(col.max()) + 1 if len(col) else 1 for col in key.T]
+    if math.prod(radix) < PACKED_MAX:
+        packed = np.zeros(len(key), dtype=np.int64)
+        for col, size in zip(key.T, radix):
+            packed = packed * size + col
+        order = np.argsort(packed, kind="stable")
+        same = packed[order[1:]] == packed[order[:-1]]
+    else:
+        order = np.lexsort(key.T[::-1])
+        same = (key[order[1:]] == key[order[:-1]]).all(axis=1)
+    first = np.ones(len(key), dtype=bool)
+    first[order[1:][same]] = False
+    return first
 
 
 def search_bundles(scorer: Scorer, anchors: Sequence[int], index: ItemIndex,

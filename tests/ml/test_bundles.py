@@ -199,3 +199,133 @@ def test_pair_counts_are_looked_up_in_sorted_csr_rows():
         m.sort_indices()
         i, j = rng.integers(0, n, 200), rng.integers(0, n, 200)
         assert np.array_equal(csr_lookup(m, i, j), m.toarray()[i, j]), trial
+
+
+class _TableScorer:
+    """A set-completion scorer for the search's tests: ``s(j | ctx) = sum of W[c, j]``. Most
+    entries are quarters (sums are exact, so many ties), a few are fine (float64 scores keep
+    them: a search that rounds them to float32 differs) or -inf."""
+
+    def __init__(self, n: int, rng, dtype, lists: bool = True) -> None:
+        w = rng.integers(0, 5, (n, n)) / 4.0
+        fine = rng.random((n, n)) < 0.2
+        w[fine] += rng.random(int(fine.sum())) * 1e-3 + 1e-9
+        w[rng.random((n, n)) < 0.03] = -np.inf
+        self.w = w.astype(dtype)
+        if not lists:  # no score_candidates: the search reads its beams' full rows
+            self.score_candidates = None
+
+    def score(self, contexts, histories=None):
+        return np.stack([self.w[np.asarray(c)].sum(axis=0) for c in contexts])
+
+    def score_candidates(self, contexts, cands):
+        return np.take_along_axis(self.score(contexts), cands, 1)
+
+
+def _words_catalogue(n: int, rng, words: int = 8):
+    """Names from a small vocabulary (near-duplicates, the same words, no words), colour
+    variants among the ids, prices, some items not allowed."""
+    vocab = ["RED", "BLUE", "LAMP", "SHADE", "MUG", "TEA", "CUP", "BAG"][:words]
+    names = [" ".join(rng.choice(vocab, int(rng.integers(0, 4)))) for _ in range(n)]
+    ids = [f"{100 + i // 3}{'ABC'[i % 3]}" if i % 4 == 0 else f"P{i}" for i in range(n)]
+    attrs = ItemAttributes(np.asarray(names, dtype=object), np.array([""] * n, dtype=object),
+                           rng.integers(1, 20, n).astype(np.float64))
+    return ItemIndex(ids), attrs, rng.random(n) > 0.15
+
+
+def _reference_search(scorer, anchors, index, attrs, rules, lists=None):
+    """The beam search one anchor and one beam at a time (what the array search must equal):
+    each beam's ``beam_width`` best allowed items (score descending, ties by item), every
+    option of an anchor sorted by score (stable), the best order of each item set, cuts."""
+    from shop_recs.ml.features import name_words
+
+    keys, words = variant_keys(index.ids), [set(name_words(nm)) for nm in attrs.names]
+    prices = np.nan_to_num(np.asarray(attrs.prices, dtype=np.float64))
+    n = len(index)
+
+    def allowed(j, items, value):
+        if not rules.allowed[j] or not np.isfinite(value):
+            return False
+        if any(keys[j] == keys[i] or (words[j] and words[j] == words[i]) for i in items):
+            return False
+        if rules.max_total_price is not None and \
+                prices[j] + prices[items].sum() > rules.max_total_price:
+            return False
+        return not any(words[j] and len(words[j] & words[i]) / len(words[j] | words[i])
+                       >= rules.name_overlap for i in items)
+
+    found = {}
+    for a in anchors:
+        beams, found[a] = [([a], 0.0)], []
+        for size in range(2, max(rules.sizes) + 1):
+            options = []
+            for items, s in beams:
+                row = scorer.score([np.asarray(items)])[0]
+                if lists is None:
+                    cands = range(n)
+                else:  # the union of the members' lists; the anchor's own scores at size 2
+                    cands = sorted({int(j) for i in items for j in lists[0][i] if j >= 0})
+                    row = (dict(zip(lists[0][a], lists[1][a])) if size == 2 else
+                           row.astype(np.float32) if scorer.score_candidates else row)
+                ok = [j for j in cands if allowed(j, items, row[j])]
+                ok.sort(key=lambda j: (-row[j], j))
+                options += [(items + [j], s + float(row[j])) for j in ok[:rules.beam_width]]
+            options.sort(key=lambda o: -o[1])
+            best = {}
+            for items, s in options:
+                best.setdefault(frozenset(items), (items, s))
+            beams = list(best.values())[:rules.beam_width]
+            if size in rules.sizes:
+                found[a] += [(items, s) for items, s in beams[:rules.per_anchor]]
+    return found
+
+
+@pytest.mark.parametrize("sizes", [(2,), (3,), (2, 3, 4)])
+@pytest.mark.parametrize("price_cap", [None, 25.0])
+@pytest.mark.parametrize("exhaustive", [True, False])
+def test_array_beams_give_the_bundles_of_a_search_beam_by_beam(sizes, price_cap, exhaustive):
+    """Issue 15: the beams are arrays for the whole search; the bundles (items in order), the
+    float64 scores (the same additions) and their order equal a search one anchor and one
+    beam at a time, on catalogues with tied scores and near-duplicate names, whole catalogue
+    and candidate lists, float32 and float64 scorers, with and without score_candidates."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        n = 48
+        # seed 2: three words, most names near-duplicates (the walk past a beam's 4 x width)
+        index, attrs, allowed = _words_catalogue(n, rng, (8, 8, 3, 8)[seed])
+        scorer = _TableScorer(n, rng, np.float32 if seed % 2 else np.float64, lists=seed < 2)
+        rules = BundleRules(sizes=sizes, allowed=allowed, max_total_price=price_cap,
+                            name_overlap=(0.5, 0.5, 0.3, 0.5)[seed], beam_width=(2, 3, 8, 4)[seed],
+                            per_anchor=(3, 2, 5, 9)[seed], candidates=None if exhaustive else 9)
+        anchors = rng.permutation(n)[:30].tolist()
+        search = BundleSearch(index, attrs, rules)
+        assert search.exhaustive == exhaustive
+        got = search.search(scorer, anchors)
+        lists = None
+        if not exhaustive:
+            search._ensure(scorer, np.arange(n))  # every list, as the search learned them
+            lists = search.lists, search.list_scores
+        want = _reference_search(scorer, anchors, index, attrs, rules, lists)
+        assert list(got) == anchors
+        assert {a: [(b.items, b.score) for b in bs] for a, bs in got.items()} == want, seed
+        assert all(b.anchor == a and type(b.score) is float and
+                   all(type(i) is int for i in b.items) for a, bs in got.items() for b in bs)
+        assert sum(map(len, want.values())) > len(anchors)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_first_rows_of_each_key_packed_or_lexsorted(packed, monkeypatch):
+    """The beams' de-duplication keeps the first row of each (anchor, item set) key; the key's
+    columns are packed into one int64 where they fit, else lexsorted: both give the rows a
+    dict of the keys seen, row by row, gives."""
+    from shop_recs.ml import bundle_search
+
+    if not packed:
+        monkeypatch.setattr(bundle_search, "PACKED_MAX", 1)
+    rng = np.random.default_rng(7)
+    for trial in range(30):
+        cols, top = int(rng.integers(1, 5)), int(rng.choice([2, 5, 1000, 2 ** 40]))
+        key = rng.integers(0, top, (int(rng.integers(0, 300)), cols))
+        seen: dict = {}
+        want = [seen.setdefault(tuple(row), i) == i for i, row in enumerate(key.tolist())]
+        assert bundle_search._firsts(key).tolist() == want, trial
