@@ -121,6 +121,7 @@ class BundleModel(ItemPrior, nn.Module):
             self.register_buffer("prior_col", torch.zeros(c.prior_nnz, dtype=torch.int32))
             self.register_buffer("prior_val", torch.zeros(c.prior_nnz))
         self.n_sparse_folds = 0  # out-of-fold CSR priors (training only): prior_fold{f}_*
+        self._table_cache = None  # (tensors and their versions, item_table()) while scoring
         self.apply(self._init)
 
     @staticmethod
@@ -161,6 +162,24 @@ class BundleModel(ItemPrior, nn.Module):
         for part in rest:
             first = first + part
         return first
+
+    def __getstate__(self):  # copies and pickles never carry the scoring cache
+        return {**super().__getstate__(), "_table_cache": None}
+
+    def scoring_table(self) -> torch.Tensor:
+        """:meth:`item_table` kept while no weight or item attribute changes (each tensor's
+        version counter, bumped by every in-place update). Scoring by columns in eval mode
+        reads it instead of embedding a chunk's rows at every call: at 10^5 products and more
+        the chunks of one listing pass embed the same rows hundreds of times (issue 15)."""
+        tensors = [*self.parameters(), self.item_words, self.item_cat, self.item_price,
+                   *([self.item_text] if self.config.text_dim > 0 else [])]
+        key = [(t, t._version) for t in tensors]
+        cached = self._table_cache
+        if cached is None or len(cached[0]) != len(key) or any(
+                a is not b or va != vb for (a, va), (b, vb) in zip(cached[0], key)):
+            with torch.no_grad():
+                cached = self._table_cache = (key, self.item_table())
+        return cached[1]
 
     def item_table(self) -> torch.Tensor:
         """Representation of every row (padding included) [N+1, d]: id + content.
@@ -304,8 +323,12 @@ class BundleModel(ItemPrior, nn.Module):
         ids, inv = _unique_rows(torch.cat(pieces), self.config.n_items + 1)  # ids[0] = 0
         _, cpos, colpos, shpos, *hpos = torch.split(inv, [p.numel() for p in pieces])
         hpos = hpos[0].view_as(history) if has_hist else None
-        id_rows = self.item_emb(ids)  # [U, d]
-        table = self.item_rows(ids, id_rows)  # [U, d]
+        if self.training:
+            self._table_cache = None
+            id_rows = self.item_emb(ids)  # [U, d]
+            table = self.item_rows(ids, id_rows)  # [U, d]
+        else:  # scoring: the same rows, embedded once for every call (no dropout reads ids)
+            id_rows, table = None, self.scoring_table()[ids]
         h = self.encode(context, history, table, (cpos.view_as(context), hpos, id_rows))
         out_table = table
         if self.training and self.config.out_id_dropout > 0:

@@ -6,11 +6,13 @@ best-seller list skips each context, bundle lists learned from top lists are the
 row gives, and a blend scored by candidates uses the same z-scores as the dense blend.
 """
 
+import copy
 import dataclasses
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 import shop_recs.ml.topk as topk_module
 from shop_recs.ml.baselines import EASE, Popularity, cooccurrence_counts
@@ -215,3 +217,34 @@ def test_the_policy_reads_published_lists_for_anchors(data, monkeypatch):
     monkeypatch.setattr(PublishedLists, "score", lambda *a, **k: pytest.fail("scored"))
     got = scorer_lists(served, queries.contexts, 10)
     assert np.array_equal(got, want)
+
+
+def test_scoring_by_columns_reads_one_table_until_a_weight_changes(data, sampled_model):
+    """Eval-mode scoring by columns reads the item table embedded once (scoring_table):
+    the same logits as embedding each call's rows, and a new table after any weight
+    changes (a warm start's training, a loaded checkpoint)."""
+    baskets, _, _ = data
+    n = baskets.n_items
+    model = sampled_model.model
+    contexts = [np.array([a]) for a in range(0, n, 2)] + [np.array([2, 5, 7])]
+
+    def lists():
+        return sampled_model.topk(contexts, 10, chunk=16)
+
+    cached_idx, cached_val = lists()
+    table = model.scoring_table()
+    assert model.scoring_table() is table  # kept between calls
+    # the rows each call embedded before (item_rows of the call's ids)
+    rows = type("Rows", (), {"__getitem__": lambda _, ids: model.item_rows(ids)})()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(model), "scoring_table", lambda self: rows)
+        old_idx, old_val = lists()
+    np.testing.assert_array_equal(cached_idx, old_idx)
+    np.testing.assert_array_equal(cached_val, old_val)
+    saved = model.item_emb.weight.detach().clone()
+    with torch.no_grad():
+        model.item_emb.weight[1:] += 0.5  # an in-place update, as an optimiser step makes
+        assert model.scoring_table() is not table
+        assert not torch.equal(model.scoring_table(), table)
+        model.item_emb.weight.copy_(saved)
+    assert copy.deepcopy(model)._table_cache is None  # copies never carry it
