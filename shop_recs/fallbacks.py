@@ -217,9 +217,11 @@ def write(lists):
         FallbackRecommendation.objects.using(using).all().delete()
         # shop_recs.bulk: COPY on PostgreSQL, no model instances (issue 15: one row per
         # product and candidate, 20 M at 10^6 products; bulk_create took most of a run's time)
+        # the evidence as the text json.dumps gives for {"orders_together": t,
+        # "purchases": b}, formatted: a tenth of the cost of serialising 20 M dicts
         bulk.write_rows(FallbackRecommendation, WRITE_FIELDS, (
-            (a, i, int(r), m, float(t if m == COOCCURRENCE else b),
-             {"orders_together": int(t), "purchases": int(b)})
+            (a, i, r, m, float(t if m == COOCCURRENCE else b),
+             bulk.JSONText(f'{{"orders_together": {t}, "purchases": {b}}}'))
             for a, i, r, m, t, b in zip(lists.anchor, lists.item, lists.rank.tolist(),
                                         lists.method, lists.together.tolist(),
                                         lists.bought.tolist())), using=using)

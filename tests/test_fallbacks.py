@@ -1,6 +1,7 @@
 """Stored fallback lists: what they hold, how they are refreshed, and that serving reads
 them with indexed lookups only (no aggregate over interactions per request)."""
 
+import json
 import re
 from datetime import timedelta
 
@@ -284,3 +285,28 @@ def test_lists_are_written_in_bulk_without_model_instances(monkeypatch):
         lists.bought.tolist()))
     assert rows == want
     assert stored(p[0])[0] == (p[1].pk, "cooccurrence", {"orders_together": 3, "purchases": 3})
+
+
+def test_json_text_is_stored_as_the_document_it_serialises(monkeypatch):
+    """shop_recs.bulk.JSONText: evidence formatted by the caller reads back as the dict,
+    beside rows given as dicts (COPY on PostgreSQL, executemany on SQLite)."""
+    from shop_recs import bulk
+
+    p = make_products(3)
+    doc = {"orders_together": 12345678901, "purchases": 0}
+    text = bulk.JSONText(f'{{"orders_together": {12345678901}, "purchases": {0}}}')
+    assert text == json.dumps(doc)  # the format fallbacks.write uses is json.dumps's
+    rows = [(p[0].pk, p[1].pk, 1, "cooccurrence", 1.0, text),
+            (p[0].pk, p[2].pk, 2, "popular", 2.0, {"orders_together": 0, "purchases": 7})]
+    assert bulk.write_rows(FallbackRecommendation, fallbacks.WRITE_FIELDS, rows, batch=1) == 2
+    assert stored(p[0]) == [(p[1].pk, "cooccurrence", doc),
+                            (p[2].pk, "popular", {"orders_together": 0, "purchases": 7})]
+    # a backend that adapts JSON itself is given the parsed document, never the text
+    from django.db.models import JSONField
+
+    field = FallbackRecommendation._meta.get_field("evidence")
+    seen = []
+    monkeypatch.setattr(type(connection.ops), "adapt_json_value",
+                        lambda self, value, encoder: seen.append(value) or json.dumps(value))
+    prep = bulk._json_preparer(field, connection, copy=False)
+    assert isinstance(field, JSONField) and prep(text) == json.dumps(doc) and seen == [doc]
