@@ -12,9 +12,10 @@ No model instances are made (10 M of them do not fit in memory, and their per-ob
 most of ``bulk_create``'s time): COPY on PostgreSQL (psycopg 3's ``cursor.copy``), one
 ``executemany`` per ``batch`` rows elsewhere. Values are what the fields hold in Python:
 a related object's primary key for a foreign key (each distinct key is prepared for the
-database once), a dict for a ``JSONField`` (serialised with the field's encoder), plain
-numbers and text otherwise. Every column without a database default must be given.
-Used by ``shop_recs.publish`` (FBT rows of a run) and ``shop_recs.fallbacks``.
+database once), a dict for a ``JSONField`` (serialised with the field's encoder), a
+datetime, date or Decimal for those fields, plain numbers and text otherwise. Every column
+without a database default must be given. Used by ``shop_recs.publish`` (FBT rows and
+proposed bundles of a run) and ``shop_recs.fallbacks``.
 """
 
 import json
@@ -25,6 +26,8 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 __all__ = ["write_rows", "update_rows", "JSONText", "BATCH"]
 
 BATCH = 5_000
+_ADAPTED = {"DateTimeField", "DateField", "TimeField", "DecimalField", "DurationField",
+            "UUIDField"}
 
 
 class JSONText(str):
@@ -51,6 +54,9 @@ def _preparers(fields, connection, copy):
     for field in fields:
         if isinstance(field, models.JSONField):
             out.append(_json_preparer(field, connection, copy))
+        elif not copy and field.get_internal_type() in _ADAPTED:
+            # dates, times and decimals as the backend stores them (COPY's driver adapts them)
+            out.append(lambda v, f=field: f.get_db_prep_value(v, connection))
         elif field.is_relation:
             target = field.target_field
             cache = {}  # pk -> stored form: a field call per row is the cost otherwise

@@ -19,6 +19,7 @@ content (``shop_recs.content_lists``), rows of the run with source ``"content"``
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 
 import numpy as np
@@ -31,7 +32,7 @@ from shop_recs.ml.bundle_search import LIST_SPARE, BundleSearch
 from shop_recs.ml.bundles import BundleRules, Evidence
 from shop_recs.ml.topk import topk_of_scores
 from shop_recs.models import Bundle, BundleItem, Recommendation, TrainingRun, bundle_signature
-from shop_recs.signals import run_activated
+from shop_recs.signals import bundles_changed, run_activated
 
 logger = logging.getLogger(__name__)
 
@@ -193,49 +194,68 @@ def _bundle_rows(rows, found, pks):
                                  }))
 
 
+NEW_BUNDLE_FIELDS = ("anchor", "run", "score", "evidence", "signature", "source", "status",
+                     "discount_percent", "created_at")
+
+
 def _propose(run, rows):
+    """Store the bundles of ``rows`` as proposals of ``run``; returns the bundle counts.
+
+    Written at bulk speed (``shop_recs.bulk``: COPY on PostgreSQL), never as model
+    instances: at 10^6 products a run proposes millions of bundles (issue 15). Earlier
+    proposals found again are refreshed in place; reviewed ones are proposed again only when
+    their evidence grew by ``REPROPOSE_EVIDENCE_GROWTH``; earlier proposals this run no
+    longer makes are deleted, with one ``bundles_changed`` for their anchors.
+    """
     growth = recs_settings.REPROPOSE_EVIDENCE_GROWTH
     candidates = {}
     for anchor, items, score, evidence in rows.bundles:
         candidates.setdefault(bundle_signature(anchor, items), (anchor, items, score, evidence))
-    existing = {}
+    existing = {}  # signature -> [(pk, status, orders_with_all)], in the model's ordering
     sigs = list(candidates)
     for start in range(0, len(sigs), 900):
-        for bundle in Bundle.objects.filter(signature__in=sigs[start:start + 900]):
-            existing.setdefault(bundle.signature, []).append(bundle)
-    new_bundles, new_items, updated, skipped = [], [], [], 0
+        for sig, pk, status, evidence in Bundle.objects.filter(
+                signature__in=sigs[start:start + 900]).values_list(
+                    "signature", "pk", "status", "evidence"):
+            existing.setdefault(sig, []).append(
+                (pk, status, (evidence or {}).get("orders_with_all", 0)))
+    new, updated, skipped = [], [], 0
     for sig, (anchor, items, score, evidence) in candidates.items():
         previous = existing.get(sig, [])
-        proposed = [b for b in previous if b.status == Bundle.Status.PROPOSED]
+        proposed = [pk for pk, status, _ in previous if status == Bundle.Status.PROPOSED]
         if proposed:
-            bundle = proposed[0]
-            bundle.run, bundle.score, bundle.evidence = run, score, evidence
-            bundle.source = rows.bundle_source
-            updated.append(bundle)
+            updated.append((proposed[0], run.pk, score, evidence, rows.bundle_source))
             continue
-        reviewed = [b.evidence.get("orders_with_all", 0) for b in previous]
+        reviewed = [orders for _, _, orders in previous]
         if reviewed and evidence["orders_with_all"] < growth * max(reviewed):
             skipped += 1
             continue
-        bundle = Bundle(anchor_id=anchor, run=run, score=score, evidence=evidence, signature=sig,
-                        source=rows.bundle_source)
-        new_bundles.append(bundle)
-        new_items.append(items)
-    bulk.update_rows(Bundle, ("run", "score", "evidence", "source"),
-                     ((b.pk, run.pk, b.score, b.evidence, b.source) for b in updated))
-    Bundle.objects.bulk_create(new_bundles, batch_size=1000)
-    BundleItem.objects.bulk_create(
-        [BundleItem(bundle=b, product_id=pk, position=pos)
-         for b, items in zip(new_bundles, new_items) for pos, pk in enumerate(items, 1)],
-        batch_size=2000)
-    # Proposals of earlier runs that this run no longer makes were never reviewed: drop them.
+        new.append(sig)
+    bulk.update_rows(Bundle, ("run", "score", "evidence", "source"), updated)
+    now = timezone.now()
+    bulk.write_rows(Bundle, NEW_BUNDLE_FIELDS, (
+        (candidates[sig][0], run.pk, candidates[sig][2], candidates[sig][3], sig,
+         rows.bundle_source, Bundle.Status.PROPOSED, 0, now) for sig in new))
+    if new:  # the new rows' keys, for their items (one proposal of this run per signature)
+        pk_of = dict(Bundle.objects.filter(run=run).values_list("signature", "pk"))
+        bulk.write_rows(BundleItem, ("bundle", "product", "position"), (
+            (pk_of[sig], pk, pos) for sig in new
+            for pos, pk in enumerate(candidates[sig][1], 1)))
+    # Proposals of earlier runs that this run no longer makes were never reviewed: drop them,
+    # items first, without loading each (a post_delete per object is minutes at 10^6)
     stale = Bundle.objects.filter(
         status=Bundle.Status.PROPOSED, source__in=[Bundle.Source.MODEL, Bundle.Source.BASELINE]
     ).exclude(run=run)
+    anchors = sorted(set(stale.values_list("anchor_id", flat=True)))
     dropped = stale.count()
-    stale.delete()  # (delete()'s count would include the cascaded BundleItem rows)
-    return {"bundles_found": len(candidates), "bundles_proposed": len(new_bundles) + len(updated),
-            "bundles_new": len(new_bundles), "bundles_refreshed": len(updated),
+    if dropped:
+        using = stale.db
+        BundleItem.objects.filter(bundle__in=stale.values("pk"))._raw_delete(using)
+        stale._raw_delete(using)
+        transaction.on_commit(partial(bundles_changed.send, sender=Bundle, anchor_ids=anchors),
+                              using=using)
+    return {"bundles_found": len(candidates), "bundles_proposed": len(new) + len(updated),
+            "bundles_new": len(new), "bundles_refreshed": len(updated),
             "bundles_skipped": skipped, "bundles_dropped": dropped}
 
 

@@ -1,14 +1,18 @@
 """publish: rows from a fitted scorer, the provenance of proposals, one set of bundle numbers."""
 
+from decimal import Decimal
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from shop_recs import bulk, publish
 from shop_recs.ml.baselines import CoOccurrence
 from shop_recs.ml.types import Baskets, ItemAttributes, ItemIndex
-from shop_recs.models import Bundle, Product, Recommendation, TrainingRun
+from shop_recs.models import (Bundle, BundleItem, Product, Recommendation, TrainingRun,
+                              bundle_signature)
+from shop_recs.signals import bundles_changed
 
 pytestmark = pytest.mark.django_db
 
@@ -74,14 +78,49 @@ def test_bundle_numbers_add_up_and_match_what_is_stored(products, caplog):
     assert f"proposed {c['bundles_proposed']}," in caplog.records[-1].getMessage()
 
 
-def test_stale_proposals_of_baseline_runs_are_dropped(products):
+def test_stale_proposals_of_baseline_runs_are_dropped(products,
+                                                      django_capture_on_commit_callbacks):
     first, _ = publish_run(products, False)
     stale = Bundle.objects.filter(run=first).first()
     stale.signature = "gone"  # a proposal the next run will not make again
     stale.save()
-    second, _ = publish_run(products, True)
+    assert BundleItem.objects.filter(bundle=stale).exists()
+    sent = []
+    bundles_changed.connect(lambda **kw: sent.append(kw["anchor_ids"]), weak=False,
+                            dispatch_uid="test_stale_proposals")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            second, _ = publish_run(products, True)
+    finally:
+        bundles_changed.disconnect(dispatch_uid="test_stale_proposals")
     assert not Bundle.objects.filter(pk=stale.pk).exists()
+    assert not BundleItem.objects.filter(bundle_id=stale.pk).exists()  # its items went too
     assert second.counts["bundles_dropped"] == 1
+    assert sent == [[stale.anchor_id]]  # one signal: the serving cache forgets the proposal
+
+
+def test_new_proposals_are_stored_whole_without_model_instances(products, monkeypatch):
+    """Issue 15: proposals and their items are written through shop_recs.bulk (millions
+    at 10^6 products), with every field a proposal made one at a time would have."""
+    for model in (Bundle, BundleItem):
+        monkeypatch.setattr(model.objects, "bulk_create",
+                            lambda *a, **k: pytest.fail("bulk_create builds every object"))
+    before = timezone.now()
+    run, rows = publish_run(products, True)
+    stored = {b.signature: b for b in Bundle.objects.filter(run=run).prefetch_related("items")}
+    assert len(stored) == run.counts["bundles_new"] > 0
+    first = {}  # the same set around another anchor is the same bundle: the first is kept
+    for anchor, items, score, evidence in rows.bundles:
+        first.setdefault(bundle_signature(anchor, items), (anchor, items, score, evidence))
+    assert set(first) == set(stored)
+    for sig, (anchor, items, score, evidence) in first.items():
+        b = stored[sig]
+        assert (b.anchor_id, b.score, b.evidence) == (anchor, score, evidence)
+        assert [(i.product_id, i.position) for i in b.items.all()] == [
+            (pk, pos) for pos, pk in enumerate(items, 1)]
+        assert (b.status, b.source, b.discount_percent) == (
+            Bundle.Status.PROPOSED, Bundle.Source.MODEL, Decimal("0.0"))
+        assert before <= b.created_at <= timezone.now() and b.reviewed_at is None
 
 
 class _Matrix:
