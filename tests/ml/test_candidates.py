@@ -91,6 +91,9 @@ def test_no_catalogue_wide_row_is_built_per_anchor_above_the_size():
     assert s.sampled and s.model_config.sparse_prior
     anchors = [np.array([a]) for a in range(0, n, 47)]
     assert max(len(c) for c in s.candidates(anchors)) < n / 5  # prior rows + best sellers
+    # the item table is n x d once per model (rebuilt when a weight changes), not per anchor
+    table = s.model.scoring_table()
+    assert tuple(table.shape) == (n + 1, s.model_config.d_model)
     with ShapeSpy() as spy:
         idx, _ = s.topk(anchors, 10)
     wide = [sh for sh in spy.shapes if len(sh) >= 2 and max(sh) >= n]
