@@ -29,6 +29,7 @@ from scipy import sparse
 
 from shop_recs import bulk, data
 from shop_recs.conf import recs_settings
+from shop_recs.ml.topk import member
 from shop_recs.models import FallbackRecommendation
 from shop_recs.products import get_adapter
 from shop_recs.serving_cache import invalidate
@@ -210,9 +211,7 @@ def _category_fill(catalogue, position, listed, n, active, category_of, popular,
                          count=int(has.sum()))
     cand = best[row[has]]  # [products, limit + 1], -1 pads
     owner = np.maximum(anchor, 0)[:, None] * n + np.maximum(cand, 0)
-    spot = np.minimum(np.searchsorted(listed, owner), max(len(listed) - 1, 0))
-    taken = (listed[spot] == owner) & (anchor[:, None] >= 0) if len(listed) else \
-        np.zeros(cand.shape, dtype=bool)
+    taken = member(listed, owner.ravel()).reshape(owner.shape) & (anchor[:, None] >= 0)
     ok = (cand >= 0) & (cand != anchor[:, None]) & ~taken
     start = np.zeros(len(anchor), dtype=np.int64)  # its co-occurrence list's length
     if len(listed):

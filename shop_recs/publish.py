@@ -246,9 +246,9 @@ def _propose(run, rows):
     stale = Bundle.objects.filter(
         status=Bundle.Status.PROPOSED, source__in=[Bundle.Source.MODEL, Bundle.Source.BASELINE]
     ).exclude(run=run)
-    anchors = sorted(set(stale.values_list("anchor_id", flat=True)))
     dropped = stale.count()
     if dropped:
+        anchors = sorted(set(stale.values_list("anchor_id", flat=True)))
         using = stale.db
         BundleItem.objects.filter(bundle__in=stale.values("pk"))._raw_delete(using)
         stale._raw_delete(using)

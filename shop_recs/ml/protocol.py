@@ -38,6 +38,7 @@ import numpy as np
 
 from shop_recs.ml.baselines import EASE, CoOccurrence, ItemKNN, Popularity, cooccurrence_counts
 from shop_recs.ml.blend import BlendScorer, best_weight, crossfit_rows
+from shop_recs.ml.candidates import flat_rows
 from shop_recs.ml.catalogue import OnCatalogue, cap_evaluated, sample_queries as _sample
 from shop_recs.ml.config import (SETTINGS, ConfigError, ProtocolConfig, configure,
                                  get_default_config)
@@ -183,8 +184,7 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     # the lists judging reads: those of the evaluated orders' products (every list with
     # keep_candidates, whose lists the benchmark reads)
     anchors = None if keep_candidates else distinct(np.concatenate(
-        [np.asarray(c, dtype=np.int64).ravel() for q in queries.values() for c in q.contexts]
-        + [np.zeros(0, dtype=np.int64)]))
+        [flat_rows(q.contexts)[1] for q in queries.values()]))
     counts = cooccurrence_counts(split.train)
     val: dict[str, dict] = {}
     rows: dict[str, np.ndarray] = {}  # candidate -> per-order validation objective (the gate's)
