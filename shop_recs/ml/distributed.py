@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -245,8 +246,17 @@ def _rank_main(rank: int, world: int, port: int, backend: str, parent: int,
                        callback if has_callback and rank == 0 else None, clock=clock)
         if rank == 0:
             to_parent.put(("done", result, _params(model)))
+        dist.barrier()  # no rank leaves the group while a peer still uses it
     finally:
         dist.destroy_process_group()
+    # leave without the interpreter's teardown: rank 0 hosts the rendezvous store, whose C++
+    # thread could be destroyed still running at exit (std::terminate, SIGABRT) after a
+    # complete run; what this rank sent is flushed to the pipe first
+    to_parent.close()
+    to_parent.join_thread()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 # -- the supervisor --------------------------------------------------------------------------------
