@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from shop_recs.ml.columns import ColumnSums, DistinctColumnSums, unique_rows
 from shop_recs.ml.prior import ItemPrior
 
 __all__ = ["BundleModelConfig", "BundleModel"]
@@ -309,47 +310,40 @@ class BundleModel(ItemPrior, nn.Module):
                          shared: torch.Tensor | None) -> torch.Tensor:
         """:meth:`forward`'s logits at some rows only -> [B, C + K]; nothing here is n-wide.
 
-        The item rows are embedded for the rows the batch touches (context, history, columns)
-        and the prior and the repeat bonus are summed from their entries onto the asked
-        columns only. The same terms, added in the same order, as the full logits.
+        Training embeds the rows the batch touches (context, history, columns); scoring reads
+        them from :meth:`scoring_table`. The prior and the repeat bonus are summed from their
+        entries onto the asked columns only (:class:`~shop_recs.ml.columns.ColumnSums`).
+        The same terms, added in the same order, as the full logits.
         """
         B, dev = context.shape[0], context.device
         cols = columns if columns is not None else context.new_zeros(B, 0)
         sh = shared if shared is not None else context.new_zeros(0)
         has_hist = history is not None and self.config.use_history and history.shape[1] > 0
-        pieces = [context.new_zeros(1), context.reshape(-1), cols.reshape(-1), sh]
-        if has_hist:
-            pieces.append(history.reshape(-1))
-        ids, inv = _unique_rows(torch.cat(pieces), self.config.n_items + 1)  # ids[0] = 0
-        _, cpos, colpos, shpos, *hpos = torch.split(inv, [p.numel() for p in pieces])
-        hpos = hpos[0].view_as(history) if has_hist else None
-        if self.training:
+        if self.training:  # the rows the batch touches, embedded once (their gradients)
             self._table_cache = None
+            pieces = [context.new_zeros(1), context.reshape(-1), cols.reshape(-1), sh]
+            if has_hist:
+                pieces.append(history.reshape(-1))
+            ids, inv = unique_rows(torch.cat(pieces), self.config.n_items + 1)  # ids[0] = 0
+            _, cpos, colpos, shpos, *hpos = torch.split(inv, [p.numel() for p in pieces])
+            cpos, colpos = cpos.view_as(context), colpos.view_as(cols)
+            hpos = hpos[0].view_as(history) if has_hist else None
             id_rows = self.item_emb(ids)  # [U, d]
             table = self.item_rows(ids, id_rows)  # [U, d]
-        else:  # scoring: the same rows, embedded once for every call (no dropout reads ids)
-            id_rows, table = None, self.scoring_table()[ids]
-        h = self.encode(context, history, table, (cpos.view_as(context), hpos, id_rows))
+        else:  # scoring: every row, embedded once for every call (no dropout reads ids)
+            cpos, colpos, shpos, hpos = context, cols, sh, history if has_hist else None
+            id_rows, table = None, self.scoring_table()
+        h = self.encode(context, history, table, (cpos, hpos, id_rows))
         out_table = table
         if self.training and self.config.out_id_dropout > 0:
-            drop = torch.rand(len(ids), 1, device=dev) < self.config.out_id_dropout
+            drop = torch.rand(table.shape[0], 1, device=dev) < self.config.out_id_dropout
             out_table = table - drop.to(table.dtype) * id_rows
         every = torch.cat([cols, sh.unsqueeze(0).expand(B, -1)], 1)  # rows [B, C + K]
         logits = torch.cat([
-            torch.einsum("bd,bcd->bc", h, F.embedding(colpos.view_as(cols), out_table)),
+            torch.einsum("bd,bcd->bc", h, F.embedding(colpos, out_table)),
             h @ F.embedding(shpos, out_table).T], 1) + self.out_bias[every]
-        ucols, cinv = _unique_rows(every, self.config.n_items + 1)  # [U], [B, C + K]
-        U = len(ucols)
-        # row -> its place among the batch's columns (U: none). One n-long index per batch,
-        # cheaper than a search per entry; nothing n-wide per example
-        where = torch.full((self.config.n_items + 1,), U, dtype=torch.long, device=dev)
-        where[ucols] = torch.arange(U, device=dev)
-
-        def at_columns(owner: torch.Tensor, item: torch.Tensor, value: torch.Tensor):
-            """Sum of entries (example, row, value) at each example's columns [B, C + K]."""
-            flat = owner * (U + 1) + where[item]  # entries off the columns land in column U
-            acc = torch.zeros(B * (U + 1), device=dev, dtype=value.dtype)
-            return acc.index_add(0, flat, value).view(B, U + 1).gather(1, cinv)
+        sums = DistinctColumnSums if self.training else ColumnSums
+        at_columns = sums(cols, sh, self.config.n_items + 1)  # entries -> [B, C + K]
 
         def prior_at(items: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
             if self.config.sparse_prior:
@@ -380,15 +374,3 @@ class BundleModel(ItemPrior, nn.Module):
         ``table``: :meth:`item_table`, when the caller scores several batches with it."""
         self.eval()
         return F.log_softmax(self.forward(context, history, table=table), dim=-1)[:, 1:]
-
-
-def _unique_rows(rows: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.unique(rows, return_inverse=True)`` of row ids in ``[0, size)`` from one
-    ``size``-long table instead of a sort: the same sorted ids and inverse (same shape as
-    ``rows``), several times cheaper for the millions of entries of a scoring batch."""
-    seen = torch.zeros(size, dtype=torch.bool, device=rows.device)
-    seen[rows] = True
-    ids = torch.nonzero(seen).squeeze(1)
-    place = torch.zeros(size, dtype=torch.long, device=rows.device)
-    place[ids] = torch.arange(len(ids), device=rows.device)
-    return ids, place[rows]

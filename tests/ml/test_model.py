@@ -102,14 +102,3 @@ def test_a_large_catalogue_is_embedded_a_block_of_rows_at_a_time(model, monkeypa
     monkeypatch.setattr(model_module, "TABLE_ROWS", 3)
     assert torch.equal(model.item_table(), whole)
     assert torch.equal(model(ctx, table=model.item_table()), logits)
-
-
-def test_the_column_path_s_distinct_rows_are_torch_unique_s():
-    from shop_recs.ml.model import _unique_rows
-    gen = torch.Generator().manual_seed(0)
-    for shape in [(0,), (1,), (50,), (7, 13)]:
-        rows = torch.randint(0, 20, shape, generator=gen)
-        ids, inv = _unique_rows(rows, 20)
-        want_ids, want_inv = torch.unique(rows, return_inverse=True)
-        assert torch.equal(ids, want_ids) and torch.equal(inv, want_inv)
-        assert inv.shape == rows.shape

@@ -234,10 +234,9 @@ def test_scoring_by_columns_reads_one_table_until_a_weight_changes(data, sampled
     cached_idx, cached_val = lists()
     table = model.scoring_table()
     assert model.scoring_table() is table  # kept between calls
-    # the rows each call embedded before (item_rows of the call's ids)
-    rows = type("Rows", (), {"__getitem__": lambda _, ids: model.item_rows(ids)})()
+    # every row embedded afresh at each call (item_rows, as training embeds a batch's rows)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(type(model), "scoring_table", lambda self: rows)
+        mp.setattr(type(model), "scoring_table", lambda self: self.item_rows(torch.arange(n + 1)))
         old_idx, old_val = lists()
     np.testing.assert_array_equal(cached_idx, old_idx)
     np.testing.assert_array_equal(cached_val, old_val)
