@@ -283,7 +283,8 @@ class _Importer:
              order_id, quantity, None if price != price else round(price, 3), adapt(ts),
              Interaction.Source.IMPORT.value, "", key)
             for order_id, sku, customer, quantity, price, key, ts in zip(
-                chunk["order_id"], chunk["product_id"], chunk["customer_id"],
+                chunk["order_id"].tolist(), chunk["product_id"].tolist(),
+                chunk["customer_id"].tolist(),  # lists: iterating a Series boxes each value
                 chunk["quantity"].tolist(), chunk["unit_price"].tolist(),
                 chunk["line_key"].tolist(), chunk["timestamp"].dt.to_pydatetime(),
             )

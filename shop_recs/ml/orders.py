@@ -129,11 +129,10 @@ def column_map(header: list[str], fmt: str, path: Path) -> dict[str, str]:
 
 def _line_keys(frame: pd.DataFrame) -> np.ndarray:
     """Stable 63-bit keys of the fields that identify a line (same line in two files = same key)."""
-    parts = zip(
+    parts = zip(*(column.tolist() for column in (  # lists: iterating a Series boxes each value
         frame["order_id"], frame["product_id"], frame["quantity"].astype(str),
         frame["unit_price"].map(repr), frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S"),
-        frame["customer_id"],
-    )
+        frame["customer_id"])))
     blake = hashlib.blake2b
     return np.fromiter(
         (int.from_bytes(blake("\x1f".join(f).encode(), digest_size=8).digest(), "big") >> 1
