@@ -1,5 +1,7 @@
 """Helpers of benchmarks.scale: size parsing, growth exponents, the printed table."""
 
+import json
+
 import pytest
 
 from benchmarks.scale import growth_exponent, parse_size, table
@@ -27,3 +29,16 @@ def test_table_lists_every_stage_and_size():
     text = table(results)
     assert "import" in text and "baselines" in text and "100,000" in text
     assert text.splitlines()[3].split()[0] == "baselines" and "-" in text.splitlines()[3]
+
+
+def test_the_core_benchmark_can_list_and_search_with_the_blend_whatever_shipped(tmp_path):
+    from benchmarks import scale_core
+
+    out = tmp_path / "core.json"
+    scale_core.main(["--products", "400", "--lines", "8000", "--time-budget", "2",
+                     "--epochs", "1", "--serve", "blend", "--json", str(out)])
+    got = json.loads(out.read_text())
+    assert got["served"] == (got["choice"] if "+" in got["choice"]
+                             else f"bundle_model+{got['choice']}")
+    assert got["bundles_found"] > 0 and 0 <= got["planted_recall10"] <= 1
+    assert set(got["stages"]) >= {"fit_total", "lists", "search"}
