@@ -212,3 +212,31 @@ def test_the_order_count_comes_from_the_database_not_a_set_of_order_ids(write_cs
     assert isinstance(result.orders, int) and result.orders == 3
     again = importer.import_orders([path], "generic", chunk_size=2)
     assert again.orders == 0 and again.already_imported == 5
+
+
+def test_codes_are_matched_without_scanning_the_catalogue_per_batch(write_csv):
+    """Issue 15: UPPER(code) IN (...) cannot use an index, so a query per batch of codes
+    scanned the catalogue (quadratic at 10^6 products). The catalogue's codes are read once;
+    stored codes in any case still match, and a product the shop saves while the import runs
+    is found (by an indexed lookup) instead of being created twice."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    Product.objects.create(sku="sku-a", name="Teapot", price=Decimal("9.00"))  # lower case
+    head, *lines = GENERIC
+    later = "o3,SKU-E,2024-03-03T09:00:00Z,c2,1,2.00,Kettle,kitchen"
+
+    def shop_saves_a_product(result):
+        if result.report.read >= 2 and not Product.objects.filter(sku="SKU-E").exists():
+            Product.objects.create(sku="SKU-E", name="Kettle", price=Decimal("2.00"))
+
+    with CaptureQueriesContext(connection) as queries:
+        result = importer.import_orders([write_csv([head, *lines, later])], "generic",
+                                        chunk_size=2, progress=shop_saves_a_product)
+    assert not [q["sql"] for q in queries if "UPPER(" in q["sql"].upper()]
+    assert result.imported == 5 and result.products_created == 2  # SKU-B, SKU-C
+    assert Product.objects.filter(sku__iexact="sku-a").count() == 1
+    assert Product.objects.filter(sku="SKU-E").count() == 1
+    assert Interaction.objects.filter(product__sku="sku-a").count() == 2
+    assert Interaction.objects.get(order_id="o3").product.sku == "SKU-E"
+    assert Product.objects.get(sku="sku-a").name == "Teapot (large)"  # the newest line's
