@@ -68,9 +68,10 @@ class ColumnSums:
         return torch.cat([own, dense], 1)
 
 
-class DistinctColumnSums(ColumnSums):
-    """:class:`ColumnSums` by one accumulator over the batch's distinct columns,
-    ``[B, U + 1]``: cheap for a training batch, B x U too large for a scoring batch."""
+class DistinctColumnSums:
+    """The sums of :class:`ColumnSums` (same arguments and result) by one accumulator over
+    the batch's distinct columns, ``[B, U + 1]``: cheap for a training batch, B x U too large
+    for a scoring batch."""
 
     def __init__(self, cols: torch.Tensor, shared: torch.Tensor, size: int) -> None:
         self.B, dev = cols.shape[0], cols.device
