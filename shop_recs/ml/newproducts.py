@@ -25,16 +25,14 @@ the products that may be recommended (available and known).
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-from shop_recs.ml.features import _category, name_words
+from shop_recs.ml.features import _category
 from shop_recs.ml.model import BundleModel
+from shop_recs.ml.namesim import similar_known
 from shop_recs.ml.topk import topk_of_scores
 from shop_recs.ml.types import ItemAttributes
 
@@ -57,64 +55,6 @@ class NewLists:
     neighbour: np.ndarray
     similarity: np.ndarray
     how: np.ndarray  # object [m, k]
-
-
-def _tfidf(attrs: ItemAttributes) -> sp.csr_matrix:
-    """L2-normalised sparse TF-IDF rows of name words and category (as ``ml.coldstart``'s,
-    but sparse: a dense [products x words] matrix would not fit a catalogue of 10^5)."""
-    docs = [list(dict.fromkeys(name_words(nm))) + [f"~cat~{_category(nm, c)}"]
-            for nm, c in zip(attrs.names, attrs.categories)]
-    df = Counter(w for d in docs for w in d)
-    vocab = {w: i for i, w in enumerate(sorted(df))}
-    idf = np.asarray([math.log((1 + len(docs)) / (1 + df[w])) + 1 for w in sorted(df)])
-    rows = np.repeat(np.arange(len(docs)), [len(d) for d in docs])
-    cols = np.asarray([vocab[w] for d in docs for w in d], dtype=np.int64)
-    m = sp.csr_matrix((idf[cols].astype(np.float32), (rows, cols)),
-                      shape=(len(docs), max(len(vocab), 1)))
-    norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    return sp.diags(1.0 / np.maximum(norm, 1e-12)).astype(np.float32) @ m
-
-
-def similar_known(attrs: ItemAttributes, items: np.ndarray, known: np.ndarray,
-                  k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` most similar ``known`` products (bool mask) of each of ``items`` by TF-IDF
-    cosine of name words and category. Returns (neighbours int64 [m, k], cosine [m, k]),
-    most similar first, ties by item; an item is never its own neighbour."""
-    items = np.asarray(items, dtype=np.int64)
-    candidates = np.flatnonzero(known)
-    k = min(k, len(candidates))
-    if k == 0 or not len(items):
-        return np.zeros((len(items), k), np.int64), np.zeros((len(items), k), np.float32)
-    vec = _tfidf(attrs)
-    known_vec = vec[candidates].T.tocsc()
-    nbrs, sims = [], []
-    for start in range(0, len(items), CHUNK):
-        part = items[start:start + CHUNK]
-        # the similarities stay sparse (issue 15: a dense [CHUNK, known] block is 2 GB at
-        # 10^6 products): the best entries of each row, then (cosine 0, as a full sort
-        # would order them) the lowest known items that are neither entries nor the item
-        sim = (vec[part] @ known_vec).tocsr()
-        sim.sort_indices()
-        rows = np.repeat(np.arange(len(part)), np.diff(sim.indptr))
-        cols, vals = sim.indices.astype(np.int64), sim.data.astype(np.float64)
-        mine = (candidates[cols] != part[rows]) & (vals > 0)
-        rows, cols, vals = rows[mine], cols[mine], vals[mine]
-        order = np.lexsort((cols, -vals, rows))
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        nth = np.arange(len(rows)) - np.searchsorted(rows, rows)
-        top = np.full((len(part), k), -1, dtype=np.int64)
-        val = np.zeros((len(part), k))
-        first = nth < k
-        top[rows[first], nth[first]], val[rows[first], nth[first]] = cols[first], vals[first]
-        for r in np.flatnonzero((top < 0).any(axis=1)):  # fewer than k similar: fill
-            found = int((top[r] >= 0).sum())
-            own = np.flatnonzero(candidates == part[r]).tolist()  # the item itself: last
-            taken = set(top[r, :found].tolist()) | set(own)
-            fill = [c for c in range(min(len(candidates), len(taken) + k)) if c not in taken]
-            top[r, found:] = (fill + own)[:k - found]
-        nbrs.append(candidates[top])
-        sims.append(val)
-    return np.concatenate(nbrs), np.concatenate(sims).astype(np.float32)
 
 
 def _top(scores: np.ndarray, anchors: np.ndarray, allowed: np.ndarray, k: int):

@@ -159,7 +159,7 @@ def test_extend_gives_new_products_their_text_vectors():
 def test_similar_known_lists_what_a_full_sort_of_the_dense_similarities_lists():
     """The similarities stay sparse; the neighbours and cosines are a stable full sort's
     (ties by item, cosine-0 products by item, the item itself last) on random names."""
-    from shop_recs.ml.newproducts import _tfidf
+    from shop_recs.ml.namesim import tfidf as _tfidf
     from shop_recs.ml.topk import topk_of_scores
 
     rng = np.random.default_rng(4)
