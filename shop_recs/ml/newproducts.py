@@ -28,8 +28,10 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from shop_recs.ml.candidates import gather_rows
 from shop_recs.ml.features import _category
 from shop_recs.ml.model import BundleModel
 from shop_recs.ml.namesim import similar_known
@@ -41,6 +43,7 @@ __all__ = ["NewLists", "similar_known", "model_lists", "borrowed_lists", "extend
 
 MODEL, BORROWED, CATEGORY = "model", "borrowed", "category"
 CHUNK = 256  # anchors scored at once ([CHUNK, n_items] floats)
+LARGE_CHUNK = 8192  # anchors ranked at once from candidates above the full-softmax size
 
 
 @dataclass
@@ -69,7 +72,10 @@ def _top(scores: np.ndarray, anchors: np.ndarray, allowed: np.ndarray, k: int):
 def model_lists(scorer, attrs: ItemAttributes, new: np.ndarray, known: np.ndarray,
                 allowed: np.ndarray, k: int, neighbours: int = 5) -> NewLists:
     """Lists of the ``new`` products from the model's content path; ``scorer`` is a
-    ``BundleScorer`` over the catalogue ``attrs`` describes (``new`` included)."""
+    ``BundleScorer`` over the catalogue ``attrs`` describes (``new`` included). Up to the
+    full-softmax size each product ranks the whole catalogue; above it, the candidates of
+    its ``neighbours`` most similar known products (:func:`_neighbour_rows`) and the best
+    sellers, as the model's own lists are ranked there."""
     new = np.asarray(new, dtype=np.int64)
     nbrs, sims = similar_known(attrs, new, known, neighbours)
     borrow = None
@@ -78,14 +84,44 @@ def model_lists(scorer, attrs: ItemAttributes, new: np.ndarray, known: np.ndarra
         borrow = (nbrs, w / w.sum(axis=1, keepdims=True))
     content = scorer.for_new_products(new, borrow=borrow)
     items, scores = [], []
-    for start in range(0, len(new), CHUNK):
-        part = new[start:start + CHUNK]
-        top, val = _top(content.score([np.asarray([a]) for a in part]), part, allowed, k)
-        items.append(top)
-        scores.append(val)
+    if content.sampled:  # a large catalogue: never [CHUNK, n_items] scores (issue 15)
+        for start in range(0, len(new), LARGE_CHUNK):
+            part = new[start:start + LARGE_CHUNK]
+            rows = _neighbour_rows(content, part, nbrs[start:start + len(part)])
+            top, val = content.topk([np.asarray([a]) for a in part], k, allowed=allowed,
+                                    candidates=rows)
+            items.append(np.where(np.isfinite(val), top, -1))
+            scores.append(val.astype(np.float64))
+    else:
+        for start in range(0, len(new), CHUNK):
+            part = new[start:start + CHUNK]
+            top, val = _top(content.score([np.asarray([a]) for a in part]), part, allowed, k)
+            items.append(top)
+            scores.append(val)
     items = np.concatenate(items) if items else np.zeros((0, k), np.int64)
     return NewLists(new, items, np.concatenate(scores) if scores else np.zeros((0, k)),
                     *_first(nbrs, sims), np.full(items.shape, MODEL, dtype=object))
+
+
+def _neighbour_rows(scorer, anchors: np.ndarray, nbrs: np.ndarray) -> sp.csr_matrix:
+    """Candidates of each anchor above the full-softmax size: its similar known products and
+    their rows of the sparse item-item prior (what the model's own lists are ranked from),
+    as the anchors' rows of an item x item CSR matrix (``BundleScorer.topk``'s
+    ``candidates``); the best sellers are added by ``topk`` itself."""
+    n = scorer.model_config.n_items
+    owner, items = np.repeat(anchors, nbrs.shape[1]), nbrs.ravel().astype(np.int64)
+    owners, found = [owner], [items]
+    cfg = scorer.model_config
+    if cfg.use_prior and cfg.sparse_prior:  # row c of the prior is row c + 1, column j j + 1
+        m = scorer.model
+        o, j = gather_rows(m.prior_crow.cpu().numpy()[1:], m.prior_col.cpu().numpy(), items,
+                           owner)
+        owners.append(o)
+        found.append(j - 1)
+    owner, items = np.concatenate(owners), np.concatenate(found)
+    ok = (items >= 0) & (items < n)
+    return sp.csr_matrix((np.ones(int(ok.sum()), np.int8), (owner[ok], items[ok])),
+                         shape=(n, n))
 
 
 def _first(nbrs: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

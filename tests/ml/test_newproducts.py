@@ -51,6 +51,40 @@ def test_model_lists_give_a_new_product_the_complement_of_its_named_alike_produc
     assert (net.model.prior[5] == 0).all()  # the shipped model is untouched
 
 
+def test_model_lists_above_the_full_softmax_size_rank_candidates_not_the_catalogue(
+        monkeypatch):
+    """Above the size the product ranks its neighbours' candidates and the best sellers:
+    with every product a candidate the lists are the full ranking's; with one best seller
+    they hold only it, the neighbour and its prior row, and no [chunk, n] score is made."""
+    import shop_recs.ml.scorer as scorer_module
+
+    net = _net(_orders())
+    dense = model_lists(net, ATTRS, np.array([4, 5]), KNOWN, KNOWN.copy(), k=3)
+    net.max_full_items = 0  # the same model, ranked as a large catalogue is
+    assert net.sampled
+    lists = model_lists(net, ATTRS, np.array([4, 5]), KNOWN, KNOWN.copy(), k=3)
+    assert np.array_equal(lists.items, dense.items)  # 200 best sellers: all 6 products
+    assert lists.items[0, 0] == 1 and np.isfinite(lists.scores).all()
+
+    # a sparse prior, one best seller: the neighbour, its prior row and that best seller
+    cfg = BundleModelConfig(n_items=0, d_model=16, n_heads=2, n_layers=1, use_history=False)
+    net = BundleScorer(cfg, TrainConfig(epochs=3, time_budget_s=None, threads=1, device="cpu",
+                                        batch_size=64, lr=5e-3, seed=0),
+                       max_prior_items=0, max_full_items=0).fit(_orders(), ATTRS)
+    assert net.sampled and net.model_config.sparse_prior
+    monkeypatch.setattr(scorer_module, "CANDIDATE_HEAD", 1)
+    monkeypatch.setattr(BundleScorer, "score", lambda *a, **kw: pytest.fail("dense scores"))
+    lists = model_lists(net, ATTRS, np.array([4]), KNOWN, KNOWN.copy(), k=4, neighbours=1)
+    crow, col = net.model.prior_crow.numpy(), net.model.prior_col.numpy()
+    row = set((col[crow[1]:crow[2]] - 1).tolist())  # the white teapot's prior row
+    bias = net.model.out_bias[1:].detach().numpy().copy()
+    bias[4] = -np.inf  # the new product's own bias is reset below every best seller's max
+    want = ({0, int(np.argmax(bias))} | row) & {0, 1, 2, 3}
+    got = lists.items[0][lists.items[0] >= 0]
+    assert 1 in row and set(got.tolist()) == want and len(got) == len(want) < 4
+    assert lists.items[0, 0] == 1 and np.isneginf(lists.scores[0][len(want):]).all()
+
+
 def test_borrowed_lists_copy_the_neighbours_list_then_category_bestsellers():
     baskets = _orders()
     ease = EASE(10.0).fit(baskets)
