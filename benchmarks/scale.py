@@ -3,6 +3,7 @@
     python -m benchmarks.scale --sizes 10k,100k [--lines 10k=500k,100k=5m] [--json FILE]
         [--epochs 40] [--time-budget 150] [--requests 300] [--keep DIR [--reuse]]
         [--deadline S]
+    python -m benchmarks.scale --merge 10k.json 1m.json [--json FILE]   # earlier runs together
 
 For each size: a synthetic shop (``benchmarks.synthetic_shop``, seed 0) is written, imported
 into a fresh SQLite database with ``shop_recs_import_orders``' importer, and trained by the
@@ -245,6 +246,32 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def report(results: list[dict], out: Path) -> dict:
+    """Print the table and the growth exponents of ``results`` (one dict per size, in size
+    order) and write them as JSON to ``out``; returns the growth exponents."""
+    ok = [r for r in results if "stages" in r]
+    growth = {}
+    for name in sorted({k for r in ok for k in r["stages"]}):
+        pts = [(r["products"], r["stages"][name]) for r in ok
+               if "seconds" in r["stages"].get(name, {})]
+        growth[name] = {"time": growth_exponent([p for p, _ in pts],
+                                                [s["seconds"] for _, s in pts]),
+                        "memory": growth_exponent([p for p, _ in pts],
+                                                  [s["peak_rss_mb"] for _, s in pts])}
+    done = [r for r in ok if "run_seconds" in r]  # sizes whose run finished
+    growth["run_total"] = {"time": growth_exponent([r["products"] for r in done],
+                                                   [r["run_seconds"] for r in done]),
+                           "memory": growth_exponent([r["products"] for r in done],
+                                                     [r["peak_rss_mb"] for r in done])}
+    print("\n" + table(ok))
+    print("\ngrowth exponents (value ~ products^b), time / memory:")
+    for name, g in growth.items():
+        print(f"  {name:<12} {g['time']} / {g['memory']}")
+    out.write_text(json.dumps({"sizes": results, "growth": growth}, indent=1, default=str))
+    print(f"\nwrote {out}")
+    return growth
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10k,100k")
@@ -266,7 +293,14 @@ def main(argv=None) -> int:
                              "finished and where its run was (0: none)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, in this process
     parser.add_argument("--one-lines", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="no run: the table and growth exponents of earlier runs' JSON "
+                             "files together (sizes measured on different days)")
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = [r for f in args.merge for r in json.loads(f.read_text())["sizes"]]
+        report(sorted(merged, key=lambda r: r["products"]), args.json)
+        return 0
     if args.one:
         if args.max_gb:  # a shared machine: fail this size rather than starve the others
             import resource
@@ -309,27 +343,7 @@ def main(argv=None) -> int:
             else:
                 results.append(json.loads(one_json.read_text()))
             print(json.dumps(results[-1], default=str)[:2000], flush=True)
-    ok = [r for r in results if "stages" in r]
-    growth = {}
-    for name in sorted({k for r in ok for k in r["stages"]}):
-        pts = [(r["products"], r["stages"][name]) for r in ok
-               if "seconds" in r["stages"].get(name, {})]
-        growth[name] = {"time": growth_exponent([p for p, _ in pts],
-                                                [s["seconds"] for _, s in pts]),
-                        "memory": growth_exponent([p for p, _ in pts],
-                                                  [s["peak_rss_mb"] for _, s in pts])}
-    done = [r for r in ok if "run_seconds" in r]  # sizes whose run finished
-    growth["run_total"] = {"time": growth_exponent([r["products"] for r in done],
-                                                   [r["run_seconds"] for r in done]),
-                           "memory": growth_exponent([r["products"] for r in done],
-                                                     [r["peak_rss_mb"] for r in done])}
-    print("\n" + table(ok))
-    print("\ngrowth exponents (value ~ products^b), time / memory:")
-    for name, g in growth.items():
-        print(f"  {name:<12} {g['time']} / {g['memory']}")
-    args.json.write_text(json.dumps({"sizes": results, "growth": growth}, indent=1,
-                                    default=str))
-    print(f"\nwrote {args.json}")
+    report(results, args.json)
     return 0
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks.scale import growth_exponent, parse_size, table
+from benchmarks.scale import growth_exponent, main, parse_size, table
 
 
 def test_sizes_read_like_the_command_line():
@@ -29,6 +29,24 @@ def test_table_lists_every_stage_and_size():
     text = table(results)
     assert "import" in text and "baselines" in text and "100,000" in text
     assert text.splitlines()[3].split()[0] == "baselines" and "-" in text.splitlines()[3]
+
+
+def test_merge_reports_runs_of_different_days_as_one_curve(tmp_path, capsys):
+    def run(n, seconds):
+        return {"products": n, "lines": 20 * n, "run_seconds": seconds, "peak_rss_mb": n / 100,
+                "stages": {"fit": {"seconds": seconds, "peak_rss_mb": n / 100}}}
+
+    (tmp_path / "small.json").write_text(json.dumps({"sizes": [run(10_000, 10.0),
+                                                               run(100_000, 100.0)]}))
+    (tmp_path / "large.json").write_text(json.dumps({"sizes": [run(1_000_000, 1000.0)]}))
+    out = tmp_path / "all.json"
+    assert main(["--merge", str(tmp_path / "large.json"), str(tmp_path / "small.json"),
+                 "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert [r["products"] for r in got["sizes"]] == [10_000, 100_000, 1_000_000]
+    assert got["growth"]["fit"] == {"time": 1.0, "memory": 1.0}
+    assert got["growth"]["run_total"]["time"] == 1.0
+    assert "1,000,000 prod" in capsys.readouterr().out
 
 
 def test_the_core_benchmark_can_list_and_search_with_the_blend_whatever_shipped(tmp_path):
