@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shop_recs.ml.features import _category, name_words
+from shop_recs.ml.topk import distinct
 from shop_recs.ml.types import ItemAttributes
 
 __all__ = ["tfidf", "similar_known"]
@@ -129,7 +130,7 @@ def _groups(rare: list[np.ndarray], postings: sp.csr_matrix):
     rows, words, reach = [], set(), 0
     for r in order.tolist():
         new = [w for w in rare[r].tolist() if w not in words]
-        more = int(df[new].sum()) if new else 0
+        more = int(df[new].sum())
         if rows and (len(rows) == CHUNK or (more and reach + more > GROUP_POSTINGS)):
             yield _chunk(rows, words, postings)
             rows, words, reach = [], set(), 0
@@ -143,9 +144,8 @@ def _groups(rare: list[np.ndarray], postings: sp.csr_matrix):
 
 def _chunk(rows: list[int], words: set[int], postings: sp.csr_matrix):
     ptr, known = postings.indptr, postings.indices
-    reached = [known[ptr[w]:ptr[w + 1]] for w in words]
-    union = np.unique(np.concatenate(reached)) if reached else np.zeros(0, np.int64)
-    return np.asarray(rows, dtype=np.int64), union.astype(np.int64)
+    reached = [known[ptr[w]:ptr[w + 1]] for w in words] or [np.zeros(0, np.int64)]
+    return np.asarray(rows, dtype=np.int64), distinct(np.concatenate(reached).astype(np.int64))
 
 
 def _best(sim: sp.spmatrix, part: np.ndarray, candidates: np.ndarray, k: int,

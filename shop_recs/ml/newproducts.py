@@ -108,10 +108,9 @@ def _neighbour_rows(scorer, anchors: np.ndarray, nbrs: np.ndarray) -> sp.csr_mat
     their rows of the sparse item-item prior (what the model's own lists are ranked from),
     as the anchors' rows of an item x item CSR matrix (``BundleScorer.topk``'s
     ``candidates``); the best sellers are added by ``topk`` itself."""
-    n = scorer.model_config.n_items
+    cfg, n = scorer.model_config, scorer.model_config.n_items
     owner, items = np.repeat(anchors, nbrs.shape[1]), nbrs.ravel().astype(np.int64)
     owners, found = [owner], [items]
-    cfg = scorer.model_config
     if cfg.use_prior and cfg.sparse_prior:  # row c of the prior is row c + 1, column j j + 1
         m = scorer.model
         o, j = gather_rows(m.prior_crow.cpu().numpy()[1:], m.prior_col.cpu().numpy(), items,
