@@ -254,3 +254,52 @@ def test_the_refit_figure_is_skipped_only_for_a_network_above_the_dense_size(
 def test_evaluate_refit_takes_a_boolean_or_auto():
     with pytest.raises(ConfigError, match="evaluate_refit must be True, False or 'auto'"):
         configure(get_default_config(), {"evaluate_refit": "sometimes"})
+
+
+@pytest.mark.parametrize("stopped", ["time_budget", "epochs"])
+def test_a_refit_continues_a_network_that_ran_out_of_time(shop, monkeypatch, stopped):
+    """A network fit that ran out of TIME_BUDGET_S chose no epoch count: each refit continues
+    it over every order for the seconds per order it had (the budget times the orders it
+    never saw over those it trained on), leaving the evaluated network as it was. A fit that
+    ended on its epochs is repeated from the start, with the whole budget."""
+    import torch
+
+    from shop_recs.ml import protocol
+    from shop_recs.ml.scorer import BundleScorer
+
+    real_decide, real_fit = protocol.decide, BundleScorer.fit
+    fits = []  # (scorer, its budget, the scorer it started from)
+
+    def deciding(rows, baselines, candidates, *args):  # the blend ships
+        return {**real_decide(rows, baselines, candidates, *args), "choice": candidates[1]}
+
+    def fit(self, *args, init_from=None, old_to_new=None, **kwargs):
+        real_fit(self, *args, init_from=init_from, old_to_new=old_to_new, **kwargs)
+        if not fits:  # the evaluated fit
+            self.result.stopped = stopped
+            fits.append((self, self.train_config.time_budget_s, init_from,
+                         {k: v.clone() for k, v in self.model.state_dict().items()}))
+        else:
+            fits.append((self, self.train_config.time_budget_s, init_from, None))
+        return self
+
+    monkeypatch.setattr(protocol, "decide", deciding)
+    monkeypatch.setattr(BundleScorer, "fit", fit)
+    cfg = configure(get_default_config(), {**TINY, "train.epochs": 1,
+                                           "train.time_budget_s": 10.0,
+                                           "evaluate_refit": True})
+    f = fit_shop(*shop, cfg)
+    (net, _, _, before), (_, eval_budget, eval_from, _), (shipped, budget, start, _) = fits
+    assert shipped is f.model
+    info = f.split
+    if stopped == "time_budget":
+        assert eval_from is net and start is net
+        assert eval_budget == pytest.approx(
+            10.0 * (info["train_val_orders"] - info["train_orders"]) / info["train_orders"])
+        assert budget == pytest.approx(
+            10.0 * (info["orders"] - info["train_orders"]) / info["train_orders"])
+        assert 1.0 < eval_budget < budget < 10.0
+    else:
+        assert eval_from is None and start is None and eval_budget == budget == 10.0
+    after = net.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the judged network
