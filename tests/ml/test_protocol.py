@@ -256,12 +256,13 @@ def test_evaluate_refit_takes_a_boolean_or_auto():
         configure(get_default_config(), {"evaluate_refit": "sometimes"})
 
 
-@pytest.mark.parametrize("stopped", ["time_budget", "epochs"])
-def test_a_refit_continues_a_network_that_ran_out_of_time(shop, monkeypatch, stopped):
-    """A network fit that ran out of TIME_BUDGET_S chose no epoch count: each refit continues
-    it over every order for the seconds per order it had (the budget times the orders it
-    never saw over those it trained on), leaving the evaluated network as it was. A fit that
-    ended on its epochs is repeated from the start, with the whole budget."""
+@pytest.mark.parametrize("stopped, epochs", [("time_budget", 1), ("time_budget", 2),
+                                             ("epochs", 1)])
+def test_a_refit_continues_a_network_that_ran_out_of_time(shop, monkeypatch, stopped, epochs):
+    """A network fit that ran out of TIME_BUDGET_S in its first epoch chose no epoch count:
+    each refit continues it over every order for the seconds per order it had (the budget
+    times the orders it never saw over those it trained on), leaving the evaluated network as
+    it was. A fit that completed an epoch is repeated from the start, with the whole budget."""
     import torch
 
     from shop_recs.ml import protocol
@@ -285,14 +286,14 @@ def test_a_refit_continues_a_network_that_ran_out_of_time(shop, monkeypatch, sto
 
     monkeypatch.setattr(protocol, "decide", deciding)
     monkeypatch.setattr(BundleScorer, "fit", fit)
-    cfg = configure(get_default_config(), {**TINY, "train.epochs": 1,
+    cfg = configure(get_default_config(), {**TINY, "train.epochs": epochs,
                                            "train.time_budget_s": 10.0,
                                            "evaluate_refit": True})
     f = fit_shop(*shop, cfg)
     (net, _, _, before), (_, eval_budget, eval_from, _), (shipped, budget, start, _) = fits
-    assert shipped is f.model
+    assert shipped is f.model and len(net.result.history) == epochs
     info = f.split
-    if stopped == "time_budget":
+    if stopped == "time_budget" and epochs == 1:
         assert eval_from is net and start is net
         assert eval_budget == pytest.approx(
             10.0 * (info["train_val_orders"] - info["train_orders"]) / info["train_orders"])
