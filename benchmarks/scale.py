@@ -3,7 +3,7 @@
     python -m benchmarks.scale --sizes 10k,100k [--lines 10k=500k,100k=5m] [--json FILE]
         [--epochs 40] [--time-budget 150] [--requests 300] [--keep DIR [--reuse]]
         [--deadline S]
-    python -m benchmarks.scale --merge 10k.json 1m.json [--json FILE]   # earlier runs together
+    python -m benchmarks.scale --merge 10k.json 1m.json [--json FILE] [--svg FILE]  # earlier runs
 
 For each size: a synthetic shop (``benchmarks.synthetic_shop``, seed 0) is written, imported
 into a fresh SQLite database with ``shop_recs_import_orders``' importer, and trained by the
@@ -14,7 +14,8 @@ Reported per stage: wall seconds (the run's own ``timings``) and peak RSS (RSS s
 shipped FBT lists (``synthetic_shop.planted_recall`` against ``.truth.json``) and, unless
 ``--requests 0``, the FBT API latency ratio to a trivial DRF view on the published data
 (``benchmarks.serving``, warm cache, best sellers and long tail). Across sizes: the growth
-exponent ``b`` of ``time ~ size^b`` (least squares on log-log) for time and peak memory.
+exponent ``b`` of ``time ~ size^b`` (least squares on log-log) for time and peak memory,
+and with ``--svg`` both drawn against size beside a line proportional to the products.
 
 Default order lines per size: 10k -> 500k, 100k -> 5M, 1m -> 20M (the issue's targets).
 Prints a table and writes JSON; asserts nothing about time.
@@ -272,6 +273,40 @@ def report(results: list[dict], out: Path) -> dict:
     return growth
 
 
+def curve_svg(results: list[dict]) -> str:
+    """Time and peak memory against the catalogue size as one SVG: log10 of each figure, the
+    sizes as evenly spaced ticks (decades, so both axes are logarithmic), and a line of slope
+    one from the smallest size (cost proportional to products) to read the growth against."""
+    from shop_recs.charts import line_chart
+
+    done = [r for r in results if "run_seconds" in r]
+    if not done:
+        return ""
+    ticks = [f"{r['products']:,}" for r in done]
+
+    def log(values):
+        return [math.log10(v) if v and v > 0 else None for v in values]
+
+    def linear(first):
+        return log([first * r["products"] / done[0]["products"] for r in done])
+
+    def stage(name):
+        return [r["stages"].get(name, {}).get("seconds") for r in done]
+
+    charts = [
+        line_chart([("run total", log([r["run_seconds"] for r in done])),
+                    ("import", log(stage("import"))),
+                    ("∝ products", linear(done[0]["run_seconds"]))],
+                   title="seconds (log10)", x_label="products", x_ticks=ticks),
+        line_chart([("peak RSS", log([r["peak_rss_mb"] for r in done])),
+                    ("∝ products", linear(done[0]["peak_rss_mb"]))],
+                   title="peak RSS, MB (log10)", x_label="products", x_ticks=ticks),
+    ]
+    inner = "".join(f'<svg x="{440 * i}" y="0"{c[4:]}' for i, c in enumerate(charts))
+    return ('<svg xmlns="http://www.w3.org/2000/svg" width="860" height="220" '
+            f'viewBox="0 0 860 220">{inner}</svg>\n')
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10k,100k")
@@ -293,13 +328,17 @@ def main(argv=None) -> int:
                              "finished and where its run was (0: none)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, in this process
     parser.add_argument("--one-lines", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--svg", type=Path, help="also draw time and memory against size here")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="no run: the table and growth exponents of earlier runs' JSON "
                              "files together (sizes measured on different days)")
     args = parser.parse_args(argv)
     if args.merge:
         merged = [r for f in args.merge for r in json.loads(f.read_text())["sizes"]]
-        report(sorted(merged, key=lambda r: r["products"]), args.json)
+        merged.sort(key=lambda r: r["products"])
+        report(merged, args.json)
+        if args.svg:
+            args.svg.write_text(curve_svg(merged))
         return 0
     if args.one:
         if args.max_gb:  # a shared machine: fail this size rather than starve the others
@@ -344,6 +383,8 @@ def main(argv=None) -> int:
                 results.append(json.loads(one_json.read_text()))
             print(json.dumps(results[-1], default=str)[:2000], flush=True)
     report(results, args.json)
+    if args.svg:
+        args.svg.write_text(curve_svg(results))
     return 0
 
 

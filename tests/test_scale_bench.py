@@ -1,6 +1,7 @@
 """Helpers of benchmarks.scale: size parsing, growth exponents, the printed table."""
 
 import json
+from xml.etree import ElementTree
 
 import pytest
 
@@ -39,14 +40,23 @@ def test_merge_reports_runs_of_different_days_as_one_curve(tmp_path, capsys):
     (tmp_path / "small.json").write_text(json.dumps({"sizes": [run(10_000, 10.0),
                                                                run(100_000, 100.0)]}))
     (tmp_path / "large.json").write_text(json.dumps({"sizes": [run(1_000_000, 1000.0)]}))
-    out = tmp_path / "all.json"
+    out, svg = tmp_path / "all.json", tmp_path / "curve.svg"
     assert main(["--merge", str(tmp_path / "large.json"), str(tmp_path / "small.json"),
-                 "--json", str(out)]) == 0
+                 "--json", str(out), "--svg", str(svg)]) == 0
     got = json.loads(out.read_text())
     assert [r["products"] for r in got["sizes"]] == [10_000, 100_000, 1_000_000]
     assert got["growth"]["fit"] == {"time": 1.0, "memory": 1.0}
     assert got["growth"]["run_total"]["time"] == 1.0
     assert "1,000,000 prod" in capsys.readouterr().out
+    # the curve: a time and a memory chart; both grow in proportion to the products here, so
+    # each figure's line lies on the reference line of slope one
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    charts = ElementTree.parse(svg).getroot().findall("s:svg", ns)
+    assert len(charts) == 2
+    for chart in charts:
+        lines = [p.get("points") for p in chart.findall("s:polyline", ns)]
+        assert lines[0] == lines[-1] and len(lines[0].split()) == 3
+        assert "1,000,000" in "".join(chart.itertext())
 
 
 def test_the_core_benchmark_can_list_and_search_with_the_blend_whatever_shipped(tmp_path):
