@@ -161,6 +161,11 @@ def _warm(init_from, index: ItemIndex) -> dict:
     return {"init_from": old, "old_to_new": index.lookup(old_index.ids)}
 
 
+def _continued(net: BundleScorer) -> bool:
+    """Whether the refit continues ``net`` (it ran out of time in its first epoch)."""
+    return net.result.stopped == "time_budget" and len(net.result.history) == 1
+
+
 def _refit_start(net: BundleScorer, train_cfg: TrainConfig, trained_on: int, orders: int,
                  init_from, index: ItemIndex) -> tuple[TrainConfig, dict]:
     """(training settings, ``fit`` warm-start arguments) of the network's refit on ``orders``
@@ -175,7 +180,7 @@ def _refit_start(net: BundleScorer, train_cfg: TrainConfig, trained_on: int, ord
     run; at 10^5 the continued network scored better on test than the refit from the start).
     """
     epochs = max(net.result.best_epoch, 1)
-    if net.result.stopped != "time_budget" or len(net.result.history) > 1:
+    if not _continued(net):
         return (dataclasses.replace(train_cfg, epochs=epochs, patience=epochs + 1),
                 _warm(init_from, index))
     # at least a second: a budget of 0 would mean no limit
@@ -340,6 +345,8 @@ def fit_shop(baskets: Baskets, index: ItemIndex, attrs: ItemAttributes, cfg: Pro
     metrics = {"validation": val, "test": test,
                "params": {"prior_lambda": prior_lambda, "blend_weights": weights,
                           "refit_evaluated": refit_evaluated,
+                          "refit_continues": (cfg.refit and shipped_model is not None
+                                              and _continued(net)),
                           "blend_partner": partner, "best_epoch": net.result.best_epoch,
                           "top_k": cfg.top_k, "objective": GATE_METRIC}}
     t4 = time.perf_counter()

@@ -293,6 +293,7 @@ def test_a_refit_continues_a_network_that_ran_out_of_time(shop, monkeypatch, sto
     (net, _, _, before), (_, eval_budget, eval_from, _), (shipped, budget, start, _) = fits
     assert shipped is f.model and len(net.result.history) == epochs
     info = f.split
+    assert f.metrics["params"]["refit_continues"] is (stopped == "time_budget" and epochs == 1)
     if stopped == "time_budget" and epochs == 1:
         assert eval_from is net and start is net
         assert eval_budget == pytest.approx(
