@@ -287,7 +287,7 @@ def test_a_refit_continues_a_network_that_ran_out_of_time(shop, monkeypatch, sto
     monkeypatch.setattr(protocol, "decide", deciding)
     monkeypatch.setattr(BundleScorer, "fit", fit)
     cfg = configure(get_default_config(), {**TINY, "train.epochs": epochs,
-                                           "train.time_budget_s": 10.0,
+                                           "train.time_budget_s": 60.0,  # never reached
                                            "evaluate_refit": True})
     f = fit_shop(*shop, cfg)
     (net, _, _, before), (_, eval_budget, eval_from, _), (shipped, budget, start, _) = fits
@@ -297,11 +297,11 @@ def test_a_refit_continues_a_network_that_ran_out_of_time(shop, monkeypatch, sto
     if stopped == "time_budget" and epochs == 1:
         assert eval_from is net and start is net
         assert eval_budget == pytest.approx(
-            10.0 * (info["train_val_orders"] - info["train_orders"]) / info["train_orders"])
+            60.0 * (info["train_val_orders"] - info["train_orders"]) / info["train_orders"])
         assert budget == pytest.approx(
-            10.0 * (info["orders"] - info["train_orders"]) / info["train_orders"])
-        assert 1.0 < eval_budget < budget < 10.0
+            60.0 * (info["orders"] - info["train_orders"]) / info["train_orders"])
+        assert 1.0 < eval_budget < budget < 60.0
     else:
-        assert eval_from is None and start is None and eval_budget == budget == 10.0
+        assert eval_from is None and start is None and eval_budget == budget == 60.0
     after = net.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the judged network
