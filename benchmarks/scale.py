@@ -302,7 +302,8 @@ def curve_svg(results: list[dict]) -> str:
                     ("∝ products", linear(done[0]["peak_rss_mb"]))],
                    title="peak RSS, MB (log10)", x_label="products", x_ticks=ticks),
     ]
-    inner = "".join(f'<svg x="{440 * i}" y="0"{c[4:]}' for i, c in enumerate(charts))
+    inner = "".join(c.replace("<svg", f'<svg x="{440 * i}" y="0"', 1)
+                    for i, c in enumerate(charts))
     return ('<svg xmlns="http://www.w3.org/2000/svg" width="860" height="220" '
             f'viewBox="0 0 860 220">{inner}</svg>\n')
 

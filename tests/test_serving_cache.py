@@ -6,10 +6,10 @@ import uuid
 from typing import ClassVar
 
 import pytest
+from django.core import signing
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.core import signing
 from django.core.signals import request_finished
 from django.db import close_old_connections, connection
 from django.template import Context, Template

@@ -180,13 +180,12 @@ def _refit_start(net: BundleScorer, train_cfg: TrainConfig, trained_on: int, ord
     run; at 10^5 the continued network scored better on test than the refit from the start).
     """
     epochs = max(net.result.best_epoch, 1)
+    refit_cfg = dataclasses.replace(train_cfg, epochs=epochs, patience=epochs + 1)
     if not _continued(net):
-        return (dataclasses.replace(train_cfg, epochs=epochs, patience=epochs + 1),
-                _warm(init_from, index))
+        return refit_cfg, _warm(init_from, index)
     # at least a second: a budget of 0 would mean no limit
     budget = max(train_cfg.time_budget_s * (orders - trained_on) / max(trained_on, 1), 1.0)
-    return (dataclasses.replace(train_cfg, epochs=epochs, patience=epochs + 1,
-                                time_budget_s=budget),
+    return (dataclasses.replace(refit_cfg, time_budget_s=budget),
             {"init_from": net, "old_to_new": np.arange(len(index))})
 
 
